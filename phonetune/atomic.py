@@ -1,0 +1,56 @@
+"""Atomic file writes: write to a temporary file beside the target, fsync, then rename over it.
+
+A crash, a kill or a full disk in the middle of a write leaves the previous file intact and no partial file under
+the target name; the temporary file is removed on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success it is renamed onto ``target``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write(target: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Call ``write(handle)`` on a binary handle to a temporary file, then move it onto ``target``."""
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+    return Path(target)
+
+
+def atomic_write_text(target: str | Path, text: str) -> Path:
+    return atomic_write(target, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def atomic_write_json(target: str | Path, payload: Any) -> Path:
+    return atomic_write_text(target, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_torch_save(target: str | Path, payload: Any) -> Path:
+    import torch
+
+    return atomic_write(target, lambda handle: torch.save(payload, handle))
