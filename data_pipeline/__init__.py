@@ -1,1 +1,48 @@
-"""data_pipeline"""
+"""Files to batches for HW1P2 frame-level phoneme classification.
+
+``load_split`` reads and validates a split (or memory-maps it from the cache), ``subsample_utterances`` keeps a
+seeded fraction of whole utterances, and ``ContextWindows`` serves shuffled or in-order batches of flattened
+context windows from a device-resident tensor. ``inspect_root`` summarizes a data root without building a cache.
+"""
+
+from phonetune.data_pipeline.batches import ContextWindows
+from phonetune.data_pipeline.config import AugmentConfig, DataConfig
+from phonetune.data_pipeline.errors import (
+    CorruptFileError,
+    EmptySplitError,
+    FeatureWidthError,
+    FrameCountMismatchError,
+    MissingSplitError,
+    NonFiniteFeatureError,
+    UnknownPhonemeError,
+    UnpairedFileError,
+)
+from phonetune.data_pipeline.phonemes import (
+    HW1P2_PHONEMES,
+    INVENTORIES,
+    SEED_46_PHONEMES,
+    named_inventory,
+    phoneme_to_index,
+)
+from phonetune.data_pipeline.split import SplitData, subsample_utterances
+
+__all__ = [
+    "AugmentConfig",
+    "ContextWindows",
+    "CorruptFileError",
+    "DataConfig",
+    "EmptySplitError",
+    "FeatureWidthError",
+    "FrameCountMismatchError",
+    "HW1P2_PHONEMES",
+    "INVENTORIES",
+    "MissingSplitError",
+    "NonFiniteFeatureError",
+    "SEED_46_PHONEMES",
+    "SplitData",
+    "UnknownPhonemeError",
+    "UnpairedFileError",
+    "named_inventory",
+    "phoneme_to_index",
+    "subsample_utterances",
+]

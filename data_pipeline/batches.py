@@ -1,0 +1,145 @@
+"""``ContextWindows``: batches of ``(2K+1)``-frame windows gathered on the device by index arithmetic.
+
+The split is copied once into one device tensor in which every utterance is surrounded by ``K`` zero frames, so a
+window never reaches into a neighbouring utterance and edge frames see zeros (the normalized mean) as context.
+Global frame ``i`` of utterance ``u`` sits at padded row ``centers[i] = i + K * (2u + 1)``; a batch of frame
+indices becomes the row matrix ``centers[idx, None] + arange(-K, K+1)`` and one ``index_select`` gathers it. No
+Python code runs per frame or per utterance while iterating.
+
+Example::
+
+    windows = ContextWindows(split, context_frames=20, device="cpu")
+    generator = torch.Generator().manual_seed(epoch_seed)
+    for x, y in windows.train_batches(4096, generator):   # x: (4096, 41*28) float32, y: (4096,) int64
+        ...
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from phonetune.data_pipeline.config import MAX_CONTEXT_FRAMES, AugmentConfig
+from phonetune.data_pipeline.split import SplitData
+from phonetune.errors import ConfigError, DataError
+
+# Frames copied to the device per step while building the padded tensor: bounds host memory for float16 -> float32.
+_UPLOAD_CHUNK_FRAMES = 1 << 20
+
+
+class ContextWindows:
+    """One split resident on ``device`` as a zero-padded frame tensor, served as flattened context windows."""
+
+    def __init__(self, split: SplitData, context_frames: int, device: str | torch.device = "cpu") -> None:
+        if not 0 <= context_frames <= MAX_CONTEXT_FRAMES:
+            raise ConfigError(
+                f"context_frames must be between 0 and {MAX_CONTEXT_FRAMES}, but got context_frames={context_frames}"
+            )
+        self.split_name = split.name
+        self.context_frames = context_frames
+        self.device = torch.device(device)
+        self.feature_width = split.feature_width
+        self.window_frames = 2 * context_frames + 1
+        self.num_frames = split.num_frames
+        self.num_utterances = split.num_utterances
+        if self.num_frames == 0:
+            raise DataError(f"split {split.name!r} must hold at least one frame to build windows, but it has none")
+
+        lengths = torch.as_tensor(split.lengths, dtype=torch.int64, device=self.device)
+        utterance_of_frame = torch.repeat_interleave(torch.arange(self.num_utterances, device=self.device), lengths)
+        # (N,) padded row of each frame: K zeros before every utterance and K after each previous one.
+        self.centers = torch.arange(self.num_frames, device=self.device) + context_frames * (2 * utterance_of_frame + 1)
+        padded_rows = self.num_frames + 2 * context_frames * self.num_utterances
+        # float16 storage stays float16 on the device (half the memory); batches are cast to float32 after gathering.
+        storage = torch.float16 if split.features.dtype == np.float16 else torch.float32
+        self.padded = torch.zeros((padded_rows, self.feature_width), dtype=storage, device=self.device)
+        for start in range(0, self.num_frames, _UPLOAD_CHUNK_FRAMES):
+            stop = min(start + _UPLOAD_CHUNK_FRAMES, self.num_frames)
+            chunk = np.ascontiguousarray(split.features[start:stop])
+            self.padded[self.centers[start:stop]] = torch.from_numpy(chunk).to(self.device, storage)
+        self.labels = None
+        if split.labels is not None:
+            self.labels = torch.from_numpy(np.asarray(split.labels, dtype=np.int64)).to(self.device)
+        # (2K+1,) row offsets of a window relative to its centre.
+        self._window_offsets = torch.arange(-context_frames, context_frames + 1, device=self.device)
+
+    @property
+    def input_dim(self) -> int:
+        """Width of a flattened window: ``(2K+1) * F``."""
+        return self.window_frames * self.feature_width
+
+    def num_batches(self, batch_size: int) -> int:
+        """Batches per pass at ``batch_size`` (a trailing single frame joins the previous batch)."""
+        return len(_batch_bounds(self.num_frames, batch_size))
+
+    def gather(self, frame_indices: torch.Tensor) -> torch.Tensor:
+        """Windows centred on the given global frame indices: ``(B, (2K+1)*F)`` float32 on the device."""
+        rows = self.centers[frame_indices][:, None] + self._window_offsets  # (B, 2K+1)
+        windows = self.padded.index_select(0, rows.reshape(-1))  # (B*(2K+1), F)
+        return windows.view(len(frame_indices), self.input_dim).to(torch.float32)
+
+    def train_batches(
+        self, batch_size: int, generator: torch.Generator, augment: AugmentConfig | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One shuffled epoch of ``(x, y)``; the order (and the masks) depend only on ``generator``'s state.
+
+        ``generator`` must live on this object's device (``torch.Generator(device=windows.device)``). Seeding it
+        per epoch makes a resumed run repeat the same order. ``augment`` applies time and frequency masks.
+        """
+        if self.labels is None:
+            raise DataError(f"split {self.split_name!r} has no transcripts, so it cannot be used for training")
+        order = torch.randperm(self.num_frames, generator=generator, device=self.device)
+        masking = augment is not None and augment.enabled
+        for start, stop in _batch_bounds(self.num_frames, batch_size):
+            frame_indices = order[start:stop]
+            x = self.gather(frame_indices)
+            if masking:
+                x = self._mask(x, augment, generator)
+            yield x, self.labels[frame_indices]
+
+    def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """All windows in file order, unmasked; ``y`` is None for a split without transcripts."""
+        for start, stop in _batch_bounds(self.num_frames, batch_size):
+            frame_indices = torch.arange(start, stop, device=self.device)
+            y = None if self.labels is None else self.labels[start:stop]
+            yield self.gather(frame_indices), y
+
+    def _mask(self, x: torch.Tensor, augment: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+        """Zero one random run of frames and/or one random band of channels per window, each with its probability."""
+        batch = x.shape[0]
+        frames = x.view(batch, self.window_frames, self.feature_width)
+        if augment.time_mask_prob > 0 and augment.time_mask_max_frames > 0:
+            hit = self._random_spans(batch, self.window_frames, augment.time_mask_prob,
+                                     augment.time_mask_max_frames, generator)  # (B, 2K+1)
+            frames.masked_fill_(hit[:, :, None], 0.0)
+        if augment.freq_mask_prob > 0 and augment.freq_mask_max_bands > 0:
+            hit = self._random_spans(batch, self.feature_width, augment.freq_mask_prob,
+                                     augment.freq_mask_max_bands, generator)  # (B, F)
+            frames.masked_fill_(hit[:, None, :], 0.0)
+        return x
+
+    def _random_spans(
+        self, batch: int, length: int, prob: float, max_width: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """``(batch, length)`` bool: per row, with chance ``prob``, one contiguous span of width 1..max_width."""
+        max_width = min(max_width, length)
+        uniform = torch.rand((batch, 3), generator=generator, device=self.device)
+        applies = uniform[:, 0] < prob
+        widths = 1 + (uniform[:, 1] * max_width).long().clamp_(max=max_width - 1)
+        starts = (uniform[:, 2] * (length - widths + 1)).long().clamp_(max=length - 1)
+        positions = torch.arange(length, device=self.device)
+        inside = (positions >= starts[:, None]) & (positions < (starts + widths)[:, None])
+        return inside & applies[:, None]
+
+
+def _batch_bounds(num_frames: int, batch_size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each batch; a trailing batch of one frame is merged into the previous one because
+    BatchNorm cannot normalize a single sample in training mode."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, but got {batch_size}")
+    bounds = [(start, min(start + batch_size, num_frames)) for start in range(0, num_frames, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], num_frames)]
+    return bounds
