@@ -1,0 +1,85 @@
+"""optuna-dashboard on a study's storage, served by the standard library's WSGI server.
+
+Binding to 127.0.0.1 is the default because the dashboard can edit a study (tell trials, write notes) and has no
+authentication; exposing it on a shared network is an explicit choice (``--host 0.0.0.0``). Port 0 asks the OS
+for a free port; the server object reports the one it got.
+
+Example::
+
+    server = DashboardServer.start(storage, host="127.0.0.1", port=8080)
+    print(server.url)
+    server.serve_forever()  # until Ctrl-C or server.shutdown() from another thread
+"""
+
+from __future__ import annotations
+
+import logging
+import socketserver
+import threading
+from dataclasses import dataclass
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import optuna_dashboard
+
+from phonetune.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"  # loopback only: the dashboard has write access to the study and no login
+DEFAULT_PORT = 8080
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    # The dashboard page fires several API requests at once; one thread per request keeps it responsive.
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature fixed by the base class
+        logger.debug("%s - %s", self.address_string(), format % args)
+
+
+@dataclass
+class DashboardServer:
+    """A bound, not yet serving, dashboard; ``url`` is valid as soon as it exists."""
+
+    httpd: WSGIServer
+    host: str
+
+    @classmethod
+    def start(cls, storage: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> "DashboardServer":
+        """Bind the dashboard for ``storage`` (an Optuna storage object or URL) to ``host:port``."""
+        app = optuna_dashboard.wsgi(storage)
+        try:
+            httpd = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+        except OSError as exc:
+            raise StorageError(
+                f"the dashboard must bind {host}:{port}, but the system refused: {exc}; "
+                "choose another --port (or --port 0 for any free one)"
+            ) from exc
+        return cls(httpd, host)
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        shown_host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{shown_host}:{self.port}/dashboard/"
+
+    def serve_forever(self) -> None:
+        try:
+            self.httpd.serve_forever(poll_interval=0.2)
+        finally:
+            self.httpd.server_close()
+
+    def serve_in_thread(self) -> threading.Thread:
+        """Serve from a daemon thread (tests, notebooks); stop with ``shutdown()``."""
+        thread = threading.Thread(target=self.serve_forever, name="optuna-dashboard", daemon=True)
+        thread.start()
+        return thread
+
+    def shutdown(self) -> None:
+        self.httpd.shutdown()

@@ -1,0 +1,309 @@
+"""The study report: one self-contained plotly HTML page that reads like a lab notebook of the search.
+
+Sections, in order: summary, optimization history, hyperparameter importances, parallel coordinates, slices,
+learning curves of every trial (pruned ones drawn dashed and cut where the pruner stopped them), accuracy against
+parameter count with the budget line, and the full-data fidelity (promoted trials) when a linked study exists.
+plotly.js is inlined once in the page head, so the file opens offline and stays one file.
+
+Example::
+
+    study = optuna.load_study(study_name="demo", storage="sqlite:///studies/demo.db")
+    write_report(study, load_full_study(study), "report.html", param_budget=20_000_000)
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import plotly.graph_objects as go
+from optuna.trial import FrozenTrial, TrialState
+from plotly.offline import get_plotlyjs
+
+from phonetune.atomic import atomic_write_text
+from phonetune.search.export import (
+    best_dev_accuracy,
+    epoch_curve,
+    finished_trials,
+    pruned_at_epoch,
+)
+
+logger = logging.getLogger(__name__)
+
+# Importance needs a fitted model of value against params; below this many complete trials it is noise.
+MIN_TRIALS_FOR_IMPORTANCE = 3
+DEFAULT_PARAM_BUDGET = 20_000_000
+
+_STATE_STYLE = {
+    TrialState.COMPLETE: {"dash": "solid", "color": "rgba(31,119,180,0.75)", "symbol": "circle"},
+    TrialState.PRUNED: {"dash": "dash", "color": "rgba(214,39,40,0.6)", "symbol": "x"},
+    TrialState.FAIL: {"dash": "dot", "color": "rgba(127,127,127,0.6)", "symbol": "diamond"},
+    TrialState.RUNNING: {"dash": "dot", "color": "rgba(44,160,44,0.6)", "symbol": "triangle-up"},
+}
+
+
+@dataclass(frozen=True)
+class Section:
+    anchor: str  # HTML id, also the table of contents link
+    title: str
+    body: str  # HTML fragment: a plotly div or a message
+
+
+def _figure_html(figure: go.Figure) -> str:
+    return figure.to_html(full_html=False, include_plotlyjs=False, default_width="100%")
+
+
+def _message(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _complete(study: optuna.Study) -> list[FrozenTrial]:
+    return [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+
+
+def summary_section(study: optuna.Study, full_study: optuna.Study | None, param_budget: int) -> Section:
+    trials = finished_trials(study)
+    counts = {state.name: sum(trial.state == state for trial in trials) for state in TrialState}
+    items = [f"<li>{html.escape(name)}: {count}</li>" for name, count in counts.items() if count]
+    lines = [
+        f"<p>Study <b>{html.escape(study.study_name)}</b>: {len(trials)} trials; parameter budget "
+        f"{param_budget:,}.</p>",
+        f"<ul>{''.join(items)}</ul>",
+    ]
+    complete = _complete(study)
+    if complete:
+        best = max(complete, key=lambda trial: trial.value)
+        params = ", ".join(f"{html.escape(str(k))}={html.escape(str(v))}" for k, v in sorted(best.params.items()))
+        param_count = best.user_attrs.get("param_count")
+        size = f", {param_count:,} parameters" if isinstance(param_count, int) else ""
+        lines.append(
+            f"<p>Best search trial #{best.number}: dev accuracy {best.value:.4f}{size}.</p>"
+            f'<p class="params">{params}</p>'
+        )
+    if full_study is not None:
+        full_complete = _complete(full_study)
+        lines.append(f"<p>Full-data study <b>{html.escape(full_study.study_name)}</b>: {len(full_complete)} "
+                     "promoted trials retrained.</p>")
+    return Section("summary", "Summary", "".join(lines))
+
+
+def history_section(study: optuna.Study) -> Section:
+    if not _complete(study):
+        return Section("history", "Optimization history", _message("No trial has completed yet."))
+    figure = optuna.visualization.plot_optimization_history(study, target_name="dev accuracy")
+    return Section("history", "Optimization history", _figure_html(figure))
+
+
+def importance_section(study: optuna.Study) -> Section:
+    complete = [trial for trial in _complete(study) if trial.params]
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
+        return Section(
+            "importances",
+            "Hyperparameter importances",
+            _message(
+                f"Importances need at least {MIN_TRIALS_FOR_IMPORTANCE} complete trials, but the study has "
+                f"{len(complete)}; run more trials to see them."
+            ),
+        )
+    try:
+        figure = optuna.visualization.plot_param_importances(study, target_name="dev accuracy")
+    except (RuntimeError, ValueError) as exc:
+        # optuna refuses when every complete trial drew the same values (nothing to attribute variance to).
+        return Section("importances", "Hyperparameter importances", _message(f"Importances unavailable: {exc}"))
+    return Section("importances", "Hyperparameter importances", _figure_html(figure))
+
+
+def parallel_section(study: optuna.Study) -> Section:
+    if not _complete(study):
+        return Section("parallel", "Parallel coordinates", _message("No trial has completed yet."))
+    figure = optuna.visualization.plot_parallel_coordinate(study, target_name="dev accuracy")
+    return Section("parallel", "Parallel coordinates", _figure_html(figure))
+
+
+def slice_section(study: optuna.Study) -> Section:
+    if not _complete(study):
+        return Section("slices", "Slices", _message("No trial has completed yet."))
+    figure = optuna.visualization.plot_slice(study, target_name="dev accuracy")
+    return Section("slices", "Slices", _figure_html(figure))
+
+
+def learning_curve_figure(trials: list[FrozenTrial], title: str) -> go.Figure:
+    """Dev accuracy per epoch for every trial; pruned trials dashed and ending in an x where they were cut."""
+    figure = go.Figure()
+    shown_states: set[TrialState] = set()
+    for trial in trials:
+        curve = [point for point in epoch_curve(trial) if point.get("dev_accuracy") is not None]
+        if not curve:
+            continue
+        style = _STATE_STYLE.get(trial.state, _STATE_STYLE[TrialState.FAIL])
+        epochs = [int(point["epoch"]) for point in curve]
+        accuracies = [float(point["dev_accuracy"]) for point in curve]
+        cut = pruned_at_epoch(trial)
+        symbols = ["circle"] * (len(curve) - 1) + [style["symbol"]]
+        figure.add_trace(
+            go.Scatter(
+                x=epochs,
+                y=accuracies,
+                mode="lines+markers",
+                name=trial.state.name,
+                legendgroup=trial.state.name,
+                showlegend=trial.state not in shown_states,
+                line={"dash": style["dash"], "color": style["color"], "width": 1.5},
+                marker={"symbol": symbols, "size": [4] * (len(curve) - 1) + [9], "color": style["color"]},
+                hovertemplate=(
+                    f"trial {trial.number} ({trial.state.name}"
+                    + (f", pruned after epoch {cut}" if cut is not None else "")
+                    + ")<br>epoch %{x}<br>dev accuracy %{y:.4f}<extra></extra>"
+                ),
+            )
+        )
+        shown_states.add(trial.state)
+    figure.update_layout(title=title, xaxis_title="epoch", yaxis_title="dev accuracy", legend_title="state")
+    return figure
+
+
+def curves_section(study: optuna.Study) -> Section:
+    trials = finished_trials(study)
+    if not any(epoch_curve(trial) for trial in trials):
+        return Section("curves", "Learning curves", _message("No trial has finished an epoch yet."))
+    figure = learning_curve_figure(trials, f"Learning curves of {len(trials)} trials (pruned: dashed, cut at x)")
+    return Section("curves", "Learning curves", _figure_html(figure))
+
+
+def accuracy_vs_params_figure(trials: list[FrozenTrial], param_budget: int) -> go.Figure:
+    figure = go.Figure()
+    for state in (TrialState.COMPLETE, TrialState.PRUNED):
+        points = [
+            (trial.user_attrs["param_count"], best_dev_accuracy(trial), trial.number)
+            for trial in trials
+            if trial.state == state and trial.user_attrs.get("param_count") and best_dev_accuracy(trial) is not None
+        ]
+        if not points:
+            continue
+        style = _STATE_STYLE[state]
+        figure.add_trace(
+            go.Scatter(
+                x=[count for count, _, _ in points],
+                y=[accuracy for _, accuracy, _ in points],
+                customdata=[number for _, _, number in points],
+                mode="markers",
+                name=state.name,
+                marker={"symbol": style["symbol"], "color": style["color"], "size": 9},
+                hovertemplate="trial %{customdata}<br>%{x:,} parameters<br>best dev accuracy %{y:.4f}<extra></extra>",
+            )
+        )
+    figure.add_vline(
+        x=param_budget,
+        line={"color": "black", "dash": "dash"},
+        annotation_text=f"budget {param_budget:,}",
+        annotation_position="top left",
+    )
+    figure.update_layout(
+        title="Best dev accuracy against parameter count",
+        xaxis={"title": "parameters", "type": "log"},
+        yaxis_title="best dev accuracy",
+    )
+    return figure
+
+
+def params_section(study: optuna.Study, param_budget: int) -> Section:
+    figure = accuracy_vs_params_figure(finished_trials(study), param_budget)
+    return Section("params", "Accuracy against parameter count", _figure_html(figure))
+
+
+def fidelity_section(study: optuna.Study, full_study: optuna.Study | None) -> Section:
+    title = "Full-data fidelity (promoted trials)"
+    if full_study is None:
+        return Section("full", title, _message("No trial has been promoted yet: run `phonetune promote`."))
+    by_number = {trial.number: trial for trial in finished_trials(study)}
+    pairs = []
+    for full_trial in _complete(full_study):
+        source = by_number.get(full_trial.user_attrs.get("source_trial"))
+        if source is not None and best_dev_accuracy(source) is not None:
+            pairs.append((source.number, best_dev_accuracy(source), full_trial.value))
+    parts = []
+    correlation = full_study.user_attrs.get("spearman_search_vs_full")
+    if correlation is not None:
+        parts.append(_message(f"Spearman rank correlation, subsample vs full-data accuracy: {correlation:.3f}"))
+    if pairs:
+        scatter = go.Figure(
+            go.Scatter(
+                x=[search for _, search, _ in pairs],
+                y=[full for _, _, full in pairs],
+                text=[f"trial {number}" for number, _, _ in pairs],
+                mode="markers+text",
+                textposition="top center",
+                marker={"size": 10},
+                hovertemplate="%{text}<br>subsample %{x:.4f}<br>full data %{y:.4f}<extra></extra>",
+            )
+        )
+        scatter.update_layout(
+            title="Dev accuracy: search (subsample) vs full training data",
+            xaxis_title="search trial best dev accuracy",
+            yaxis_title="full-data dev accuracy",
+        )
+        parts.append(_figure_html(scatter))
+    full_trials = finished_trials(full_study)
+    if any(epoch_curve(trial) for trial in full_trials):
+        parts.append(_figure_html(learning_curve_figure(full_trials, "Learning curves on the full training data")))
+    if not parts:
+        parts.append(_message("The full-data study has no finished trial yet."))
+    return Section("full", title, "".join(parts))
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
+section {{ margin-bottom: 2.5em; }} .note {{ color: #666; font-style: italic; }}
+.params {{ font-family: monospace; font-size: 0.9em; }} nav a {{ margin-right: 1em; }}
+</style>
+<script type="text/javascript">{plotlyjs}</script>
+</head><body>
+<h1>{title}</h1>
+<nav>{nav}</nav>
+{sections}
+</body></html>
+"""
+
+
+def build_sections(
+    study: optuna.Study, full_study: optuna.Study | None, param_budget: int
+) -> list[Section]:
+    return [
+        summary_section(study, full_study, param_budget),
+        history_section(study),
+        importance_section(study),
+        parallel_section(study),
+        slice_section(study),
+        curves_section(study),
+        params_section(study, param_budget),
+        fidelity_section(study, full_study),
+    ]
+
+
+def render_report(study: optuna.Study, full_study: optuna.Study | None, param_budget: int) -> str:
+    sections = build_sections(study, full_study, param_budget)
+    title = f"phonetune study report: {study.study_name}"
+    nav = "".join(f'<a href="#{section.anchor}">{html.escape(section.title)}</a>' for section in sections)
+    body = "\n".join(
+        f'<section id="{section.anchor}"><h2>{html.escape(section.title)}</h2>{section.body}</section>'
+        for section in sections
+    )
+    return _PAGE.format(title=html.escape(title), plotlyjs=get_plotlyjs(), nav=nav, sections=body)
+
+
+def write_report(
+    study: optuna.Study,
+    full_study: optuna.Study | None,
+    out_path: str | Path,
+    param_budget: int = DEFAULT_PARAM_BUDGET,
+) -> Path:
+    """Render the report page and write it atomically to ``out_path``."""
+    page = render_report(study, full_study, param_budget)
+    path = atomic_write_text(out_path, page)
+    logger.info("wrote the report of study %s (%d KiB) to %s", study.study_name, len(page) // 1024, path)
+    return path
