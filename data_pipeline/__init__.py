@@ -6,6 +6,7 @@ context windows from a device-resident tensor. ``inspect_root`` summarizes a dat
 """
 
 from phonetune.data_pipeline.batches import ContextWindows
+from phonetune.data_pipeline.cache import resolve_cache_dir
 from phonetune.data_pipeline.config import AugmentConfig, DataConfig
 from phonetune.data_pipeline.errors import (
     CorruptFileError,
@@ -17,6 +18,8 @@ from phonetune.data_pipeline.errors import (
     UnknownPhonemeError,
     UnpairedFileError,
 )
+from phonetune.data_pipeline.load import compute_global_stats, load_split
+from phonetune.data_pipeline.normalize import NormStats
 from phonetune.data_pipeline.phonemes import (
     HW1P2_PHONEMES,
     INVENTORIES,
@@ -37,12 +40,16 @@ __all__ = [
     "HW1P2_PHONEMES",
     "INVENTORIES",
     "MissingSplitError",
+    "NormStats",
     "NonFiniteFeatureError",
     "SEED_46_PHONEMES",
     "SplitData",
     "UnknownPhonemeError",
     "UnpairedFileError",
+    "compute_global_stats",
+    "load_split",
     "named_inventory",
     "phoneme_to_index",
+    "resolve_cache_dir",
     "subsample_utterances",
 ]

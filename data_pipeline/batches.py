@@ -57,7 +57,8 @@ class ContextWindows:
         self.padded = torch.zeros((padded_rows, self.feature_width), dtype=storage, device=self.device)
         for start in range(0, self.num_frames, _UPLOAD_CHUNK_FRAMES):
             stop = min(start + _UPLOAD_CHUNK_FRAMES, self.num_frames)
-            chunk = np.ascontiguousarray(split.features[start:stop])
+            # A copy: cache memory maps are read-only, and torch.from_numpy wants a writable array.
+            chunk = np.array(split.features[start:stop])
             self.padded[self.centers[start:stop]] = torch.from_numpy(chunk).to(self.device, storage)
         self.labels = None
         if split.labels is not None:

@@ -1,0 +1,100 @@
+"""``load_split`` and ``compute_global_stats``: validated, normalized splits served from the cache.
+
+Example::
+
+    config = DataConfig(root="data/demo", normalization="global")
+    stats = compute_global_stats(config)                   # train mean/std, cached as JSON
+    train = load_split(config, config.train_split, stats=stats)
+    dev = load_split(config, config.dev_split, stats=stats)
+    train = subsample_utterances(train, config.train_fraction, config.subsample_seed)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from tqdm import tqdm
+
+from phonetune.atomic import atomic_write_json
+from phonetune.data_pipeline.cache import SplitCache, files_fingerprint, resolve_cache_dir
+from phonetune.data_pipeline.config import DataConfig
+from phonetune.data_pipeline.normalize import MomentAccumulator, NormStats, normalize
+from phonetune.data_pipeline.reader import LabelLookup, list_split, read_utterance, scan_headers
+from phonetune.data_pipeline.split import SplitData
+
+logger = logging.getLogger(__name__)
+
+
+def compute_global_stats(config: DataConfig, *, progress: bool = True) -> NormStats:
+    """Per-channel mean and std over every frame of ``config.train_split`` (validated while read).
+
+    The result is kept as JSON in the cache folder, keyed by the training files' fingerprint, so later calls only
+    stat the files.
+    """
+    files = list_split(config.root, config.train_split)
+    source = files_fingerprint(files)
+    stats_path = resolve_cache_dir(config) / f"{config.train_split}-stats-w{config.feature_width}-{source[:20]}.json"
+    try:
+        stats = NormStats.from_dict(json.loads(stats_path.read_text()))
+        if stats.source == source and len(stats.mean) == config.feature_width:
+            return stats
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("normalization statistics %s are unreadable (%s); recomputing", stats_path, exc)
+    lengths = scan_headers(files, config.feature_width)
+    lookup = LabelLookup(config.phonemes)
+    moments = MomentAccumulator(config.feature_width)
+    for index in tqdm(range(len(lengths)), desc=f"statistics {config.train_split}", unit="utt", disable=not progress):
+        features, _labels = read_utterance(files, index, config.feature_width, lookup)
+        moments.add(features)
+    stats = moments.stats(source)
+    atomic_write_json(stats_path, stats.to_dict())
+    return stats
+
+
+def load_split(
+    config: DataConfig, split: str, *, stats: NormStats | None = None, progress: bool = True
+) -> SplitData:
+    """Split ``split`` of ``config.root``, normalized per ``config.normalization``, memory-mapped from the cache.
+
+    The first load (or the first after any file changed) validates every file and builds the cache; any problem
+    raises a named ``DataError`` subclass. With ``normalization="global"`` pass the training ``stats``; when they
+    are omitted they are computed from (or read back for) ``config.train_split``. Subsampling is separate:
+    ``subsample_utterances(split, config.train_fraction, config.subsample_seed)``.
+    """
+    files = list_split(config.root, split)
+    if config.normalization == "global" and stats is None:
+        stats = compute_global_stats(config, progress=progress)
+    settings = {
+        "normalization": config.normalization,
+        "stats": stats.digest() if config.normalization == "global" and stats is not None else None,
+        "storage_dtype": config.storage_dtype,
+        "feature_width": config.feature_width,
+        "phonemes": list(config.phonemes),
+    }
+    cache = SplitCache(resolve_cache_dir(config), split, settings)
+    fingerprint = cache.key(files)
+    cached = cache.load(fingerprint)
+    if cached is not None:
+        logger.debug("loaded %s from cache %s", split, cache.directory)
+        return cached
+
+    lengths = scan_headers(files, config.feature_width)
+    lookup = LabelLookup(config.phonemes)
+
+    def read(index: int):
+        features, labels = read_utterance(files, index, config.feature_width, lookup)
+        return normalize(features, config.normalization, stats), labels
+
+    logger.info("building the %s cache in %s (%d utterances)", split, cache.directory, len(lengths))
+    return cache.build(
+        fingerprint,
+        files,
+        lengths,
+        read,
+        feature_width=config.feature_width,
+        storage_dtype=config.storage_dtype,
+        progress=progress,
+    )
