@@ -1,0 +1,13 @@
+"""Shared pytest fixtures. Corpus writing lives in tests/corpus.py (importable as ``corpus`` from tests)."""
+
+from __future__ import annotations
+
+import pytest
+
+from corpus import TinyCorpus, write_tiny_corpus
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path) -> TinyCorpus:
+    """A fresh learnable HW1P2-layout corpus (24 train, 8 dev, 6 test utterances of 20-60 frames) in tmp_path."""
+    return write_tiny_corpus(tmp_path / "data")
