@@ -1,0 +1,317 @@
+"""``Trainer``: one configuration trained end to end, ``setup()`` -> ``train()`` -> ``cleanup()``.
+
+The loop is plain: per epoch, shuffle with a generator seeded by (seed, epoch), step through the batches, evaluate on
+dev, step the schedule, write the checkpoint, call the callback. Loss and correct-frame counts accumulate as device
+tensors and are read once per epoch (the progress bar reads them every ``POSTFIX_EVERY_STEPS`` steps), so a CUDA
+run never waits on the host per step. On CUDA the splits live on the GPU and the forward pass runs under bfloat16
+autocast; on CPU everything is float32 and a resumed run is bitwise identical to an uninterrupted one.
+
+Example::
+
+    trainer = Trainer(load_run_config("studies/mlp4.toml"), "runs/mlp4")
+    trainer.setup()
+    try:
+        result = trainer.train()          # resumes from runs/mlp4/last.pt when it exists for the same config
+    finally:
+        trainer.cleanup()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from phonetune.data_pipeline import ContextWindows, SplitData, compute_global_stats, load_split, subsample_utterances
+from phonetune.errors import CheckpointError, ConfigError
+from phonetune.model.budget import DEFAULT_PARAM_BUDGET, ensure_fits
+from phonetune.model.checkpoint import capture_rng_states, read_checkpoint, restore_rng_states, save_checkpoint
+from phonetune.model.network import PhonemeMLP, build_model
+from phonetune.model.optim import build_optimizer, build_scheduler, current_lr, step_epoch_schedule, steps_per_batch
+from phonetune.model.run_files import (
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    LAST_CHECKPOINT,
+    EpochMetrics,
+    TrainResult,
+    write_curves,
+    write_metrics,
+)
+from phonetune.model.train_config import RunConfig, write_run_config
+
+logger = logging.getLogger(__name__)
+
+# Reading the running loss for the progress bar forces a device sync; this many steps apart it costs nothing.
+POSTFIX_EVERY_STEPS = 50
+# Settings that may differ between a checkpoint and the run resuming it: they do not change the arithmetic.
+RESUME_FREE_KEYS = {("train", "epochs"), ("train", "device"), ("train", "compile"), ("train", "eval_batch_size"),
+                    ("data", "cache_dir")}
+# Schedules whose shape depends on the total epoch count, so a resumed run may not change ``epochs``.
+TOTAL_DEPENDENT_SCHEDULES = ("cosine", "onecycle")
+
+EpochCallback = Callable[[EpochMetrics], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; an explicit CUDA device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"[train] device must be available, but device={name!r} and this machine has no CUDA")
+    return device
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Shuffle seed of ``epoch`` (1-based): depends only on (seed, epoch), so a resumed epoch repeats its order."""
+    return (seed * 1_000_003 + epoch) % (1 << 63)
+
+
+def autocast_context(device: torch.device, bf16: bool):
+    if bf16 and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def evaluate(
+    model: torch.nn.Module, windows: ContextWindows, batch_size: int, device: torch.device, bf16: bool
+) -> tuple[float, float]:
+    """Mean unsmoothed cross-entropy and accuracy over every frame of ``windows`` (eval mode)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for x, y in windows.eval_batches(batch_size):
+        with autocast_context(device, bf16):
+            logits = model(x)  # (batch, num_classes)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(dim=1) == y).sum()
+    model.train(was_training)
+    frames = windows.num_frames
+    return float(loss_sum.item()) / frames, int(correct.item()) / frames
+
+
+class Trainer:
+    """Trains ``run_config`` into ``out_dir``; see the module docstring for the flow.
+
+    ``train_split``/``dev_split`` may be passed already loaded (the search loads them once per process); otherwise
+    ``setup`` loads them through the data pipeline. ``epoch_callback`` gets each epoch's ``EpochMetrics`` after the
+    checkpoint is written; an exception it raises stops training and propagates. An ``out_dir`` whose ``last.pt``
+    was made for another config raises CheckpointError unless ``overwrite=True``.
+    """
+
+    def __init__(
+        self,
+        run_config: RunConfig,
+        out_dir: str | Path,
+        *,
+        train_split: SplitData | None = None,
+        dev_split: SplitData | None = None,
+        epoch_callback: EpochCallback | None = None,
+        progress: bool = True,
+        overwrite: bool = False,
+        param_budget: int = DEFAULT_PARAM_BUDGET,
+        curves: bool = True,
+    ) -> None:
+        self.run_config = run_config
+        self.out_dir = Path(out_dir)
+        self.epoch_callback = epoch_callback
+        self.progress = progress
+        self.overwrite = overwrite
+        self.param_budget = param_budget
+        self.curves = curves  # curves.html inlines plotly (~5 MB): a search of many trials may skip it
+        self._given_train, self._given_dev = train_split, dev_split
+        self.device: torch.device | None = None
+        self.model: PhonemeMLP | None = None
+        self.result = TrainResult(out_dir=self.out_dir)
+
+    # ---------------------------------------------------------------- setup
+    def setup(self) -> None:
+        config = self.run_config
+        ensure_fits(config.model, self.param_budget)  # fail before loading data or allocating
+        self.device = resolve_device(config.train.device)
+        self.use_bf16 = config.train.bf16 and self.device.type == "cuda"
+        train_split, dev_split = self._load_splits()
+        self.train_windows = ContextWindows(train_split, config.data.context_frames, self.device)
+        self.dev_windows = ContextWindows(dev_split, config.data.context_frames, self.device)
+        self.augment = config.data.augment if config.data.augment.enabled else None
+
+        torch.manual_seed(config.train.seed)
+        self.model = build_model(config.model, self.param_budget).to(self.device)
+        self.step_model = torch.compile(self.model) if config.train.compile else self.model
+        self.steps_per_epoch = self.train_windows.num_batches(config.train.batch_size)
+        self.optimizer = build_optimizer(self.model, config.train, self.device)
+        self.scheduler = build_scheduler(self.optimizer, config.train, self.steps_per_epoch)
+        self.result = TrainResult(out_dir=self.out_dir, param_count=self.model.param_count())
+        self._resume_or_start()
+
+    def _load_splits(self) -> tuple[SplitData, SplitData]:
+        data = self.run_config.data
+        train_split, dev_split = self._given_train, self._given_dev
+        stats = None
+        if data.normalization == "global" and (train_split is None or dev_split is None):
+            stats = compute_global_stats(data, progress=self.progress)
+        if train_split is None:
+            train_split = load_split(data, data.train_split, stats=stats, progress=self.progress)
+        if dev_split is None:
+            dev_split = load_split(data, data.dev_split, stats=stats, progress=self.progress)
+        train_split = subsample_utterances(train_split, data.train_fraction, data.subsample_seed)
+        return train_split, dev_split
+
+    def _resume_or_start(self) -> None:
+        last = self.out_dir / LAST_CHECKPOINT
+        current = self.run_config.to_mapping()
+        if last.exists() and not self.overwrite:
+            payload = read_checkpoint(last, map_location=self.device)
+            self._check_same_run(payload["run_config"], current, last)
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(payload["scheduler"])
+            restore_rng_states(payload["rng"])
+            self.result.history = [EpochMetrics(**entry) for entry in payload["history"]]
+            self.result.best_dev_acc = payload["best_dev_acc"]
+            self.result.best_epoch = payload["best_epoch"]
+            self.result.wall_seconds = payload["wall_seconds"]
+            self.result.resumed_from_epoch = payload["epoch"]
+            logger.info("resuming %s after epoch %d", self.out_dir, payload["epoch"])
+        else:
+            for stale in (LAST_CHECKPOINT, BEST_CHECKPOINT):
+                (self.out_dir / stale).unlink(missing_ok=True)
+        write_run_config(
+            self.out_dir / CONFIG_FILE, self.run_config,
+            header=f"resolved run config of {self.out_dir}, written by the phonetune trainer",
+        )
+
+    def _check_same_run(self, stored: dict, current: dict, path: Path) -> None:
+        differences = []
+        for section, table in current.items():
+            stored_table = stored.get(section, {})
+            for key in sorted(set(table) | set(stored_table)):
+                if (section, key) in RESUME_FREE_KEYS:
+                    continue
+                if stored_table.get(key) != table.get(key):
+                    differences.append(f"[{section}] {key}: {stored_table.get(key)!r} -> {table.get(key)!r}")
+        stored_epochs, epochs = stored["train"]["epochs"], current["train"]["epochs"]
+        if stored_epochs != epochs and current["train"]["scheduler"] in TOTAL_DEPENDENT_SCHEDULES:
+            differences.append(
+                f"[train] epochs: {stored_epochs} -> {epochs} (the {current['train']['scheduler']} schedule "
+                "depends on the total)"
+            )
+        if differences:
+            raise CheckpointError(
+                f"{path} must belong to the same run config to resume, but it differs in: "
+                + "; ".join(differences)
+                + f". Use another output folder, or overwrite (phonetune train --overwrite) to start over"
+            )
+
+    # ---------------------------------------------------------------- train
+    def train(self) -> TrainResult:
+        if self.model is None:
+            self.setup()
+        config = self.run_config
+        started = time.perf_counter()
+        wall_before = self.result.wall_seconds
+        try:
+            for epoch in range(len(self.result.history) + 1, config.train.epochs + 1):
+                epoch_started = time.perf_counter()
+                train_loss, train_acc, frames_per_s = self._train_epoch(epoch)
+                dev_loss, dev_acc = evaluate(
+                    self.step_model, self.dev_windows, config.train.eval_batch_size, self.device, self.use_bf16
+                )
+                lr = current_lr(self.optimizer)
+                step_epoch_schedule(self.scheduler, config.train, dev_loss)
+                metrics = EpochMetrics(
+                    epoch=epoch, train_loss=train_loss, train_acc=train_acc, dev_loss=dev_loss, dev_acc=dev_acc,
+                    lr=lr, frames_per_s=frames_per_s, seconds=time.perf_counter() - epoch_started,
+                )
+                self.result.history.append(metrics)
+                self.result.wall_seconds = wall_before + time.perf_counter() - started
+                self._checkpoint(metrics)
+                logger.info(
+                    "epoch %d/%d: train loss %.4f acc %.4f | dev loss %.4f acc %.4f | lr %.2e | %.0f frames/s",
+                    epoch, config.train.epochs, train_loss, train_acc, dev_loss, dev_acc, lr, frames_per_s,
+                )
+                if self.epoch_callback is not None:
+                    self.epoch_callback(metrics)
+        finally:
+            if self.curves:
+                write_curves(self.result, title=f"{self.out_dir.name}: {self.result.param_count:,} parameters")
+        return self.result
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float, float]:
+        config = self.run_config.train
+        windows = self.train_windows
+        self.model.train()
+        generator = torch.Generator(device=self.device).manual_seed(epoch_seed(config.seed, epoch))
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        per_batch_schedule = self.scheduler is not None and steps_per_batch(config)
+        bar = tqdm(
+            total=windows.num_frames, unit="frame", unit_scale=True, leave=False,
+            desc=f"epoch {epoch}/{config.epochs}", disable=not self.progress,
+        )
+        started = time.perf_counter()
+        for step, (x, y) in enumerate(windows.train_batches(config.batch_size, generator, self.augment)):
+            with autocast_context(self.device, self.use_bf16):
+                logits = self.step_model(x)  # (batch, num_classes)
+                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+            self.optimizer.step()
+            if per_batch_schedule:
+                self.scheduler.step()
+            loss_sum += loss.detach() * y.shape[0]
+            correct += (logits.detach().argmax(dim=1) == y).sum()
+            bar.update(y.shape[0])
+            if self.progress and step % POSTFIX_EVERY_STEPS == 0:
+                seen = bar.n
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
+        train_loss = float(loss_sum.item()) / windows.num_frames  # the one sync of the epoch
+        train_acc = int(correct.item()) / windows.num_frames
+        frames_per_s = windows.num_frames / (time.perf_counter() - started)
+        bar.close()
+        return train_loss, train_acc, frames_per_s
+
+    def _checkpoint(self, metrics: EpochMetrics) -> None:
+        result = self.result
+        common = {
+            "model": self.model.state_dict(),
+            "run_config": self.run_config.to_mapping(),
+            "epoch": metrics.epoch,
+            "param_count": result.param_count,
+            "history": [entry.to_dict() for entry in result.history],
+            "wall_seconds": result.wall_seconds,
+        }
+        if metrics.dev_acc > result.best_dev_acc or result.best_epoch == 0:
+            result.best_dev_acc, result.best_epoch = metrics.dev_acc, metrics.epoch
+            save_checkpoint(self.out_dir / BEST_CHECKPOINT, {**common, "best_dev_acc": metrics.dev_acc,
+                                                             "best_epoch": metrics.epoch})
+        save_checkpoint(self.out_dir / LAST_CHECKPOINT, {
+            **common,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "rng": capture_rng_states(),
+            "best_dev_acc": result.best_dev_acc,
+            "best_epoch": result.best_epoch,
+        })
+        write_metrics(result)
+
+    # ---------------------------------------------------------------- cleanup
+    def cleanup(self) -> None:
+        """Drop the model, optimizer and device-resident data so the next trial in this process starts clean."""
+        for name in ("train_windows", "dev_windows", "optimizer", "scheduler", "step_model"):
+            if hasattr(self, name):
+                delattr(self, name)
+        self.model = None
+        if self.device is not None and self.device.type == "cuda":
+            torch.cuda.empty_cache()
