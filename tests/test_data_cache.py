@@ -1,0 +1,110 @@
+"""The split cache: reused while files are unchanged, rebuilt when any changes, corruption detected and repaired."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pytest
+
+from corpus import DEV, TRAIN
+from phonetune.data_pipeline import DataConfig, load_split, resolve_cache_dir
+
+
+def cache_files(config: DataConfig, split: str) -> dict[str, os.stat_result]:
+    folder = next(resolve_cache_dir(config).glob(f"{split}-*"))
+    return {path.name: path.stat() for path in folder.iterdir()}
+
+
+def builds(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("building the")]
+
+
+def test_second_load_memory_maps_the_cache_without_rebuilding(tiny_corpus, caplog):
+    config = DataConfig(root=str(tiny_corpus.root))
+    caplog.set_level(logging.INFO, logger="phonetune.data_pipeline")
+    first = load_split(config, TRAIN, progress=False)
+    before = cache_files(config, TRAIN)
+    second = load_split(config, TRAIN, progress=False)
+    assert len(builds(caplog)) == 1
+    assert isinstance(second.features, np.memmap)
+    assert cache_files(config, TRAIN) == before
+    np.testing.assert_array_equal(first.features, second.features)
+    assert (tiny_corpus.root / ".phonetune-cache").is_dir()
+
+
+def test_changed_file_triggers_rebuild_with_new_contents(tiny_corpus, caplog):
+    config = DataConfig(root=str(tiny_corpus.root), normalization="none")
+    caplog.set_level(logging.INFO, logger="phonetune.data_pipeline")
+    load_split(config, DEV, progress=False)
+    path = tiny_corpus.root / DEV / "mfcc" / f"{tiny_corpus.names[DEV][1]}.npy"
+    features = np.load(path)
+    features[0, 0] = 1234.5
+    np.save(path, features)
+    reloaded = load_split(config, DEV, progress=False)
+    assert len(builds(caplog)) == 2
+    start = tiny_corpus.frames[DEV][0]
+    assert reloaded.features[start, 0] == np.float32(1234.5)
+    # Only the current generation of array files is kept.
+    assert sum(name.endswith("features.npy") for name in cache_files(config, DEV)) == 1
+    # A touch alone (same bytes, new mtime) also counts as a change.
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    load_split(config, DEV, progress=False)
+    assert len(builds(caplog)) == 3
+
+
+def test_normalization_and_dtype_get_separate_caches(tiny_corpus, caplog):
+    caplog.set_level(logging.INFO, logger="phonetune.data_pipeline")
+    root = str(tiny_corpus.root)
+    for _ in range(2):
+        for config in (DataConfig(root=root), DataConfig(root=root, normalization="none"),
+                       DataConfig(root=root, storage_dtype="float16")):
+            load_split(config, DEV, progress=False)
+    assert len(builds(caplog)) == 3
+
+
+def test_corrupted_cache_file_is_detected_and_rebuilt(tiny_corpus, caplog):
+    config = DataConfig(root=str(tiny_corpus.root))
+    good = np.array(load_split(config, TRAIN, progress=False).features)
+    folder = next(resolve_cache_dir(config).glob(f"{TRAIN}-*"))
+    features_file = next(folder.glob("*.features.npy"))
+    raw = bytearray(features_file.read_bytes())
+    raw[-100] ^= 0xFF  # one flipped byte inside the data, the size unchanged
+    features_file.write_bytes(bytes(raw))
+    caplog.set_level(logging.INFO, logger="phonetune.data_pipeline")
+    repaired = load_split(config, TRAIN, progress=False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("is corrupted" in message and str(features_file) in message for message in warnings)
+    assert len(builds(caplog)) == 1
+    np.testing.assert_array_equal(repaired.features, good)
+
+
+@pytest.mark.parametrize("damage", ["delete_labels", "garble_meta"])
+def test_missing_cache_file_or_bad_metadata_is_rebuilt(tiny_corpus, caplog, damage):
+    config = DataConfig(root=str(tiny_corpus.root))
+    good = np.array(load_split(config, TRAIN, progress=False).labels)
+    folder = next(resolve_cache_dir(config).glob(f"{TRAIN}-*"))
+    if damage == "delete_labels":
+        next(folder.glob("*.labels.npy")).unlink()
+    else:
+        (folder / "meta.json").write_text("{not json")
+    caplog.set_level(logging.INFO, logger="phonetune.data_pipeline")
+    repaired = load_split(config, TRAIN, progress=False)
+    assert len(builds(caplog)) == 1
+    assert any(r.levelno == logging.WARNING for r in caplog.records)
+    np.testing.assert_array_equal(repaired.labels, good)
+
+
+def test_explicit_cache_dir_and_fallback_when_root_cache_cannot_be_made(tiny_corpus, tmp_path, monkeypatch):
+    explicit = DataConfig(root=str(tiny_corpus.root), cache_dir=str(tmp_path / "elsewhere"))
+    load_split(explicit, DEV, progress=False)
+    assert list((tmp_path / "elsewhere").glob(f"{DEV}-*/meta.json"))
+    # A file where the cache folder would go stands in for a read-only data root.
+    (tiny_corpus.root / ".phonetune-cache").write_text("occupied")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    config = DataConfig(root=str(tiny_corpus.root))
+    assert resolve_cache_dir(config).parent == tmp_path / "user-cache" / "phonetune"
+    data = load_split(config, DEV, progress=False)
+    assert data.num_frames == tiny_corpus.total_frames(DEV)
+    assert list((tmp_path / "user-cache" / "phonetune").glob(f"*/{DEV}-*/meta.json"))
