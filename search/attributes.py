@@ -1,0 +1,55 @@
+"""Names of the attributes every trial records: the one place export, report, promote and retrain read them from.
+
+User attributes (``trial.user_attrs[...]``), written by ``space.py`` and ``objective.py``:
+
+=====================  ==========================================================================================
+``base_width``         int: the width the budget-aware space derived from ``width_fraction`` (not an Optuna param)
+``param_count``        int: trainable parameters of the trial's model (always <= the study's ``param_budget``)
+``curves``             list of dicts, one per finished epoch, oldest first: ``epoch`` (1-based), ``train_loss``,
+                       ``train_accuracy``, ``dev_loss``, ``dev_accuracy``, ``lr``, ``seconds``, ``frames_per_s``
+                       (every key is present; a value may be None when the trainer did not measure it)
+``best_dev_accuracy``  float: best dev accuracy so far (equals the objective value of a COMPLETE trial)
+``epochs_run``         int: epochs finished, counting epochs a retried trial inherited from its dead predecessor
+``pruned_at_epoch``    int: the epoch after which the pruner stopped the trial (only on PRUNED trials)
+``frames_per_s``       float: mean training throughput over the epochs this attempt ran
+``wall_seconds``       float: wall time spent on this trial, summed over the attempts of a retried trial
+``checkpoint_dir``     str: absolute path of the run folder (config.toml, last.pt, best.pt, metrics.json)
+``retried_from``       int: number of the original trial when this one re-runs a trial whose worker died
+``resumed_from_epoch`` int: epochs already in the checkpoint this attempt resumed from (0 for a fresh start)
+``fidelity``           str: "search" (subsampled, short) or "full" (promoted to the full training data)
+``source_trial``       int: on a full-fidelity trial, the number of the search trial it retrains
+``worker``             str: ``host:pid`` of the worker process that ran (last attempted) the trial
+=====================  ==========================================================================================
+
+Optuna parameters are the sampled hyperparameters under their ``[space]`` names, plus ``width_fraction`` (the
+position of ``base_width`` between its low end and the budget bound) and ``<name>_on`` switches of ranges with
+``zero = true``. System attributes ``failed_trial``/``retry_history`` are Optuna's retry bookkeeping
+(``RetryHeartbeatStaleTrialCallback``), and ``phonetune:heartbeat`` is the journal-storage heartbeat.
+"""
+
+BASE_WIDTH = "base_width"
+PARAM_COUNT = "param_count"
+CURVES = "curves"
+BEST_DEV_ACCURACY = "best_dev_accuracy"
+EPOCHS_RUN = "epochs_run"
+PRUNED_AT_EPOCH = "pruned_at_epoch"
+FRAMES_PER_S = "frames_per_s"
+WALL_SECONDS = "wall_seconds"
+CHECKPOINT_DIR = "checkpoint_dir"
+RETRIED_FROM = "retried_from"
+RESUMED_FROM_EPOCH = "resumed_from_epoch"
+FIDELITY = "fidelity"
+SOURCE_TRIAL = "source_trial"
+WORKER = "worker"
+
+# Keys of each entry of the ``curves`` list.
+CURVE_KEYS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "dev_loss",
+    "dev_accuracy",
+    "lr",
+    "seconds",
+    "frames_per_s",
+)

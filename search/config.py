@@ -1,0 +1,442 @@
+"""``StudyConfig``: everything one study does, loaded from a study TOML and validated before anything runs.
+
+A study file has these tables (each optional except ``[study]`` with its ``name``):
+
+- ``[study]``    name, storage URL, trial budget (``n_trials`` / ``timeout_seconds``), ``param_budget``, heartbeats
+- ``[data]``     a ``DataConfig`` without the keys the search owns (context and masking come from ``[space]``,
+                 the training fraction from ``[fidelity]``)
+- ``[train]``    fixed ``TrainConfig`` settings (device, bf16, seed, clipping...) without the searched keys
+- ``[fidelity]`` training fraction and epochs of a search trial, and epochs of a full-data (promoted) run
+- ``[sampler]``, ``[pruner]``  which Optuna sampler and pruner, and their settings
+- ``[space]``    one entry per hyperparameter (see ``search/space_spec.py``); an omitted one stays fixed at the
+                 run config default
+
+``load_study_config(path, overrides)`` collects every problem (unknown keys, wrong types, values out of range) into
+one ``ConfigError`` whose lines name the file and table, then checks that the space's smallest model fits the
+parameter budget (``BudgetError`` otherwise).
+
+Example::
+
+    config = load_study_config("studies/demo.toml", ["study.n_trials=4", "space.context_frames.high=10"])
+    config.name, config.storage_url, config.trial_dir(3)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+from phonetune.configs import apply_overrides, from_mapping, read_toml, to_mapping
+from phonetune.errors import BudgetError, ConfigError
+from phonetune.search.space_spec import (
+    HYPERPARAMETERS,
+    SPEC_TYPES,
+    Choice,
+    FloatRange,
+    IntRange,
+    ParamSpec,
+    parse_param,
+    spec_problems,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PARAM_BUDGET = 20_000_000
+FIDELITIES = ("search", "full")
+
+
+@dataclass
+class StudySettings:
+    """``[study]``: identity, storage, how many trials, the parameter budget and dead-worker detection."""
+
+    name: str  # study name in the storage; also names studies/<name>.db and studies/<name>/trials/
+    storage: str = ""  # "" = sqlite:///studies/<name>.db; any SQLAlchemy URL (postgresql://...) or journal:///file.log
+    artifacts_dir: str = ""  # "" = studies/<name>; trial run folders go to <artifacts_dir>/trials/<number>/
+    n_trials: int = 20  # finished (COMPLETE or PRUNED) trials the study aims for, over all workers and runs; 0 = no cap
+    timeout_seconds: float = 0.0  # each worker stops starting trials after this long; 0 = no time limit
+    param_budget: int = DEFAULT_PARAM_BUDGET  # no sampled model may exceed this; lower is fine, above 20M is refused
+    heartbeat_interval: int = 10  # seconds between a running trial's heartbeats (integer, as Optuna requires)
+    grace_period: int = 60  # a RUNNING trial silent this long is failed and retried; must exceed the interval
+    max_retry: int = 3  # how often a trial whose worker died is re-queued before it is given up
+    max_consecutive_failures: int = 3  # a worker stops after this many trials in a row raise an error
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.name or any(char in self.name for char in "/\\ "):
+            found.append(f"name must be a non-empty word without slashes or spaces, but got {self.name!r}")
+        if self.n_trials < 0:
+            found.append(f"n_trials must be 0 (no cap) or more, but got {self.n_trials}")
+        if self.timeout_seconds < 0:
+            found.append(f"timeout_seconds must be 0 (no limit) or more, but got {self.timeout_seconds}")
+        if self.n_trials == 0 and self.timeout_seconds == 0:
+            found.append("n_trials or timeout_seconds must be set, but both are 0 (the study would never stop)")
+        if self.param_budget <= 0:
+            found.append(f"param_budget must be a positive integer, but got {self.param_budget}")
+        elif self.param_budget > DEFAULT_PARAM_BUDGET:
+            found.append(
+                f"param_budget must be at most {DEFAULT_PARAM_BUDGET:,} (the HW1P2 limit), but got "
+                f"{self.param_budget:,}; lower it"
+            )
+        if self.heartbeat_interval < 1:
+            found.append(f"heartbeat_interval must be at least 1 second, but got {self.heartbeat_interval}")
+        if self.grace_period <= self.heartbeat_interval:
+            found.append(
+                f"grace_period must exceed heartbeat_interval={self.heartbeat_interval}, but got {self.grace_period}"
+            )
+        if self.max_retry < 0:
+            found.append(f"max_retry must be 0 or more, but got {self.max_retry}")
+        if self.max_consecutive_failures < 1:
+            found.append(f"max_consecutive_failures must be at least 1, but got {self.max_consecutive_failures}")
+        return found
+
+
+@dataclass
+class FidelityConfig:
+    """``[fidelity]``: how cheap a search trial is, and how thorough a promoted full-data run is."""
+
+    train_fraction: float = 0.1  # fraction of training utterances a search trial trains on
+    trial_epochs: int = 5  # epochs of a search trial (the pruner's resource axis)
+    subsample_seed: int = 0  # which utterances the fraction keeps; the same for every trial, so trials compare
+    full_epochs: int = 20  # epochs of a promoted or retrained run on all the training data
+    full_train_fraction: float = 1.0  # fraction of training utterances of a promoted run
+
+    def problems(self) -> list[str]:
+        found = []
+        for name in ("train_fraction", "full_train_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                found.append(f"{name} must be in (0, 1], but got {value}")
+        for name in ("trial_epochs", "full_epochs"):
+            if getattr(self, name) < 1:
+                found.append(f"{name} must be at least 1, but got {getattr(self, name)}")
+        return found
+
+
+@dataclass
+class SamplerConfig:
+    """``[sampler]``: which Optuna sampler proposes each trial's hyperparameters."""
+
+    kind: Literal["tpe", "random", "gp", "cmaes"] = "tpe"  # gp/cmaes model numeric spaces; cmaes refuses choices
+    seed: int = 0  # worker i seeds its sampler with seed + i, so parallel workers draw different startup trials
+    n_startup_trials: int = 10  # random trials before the model-based sampler takes over (tpe, gp)
+    multivariate: bool = True  # tpe: model parameters jointly (better with interacting hyperparameters)
+    group: bool = True  # tpe: split conditional parameters (momentum) into groups instead of sampling them blindly
+    constant_liar: bool = True  # tpe: treat running trials as bad, so parallel workers do not propose the same point
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.n_startup_trials < 0:
+            found.append(f"n_startup_trials must be 0 or more, but got {self.n_startup_trials}")
+        if self.group and not self.multivariate and self.kind == "tpe":
+            found.append("group = true needs multivariate = true (Optuna's TPE rule)")
+        return found
+
+
+@dataclass
+class PrunerConfig:
+    """``[pruner]``: when a trial's dev accuracy after some epochs is bad enough to stop it early."""
+
+    kind: Literal["median", "asha", "hyperband", "none"] = "median"  # asha = asynchronous successive halving
+    n_startup_trials: int = 4  # median: trials that always run to the end before pruning starts
+    n_warmup_steps: int = 1  # median: epochs a trial always runs before it may be pruned
+    interval_steps: int = 1  # median: check every this many epochs
+    min_resource: int = 1  # asha/hyperband: epochs before the first rung
+    reduction_factor: int = 3  # asha/hyperband: keep the top 1/reduction_factor at each rung
+    min_early_stopping_rate: int = 0  # asha: skip this many rungs at the bottom
+
+    def problems(self) -> list[str]:
+        found = []
+        for name in ("n_startup_trials", "n_warmup_steps", "min_early_stopping_rate"):
+            if getattr(self, name) < 0:
+                found.append(f"{name} must be 0 or more, but got {getattr(self, name)}")
+        for name in ("interval_steps", "min_resource"):
+            if getattr(self, name) < 1:
+                found.append(f"{name} must be at least 1, but got {getattr(self, name)}")
+        if self.reduction_factor < 2:
+            found.append(f"reduction_factor must be at least 2, but got {self.reduction_factor}")
+        return found
+
+
+def _search_owned_keys() -> tuple[dict[str, str], dict[str, str]]:
+    """Keys of [data] and [train] that the search decides, each with where a study file sets it instead."""
+    data_keys = {"train_fraction": "[fidelity] train_fraction", "subsample_seed": "[fidelity] subsample_seed"}
+    train_keys = {"epochs": "[fidelity] trial_epochs / full_epochs"}
+    for name, hyper in HYPERPARAMETERS.items():
+        for target in hyper.targets:
+            section, field_name = target.split(".")
+            if section == "data":
+                data_keys[field_name] = f"[space.{name}]"
+            elif section == "train":
+                train_keys[field_name] = f"[space.{name}]"
+    return data_keys, train_keys
+
+
+SECTIONS = ("study", "data", "train", "fidelity", "sampler", "pruner", "space")
+
+
+@dataclass
+class StudyConfig:
+    """A whole study file. Paths and URLs are as written; the properties resolve them against the working folder."""
+
+    study: StudySettings
+    data: Any  # phonetune.data_pipeline.DataConfig: the base data settings of every trial
+    train: Any  # phonetune.model.TrainConfig: the base training settings of every trial
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    space: dict[str, ParamSpec] = field(default_factory=dict)  # every hyperparameter in HYPERPARAMETERS
+    source: str = "<memory>"  # the study file it was read from, for messages
+    overrides: tuple[str, ...] = ()  # the --set overrides applied on top, so workers can load the same config
+
+    @property
+    def name(self) -> str:
+        return self.study.name
+
+    @property
+    def param_budget(self) -> int:
+        return self.study.param_budget
+
+    def study_name(self, fidelity: str = "search") -> str:
+        """Name of the Optuna study of one fidelity: ``<name>`` for search trials, ``<name>-full`` for promoted runs."""
+        if fidelity not in FIDELITIES:
+            raise ConfigError(f"fidelity must be one of {list(FIDELITIES)}, but got {fidelity!r}")
+        return self.name if fidelity == "search" else f"{self.name}-full"
+
+    @property
+    def artifacts_path(self) -> Path:
+        """Folder of this study's files (trial run folders, exports), absolute."""
+        return Path(self.study.artifacts_dir or f"studies/{self.name}").resolve()
+
+    def trial_dir(self, number: int, fidelity: str = "search") -> Path:
+        """Run folder (config.toml, last.pt, best.pt, metrics.json) of trial ``number`` of one fidelity."""
+        folder = "trials" if fidelity == "search" else "full"
+        self.study_name(fidelity)
+        return self.artifacts_path / folder / str(number)
+
+    @property
+    def storage_url(self) -> str:
+        """The storage URL with the default filled in and relative file paths made absolute."""
+        url = self.study.storage or f"sqlite:///studies/{self.name}.db"
+        return resolve_storage_url(url)
+
+    def describe(self) -> str:
+        return f"study {self.name!r} in {self.storage_url} ({self.source})"
+
+
+def resolve_storage_url(url: str) -> str:
+    """Make the file path of a sqlite:/// or journal:/// URL absolute (relative to the working folder)."""
+    for scheme in ("sqlite:///", "journal:///"):
+        if url.startswith(scheme):
+            path = url[len(scheme):]
+            if path and path != ":memory:" and not path.startswith("/"):
+                return scheme + str(Path(path).resolve())
+    return url
+
+
+def _collect(cls: type, mapping: Any, source: str, problems: list[str]) -> Any:
+    """``from_mapping`` that adds its problems to ``problems`` instead of raising, returning None on failure."""
+    if mapping is not None and not isinstance(mapping, Mapping):
+        problems.append(f"{source} must be a table, but got {mapping!r}")
+        return None
+    try:
+        return from_mapping(cls, mapping or {}, source)
+    except ConfigError as exc:
+        lines = str(exc).splitlines()
+        problems.extend(line.strip().removeprefix("- ") for line in lines[1:] if line.strip())
+        return None
+
+
+def load_study_config(path: str | Path, overrides: Sequence[str] = ()) -> StudyConfig:
+    """Read, override and validate a study TOML; see the module docstring. Raises ConfigError or BudgetError."""
+    raw = apply_overrides(read_toml(path), list(overrides))
+    config = study_config_from_mapping(raw, source=str(path))
+    config.overrides = tuple(overrides)
+    return config
+
+
+def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") -> StudyConfig:
+    """Build a StudyConfig from an already parsed mapping (a study TOML's contents)."""
+    from phonetune.data_pipeline import DataConfig
+    from phonetune.model import TrainConfig
+
+    problems: list[str] = []
+    for key in raw:
+        if key not in SECTIONS:
+            problems.append(f"{source}: unknown table [{key}]; known tables are: {', '.join(SECTIONS)}")
+    if "study" not in raw:
+        problems.append(f"{source}: table [study] with at least name = \"...\" is required")
+
+    data_table = dict(raw.get("data") or {})
+    train_table = dict(raw.get("train") or {})
+    data_owned, train_owned = _search_owned_keys()
+    for table, owned, section in ((data_table, data_owned, "data"), (train_table, train_owned, "train")):
+        for key in sorted(set(table) & set(owned)):
+            problems.append(f"{source} [{section}]: {key} is decided by the search; set it in {owned[key]} instead")
+            del table[key]
+
+    study = _collect(StudySettings, raw.get("study"), f"{source} [study]", problems) if "study" in raw else None
+    data = _collect(DataConfig, data_table, f"{source} [data]", problems)
+    train = _collect(TrainConfig, train_table, f"{source} [train]", problems)
+    fidelity = _collect(FidelityConfig, raw.get("fidelity"), f"{source} [fidelity]", problems)
+    sampler = _collect(SamplerConfig, raw.get("sampler"), f"{source} [sampler]", problems)
+    pruner = _collect(PrunerConfig, raw.get("pruner"), f"{source} [pruner]", problems)
+    space = _load_space(raw.get("space"), source, data, train, problems)
+
+    if sampler is not None and sampler.kind == "cmaes" and space is not None:
+        sampled_choices = [name for name, spec in space.items() if isinstance(spec, Choice) and not spec.is_fixed()]
+        if sampled_choices:
+            problems.append(
+                f"{source} [sampler]: kind = \"cmaes\" samples only numeric ranges, but these [space] entries are "
+                f"choices: {', '.join(sampled_choices)}; fix each to one value or use kind = \"tpe\" or \"gp\""
+            )
+    if problems:
+        raise ConfigError(f"invalid study config {source}:\n  - " + "\n  - ".join(problems))
+
+    config = StudyConfig(study, data, train, fidelity, sampler, pruner, space, source=source)
+    check_space_budget(config)
+    return config
+
+
+def _load_space(raw: Any, source: str, data: Any, train: Any, problems: list[str]) -> dict[str, ParamSpec] | None:
+    """Every hyperparameter's spec; an omitted one is fixed to the base run config's value."""
+    if raw is not None and not isinstance(raw, Mapping):
+        problems.append(f"{source} [space] must be a table, but got {raw!r}")
+        return None
+    raw = raw or {}
+    for key in raw:
+        if key not in HYPERPARAMETERS:
+            problems.append(
+                f"{source} [space]: unknown hyperparameter {key!r}; known ones are: {', '.join(HYPERPARAMETERS)}"
+            )
+    space: dict[str, ParamSpec] = {}
+    for name, hyper in HYPERPARAMETERS.items():
+        where = f"{source}, [space.{name}]"
+        if name not in raw:
+            default = _base_value(hyper.targets[0], data, train)
+            if default is None:
+                continue
+            spec = SPEC_TYPES[hyper.kind](value=default)
+        else:
+            table, problem = parse_param(name, raw[name])
+            if problem:
+                problems.append(f"{problem} ({where})")
+                continue
+            spec = _collect(SPEC_TYPES[hyper.kind], table, f"{source} [space.{name}]", problems)
+            if spec is None:
+                continue
+            if isinstance(spec, IntRange) and isinstance(spec.value, float):
+                spec.value = int(spec.value)
+        problems.extend(spec_problems(name, spec, where))
+        space[name] = spec
+    return space
+
+
+def _base_value(target: str, data: Any, train: Any) -> Any:
+    section, field_name = target.split(".")
+    if section == "model":
+        from phonetune.model import ModelConfig
+
+        return getattr(ModelConfig(), field_name)
+    owner = data if section == "data" else train
+    return getattr(owner, field_name, None) if owner is not None else None
+
+
+def _model_corner(config: StudyConfig, hidden_layers: int, base_width: int, context_frames: int) -> list[Any]:
+    """Every ModelConfig at this depth/width/context over the space's shapes and batch norm choices."""
+    from phonetune.model import ModelConfig
+
+    options = {name: _options(config.space[name]) for name in ("width_shape", "batchnorm", "batchnorm_layers")}
+    models = []
+    for shape, batchnorm, batchnorm_layers in itertools.product(*options.values()):
+        models.append(
+            ModelConfig(
+                context_frames=context_frames,
+                feature_width=config.data.feature_width,
+                num_classes=len(config.data.phonemes),
+                hidden_layers=hidden_layers,
+                base_width=base_width,
+                width_shape=shape,
+                batchnorm=batchnorm,
+                batchnorm_layers=batchnorm_layers,
+            )
+        )
+    return models
+
+
+def _options(spec: ParamSpec) -> list[Any]:
+    return spec.options() if isinstance(spec, Choice) else [spec.bounds()[0]]
+
+
+def check_space_budget(config: StudyConfig) -> None:
+    """Raise BudgetError when the space's smallest model is over the budget, or when some sampled depth and context
+    leave no legal width at all; warn when the budget forces widths below the requested ``base_width.low``."""
+    from phonetune.model import count_params
+
+    budget = config.param_budget
+    depth_low, depth_high = config.space["hidden_layers"].bounds()
+    width_low, _ = config.space["base_width"].bounds()
+    context_low, context_high = config.space["context_frames"].bounds()
+    smallest = min(_model_corner(config, depth_low, width_low, context_low), key=count_params)
+    smallest_count = count_params(smallest)
+    if smallest_count > budget:
+        raise BudgetError(
+            f"the search space's smallest model must fit param_budget={budget:,}, but hidden_layers={depth_low}, "
+            f"base_width={width_low}, context_frames={context_low} ({smallest.width_shape}) has {smallest_count:,} "
+            f"parameters ({config.source}, [space]); lower hidden_layers.low, base_width.low or context_frames.low, "
+            "or raise [study] param_budget"
+        )
+    worst_at_narrowest = 0
+    worst_at_requested = 0
+    for depth in range(depth_low, depth_high + 1):
+        for model in _model_corner(config, depth, 8, context_high):
+            worst_at_narrowest = max(worst_at_narrowest, count_params(model))
+            worst_at_requested = max(
+                worst_at_requested, count_params(dataclasses.replace(model, base_width=width_low))
+            )
+    if worst_at_narrowest > budget:
+        raise BudgetError(
+            f"every depth and context of the search space must fit param_budget={budget:,} at some width, but "
+            f"context_frames={context_high} with up to {depth_high} hidden layers needs {worst_at_narrowest:,} "
+            f"parameters even at base_width=8 ({config.source}, [space]); lower context_frames.high"
+        )
+    if worst_at_requested > budget:
+        logger.warning(
+            "%s: at the deepest, widest-context corners of the space even base_width=%d is over param_budget=%s; "
+            "those trials get the largest width that fits, below the requested low",
+            config.source,
+            width_low,
+            f"{budget:,}",
+        )
+
+
+def study_config_to_mapping(config: StudyConfig) -> dict[str, Any]:
+    """Plain-dict form (for storing beside a study, or in its user attributes)."""
+    return {
+        "study": to_mapping(config.study),
+        "data": to_mapping(config.data),
+        "train": to_mapping(config.train),
+        "fidelity": to_mapping(config.fidelity),
+        "sampler": to_mapping(config.sampler),
+        "pruner": to_mapping(config.pruner),
+        "space": {name: to_mapping(spec) for name, spec in config.space.items()},
+    }
+
+
+__all__ = [
+    "FidelityConfig",
+    "PrunerConfig",
+    "SamplerConfig",
+    "StudyConfig",
+    "StudySettings",
+    "load_study_config",
+    "resolve_storage_url",
+    "study_config_from_mapping",
+    "study_config_to_mapping",
+    "FloatRange",
+    "IntRange",
+    "Choice",
+]

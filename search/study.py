@@ -1,0 +1,121 @@
+"""Open a study of one fidelity with the sampler, pruner and storage its ``StudyConfig`` names.
+
+``open_study(config)`` is what every command uses: ``search`` and ``worker`` for the search trials,
+``promote``/``export``/``report``/``retrain`` for both fidelities. The search study is created once by
+``phonetune search`` (or ``phonetune worker --create``) before any worker starts; everything else requires the study
+to exist and names the stored studies when it does not.
+
+Example::
+
+    config = load_study_config("studies/demo.toml")
+    study = open_study(config)                      # the search trials (StorageError if not created yet)
+    full = open_study(config, "full", create=True)  # the promoted full-data runs, created on first use
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+
+from phonetune.errors import StorageError
+from phonetune.search.config import StudyConfig
+from phonetune.search.storage import build_storage, require_study
+
+logger = logging.getLogger(__name__)
+
+
+def create_sampler(config: StudyConfig, worker_index: int = 0) -> optuna.samplers.BaseSampler:
+    """The configured sampler; worker ``i`` is seeded with ``seed + i`` so parallel workers draw different points."""
+    settings = config.sampler
+    seed = settings.seed + worker_index
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        if settings.kind == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if settings.kind == "gp":
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=settings.n_startup_trials)
+        if settings.kind == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=settings.n_startup_trials)
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            n_startup_trials=settings.n_startup_trials,
+            multivariate=settings.multivariate,
+            group=settings.group and settings.multivariate,
+            constant_liar=settings.constant_liar,
+        )
+
+
+def create_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
+    """The configured pruner; its resource unit is one epoch of a search trial."""
+    settings = config.pruner
+    if settings.kind == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=settings.n_startup_trials,
+            n_warmup_steps=settings.n_warmup_steps,
+            interval_steps=settings.interval_steps,
+        )
+    if settings.kind == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=settings.min_resource,
+            reduction_factor=settings.reduction_factor,
+            min_early_stopping_rate=settings.min_early_stopping_rate,
+        )
+    if settings.kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=settings.min_resource,
+            max_resource=config.fidelity.trial_epochs,
+            reduction_factor=settings.reduction_factor,
+        )
+    return optuna.pruners.NopPruner()
+
+
+def storage_for(config: StudyConfig) -> optuna.storages.BaseStorage:
+    """The study's storage, with heartbeats and retries set from ``[study]``."""
+    return build_storage(
+        config.storage_url,
+        heartbeat_interval=config.study.heartbeat_interval,
+        grace_period=config.study.grace_period,
+        max_retry=config.study.max_retry,
+    )
+
+
+def open_study(
+    config: StudyConfig,
+    fidelity: str = "search",
+    *,
+    create: bool = False,
+    worker_index: int = 0,
+    storage: optuna.storages.BaseStorage | None = None,
+) -> optuna.Study:
+    """Load (or with ``create=True`` create once, idempotently) the study of ``fidelity`` ("search" or "full").
+
+    Raises StorageError naming the URL when the storage cannot be reached, and listing the stored study names when
+    ``create`` is false and the study does not exist.
+    """
+    study_name = config.study_name(fidelity)
+    storage = storage if storage is not None else storage_for(config)
+    sampler = create_sampler(config, worker_index)
+    pruner = create_pruner(config)
+    if create:
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            direction="maximize",
+            load_if_exists=True,
+        )
+        if not study.user_attrs.get("fidelity"):
+            study.set_user_attr("fidelity", fidelity)
+            study.set_user_attr("param_budget", config.param_budget)
+            study.set_user_attr("config_source", config.source)
+        return study
+    hint = "run `phonetune search --config ...` first" if fidelity == "search" else "run `phonetune promote` first"
+    require_study(storage, study_name, config.storage_url, hint)
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+    except KeyError as exc:  # deleted between the check and the load
+        raise StorageError(f"study {study_name!r} disappeared from {config.storage_url} while opening it") from exc
