@@ -11,7 +11,11 @@ from phonetune.model.budget import (
     max_base_width,
 )
 from phonetune.model.config import ModelConfig
+from phonetune.model.checkpoint import CHECKPOINT_FORMAT
+from phonetune.model.inference import load_checkpoint, predict_checkpoint, predict_split, write_submission
 from phonetune.model.network import PhonemeMLP, build_model
+from phonetune.model.run_files import EpochMetrics, TrainResult
+from phonetune.model.scoring import ScoreReport, SubmissionError, score_submission, write_score_report
 from phonetune.model.train_config import (
     RunConfig,
     TrainConfig,
@@ -20,23 +24,36 @@ from phonetune.model.train_config import (
     run_config_toml,
     write_run_config,
 )
+from phonetune.model.trainer import Trainer
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
     "DEFAULT_PARAM_BUDGET",
+    "EpochMetrics",
     "MAX_BASE_WIDTH",
     "ModelConfig",
     "PhonemeMLP",
     "RunConfig",
+    "ScoreReport",
+    "SubmissionError",
     "TrainConfig",
+    "TrainResult",
+    "Trainer",
     "build_model",
     "check_ensemble_budget",
     "check_param_budget",
     "count_params",
     "ensure_fits",
     "layer_widths",
+    "load_checkpoint",
     "load_run_config",
     "max_base_width",
+    "predict_checkpoint",
+    "predict_split",
     "run_config_from_mapping",
     "run_config_toml",
+    "score_submission",
     "write_run_config",
+    "write_score_report",
+    "write_submission",
 ]

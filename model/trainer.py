@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -29,8 +28,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from phonetune.data_pipeline import ContextWindows, SplitData, compute_global_stats, load_split, subsample_utterances
-from phonetune.errors import CheckpointError, ConfigError
+from phonetune.errors import CheckpointError
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET, ensure_fits
+from phonetune.model.device import autocast_context, resolve_device
 from phonetune.model.checkpoint import capture_rng_states, read_checkpoint, restore_rng_states, save_checkpoint
 from phonetune.model.network import PhonemeMLP, build_model
 from phonetune.model.optim import build_optimizer, build_scheduler, current_lr, step_epoch_schedule, steps_per_batch
@@ -58,25 +58,9 @@ TOTAL_DEPENDENT_SCHEDULES = ("cosine", "onecycle")
 EpochCallback = Callable[[EpochMetrics], None]
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; an explicit CUDA device must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"[train] device must be available, but device={name!r} and this machine has no CUDA")
-    return device
-
-
 def epoch_seed(seed: int, epoch: int) -> int:
     """Shuffle seed of ``epoch`` (1-based): depends only on (seed, epoch), so a resumed epoch repeats its order."""
     return (seed * 1_000_003 + epoch) % (1 << 63)
-
-
-def autocast_context(device: torch.device, bf16: bool):
-    if bf16 and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @torch.inference_mode()

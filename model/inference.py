@@ -1,0 +1,114 @@
+"""From a checkpoint to a Kaggle submission: rebuild the model, predict a split in file order, write ``id,label``.
+
+A checkpoint carries its run config, so nothing else is needed to rebuild the network; the data root may differ
+from the one it was trained on (``predict_checkpoint`` points the stored data config at the given root).
+
+Example::
+
+    model, run_config, payload = load_checkpoint("runs/mlp4/best.pt")
+    path, frames = predict_checkpoint("runs/mlp4/best.pt", "data/demo", "test-clean", "submission.csv")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from phonetune.atomic import atomic_write_text
+from phonetune.data_pipeline import ContextWindows, SplitData, compute_global_stats, load_split
+from phonetune.errors import CheckpointError, ConfigError
+from phonetune.model.budget import count_params
+from phonetune.model.checkpoint import read_checkpoint
+from phonetune.model.device import autocast_context, resolve_device
+from phonetune.model.network import PhonemeMLP
+from phonetune.model.train_config import RunConfig, run_config_from_mapping
+
+logger = logging.getLogger(__name__)
+
+SUBMISSION_HEADER = "id,label"
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device | None = None
+) -> tuple[PhonemeMLP, RunConfig, dict[str, Any]]:
+    """Rebuild the model stored in ``path`` (``last.pt`` or ``best.pt``) in eval mode on ``device`` (default: auto).
+
+    Raises CheckpointError when the file is missing or corrupt, its stored config is invalid, or its weights do not
+    fit the network that config describes.
+    """
+    path = Path(path)
+    payload = read_checkpoint(path, map_location="cpu")
+    try:
+        run_config = run_config_from_mapping(payload["run_config"], source=f"{path} (stored run config)")
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path} carries an invalid run config: {exc}") from exc
+    expected = count_params(run_config.model)
+    if payload["param_count"] != expected:
+        raise CheckpointError(
+            f"checkpoint {path} must hold {expected:,} parameters for its config, but records {payload['param_count']:,}"
+        )
+    model = PhonemeMLP(run_config.model)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint {path} weights do not match the network its config describes: {exc}"
+        ) from exc
+    target = resolve_device("auto") if device is None else torch.device(device)
+    return model.to(target).eval(), run_config, payload
+
+
+@torch.inference_mode()
+def predict_split(
+    model: torch.nn.Module,
+    run_config: RunConfig,
+    split_data: SplitData,
+    device: str | torch.device,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Predicted class index of every frame of ``split_data``, ``(N,)`` int64, in file order."""
+    device = torch.device(device)
+    model.eval()
+    windows = ContextWindows(split_data, run_config.data.context_frames, device)
+    predictions = []
+    for x, _ in windows.eval_batches(batch_size or run_config.train.eval_batch_size):
+        with autocast_context(device, run_config.train.bf16):
+            predictions.append(model(x).argmax(dim=1))  # (batch,)
+    return torch.cat(predictions).cpu().numpy().astype(np.int64)
+
+
+def write_submission(path: str | Path, labels: Sequence[str] | np.ndarray) -> Path:
+    """Write the Kaggle CSV atomically: header ``id,label``, then ``i,<phoneme>`` for frame i = 0, 1, ..."""
+    rows = [SUBMISSION_HEADER]
+    rows.extend(f"{index},{label}" for index, label in enumerate(labels))
+    return atomic_write_text(path, "\n".join(rows) + "\n")
+
+
+def predict_checkpoint(
+    checkpoint: str | Path,
+    data_root: str | Path,
+    split: str,
+    out: str | Path,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> tuple[Path, int]:
+    """Predict every frame of ``data_root/split`` with ``checkpoint`` and write the submission; returns (path, frames).
+
+    The split is normalized as in training. With ``normalization="global"`` the statistics come from the root's
+    training split, as during training.
+    """
+    model, run_config, _ = load_checkpoint(checkpoint, device)
+    data = dataclasses.replace(run_config.data, root=str(data_root))
+    stats = compute_global_stats(data, progress=progress) if data.normalization == "global" else None
+    split_data = load_split(data, split, stats=stats, progress=progress)
+    device = next(model.parameters()).device
+    classes = predict_split(model, run_config, split_data, device)
+    symbols = np.asarray(data.phonemes)[classes]
+    path = write_submission(out, symbols)
+    logger.info("wrote %d predictions for %s/%s to %s", len(classes), data_root, split, path)
+    return path, len(classes)

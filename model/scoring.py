@@ -1,0 +1,164 @@
+"""Scoring a submission CSV against held-apart transcripts: accuracy, per-phoneme accuracy, confusion matrix.
+
+The labels folder holds ``transcript/*.npy`` (for example ``ROOT/test-clean-labels``); its files, in sorted name
+order with ``[SOS]``/``[EOS]`` stripped, give the true label of submission row 0, 1, ...
+
+Example::
+
+    report = score_submission("submission.csv", "data/demo/test-clean-labels", HW1P2_PHONEMES)
+    print(f"{report.accuracy:.4f}")
+    write_score_report(report, "runs/mlp4/score")
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from phonetune.atomic import atomic_write_json, atomic_write_text
+from phonetune.data_pipeline.phonemes import EOS, SOS
+from phonetune.data_pipeline.reader import LabelLookup
+from phonetune.errors import DataError
+
+PER_PHONEME_FILE = "per_phoneme.csv"
+CONFUSION_FILE = "confusion.html"
+SUMMARY_FILE = "score.json"
+
+
+class SubmissionError(DataError):
+    """A submission CSV is malformed, has unknown labels, or does not match the labels in length."""
+
+
+@dataclass
+class ScoreReport:
+    """How a submission compares with the true labels."""
+
+    submission: Path
+    labels_dir: Path
+    phonemes: list[str]
+    confusion: np.ndarray  # (C, C) int64 frame counts, rows = true class, columns = predicted class
+
+    @property
+    def frames(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.confusion)) / max(self.frames, 1)
+
+    @property
+    def per_phoneme(self) -> list[tuple[str, int, int, float]]:
+        """(phoneme, true frames, correctly predicted frames, accuracy or NaN when it never occurs) per class."""
+        totals = self.confusion.sum(axis=1)
+        correct = np.diag(self.confusion)
+        return [
+            (symbol, int(totals[i]), int(correct[i]), float(correct[i] / totals[i]) if totals[i] else float("nan"))
+            for i, symbol in enumerate(self.phonemes)
+        ]
+
+
+def _transcript_folder(labels_dir: Path) -> Path:
+    if (labels_dir / "transcript").is_dir():
+        return labels_dir / "transcript"
+    if labels_dir.is_dir() and any(labels_dir.glob("*.npy")):
+        return labels_dir
+    raise DataError(
+        f"labels folder {labels_dir} must hold transcript/*.npy (e.g. ROOT/test-clean-labels), but none were found"
+    )
+
+
+def read_true_labels(labels_dir: str | Path, phonemes: Sequence[str]) -> np.ndarray:
+    """Concatenated class indices of every transcript in sorted file order, markers stripped."""
+    folder = _transcript_folder(Path(labels_dir))
+    lookup = LabelLookup(list(phonemes))
+    parts = []
+    for path in sorted(folder.glob("*.npy"), key=lambda p: p.name):
+        try:
+            transcript = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise DataError(f"{path} must be a readable .npy array of phoneme strings, but: {exc}") from exc
+        if transcript.dtype.kind not in "US" or transcript.ndim != 1:
+            raise DataError(f"{path} must be a 1-D array of phoneme strings, but has dtype {transcript.dtype} "
+                            f"and shape {transcript.shape}")
+        symbols = transcript.astype(str)
+        if len(symbols) and symbols[0] == SOS:
+            symbols = symbols[1:]
+        if len(symbols) and symbols[-1] == EOS:
+            symbols = symbols[:-1]
+        parts.append(lookup(symbols, path).astype(np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def read_submission(path: str | Path, phonemes: Sequence[str]) -> np.ndarray:
+    """Class indices of a submission's rows; checks the header, that ids run 0..N-1, and that labels are known."""
+    path = Path(path)
+    if not path.is_file():
+        raise SubmissionError(f"submission {path} must exist, but it was not found")
+    index_of = {symbol: index for index, symbol in enumerate(phonemes)}
+    predicted = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header != ["id", "label"]:
+            raise SubmissionError(f"submission {path} must start with the header 'id,label', but starts with {header}")
+        for line_number, row in enumerate(reader, start=2):
+            expected_id = line_number - 2
+            if len(row) != 2 or row[0].strip() != str(expected_id):
+                raise SubmissionError(
+                    f"submission {path} line {line_number} must be '{expected_id},<phoneme>', but is {','.join(row)!r}"
+                )
+            label = row[1].strip()
+            if label not in index_of:
+                raise SubmissionError(
+                    f"submission {path} line {line_number} must have one of the {len(index_of)} phonemes as its "
+                    f"label, but has {label!r}"
+                )
+            predicted.append(index_of[label])
+    return np.asarray(predicted, dtype=np.int64)
+
+
+def score_submission(submission_csv: str | Path, labels_dir: str | Path, phonemes: Sequence[str]) -> ScoreReport:
+    """Compare a submission with the transcripts in ``labels_dir``; raises SubmissionError on any mismatch."""
+    phonemes = list(phonemes)
+    predicted = read_submission(submission_csv, phonemes)
+    truth = read_true_labels(labels_dir, phonemes)
+    if len(predicted) != len(truth):
+        raise SubmissionError(
+            f"submission {submission_csv} must have one row per labelled frame ({len(truth)} in {labels_dir}), "
+            f"but has {len(predicted)} rows; predict the split those labels belong to"
+        )
+    classes = len(phonemes)
+    confusion = np.bincount(truth * classes + predicted, minlength=classes * classes).reshape(classes, classes)
+    return ScoreReport(Path(submission_csv), Path(labels_dir), phonemes, confusion.astype(np.int64))
+
+
+def write_score_report(report: ScoreReport, out_dir: str | Path) -> list[Path]:
+    """Write ``per_phoneme.csv``, ``confusion.html`` (plotly heatmap, rows normalized) and ``score.json``."""
+    import plotly.graph_objects as go
+
+    out_dir = Path(out_dir)
+    rows = ["phoneme,frames,correct,accuracy"]
+    rows.extend(f"{symbol},{frames},{correct},{accuracy:.6f}" for symbol, frames, correct, accuracy in report.per_phoneme)
+    per_phoneme = atomic_write_text(out_dir / PER_PHONEME_FILE, "\n".join(rows) + "\n")
+
+    totals = report.confusion.sum(axis=1, keepdims=True)
+    shares = np.divide(report.confusion, totals, out=np.zeros(report.confusion.shape), where=totals > 0)
+    figure = go.Figure(go.Heatmap(
+        z=shares, x=report.phonemes, y=report.phonemes, colorscale="Blues", zmin=0, zmax=1,
+        customdata=report.confusion,
+        hovertemplate="true %{y}, predicted %{x}: %{z:.3f} (%{customdata} frames)<extra></extra>",
+    ))
+    figure.update_layout(
+        title=f"confusion (rows: true phoneme, normalized); accuracy {report.accuracy:.4f} over {report.frames:,} frames",
+        xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=900, width=950,
+    )
+    confusion = atomic_write_text(out_dir / CONFUSION_FILE, figure.to_html(include_plotlyjs=True, full_html=True))
+    summary = atomic_write_json(out_dir / SUMMARY_FILE, {
+        "submission": str(report.submission), "labels_dir": str(report.labels_dir),
+        "frames": report.frames, "accuracy": report.accuracy,
+    })
+    return [per_phoneme, confusion, summary]
