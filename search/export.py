@@ -19,18 +19,22 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from phonetune.atomic import atomic_write_text
+from phonetune.search import attributes as attrs
+
+if TYPE_CHECKING:
+    from phonetune.search.config import StudyConfig
 
 logger = logging.getLogger(__name__)
 
-# Suffix of the linked study that holds a study's trials retrained on the full training data.
-FULL_STUDY_SUFFIX = "-full"
 SEARCH_FIDELITY = "search"
+# Study user attr of the full-data study: Spearman rank correlation of search vs full-data accuracy (promote).
+SPEARMAN_ATTR = "spearman_search_vs_full"
 FULL_FIDELITY = "full"
 
 # Numeric parameters with more distinct values than this are summarised by quantile bins, not value by value.
@@ -59,21 +63,22 @@ MARGINAL_COLUMNS = [
     "best_dev_accuracy",
 ]
 # Hyperparameters that the space may derive rather than sample; shown when a trial records them as user attrs.
-DERIVED_PARAMS = ("base_width",)
+DERIVED_PARAMS = (attrs.BASE_WIDTH,)
 
 
-def full_study_name(study_name: str) -> str:
-    """Name of the linked study holding ``study_name``'s promoted trials retrained on the full data."""
-    return f"{study_name}{FULL_STUDY_SUFFIX}"
+def open_studies(config: "StudyConfig") -> tuple[optuna.Study, optuna.Study | None]:
+    """The study's search trials and, when ``phonetune promote`` has run, its linked full-data study.
 
+    Raises StorageError (listing the stored studies) when the search study does not exist.
+    """
+    from phonetune.search.storage import study_names
+    from phonetune.search.study import open_study, storage_for
 
-def load_full_study(study: optuna.Study) -> optuna.Study | None:
-    """The linked full-data study in the same storage as ``study``, or None when nothing was promoted yet."""
-    name = full_study_name(study.study_name)
-    existing = {summary.study_name for summary in optuna.get_all_study_summaries(study._storage)}
-    if name not in existing:
-        return None
-    return optuna.load_study(study_name=name, storage=study._storage)
+    storage = storage_for(config)
+    search_study = open_study(config, SEARCH_FIDELITY, storage=storage)
+    if config.study_name(FULL_FIDELITY) not in study_names(storage):
+        return search_study, None
+    return search_study, open_study(config, FULL_FIDELITY, storage=storage)
 
 
 def epoch_curve(trial: FrozenTrial) -> list[dict[str, Any]]:
@@ -83,7 +88,7 @@ def epoch_curve(trial: FrozenTrial) -> list[dict[str, Any]]:
     ``dev_accuracy``); trials without it fall back to the values reported to Optuna, so a trial recorded by any
     objective still draws a curve.
     """
-    curves = trial.user_attrs.get("curves")
+    curves = trial.user_attrs.get(attrs.CURVES)
     if isinstance(curves, list) and curves:
         return [dict(point) for point in curves if isinstance(point, dict)]
     return [
@@ -109,7 +114,7 @@ def pruned_at_epoch(trial: FrozenTrial) -> int | None:
     """Epoch after which the pruner stopped the trial (None unless pruned)."""
     if trial.state != TrialState.PRUNED:
         return None
-    recorded = trial.user_attrs.get("pruned_at_epoch")
+    recorded = trial.user_attrs.get(attrs.PRUNED_AT_EPOCH)
     if recorded is not None:
         return int(recorded)
     curve = epoch_curve(trial)
@@ -117,14 +122,14 @@ def pruned_at_epoch(trial: FrozenTrial) -> int | None:
 
 
 def epochs_run(trial: FrozenTrial) -> int:
-    recorded = trial.user_attrs.get("epochs_run")
+    recorded = trial.user_attrs.get(attrs.EPOCHS_RUN)
     if recorded is not None:
         return int(recorded)
     return len(epoch_curve(trial))
 
 
 def trial_fidelity(trial: FrozenTrial, default: str) -> str:
-    return str(trial.user_attrs.get("fidelity", default))
+    return str(trial.user_attrs.get(attrs.FIDELITY, default))
 
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -147,7 +152,7 @@ def trial_row(trial: FrozenTrial, study_name: str, default_fidelity: str, param_
         "number": trial.number,
         "state": trial.state.name,
         "fidelity": trial_fidelity(trial, default_fidelity),
-        "source_trial": trial.user_attrs.get("source_trial"),
+        "source_trial": trial.user_attrs.get(attrs.SOURCE_TRIAL),
     }
     for name in param_names:
         if name in trial.params:
@@ -157,13 +162,13 @@ def trial_row(trial: FrozenTrial, study_name: str, default_fidelity: str, param_
     final = dev_accuracies(trial)
     row.update(
         {
-            "param_count": trial.user_attrs.get("param_count"),
+            "param_count": trial.user_attrs.get(attrs.PARAM_COUNT),
             "best_dev_accuracy": best_dev_accuracy(trial),
             "final_dev_accuracy": final[-1] if final else None,
             "pruned_at_epoch": pruned_at_epoch(trial),
             "epochs_run": epochs_run(trial),
-            "wall_seconds": trial.user_attrs.get("wall_seconds"),
-            "frames_per_s": trial.user_attrs.get("frames_per_s"),
+            "wall_seconds": trial.user_attrs.get(attrs.WALL_SECONDS),
+            "frames_per_s": trial.user_attrs.get(attrs.FRAMES_PER_S),
         }
     )
     return row

@@ -24,7 +24,9 @@ from optuna.trial import FrozenTrial, TrialState
 from plotly.offline import get_plotlyjs
 
 from phonetune.atomic import atomic_write_text
+from phonetune.search import attributes as attrs
 from phonetune.search.export import (
+    SPEARMAN_ATTR,
     best_dev_accuracy,
     epoch_curve,
     finished_trials,
@@ -77,7 +79,7 @@ def summary_section(study: optuna.Study, full_study: optuna.Study | None, param_
     if complete:
         best = max(complete, key=lambda trial: trial.value)
         params = ", ".join(f"{html.escape(str(k))}={html.escape(str(v))}" for k, v in sorted(best.params.items()))
-        param_count = best.user_attrs.get("param_count")
+        param_count = best.user_attrs.get(attrs.PARAM_COUNT)
         size = f", {param_count:,} parameters" if isinstance(param_count, int) else ""
         lines.append(
             f"<p>Best search trial #{best.number}: dev accuracy {best.value:.4f}{size}.</p>"
@@ -177,9 +179,9 @@ def accuracy_vs_params_figure(trials: list[FrozenTrial], param_budget: int) -> g
     figure = go.Figure()
     for state in (TrialState.COMPLETE, TrialState.PRUNED):
         points = [
-            (trial.user_attrs["param_count"], best_dev_accuracy(trial), trial.number)
+            (trial.user_attrs[attrs.PARAM_COUNT], best_dev_accuracy(trial), trial.number)
             for trial in trials
-            if trial.state == state and trial.user_attrs.get("param_count") and best_dev_accuracy(trial) is not None
+            if trial.state == state and trial.user_attrs.get(attrs.PARAM_COUNT) and best_dev_accuracy(trial) is not None
         ]
         if not points:
             continue
@@ -221,11 +223,11 @@ def fidelity_section(study: optuna.Study, full_study: optuna.Study | None) -> Se
     by_number = {trial.number: trial for trial in finished_trials(study)}
     pairs = []
     for full_trial in _complete(full_study):
-        source = by_number.get(full_trial.user_attrs.get("source_trial"))
+        source = by_number.get(full_trial.user_attrs.get(attrs.SOURCE_TRIAL))
         if source is not None and best_dev_accuracy(source) is not None:
             pairs.append((source.number, best_dev_accuracy(source), full_trial.value))
     parts = []
-    correlation = full_study.user_attrs.get("spearman_search_vs_full")
+    correlation = full_study.user_attrs.get(SPEARMAN_ATTR)
     if correlation is not None:
         parts.append(_message(f"Spearman rank correlation, subsample vs full-data accuracy: {correlation:.3f}"))
     if pairs:

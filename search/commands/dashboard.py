@@ -1,0 +1,40 @@
+"""``phonetune dashboard --config STUDY.toml [--host 127.0.0.1] [--port 8080]``: optuna-dashboard on the storage."""
+
+from __future__ import annotations
+
+import argparse
+
+from phonetune.search.dashboard import DEFAULT_HOST, DEFAULT_PORT
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "dashboard",
+        help="serve optuna-dashboard on the study's storage (loopback only by default)",
+        description="Serve optuna-dashboard for the study's storage: both the search study and its full-data "
+        "study. It binds 127.0.0.1 unless --host says otherwise, because the dashboard can modify studies and "
+        "has no login. Stop it with Ctrl-C.",
+    )
+    parser.add_argument("--config", required=True, metavar="STUDY.toml", help="the study file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a study key")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (0.0.0.0 exposes it to the network)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (0: any free port)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from phonetune.search.config import load_study_config
+    from phonetune.search.dashboard import DashboardServer
+    from phonetune.search.storage import require_study
+    from phonetune.search.study import storage_for
+
+    config = load_study_config(args.config, args.set)
+    storage = storage_for(config)
+    require_study(storage, config.study_name(), config.storage_url, "run `phonetune search --config ...` first")
+    server = DashboardServer.start(storage, host=args.host, port=args.port)
+    print(f"optuna-dashboard for study {config.name!r}: {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("dashboard stopped")
+    return 0

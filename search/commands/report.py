@@ -1,0 +1,31 @@
+"""``phonetune report --config STUDY.toml --out report.html``: one self-contained plotly page about the study."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write one self-contained HTML page with the study's plots",
+        description="Optimization history, hyperparameter importances, parallel coordinates, slices, learning "
+        "curves of every trial (pruned ones cut short), accuracy against parameter count with the budget line, "
+        "and the full-data fidelity when trials were promoted. plotly.js is inlined: the page opens offline.",
+    )
+    parser.add_argument("--config", required=True, metavar="STUDY.toml", help="the study file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a study key")
+    parser.add_argument("--out", default="report.html", metavar="HTML", help="page to write")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from phonetune.search.config import load_study_config
+    from phonetune.search.export import open_studies
+    from phonetune.search.report import write_report
+
+    config = load_study_config(args.config, args.set)
+    search_study, full_study = open_studies(config)
+    path = write_report(search_study, full_study, args.out, param_budget=config.param_budget)
+    print(f"report: {path.resolve()}")
+    return 0

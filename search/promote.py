@@ -1,0 +1,312 @@
+"""Promotion: retrain the best search trials on the full training data, in a linked ``<name>-full`` study.
+
+A search trial is cheap (a subsample, a few epochs) so its ranking is a guess; promotion checks the guess. The K best
+COMPLETE search trials are rebuilt from their parameters by the same space code that sampled them
+(``run_config_from_params``), so the promoted run trains exactly the same model under the same parameter guard,
+with ``[fidelity] full_train_fraction`` and ``full_epochs``. Each one becomes a trial of the full-data study in the
+same storage (enqueued with the source's parameters, then asked and told), carrying ``source_trial`` and
+``fidelity = "full"``, its per-epoch curves and its checkpoint folder ``studies/<name>/full/<source_number>/``.
+The dashboard, export and report therefore show both fidelities side by side.
+
+Re-running is safe: a source trial whose full-data run already completed is not retrained, and an interrupted one
+(its trial left RUNNING by a killed process, failed here once its heartbeat is stale) is retried in a new trial that
+resumes from the run folder's ``last.pt``. The Spearman rank correlation between search and full-data accuracy over
+every promoted trial is returned and stored as the full study's user attr ``spearman_search_vs_full``.
+
+Example::
+
+    config = load_study_config("studies/demo.toml")
+    result = promote_top_trials(config, top_k=2)
+    print(result.spearman, [p.full_accuracy for p in result.promoted])
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from phonetune.errors import ConfigError, StorageError
+from phonetune.search import attributes as attrs
+from phonetune.search.config import StudyConfig
+from phonetune.search.export import FULL_FIDELITY, SEARCH_FIDELITY, SPEARMAN_ATTR
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PromotedTrial:
+    source_number: int  # the search trial that was retrained
+    full_number: int  # its trial in the full-data study
+    search_accuracy: float  # the search trial's objective (best dev accuracy on the subsample)
+    full_accuracy: float  # best dev accuracy after training on the full data
+    param_count: int
+    checkpoint_dir: Path  # studies/<name>/full/<source_number>/
+    retrained: bool  # False when an earlier promote had already completed it
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    full_study_name: str
+    promoted: list[PromotedTrial]  # every completed full-data trial, best search accuracy first
+    spearman: float | None  # None with fewer than two promoted trials or constant accuracies
+
+
+def spearman_correlation(first: Sequence[float], second: Sequence[float]) -> float | None:
+    """Spearman's rho: the Pearson correlation of the two samples' ranks, ties given their average rank.
+
+    Computed here with numpy rather than scipy so the package needs no scipy at run time; the tests compare it with
+    ``scipy.stats.spearmanr``. None when fewer than two pairs, or when one sample is constant (rho is undefined).
+    """
+    if len(first) != len(second):
+        raise ValueError(f"spearman_correlation needs samples of one length, got {len(first)} and {len(second)}")
+    if len(first) < 2:
+        return None
+    ranks = [_average_ranks(np.asarray(sample, dtype=np.float64)) for sample in (first, second)]
+    centred = [rank - rank.mean() for rank in ranks]
+    scale = float(np.sqrt((centred[0] ** 2).sum() * (centred[1] ** 2).sum()))
+    if scale == 0.0:
+        return None
+    return float((centred[0] * centred[1]).sum() / scale)
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(1, len(values) + 1, dtype=np.float64)
+    for value in np.unique(values):
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def top_complete_trials(study: optuna.Study, top_k: int) -> list[FrozenTrial]:
+    """The ``top_k`` COMPLETE trials with the highest objective, best first (ties: lower trial number first)."""
+    if top_k < 1:
+        raise ConfigError(f"--top must be at least 1, but got {top_k}")
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ranked = sorted(complete, key=lambda trial: (-float(trial.value), trial.number))
+    return ranked[:top_k]
+
+
+def curve_point(metrics: Any) -> dict[str, Any]:
+    """One entry of the ``curves`` user attr (keys in ``attributes.CURVE_KEYS``) from the trainer's EpochMetrics."""
+    return {
+        "epoch": metrics.epoch,
+        "train_loss": metrics.train_loss,
+        "train_accuracy": metrics.train_acc,
+        "dev_loss": metrics.dev_loss,
+        "dev_accuracy": metrics.dev_acc,
+        "lr": metrics.lr,
+        "seconds": metrics.seconds,
+        "frames_per_s": metrics.frames_per_s,
+    }
+
+
+def _source_of(trial: FrozenTrial) -> int | None:
+    source = trial.user_attrs.get(attrs.SOURCE_TRIAL)
+    return int(source) if source is not None else None
+
+
+def _queue_promotions(config: StudyConfig, full_study: optuna.Study, sources: list[FrozenTrial]) -> None:
+    """Enqueue each source that has neither a completed nor a queued full-data trial."""
+    from phonetune.search.storage import recover_stale_trials
+
+    # A trial left RUNNING by a killed promote is failed once its heartbeat is older than the grace period; its
+    # source is then queued again and the new trial resumes from the run folder's last.pt.
+    failed = recover_stale_trials(full_study, config.study.grace_period, on_stale=None)
+    if failed:
+        logger.warning("full-data trials %s were left running by a stopped promote; retrying them", failed)
+    trials = full_study.get_trials(deepcopy=False)
+    done_or_queued = {
+        _source_of(trial) for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.WAITING)
+    }
+    running = {_source_of(trial) for trial in trials if trial.state == TrialState.RUNNING}
+    for source in sources:
+        if source.number in done_or_queued:
+            continue
+        if source.number in running:
+            raise StorageError(
+                f"search trial {source.number} must not be promoted twice at once, but full-data study "
+                f"{full_study.study_name!r} has it RUNNING (another promote is working on it); wait for it, or "
+                f"for its heartbeat to go stale ({config.study.grace_period} s) after a crash"
+            )
+        full_study.enqueue_trial(
+            source.params,
+            user_attrs={attrs.SOURCE_TRIAL: source.number, attrs.FIDELITY: FULL_FIDELITY},
+            skip_if_exists=False,
+        )
+
+
+def _load_splits(run_config: Any, progress: bool) -> tuple[Any, Any]:
+    """Full training and dev splits, loaded once for every promoted run (they share the study's data settings)."""
+    from phonetune.data_pipeline import compute_global_stats, load_split
+
+    data = run_config.data
+    stats = compute_global_stats(data, progress=progress) if data.normalization == "global" else None
+    return (
+        load_split(data, data.train_split, stats=stats, progress=progress),
+        load_split(data, data.dev_split, stats=stats, progress=progress),
+    )
+
+
+def _train_full_trial(
+    config: StudyConfig,
+    full_study: optuna.Study,
+    trial: optuna.Trial,
+    source: FrozenTrial,
+    splits: dict[str, Any],
+    progress: bool,
+) -> None:
+    """Train the asked trial on the full data, recording curves as it goes, and tell the study its result."""
+    from phonetune.model import Trainer
+    from phonetune.search.space import suggest_run_config
+    from phonetune.search.storage import TrialHeartbeat
+
+    source_number = source.number
+    # Suggesting on the live trial replays the enqueued parameters and records them with their distributions.
+    run_config = suggest_run_config(trial, config, FULL_FIDELITY)
+    if trial.params != source.params:
+        full_study.tell(trial, state=TrialState.FAIL)
+        raise ConfigError(
+            f"full-data trial {trial.number} must replay search trial {source_number}'s parameters {source.params}, "
+            f"but the space of {config.source} gave {trial.params}; was [space] edited after the search?"
+        )
+    if "train" not in splits:
+        splits["train"], splits["dev"] = _load_splits(run_config, progress)
+    out_dir = config.trial_dir(source_number, FULL_FIDELITY)
+    trial.set_user_attr(attrs.CHECKPOINT_DIR, str(out_dir))
+    trial.set_user_attr(attrs.WORKER, f"{socket.gethostname()}:{os.getpid()}")
+    started = time.perf_counter()
+    trainer = Trainer(
+        run_config,
+        out_dir,
+        train_split=splits["train"],
+        dev_split=splits["dev"],
+        progress=progress,
+        param_budget=config.param_budget,
+    )
+
+    def record(_metrics: Any = None) -> None:
+        history = trainer.result.history
+        trial.set_user_attr(attrs.CURVES, [curve_point(metrics) for metrics in history])
+        trial.set_user_attr(attrs.EPOCHS_RUN, len(history))
+        trial.set_user_attr(attrs.BEST_DEV_ACCURACY, trainer.result.best_dev_acc)
+        if history:
+            trial.report(history[-1].dev_acc, history[-1].epoch)
+
+    with TrialHeartbeat(full_study._storage, trial._trial_id, config.study.heartbeat_interval):
+        trainer.epoch_callback = record
+        try:
+            trainer.setup()
+            trial.set_user_attr(attrs.RESUMED_FROM_EPOCH, trainer.result.resumed_from_epoch)
+            for metrics in trainer.result.history:  # epochs inherited from an interrupted attempt
+                trial.report(metrics.dev_acc, metrics.epoch)
+            result = trainer.train()
+        except BaseException:
+            full_study.tell(trial, state=TrialState.FAIL)
+            raise
+        finally:
+            trainer.cleanup()
+    attempt = [metrics for metrics in result.history if metrics.epoch > result.resumed_from_epoch]
+    if attempt:
+        trial.set_user_attr(attrs.FRAMES_PER_S, float(np.mean([metrics.frames_per_s for metrics in attempt])))
+    trial.set_user_attr(attrs.WALL_SECONDS, result.wall_seconds)
+    record()
+    full_study.tell(trial, result.best_dev_acc)
+    logger.info(
+        "search trial %d on the full data: best dev accuracy %.4f after %d epochs (%.0f s)",
+        source_number, result.best_dev_acc, len(result.history), time.perf_counter() - started,
+    )
+
+
+def promote_top_trials(
+    config: StudyConfig,
+    top_k: int,
+    *,
+    progress: bool = True,
+    storage: optuna.storages.BaseStorage | None = None,
+) -> PromotionResult:
+    """Retrain the ``top_k`` best complete search trials on the full data (skipping ones already done).
+
+    Raises StorageError when the search study does not exist, ConfigError when it has no complete trial.
+    """
+    from phonetune.search.study import open_study, storage_for
+
+    storage = storage if storage is not None else storage_for(config)
+    search_study = open_study(config, SEARCH_FIDELITY, storage=storage)
+    sources = top_complete_trials(search_study, top_k)
+    if not sources:
+        raise ConfigError(
+            f"promotion needs at least one COMPLETE search trial, but study {search_study.study_name!r} has none; "
+            "run (or finish) `phonetune search` first"
+        )
+    full_study = open_study(config, FULL_FIDELITY, create=True, storage=storage)
+    full_study.set_user_attr("source_study", search_study.study_name)
+    _queue_promotions(config, full_study, sources)
+
+    retrained: set[int] = set()
+    splits: dict[str, Any] = {}
+    search_trials = {trial.number: trial for trial in search_study.get_trials(deepcopy=False)}
+    while any(trial.state == TrialState.WAITING for trial in full_study.get_trials(deepcopy=False)):
+        trial = full_study.ask()
+        source = search_trials.get(_source_of(trial))  # type: ignore[arg-type]
+        if source is None:
+            # Not queued by promote (enqueued by hand, or naming a trial that is gone): nothing says what to train.
+            full_study.tell(trial, state=TrialState.FAIL)
+            logger.warning("full-data trial %d names no existing search trial; marked failed", trial.number)
+            continue
+        logger.info("promoting search trial %d to full-data trial %d", source.number, trial.number)
+        _train_full_trial(config, full_study, trial, source, splits, progress)
+        retrained.add(trial.number)
+
+    return _summarize(search_study, full_study, retrained)
+
+
+def _summarize(search_study: optuna.Study, full_study: optuna.Study, retrained: set[int]) -> PromotionResult:
+    search_trials = {trial.number: trial for trial in search_study.get_trials(deepcopy=False)}
+    promoted = []
+    for full_trial in full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        source = search_trials.get(_source_of(full_trial))
+        if source is None or source.value is None:
+            continue
+        promoted.append(
+            PromotedTrial(
+                source_number=source.number,
+                full_number=full_trial.number,
+                search_accuracy=float(source.value),
+                full_accuracy=float(full_trial.value),
+                param_count=int(full_trial.user_attrs.get(attrs.PARAM_COUNT, 0)),
+                checkpoint_dir=Path(full_trial.user_attrs.get(attrs.CHECKPOINT_DIR, "")),
+                retrained=full_trial.number in retrained,
+            )
+        )
+    promoted.sort(key=lambda item: (-item.search_accuracy, item.source_number))
+    spearman = spearman_correlation(
+        [item.search_accuracy for item in promoted], [item.full_accuracy for item in promoted]
+    )
+    full_study.set_user_attr(SPEARMAN_ATTR, spearman)
+    full_study.set_user_attr("promoted_sources", [item.source_number for item in promoted])
+    return PromotionResult(full_study.study_name, promoted, spearman)
+
+
+def format_promotion(result: PromotionResult) -> str:
+    """A small table of the promoted trials and the rank correlation, for the CLI."""
+    lines = [f"{'search trial':>12}  {'full trial':>10}  {'search acc':>10}  {'full acc':>8}  {'params':>10}  run"]
+    for item in result.promoted:
+        lines.append(
+            f"{item.source_number:>12}  {item.full_number:>10}  {item.search_accuracy:>10.4f}  "
+            f"{item.full_accuracy:>8.4f}  {item.param_count:>10,}  {'trained' if item.retrained else 'kept'}"
+        )
+    rho = "undefined (fewer than 2 trials or constant accuracy)" if result.spearman is None else f"{result.spearman:.3f}"
+    lines.append(f"Spearman rank correlation, search vs full-data accuracy: {rho}")
+    lines.append(f"full-data study: {result.full_study_name}")
+    return "\n".join(lines)
