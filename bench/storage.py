@@ -1,0 +1,148 @@
+"""Storage under load: 8 worker processes hammering one study on SQLite and on PostgreSQL.
+
+Each worker process opens the study through phonetune's own storage builder (``phonetune.search.storage``), so the
+engine settings measured are the ones a real search uses (SQLite busy timeout / WAL, PostgreSQL pool, heartbeats),
+and runs short trials: a few sampled values, a few ``trial.report`` calls each followed by the median pruner's
+``should_prune`` (which reads the finished trials back), and a millisecond of sleep per step standing in for work.
+A storage error is any exception that escapes the storage (``database is locked``, a dropped connection, an Optuna
+``StorageInternalError``); a worker counts it and carries on with its next trial.
+
+The PostgreSQL server is a throwaway one on loopback, started like the test fixture does (``tests/postgres.py``);
+it needs root (the server runs as the ``postgres`` user) and Debian's postgresql package.
+
+Run: ``.venv/bin/python bench/storage.py [--workers 8] [--trials-per-worker 40]``
+Prints, for each backend, trials/s and the storage error count; the last line is
+``ratio: X`` = PostgreSQL trials/s / SQLite trials/s at the same number of workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+STUDY_NAME = "bench-storage"
+REPORT_STEPS = 5  # intermediate values per trial, each followed by a pruning check
+STEP_SLEEP_S = 0.001  # stand-in for one epoch of work: keeps trials short so storage dominates
+
+
+def _objective(trial) -> float:
+    import optuna
+
+    width = trial.suggest_int("base_width", 64, 4096, log=True)
+    lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+    value = 0.0
+    for step in range(REPORT_STEPS):
+        time.sleep(STEP_SLEEP_S)
+        value = (step + 1) / REPORT_STEPS * (1.0 - abs(lr - 1e-3)) * (width % 97) / 97
+        trial.report(value, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return value
+
+
+def _open_storage(url: str):
+    """The storage exactly as a search opens it: the builder with ``[study]``'s default heartbeat settings."""
+    from phonetune.search.config import StudySettings
+    from phonetune.search.storage import build_storage
+
+    settings = StudySettings(name=STUDY_NAME)
+    return build_storage(
+        url,
+        heartbeat_interval=settings.heartbeat_interval,
+        grace_period=settings.grace_period,
+        max_retry=settings.max_retry,
+    )
+
+
+def _worker(url: str, trials: int, start_barrier, results) -> None:
+    """One worker process: open the study, wait for the others, run ``trials`` trials, report (done, errors)."""
+    import logging
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("phonetune").setLevel(logging.ERROR)
+    storage = _open_storage(url)
+    study = optuna.load_study(
+        study_name=STUDY_NAME,
+        storage=storage,
+        sampler=optuna.samplers.RandomSampler(),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
+    )
+    start_barrier.wait()
+    done = errors = 0
+    while done + errors < trials:
+        try:
+            # optimize (not ask/tell) so the heartbeat thread and its storage writes run as in a real worker.
+            study.optimize(_objective, n_trials=1)
+            done += 1
+        except Exception:  # noqa: BLE001 - the objective cannot raise; anything escaping is a storage error
+            errors += 1
+    results.put((done, errors))
+
+
+def run_backend(url: str, workers: int, trials_per_worker: int) -> tuple[float, int, int]:
+    """Hammer one fresh study at ``url``; return (trials/s, finished trials, storage errors)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    optuna.create_study(study_name=STUDY_NAME, storage=_open_storage(url), direction="maximize")
+    context = multiprocessing.get_context("spawn")
+    start_barrier = context.Barrier(workers + 1)
+    results = context.Queue()
+    processes = [
+        context.Process(target=_worker, args=(url, trials_per_worker, start_barrier, results)) for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    # Time from the moment every worker has loaded the study: imports and connection set-up are not storage load.
+    start_barrier.wait()
+    started = time.perf_counter()
+    outcomes = [results.get() for _ in processes]
+    elapsed = time.perf_counter() - started
+    for process in processes:
+        process.join()
+    errors = sum(errors for _done, errors in outcomes)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=_open_storage(url))
+    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    finished = len(study.get_trials(deepcopy=False, states=finished_states))
+    return finished / elapsed, finished, errors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--trials-per-worker", type=int, default=40)
+    args = parser.parse_args()
+
+    from postgres import throwaway_postgres
+
+    rates = {}
+    with tempfile.TemporaryDirectory(prefix="phonetune-bench-") as tmp:
+        backends = {"sqlite": lambda: _nullcontext(f"sqlite:///{tmp}/bench.db"), "postgresql": throwaway_postgres}
+        for name, open_backend in backends.items():
+            with open_backend() as url:
+                rate, finished, errors = run_backend(url, args.workers, args.trials_per_worker)
+            rates[name] = rate
+            print(
+                f"{name:<10} workers={args.workers} trials={finished} trials/s={rate:.1f} storage_errors={errors}",
+                flush=True,
+            )
+    print(f"ratio: {rates['postgresql'] / rates['sqlite']:.2f}")
+
+
+def _nullcontext(value):
+    import contextlib
+
+    return contextlib.nullcontext(value)
+
+
+if __name__ == "__main__":
+    main()
