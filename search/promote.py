@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -97,20 +98,6 @@ def top_complete_trials(study: optuna.Study, top_k: int) -> list[FrozenTrial]:
     return ranked[:top_k]
 
 
-def curve_point(metrics: Any) -> dict[str, Any]:
-    """One entry of the ``curves`` user attr (keys in ``attributes.CURVE_KEYS``) from the trainer's EpochMetrics."""
-    return {
-        "epoch": metrics.epoch,
-        "train_loss": metrics.train_loss,
-        "train_accuracy": metrics.train_acc,
-        "dev_loss": metrics.dev_loss,
-        "dev_accuracy": metrics.dev_acc,
-        "lr": metrics.lr,
-        "seconds": metrics.seconds,
-        "frames_per_s": metrics.frames_per_s,
-    }
-
-
 def _source_of(trial: FrozenTrial) -> int | None:
     source = trial.user_attrs.get(attrs.SOURCE_TRIAL)
     return int(source) if source is not None else None
@@ -168,6 +155,7 @@ def _train_full_trial(
 ) -> None:
     """Train the asked trial on the full data, recording curves as it goes, and tell the study its result."""
     from phonetune.model import Trainer
+    from phonetune.search.objective import curve_point
     from phonetune.search.space import suggest_run_config
     from phonetune.search.storage import TrialHeartbeat
 
@@ -195,16 +183,18 @@ def _train_full_trial(
         param_budget=config.param_budget,
     )
 
-    def record(_metrics: Any = None) -> None:
+    def record() -> None:
         history = trainer.result.history
         trial.set_user_attr(attrs.CURVES, [curve_point(metrics) for metrics in history])
         trial.set_user_attr(attrs.EPOCHS_RUN, len(history))
         trial.set_user_attr(attrs.BEST_DEV_ACCURACY, trainer.result.best_dev_acc)
-        if history:
-            trial.report(history[-1].dev_acc, history[-1].epoch)
+
+    def on_epoch(metrics: Any) -> None:
+        record()
+        trial.report(metrics.dev_acc, metrics.epoch)
 
     with TrialHeartbeat(full_study._storage, trial._trial_id, config.study.heartbeat_interval):
-        trainer.epoch_callback = record
+        trainer.epoch_callback = on_epoch
         try:
             trainer.setup()
             trial.set_user_attr(attrs.RESUMED_FROM_EPOCH, trainer.result.resumed_from_epoch)
@@ -257,7 +247,10 @@ def promote_top_trials(
     splits: dict[str, Any] = {}
     search_trials = {trial.number: trial for trial in search_study.get_trials(deepcopy=False)}
     while any(trial.state == TrialState.WAITING for trial in full_study.get_trials(deepcopy=False)):
-        trial = full_study.ask()
+        with warnings.catch_warnings():
+            # Optuna warns that storage heartbeats are meant for Study.optimize; TrialHeartbeat beats for ask/tell.
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = full_study.ask()
         source = search_trials.get(_source_of(trial))  # type: ignore[arg-type]
         if source is None:
             # Not queued by promote (enqueued by hand, or naming a trial that is gone): nothing says what to train.

@@ -1,0 +1,31 @@
+"""``phonetune promote --config STUDY.toml --top K``: retrain the K best search trials on the full training data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "promote",
+        help="retrain the best search trials on the full data, in the linked <name>-full study",
+        description="Retrain the K best COMPLETE search trials with [fidelity] full_train_fraction and full_epochs, "
+        "as trials of the study <name>-full in the same storage (each pointing to its source trial), and report "
+        "the Spearman rank correlation between search and full-data accuracy. Trials already promoted are kept; "
+        "an interrupted one resumes from its last checkpoint.",
+    )
+    parser.add_argument("--config", required=True, metavar="STUDY.toml", help="the study file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a study key")
+    parser.add_argument("--top", type=int, default=3, metavar="K", help="how many of the best trials to promote")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from phonetune.search.config import load_study_config
+    from phonetune.search.promote import format_promotion, promote_top_trials
+
+    config = load_study_config(args.config, args.set)
+    result = promote_top_trials(config, args.top, progress=sys.stderr.isatty())
+    print(format_promotion(result))
+    return 0

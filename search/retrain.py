@@ -1,0 +1,242 @@
+"""Retrain the study's winner on all the training data (optionally plus dev), then predict and score test-clean.
+
+The winner is the best full-data trial when ``phonetune promote`` has run (its accuracy was measured at the fidelity
+that matters), else the best search trial; ``--trial N`` picks search trial N instead. Its run config is rebuilt from
+its parameters by the space code (``run_config_from_params``) at full fidelity with ``train_fraction = 1``. With
+``with_dev`` the dev utterances join the training set: the final model sees more data, and the dev accuracy it
+reports is no longer an honest estimate (the summary says so), so the last epoch's checkpoint, not the "best" one,
+makes the submission.
+
+Outputs, in ``<artifacts>/retrain/trial-<N>[-with-dev]/`` unless told otherwise: the trainer's run folder
+(``config.toml``, ``last.pt``, ``best.pt``, ``metrics.json``, ``curves.html``), ``submission.csv`` for the test
+split, the score files when ``ROOT/<test_split>-labels`` exists, and ``summary.json``. Re-running resumes or reuses
+the finished run folder.
+
+Example::
+
+    result = retrain_winner(load_study_config("studies/demo.toml"), with_dev=False)
+    print(result.test_accuracy, result.submission)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from phonetune.atomic import atomic_write_json
+from phonetune.errors import ConfigError, DataError
+from phonetune.search import attributes as attrs
+from phonetune.search.config import StudyConfig
+from phonetune.search.export import FULL_FIDELITY, SEARCH_FIDELITY
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+SUBMISSION_FILE = "submission.csv"
+
+
+@dataclass(frozen=True)
+class Winner:
+    search_trial: FrozenTrial  # the search trial whose parameters are retrained
+    full_trial: FrozenTrial | None  # its full-data trial when the winner was picked among promoted runs
+    reason: str  # how it was picked, for the summary
+
+    @property
+    def selection_accuracy(self) -> float | None:
+        trial = self.full_trial or self.search_trial
+        return None if trial.value is None else float(trial.value)
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    winner: Winner
+    run_config: Any  # phonetune.model.RunConfig that was trained
+    param_count: int
+    out_dir: Path  # the run folder
+    checkpoint: Path  # the checkpoint that made the submission
+    submission: Path
+    dev_accuracy: float  # best dev accuracy of the retrained run (optimistic with with_dev)
+    test_accuracy: float | None  # None when the test split has no labels
+    summary_path: Path
+
+
+def concatenate_splits(first: Any, second: Any, name: str) -> Any:
+    """One SplitData holding ``first``'s utterances followed by ``second``'s (both labelled, same feature width).
+
+    The data pipeline serves one split at a time; training on train + dev needs them as one. The features are
+    copied into memory (the dev split is small next to train, and the copy happens once per retrain).
+    """
+    from phonetune.data_pipeline import SplitData
+
+    if first.labels is None or second.labels is None:
+        raise DataError(f"splits {first.name} and {second.name} must both have labels to train on, but one has none")
+    if first.feature_width != second.feature_width:
+        raise DataError(
+            f"splits {first.name} and {second.name} must have one feature width, but have {first.feature_width} "
+            f"and {second.feature_width}"
+        )
+    features = np.concatenate([np.asarray(first.features), np.asarray(second.features)])
+    labels = np.concatenate([np.asarray(first.labels), np.asarray(second.labels)])
+    offsets = np.concatenate([first.offsets, second.offsets[1:] + first.offsets[-1]]).astype(np.int64)
+    names = list(first.utterance_names) + list(second.utterance_names)
+    return SplitData(name, features, labels, offsets, names)
+
+
+def pick_winner(search_study: optuna.Study, full_study: optuna.Study | None, trial_number: int | None) -> Winner:
+    """The trial to retrain: search trial ``trial_number``, else the best full-data trial, else the best search one."""
+    search_trials = {trial.number: trial for trial in search_study.get_trials(deepcopy=False)}
+    if trial_number is not None:
+        chosen = search_trials.get(trial_number)
+        if chosen is None or chosen.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+            usable = sorted(
+                number for number, trial in search_trials.items()
+                if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            )
+            found = "missing" if chosen is None else chosen.state.name
+            raise ConfigError(
+                f"--trial must name a COMPLETE or PRUNED trial of study {search_study.study_name!r}, but trial "
+                f"{trial_number} is {found}; usable trials: {usable}"
+            )
+        return Winner(chosen, None, f"search trial {trial_number} (chosen with --trial)")
+    if full_study is not None:
+        promoted = full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        promoted = [trial for trial in promoted if trial.user_attrs.get(attrs.SOURCE_TRIAL) in search_trials]
+        if promoted:
+            best = max(promoted, key=lambda trial: (float(trial.value), -trial.number))
+            source = search_trials[best.user_attrs[attrs.SOURCE_TRIAL]]
+            return Winner(source, best, f"best full-data trial {best.number} (search trial {source.number})")
+    complete = [trial for trial in search_trials.values() if trial.state == TrialState.COMPLETE]
+    if not complete:
+        raise ConfigError(
+            f"retrain needs a COMPLETE trial in study {search_study.study_name!r}, but it has none; "
+            "run `phonetune search` first (or pick a pruned one with --trial N)"
+        )
+    best = max(complete, key=lambda trial: (float(trial.value), -trial.number))
+    return Winner(best, None, f"best search trial {best.number} (nothing promoted)")
+
+
+def winner_run_config(config: StudyConfig, winner: Winner) -> Any:
+    """The winner's RunConfig at full fidelity, on every training utterance."""
+    from phonetune.model import RunConfig
+    from phonetune.search.space import run_config_from_params
+
+    params = winner.full_trial.params if winner.full_trial is not None else winner.search_trial.params
+    run_config = run_config_from_params(config, params, FULL_FIDELITY)
+    data = dataclasses.replace(run_config.data, train_fraction=1.0)
+    return RunConfig.from_parts(data, run_config.model, run_config.train)
+
+
+def _load_training_splits(run_config: Any, with_dev: bool, progress: bool) -> tuple[Any, Any]:
+    from phonetune.data_pipeline import compute_global_stats, load_split
+
+    data = run_config.data
+    # Global statistics stay those of the training split alone, as at prediction time.
+    stats = compute_global_stats(data, progress=progress) if data.normalization == "global" else None
+    train_split = load_split(data, data.train_split, stats=stats, progress=progress)
+    dev_split = load_split(data, data.dev_split, stats=stats, progress=progress)
+    if with_dev:
+        train_split = concatenate_splits(train_split, dev_split, f"{data.train_split}+{data.dev_split}")
+    return train_split, dev_split
+
+
+def default_out_dir(config: StudyConfig, winner: Winner, with_dev: bool) -> Path:
+    suffix = "-with-dev" if with_dev else ""
+    return config.artifacts_path / "retrain" / f"trial-{winner.search_trial.number}{suffix}"
+
+
+def retrain_winner(
+    config: StudyConfig,
+    *,
+    trial_number: int | None = None,
+    with_dev: bool = False,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    storage: optuna.storages.BaseStorage | None = None,
+) -> RetrainResult:
+    """Pick the winner, train it, write the submission, score it when labels exist, and write summary.json."""
+    from phonetune.model import Trainer, predict_checkpoint, score_submission, write_score_report
+    from phonetune.search.storage import study_names
+    from phonetune.search.study import open_study, storage_for
+
+    storage = storage if storage is not None else storage_for(config)
+    search_study = open_study(config, SEARCH_FIDELITY, storage=storage)
+    full_study = (
+        open_study(config, FULL_FIDELITY, storage=storage)
+        if config.study_name(FULL_FIDELITY) in study_names(storage)
+        else None
+    )
+    winner = pick_winner(search_study, full_study, trial_number)
+    run_config = winner_run_config(config, winner)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(config, winner, with_dev)
+    logger.info("retraining %s into %s%s", winner.reason, out_dir, " with the dev split" if with_dev else "")
+
+    train_split, dev_split = _load_training_splits(run_config, with_dev, progress)
+    trainer = Trainer(
+        run_config,
+        out_dir,
+        train_split=train_split,
+        dev_split=dev_split,
+        progress=progress,
+        param_budget=config.param_budget,
+    )
+    try:
+        trainer.setup()
+        result = trainer.train()
+    finally:
+        trainer.cleanup()
+
+    # Trained on dev, "best on dev" would pick by a score the model was fitted to; the last epoch is the honest pick.
+    checkpoint = result.last_checkpoint if with_dev else result.best_checkpoint
+    data = run_config.data
+    submission, frames = predict_checkpoint(
+        checkpoint, data.root, data.test_split, out_dir / SUBMISSION_FILE, progress=progress
+    )
+    labels_dir = Path(data.root) / f"{data.test_split}-labels"
+    test_accuracy = None
+    if labels_dir.is_dir():
+        report = score_submission(submission, labels_dir, data.phonemes)
+        write_score_report(report, out_dir / "score")
+        test_accuracy = report.accuracy
+    else:
+        logger.info("no labels at %s: the submission is not scored", labels_dir)
+
+    summary = {
+        "study": config.name,
+        "winner": winner.reason,
+        "search_trial": winner.search_trial.number,
+        "full_trial": None if winner.full_trial is None else winner.full_trial.number,
+        "selection_dev_accuracy": winner.selection_accuracy,
+        "params": dict(winner.search_trial.params),
+        "run_config": run_config.to_mapping(),
+        "param_count": result.param_count,
+        "param_budget": config.param_budget,
+        "with_dev": with_dev,
+        "epochs": len(result.history),
+        "dev_accuracy": result.best_dev_acc,
+        "dev_accuracy_note": "optimistic: dev was part of training" if with_dev else "held out",
+        "test_split": data.test_split,
+        "test_frames": frames,
+        "test_accuracy": test_accuracy,
+        "checkpoint": str(checkpoint.resolve()),
+        "submission": str(Path(submission).resolve()),
+        "run_dir": str(out_dir.resolve()),
+    }
+    summary_path = atomic_write_json(out_dir / SUMMARY_FILE, summary)
+    return RetrainResult(
+        winner=winner,
+        run_config=run_config,
+        param_count=result.param_count,
+        out_dir=out_dir,
+        checkpoint=checkpoint,
+        submission=Path(submission),
+        dev_accuracy=result.best_dev_acc,
+        test_accuracy=test_accuracy,
+        summary_path=summary_path,
+    )
