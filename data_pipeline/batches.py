@@ -2,9 +2,10 @@
 
 The split is copied once into one device tensor in which every utterance is surrounded by ``K`` zero frames, so a
 window never reaches into a neighbouring utterance and edge frames see zeros (the normalized mean) as context.
-Global frame ``i`` of utterance ``u`` sits at padded row ``centers[i] = i + K * (2u + 1)``; a batch of frame
-indices becomes the row matrix ``centers[idx, None] + arange(-K, K+1)`` and one ``index_select`` gathers it. No
-Python code runs per frame or per utterance while iterating.
+Global frame ``i`` of utterance ``u`` sits at padded row ``centers[i] = i + K * (2u + 1)``, so its window is padded
+rows ``centers[i] - K .. centers[i] + K``. Seen through an overlapping strided view (row ``s`` = the ``2K+1`` frames
+starting at padded row ``s``, flattened), a batch is one index-select of rows ``centers[idx] - K``. No Python code
+runs per frame or per utterance while iterating.
 
 Example::
 
@@ -63,8 +64,19 @@ class ContextWindows:
         self.labels = None
         if split.labels is not None:
             self.labels = torch.from_numpy(np.asarray(split.labels, dtype=np.int64)).to(self.device)
-        # (2K+1,) row offsets of a window relative to its centre.
-        self._window_offsets = torch.arange(-context_frames, context_frames + 1, device=self.device)
+        # Row s of this overlapping view is padded[s : s + 2K + 1] flattened: a window is one contiguous block of
+        # memory, so a batch is B block copies rather than B * (2K+1) copies of one frame.
+        window_starts = padded_rows - self.window_frames + 1
+        self._windows = self.padded.as_strided((window_starts, self.input_dim), (self.feature_width, 1))
+        # On CPU numpy's fancy indexing copies such blocks about 1.5x faster than torch's index_select.
+        self._windows_numpy = None
+        if self.device.type == "cpu":
+            self._windows_numpy = np.lib.stride_tricks.as_strided(
+                self.padded.numpy(),
+                shape=(window_starts, self.input_dim),
+                strides=(self.feature_width * self.padded.element_size(), self.padded.element_size()),
+                writeable=False,
+            )
 
     @property
     def input_dim(self) -> int:
@@ -77,9 +89,12 @@ class ContextWindows:
 
     def gather(self, frame_indices: torch.Tensor) -> torch.Tensor:
         """Windows centred on the given global frame indices: ``(B, (2K+1)*F)`` float32 on the device."""
-        rows = self.centers[frame_indices][:, None] + self._window_offsets  # (B, 2K+1)
-        windows = self.padded.index_select(0, rows.reshape(-1))  # (B*(2K+1), F)
-        return windows.view(len(frame_indices), self.input_dim).to(torch.float32)
+        starts = self.centers[frame_indices] - self.context_frames  # (B,) padded row of each window's first frame
+        if self._windows_numpy is not None:
+            windows = torch.from_numpy(self._windows_numpy[starts.numpy()])  # (B, (2K+1)*F)
+        else:
+            windows = self._windows.index_select(0, starts)  # (B, (2K+1)*F)
+        return windows.to(torch.float32)
 
     def train_batches(
         self, batch_size: int, generator: torch.Generator, augment: AugmentConfig | None = None

@@ -189,3 +189,12 @@ def test_context_out_of_range_is_rejected(tiny_corpus):
     split = load_split(raw_config(tiny_corpus), DEV, progress=False)
     with pytest.raises(ConfigError, match="context_frames must be between 0 and 50, but got context_frames=51"):
         ContextWindows(split, 51, "cpu")
+
+
+def test_torch_gather_path_used_on_cuda_matches_the_cpu_path(tiny_corpus):
+    # No GPU here: check the index_select-on-strided-view arithmetic that CUDA uses against the numpy path on CPU.
+    split = load_split(raw_config(tiny_corpus), DEV, progress=False)
+    windows = ContextWindows(split, 7, "cpu")
+    frame_indices = torch.randperm(split.num_frames, generator=torch.Generator().manual_seed(0))
+    starts = windows.centers[frame_indices] - windows.context_frames
+    torch.testing.assert_close(windows._windows.index_select(0, starts), windows.gather(frame_indices), rtol=0, atol=0)
