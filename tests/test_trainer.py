@@ -1,0 +1,183 @@
+"""The trainer on a real (tiny, learnable) HW1P2-layout corpus: learning, files, exact resume, callbacks, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from phonetune.data_pipeline import DataConfig
+from phonetune.errors import BudgetError, CheckpointError
+from phonetune.model import ModelConfig, RunConfig, TrainConfig, Trainer, load_run_config
+from phonetune.model.checkpoint import read_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine run an order of magnitude faster without intra-op threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _run_config(root, **train) -> RunConfig:
+    data = DataConfig(root=str(root), context_frames=2, cache_dir=str(Path(root) / ".cache"))
+    model = ModelConfig(hidden_layers=2, base_width=64, activation="gelu", batchnorm="after", dropout=0.1)
+    settings = dict(epochs=2, batch_size=64, lr=3e-3, device="cpu", seed=3)
+    settings.update(train)
+    return RunConfig.from_parts(data, model, TrainConfig(**settings))
+
+
+def _train(run_config, out_dir, **kwargs):
+    trainer = Trainer(run_config, out_dir, progress=False, **kwargs)
+    trainer.setup()
+    try:
+        return trainer.train()
+    finally:
+        trainer.cleanup()
+
+
+def _weights(path):
+    return read_checkpoint(path)["model"]
+
+
+def _same_weights(first, second) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
+
+
+def _deterministic(history):
+    return [(m.epoch, m.train_loss, m.train_acc, m.dev_loss, m.dev_acc, m.lr) for m in history]
+
+
+def test_training_learns_the_tiny_corpus_and_writes_the_run_folder(tiny_corpus, tmp_path):
+    run_config = _run_config(tiny_corpus.root, epochs=3, scheduler="cosine", optimizer="adamw", grad_clip=1.0)
+    result = _train(run_config, tmp_path / "run")
+    assert [m.epoch for m in result.history] == [1, 2, 3]
+    # 40 classes: chance is 2.5%; the class means are well separated, so a small MLP gets far above it.
+    assert result.history[-1].dev_acc > 0.5
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    assert result.history[1].lr < result.history[0].lr  # cosine decays per epoch
+    assert result.best_dev_acc == max(m.dev_acc for m in result.history)
+    run = tmp_path / "run"
+    for name in ("config.toml", "metrics.json", "last.pt", "best.pt", "curves.html"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 3 and metrics["param_count"] == result.param_count
+    assert metrics["best_dev_acc"] == result.best_dev_acc and len(metrics["history"]) == 3
+    assert load_run_config(run / "config.toml") == run_config
+    assert read_checkpoint(run / "best.pt")["epoch"] == result.best_epoch
+    assert "dev acc" in (run / "curves.html").read_text() or "accuracy" in (run / "curves.html").read_text()
+
+
+@pytest.mark.parametrize("scheduler", ["onecycle", "plateau"])
+def test_interrupted_run_resumes_to_the_same_weights_and_metrics(tiny_corpus, tmp_path, scheduler):
+    run_config = _run_config(tiny_corpus.root, epochs=3, scheduler=scheduler, optimizer="adamw", weight_decay=0.01)
+    straight = _train(run_config, tmp_path / "straight")
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_first(metrics):
+        if metrics.epoch == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        _train(run_config, tmp_path / "resumed", epoch_callback=stop_after_first)
+    assert read_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 1
+    torch.manual_seed(12345)  # a resumed process starts with other RNG states; the checkpoint must restore them
+    resumed = _train(run_config, tmp_path / "resumed")
+    assert resumed.resumed_from_epoch == 1
+    assert _deterministic(resumed.history) == _deterministic(straight.history)
+    assert _same_weights(_weights(tmp_path / "straight" / "last.pt"), _weights(tmp_path / "resumed" / "last.pt"))
+
+
+def test_extending_epochs_of_a_fixed_schedule_continues_the_run(tiny_corpus, tmp_path):
+    one = _run_config(tiny_corpus.root, epochs=1, optimizer="sgd_nesterov", lr=0.05)
+    two = _run_config(tiny_corpus.root, epochs=2, optimizer="sgd_nesterov", lr=0.05)
+    _train(one, tmp_path / "grown")
+    grown = _train(two, tmp_path / "grown")
+    straight = _train(two, tmp_path / "straight")
+    assert grown.resumed_from_epoch == 1
+    assert _deterministic(grown.history) == _deterministic(straight.history)
+    assert _same_weights(_weights(tmp_path / "grown" / "last.pt"), _weights(tmp_path / "straight" / "last.pt"))
+
+
+def test_sigkilled_training_process_resumes_exactly(tiny_corpus, tmp_path):
+    run_config = _run_config(tiny_corpus.root, epochs=2, optimizer="rmsprop", lr=1e-3, scheduler="step", step_size=1)
+    config_path = tmp_path / "run.toml"
+    from phonetune.model import write_run_config
+
+    write_run_config(config_path, run_config)
+    # The child kills itself with SIGKILL right after epoch 1's checkpoint: no cleanup, no finally blocks run.
+    script = textwrap.dedent(f"""
+        import os, signal
+        from phonetune.model import Trainer, load_run_config
+        def die(metrics):
+            os.kill(os.getpid(), signal.SIGKILL)
+        Trainer(load_run_config({str(config_path)!r}), {str(tmp_path / 'killed')!r}, progress=False,
+                epoch_callback=die).train()
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    child = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, timeout=120, env=env)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+    assert read_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] == 1
+    assert not (tmp_path / "killed" / "curves.html").exists()
+    resumed = _train(run_config, tmp_path / "killed")
+    straight = _train(run_config, tmp_path / "straight")
+    assert resumed.resumed_from_epoch == 1
+    assert _deterministic(resumed.history) == _deterministic(straight.history)
+    assert _same_weights(_weights(tmp_path / "killed" / "last.pt"), _weights(tmp_path / "straight" / "last.pt"))
+    assert not [name for name in os.listdir(tmp_path / "killed") if name.endswith(".tmp")]
+
+
+def test_callback_exception_stops_training_and_propagates(tiny_corpus, tmp_path):
+    class Pruned(Exception):
+        pass
+
+    seen = []
+
+    def prune_at_two(metrics):
+        seen.append(metrics.epoch)
+        if metrics.epoch == 2:
+            raise Pruned(f"pruned at {metrics.epoch}")
+
+    with pytest.raises(Pruned, match="pruned at 2"):
+        _train(_run_config(tiny_corpus.root, epochs=5), tmp_path / "run", epoch_callback=prune_at_two)
+    assert seen == [1, 2]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 2
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
+    assert (tmp_path / "run" / "curves.html").is_file()
+
+
+def test_other_config_in_an_existing_run_folder_is_refused_unless_overwritten(tiny_corpus, tmp_path):
+    _train(_run_config(tiny_corpus.root, epochs=1), tmp_path / "run")
+    other = _run_config(tiny_corpus.root, epochs=1, lr=1e-2)
+    with pytest.raises(CheckpointError, match=r"\[train\] lr: 0.003 -> 0.01"):
+        _train(other, tmp_path / "run")
+    cosine = _run_config(tiny_corpus.root, epochs=1, scheduler="cosine")
+    _train(cosine, tmp_path / "cosine")
+    with pytest.raises(CheckpointError, match="epochs: 1 -> 2"):
+        _train(_run_config(tiny_corpus.root, epochs=2, scheduler="cosine"), tmp_path / "cosine")
+    result = _train(other, tmp_path / "run", overwrite=True)
+    assert result.resumed_from_epoch == 0
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["run_config"]["train"]["lr"] == 1e-2
+
+
+def test_over_budget_model_fails_before_touching_the_data(tmp_path):
+    data = DataConfig(root=str(tmp_path / "does-not-exist"), context_frames=50)
+    model = ModelConfig(hidden_layers=8, base_width=8192)
+    trainer = Trainer(RunConfig.from_parts(data, model, TrainConfig(device="cpu")), tmp_path / "run", progress=False)
+    with pytest.raises(BudgetError, match="20,000,000"):
+        trainer.setup()
+    assert not (tmp_path / "run").exists()
