@@ -1,0 +1,56 @@
+"""``phonetune search --config studies/x.toml [--workers N] [--gpus 0,1]``: run a study with N worker processes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search",
+        help="search for the best MLP: create the study once and run N parallel workers on it",
+        description="Create the study of --config (once; an existing one is resumed), then run --workers worker "
+        "processes on its storage until n_trials trials are COMPLETE or PRUNED (or timeout_seconds passes). "
+        "Ctrl-C stops the workers and re-queues their running trials; the same command resumes the study.",
+    )
+    parser.add_argument("--config", required=True, metavar="STUDY.toml", help="study config, e.g. studies/demo.toml")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+    parser.add_argument("--gpus", default="", metavar="0,1,...", help="pin worker i to GPU gpus[i %% len(gpus)]")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one study config value, e.g. --set study.n_trials=8 or --set space.context_frames.high=10",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (one log line per trial instead)")
+    parser.set_defaults(handler=run)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    import optuna
+
+    from phonetune.search.config import load_study_config
+    from phonetune.search.workers import run_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)
+    config = load_study_config(args.config, args.overrides)
+    gpus = [gpu.strip() for gpu in args.gpus.split(",") if gpu.strip()]
+    summary = run_search(config, workers=args.workers, gpus=gpus, progress=not args.quiet and sys.stderr.isatty())
+    states = ", ".join(f"{count} {state}" for state, count in sorted(summary.states.items())) or "no trials"
+    print(f"study {summary.study_name} in {summary.storage_url}: {states}")
+    if summary.best_number is not None:
+        print(f"best trial {summary.best_number}: dev accuracy {summary.best_value:.4f}  {summary.best_params}")
+    print(f"trial folders: {config.artifacts_path / 'trials'}")
+    if summary.n_trials and not summary.reached_target:
+        logging.getLogger(__name__).error(
+            "the study has %d of %d finished trials; run the same command again to continue",
+            summary.finished, summary.n_trials,
+        )
+        return 1
+    return 0

@@ -1,0 +1,52 @@
+"""``phonetune worker --config studies/x.toml``: join a study from another shell or machine and run its trials."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="run trials of an existing study until its budget is spent (one process, one GPU)",
+        description="Join the study of --config on its storage (a PostgreSQL URL lets workers on several machines "
+        "share it) and run trials until the study has n_trials COMPLETE or PRUNED trials. Pin a GPU with "
+        "CUDA_VISIBLE_DEVICES. The study must exist (phonetune search creates it) unless --create is given.",
+    )
+    parser.add_argument("--config", required=True, metavar="STUDY.toml", help="study config, e.g. studies/demo.toml")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one study config value (use the same overrides as the other workers)",
+    )
+    parser.add_argument(
+        "--worker-index", type=int, default=None,
+        help="offsets the sampler seed so workers draw different trials (default: derived from the process id)",
+    )
+    parser.add_argument("--create", action="store_true", help="create the study when it does not exist yet")
+    parser.add_argument("--quiet", action="store_true", help="log warnings only (phonetune search shows trials)")
+    parser.set_defaults(handler=run)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    import optuna
+
+    from phonetune.search.config import load_study_config
+    from phonetune.search.workers import run_worker
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.quiet:
+        logging.getLogger("phonetune").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)
+    config = load_study_config(args.config, args.overrides)
+    worker_index = args.worker_index if args.worker_index is not None else os.getpid() % 100_000
+    summary = run_worker(config, worker_index=worker_index, create=args.create)
+    if not args.quiet:
+        print(f"worker {worker_index}: {len(summary.trial_states)} trials run; stopped because {summary.stop_reason}")
+    return 0
