@@ -1,0 +1,145 @@
+"""train -> predict -> score through the CLI on a real tiny corpus, and the errors of each step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from phonetune.data_pipeline import HW1P2_PHONEMES, load_split
+from phonetune.errors import CheckpointError, ConfigError
+from phonetune.model import SubmissionError, load_checkpoint, predict_split, score_submission, write_submission
+from phonetune.model.checkpoint import read_checkpoint, save_checkpoint
+from phonetune.search.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+STARTER = str(REPO / "studies" / "starter.toml")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine run an order of magnitude faster without intra-op threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def trained_run(tiny_corpus, tmp_path):
+    """The starter config (context reduced to 3 for speed), trained 3 epochs through `phonetune train`."""
+    out = tmp_path / "runs" / "starter"
+    code = main([
+        "train", "--config", STARTER, "--data", str(tiny_corpus.root), "--out", str(out), "--epochs", "3",
+        "--set", "data.context_frames=3", "--set", "train.batch_size=64", "--set", "train.device=\"cpu\"",
+        "--quiet",
+    ])
+    assert code == 0
+    return tiny_corpus, out
+
+
+def _true_test_labels(root: Path) -> np.ndarray:
+    index = {symbol: i for i, symbol in enumerate(HW1P2_PHONEMES)}
+    files = sorted((root / "test-clean-labels" / "transcript").glob("*.npy"))
+    return np.concatenate([[index[s] for s in np.load(path)[1:-1]] for path in files])
+
+
+def test_predict_and_score_round_trip_through_the_cli(trained_run, tmp_path, capsys):
+    corpus, run = trained_run
+    submission = tmp_path / "submission.csv"
+    assert main(["predict", "--checkpoint", str(run / "best.pt"), "--data", str(corpus.root),
+                 "--out", str(submission), "--device", "cpu"]) == 0
+    lines = submission.read_text().splitlines()
+    assert lines[0] == "id,label" and len(lines) == 1 + corpus.total_frames("test-clean")
+    assert [line.split(",")[0] for line in lines[1:4]] == ["0", "1", "2"]
+
+    capsys.readouterr()
+    report_dir = tmp_path / "report"
+    assert main(["score", "--submission", str(submission), "--labels", str(corpus.root / "test-clean-labels"),
+                 "--report", str(report_dir)]) == 0
+    printed = capsys.readouterr().out
+    accuracy = float(printed.split("accuracy: ")[1].split()[0])
+
+    # Independent check: the same predictions made in-process, compared with the raw transcripts.
+    model, run_config, payload = load_checkpoint(run / "best.pt", device="cpu")
+    test_split = load_split(run_config.data, "test-clean", progress=False)
+    predicted = predict_split(model, run_config, test_split, "cpu")
+    truth = _true_test_labels(corpus.root)
+    assert accuracy == pytest.approx(float((predicted == truth).mean()), abs=1e-4)
+    assert accuracy > 0.3  # chance is 1/40
+    per_phoneme = (report_dir / "per_phoneme.csv").read_text().splitlines()
+    assert per_phoneme[0] == "phoneme,frames,correct,accuracy" and len(per_phoneme) == 41
+    assert sum(int(row.split(",")[1]) for row in per_phoneme[1:]) == len(truth)
+    assert "heatmap" in (report_dir / "confusion.html").read_text()
+
+
+def test_score_report_counts_agree_with_a_hand_made_submission(tiny_corpus, tmp_path):
+    truth = _true_test_labels(tiny_corpus.root)
+    guesses = truth.copy()
+    guesses[::4] = (guesses[::4] + 1) % 40  # every 4th frame wrong
+    write_submission(tmp_path / "s.csv", np.asarray(HW1P2_PHONEMES)[guesses])
+    report = score_submission(tmp_path / "s.csv", tiny_corpus.root / "test-clean-labels", HW1P2_PHONEMES)
+    assert report.frames == len(truth)
+    assert report.accuracy == pytest.approx(1 - len(truth[::4]) / len(truth))
+    assert report.confusion.sum(axis=1).tolist() == np.bincount(truth, minlength=40).tolist()
+
+
+def test_score_rejects_length_mismatch_bad_header_and_unknown_labels(tiny_corpus, tmp_path, capsys):
+    labels = tiny_corpus.root / "test-clean-labels"
+    truth = _true_test_labels(tiny_corpus.root)
+    short = tmp_path / "short.csv"
+    write_submission(short, np.asarray(HW1P2_PHONEMES)[truth[:-1]])
+    with pytest.raises(SubmissionError, match=f"{len(truth)} in .*but has {len(truth) - 1} rows"):
+        score_submission(short, labels, HW1P2_PHONEMES)
+    assert main(["score", "--submission", str(short), "--labels", str(labels)]) == 1
+    assert "short.csv" in capsys.readouterr().err
+
+    header = tmp_path / "header.csv"
+    header.write_text("Id,Label\n0,AA\n")
+    with pytest.raises(SubmissionError, match="header 'id,label'"):
+        score_submission(header, labels, HW1P2_PHONEMES)
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("id,label\n0,AA\n1,XX\n")
+    with pytest.raises(SubmissionError, match=r"unknown.csv line 3 .* 'XX'"):
+        score_submission(unknown, labels, HW1P2_PHONEMES)
+
+
+def test_load_checkpoint_names_missing_corrupt_and_mismatched_files(trained_run, tmp_path):
+    _, run = trained_run
+    with pytest.raises(CheckpointError, match="nothing.pt"):
+        load_checkpoint(tmp_path / "nothing.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((run / "best.pt").read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="corrupt.pt"):
+        load_checkpoint(corrupt)
+    payload = read_checkpoint(run / "best.pt")
+    payload["run_config"]["model"]["hidden_layers"] = 1
+    payload["param_count"] = 0
+    mismatched = tmp_path / "mismatched.pt"
+    save_checkpoint(mismatched, payload)
+    with pytest.raises(CheckpointError, match="mismatched.pt"):
+        load_checkpoint(mismatched)
+    payload = read_checkpoint(run / "best.pt")
+    payload["model"]["layers.0.weight"] = payload["model"]["layers.0.weight"][:, :10]
+    save_checkpoint(mismatched, payload)
+    with pytest.raises(CheckpointError, match="weights do not match"):
+        load_checkpoint(mismatched)
+
+
+def test_train_cli_reports_config_errors_naming_the_file(tiny_corpus, tmp_path, capsys):
+    base = ["train", "--config", STARTER, "--data", str(tiny_corpus.root), "--out", str(tmp_path / "r"), "--quiet"]
+    assert main(base + ["--set", "train.bogus=1"]) == 1
+    err = capsys.readouterr().err
+    assert "starter.toml" in err and "'bogus'" in err
+    assert main(base + ["--set", "model.hidden_layers=12", "--set", "train.lr=-1"]) == 1
+    err = capsys.readouterr().err
+    assert "hidden_layers=12" in err and "lr=-1" in err
+    assert main(base + ["--set", "model.context_frames=5"]) == 1
+    assert "set it in [data] only" in capsys.readouterr().err
+    with pytest.raises(ConfigError):
+        from phonetune.model import load_run_config
+
+        load_run_config(tmp_path / "missing.toml")
+    assert not (tmp_path / "r").exists()
