@@ -63,10 +63,14 @@ def safe_url(url: str) -> str:
 
 
 def retry_callback(max_retry: int) -> RetryHeartbeatStaleTrialCallback:
-    """Re-queue a dead worker's trial with its parameters, attributes and reported epochs."""
+    """Re-queue a dead worker's trial with its parameters and attributes.
+
+    Reported epochs are not inherited: the retry re-reports them from the checkpoint it resumes, which may hold one
+    epoch more than the dead worker managed to report.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
-        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=True)
+        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=False)
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -198,7 +202,7 @@ def trial_start_lock(storage: BaseStorage, url: str, study_name: str) -> Iterato
     """Hold a lock shared by every worker of ``study_name`` on this storage while counting and creating a trial."""
     file_path = _sqlite_path(url) or _journal_path(url)
     if file_path is not None:
-        with _file_lock(file_path.with_name(f"{file_path.name}.{study_name}.trial-lock")):
+        with _file_lock(file_path.with_name(f"{file_path.name}-{study_name}.trial-lock")):
             yield
     elif url.startswith("postgresql") and isinstance(storage, RDBStorage):
         with _advisory_lock(storage, study_name):

@@ -1,0 +1,89 @@
+"""The budget-aware space: thousands of sampled configurations (1000 per budget, two budgets), every one under the budget, every choice seen."""
+
+from __future__ import annotations
+
+import collections
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+
+from phonetune.model import count_params
+from phonetune.search.config import load_study_config
+from phonetune.search.space import WIDTH_FRACTION, run_config_from_params, suggest_run_config, width_from_fraction
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sample(config, sampler, count):
+    """(run configs, trials) drawn through study.ask() on an in-memory study, without training."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    drawn = []
+    for _ in range(count):
+        trial = study.ask()
+        run_config = suggest_run_config(trial, config)
+        # Any deterministic score lets TPE model something; bigger models scoring higher pushes it to the bound.
+        study.tell(trial, count_params(run_config.model) / config.param_budget)
+        drawn.append((run_config, trial))
+    return drawn, study
+
+
+@pytest.mark.parametrize("budget", [20_000_000, 2_000_000])
+def test_thousands_of_random_samples_fit_the_budget_and_cover_the_space(budget):
+    config = load_study_config(REPO / "studies" / "default.toml", [f"study.param_budget={budget}"])
+    drawn, study = sample(config, optuna.samplers.RandomSampler(seed=budget), 1000)
+    counts = [count_params(run.model) for run, _ in drawn]
+    assert max(counts) <= budget
+    assert all(run.model.context_frames == run.data.context_frames for run, _ in drawn)
+    for (run, _), frozen in zip(drawn, study.trials):
+        assert frozen.user_attrs["param_count"] == count_params(run.model)
+        assert frozen.user_attrs["base_width"] == run.model.base_width
+    seen = collections.defaultdict(set)
+    for run, _ in drawn:
+        for section in (run.data, run.model, run.train):
+            for name, value in vars(section).items():
+                if isinstance(value, (str, int, bool)):
+                    seen[name].add(value)
+    for name, spec in config.space.items():
+        if hasattr(spec, "choices") and not spec.is_fixed():
+            assert seen[name] == set(spec.choices), name
+    low, high = config.space["hidden_layers"].bounds()
+    assert seen["hidden_layers"] == set(range(low, high + 1))
+    assert {0, 50} <= seen["context_frames"]
+    # The budget binds: some models come within 10% of it (the width bound is used, not just the requested range).
+    assert max(counts) > 0.9 * budget or budget == 20_000_000 and max(counts) > 0.5 * budget
+
+
+def test_tpe_with_constant_liar_stays_under_the_budget():
+    config = load_study_config(REPO / "studies" / "demo.toml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=0, multivariate=True, group=True, constant_liar=True,
+                                             n_startup_trials=10)
+    drawn, study = sample(config, sampler, 120)
+    assert max(count_params(run.model) for run, _ in drawn) <= config.param_budget
+    # momentum is conditional: drawn exactly for the optimizers that use it
+    for frozen in study.trials:
+        assert ("momentum" in frozen.params) == (frozen.params["optimizer"] in ("sgd_nesterov", "rmsprop"))
+
+
+def test_a_finished_trial_replays_to_the_same_run_config():
+    config = load_study_config(REPO / "studies" / "demo.toml")
+    drawn, study = sample(config, optuna.samplers.RandomSampler(seed=3), 40)
+    for (run, _), frozen in zip(drawn, study.trials):
+        replayed = run_config_from_params(config, frozen.params, fidelity="search")
+        assert replayed == run
+    full = run_config_from_params(config, study.trials[0].params, fidelity="full")
+    assert full.train.epochs == config.fidelity.full_epochs and full.data.train_fraction == 1.0
+    assert full.model == drawn[0][0].model
+
+
+def test_width_fraction_maps_onto_multiples_of_eight_within_bounds():
+    assert width_from_fraction(0.0, 64, 1024, log=True) == 64
+    assert width_from_fraction(1.0, 64, 1024, log=True) == 1024
+    assert width_from_fraction(0.5, 64, 1024, log=True) == 256  # geometric middle
+    assert width_from_fraction(0.5, 64, 1024, log=False) == 544
+    assert width_from_fraction(0.7, 64, 56, log=True) == 56  # bound below the requested low: the bound wins
+    assert WIDTH_FRACTION == "width_fraction"
