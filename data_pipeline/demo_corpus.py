@@ -82,7 +82,7 @@ class DemoCorpusConfig:
     seed: int = 11785  # corpus seed; every utterance's own seed derives from it, its split and its index
     voices: list[str] = field(default_factory=lambda: ["kal16", "slt", "rms", "awb"])  # flite voices, drawn uniformly
     max_sentences_per_utterance: int = 2  # an utterance joins 1..this sentences (fewer more often); sets the length
-    duration_stretch_range: tuple[float, float] = (0.85, 1.25)  # flite duration_stretch; > 1 speaks slower
+    duration_stretch_range: tuple[float, float] = (0.8, 1.2)  # flite duration_stretch; > 1 speaks slower
     pitch_factor_range: tuple[float, float] = (0.85, 1.2)  # times the voice's base F0 (ignored by rms)
     snr_db_range: tuple[float, float] = (5.0, 35.0)  # white noise level relative to speech power
     channel_tilt_range: tuple[float, float] = (-0.6, 0.9)  # first-order tilt: > 0 thins the lows, < 0 dulls highs
@@ -293,3 +293,27 @@ def build_demo_corpus(out_dir: str | Path, config: DemoCorpusConfig | None = Non
         raise
     return {**manifest, "out_dir": str(out_dir), "skipped": False,
             "build_seconds": round(time.perf_counter() - started, 2)}
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Human-readable lines for a ``build_demo_corpus`` summary: per split sizes, then the class balance of train."""
+    parameters = summary["parameters"]
+    if summary["skipped"]:
+        head = f"{summary['out_dir']}: demo corpus already built with these parameters (seed {parameters['seed']}); skipped"
+    else:
+        head = f"{summary['out_dir']}: demo corpus built in {summary['build_seconds']:.1f} s (seed {parameters['seed']})"
+    lines = [head, f"  voices {', '.join(parameters['voices'])}; text: {parameters['text_source']} "
+                   f"({parameters['text_sentences']} sentences, fingerprint {parameters['text_fingerprint']})"]
+    for name, split in summary["splits"].items():
+        lines.append(f"  {name:<16} {split['utterances']:>6} utterances {split['frames']:>9} frames "
+                     f"{split['audio_seconds'] / 60:>7.1f} min  labels in {split['labels_in']}/")
+    train = summary["splits"][SPLITS[0].name]["class_frames"]
+    total = sum(train.values()) or 1
+    ranked = sorted(train.items(), key=lambda item: -item[1])
+    shares = ", ".join(f"{symbol} {100 * n / total:.1f}%" for symbol, n in ranked[:5])
+    rarest = ", ".join(f"{symbol} {n}" for symbol, n in ranked[-3:])
+    absent = [symbol for symbol, n in ranked if n == 0]
+    lines.append(f"  train classes: most frequent {shares}; rarest (frames) {rarest}")
+    if absent:
+        lines.append(f"  train classes without any frame: {' '.join(absent)}")
+    return "\n".join(lines)

@@ -93,8 +93,24 @@ def log_mel(
     frames = frame_signal(waveform, window_samples, hop_samples)  # (T, window)
     spectrum = np.fft.rfft(frames * np.hamming(window_samples), n=fft_size, axis=1)  # (T, fft_size // 2 + 1)
     power = spectrum.real**2 + spectrum.imag**2
-    band_power = power @ mel_filterbank(num_bands, fft_size, sample_rate)  # (T, num_bands)
+    band_power = _apply_filterbank(power, mel_filterbank(num_bands, fft_size, sample_rate))  # (T, num_bands)
     return np.log(np.maximum(band_power, POWER_FLOOR)).astype(np.float32)
+
+
+def _apply_filterbank(power: np.ndarray, filterbank: np.ndarray) -> np.ndarray:
+    """``power @ filterbank`` computed from the filterbank's nonzero weights only, without BLAS.
+
+    Each band touches a few dozen bins, so gathering them and summing each band's run with ``add.reduceat`` costs
+    about as much as a single-threaded matmul. It avoids two problems of a BLAS matmul here: multi-threaded BLAS
+    slows down by an order of magnitude when the CPUs are busy (as they are while flite runs), and its summation
+    order may depend on the thread count, which would make the corpus bytes depend on the machine.
+    """
+    band_of_weight, bin_of_weight = np.nonzero(filterbank.T)  # sorted by band, then bin
+    band_starts = np.searchsorted(band_of_weight, np.arange(filterbank.shape[1]))
+    if len(np.unique(band_of_weight)) != filterbank.shape[1]:
+        raise ValueError(f"every mel band must cover at least one FFT bin; use fewer bands or a larger FFT")
+    weighted = power[:, bin_of_weight] * filterbank[bin_of_weight, band_of_weight]  # (T, nonzero weights)
+    return np.add.reduceat(weighted, band_starts, axis=1)
 
 
 def resample(waveform: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
