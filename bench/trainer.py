@@ -1,0 +1,143 @@
+"""Trainer overhead: frames/s of a full ``Trainer`` epoch versus a bare forward/backward/step loop, in one run.
+
+Both sides train the same model config with the same optimizer and batch size. The trainer side is the real thing
+(seeded shuffle, ContextWindows gathering, device-side metrics, progress bar, per-epoch checkpoint excluded from
+its frames/s); the bare side loops over batches gathered before timing starts, so it measures only the math. Also
+reports achieved GFLOP/s (6 x params x frames/s: forward 2, backward 4 flops per weight per frame) against a plain
+square matmul measured in the same run. The last line is ``ratio: X`` (trainer frames/s over bare frames/s).
+
+Run::
+
+    .venv/bin/python bench/trainer.py                         # CPU-sized defaults
+    .venv/bin/python bench/trainer.py --frames 4000000 --batch-size 8192 --hidden-layers 4 --base-width 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from phonetune.data_pipeline import ContextWindows, DataConfig, SplitData
+from phonetune.model import ModelConfig, RunConfig, TrainConfig, Trainer, build_model, count_params
+from phonetune.model.device import autocast_context, resolve_device
+from phonetune.model.optim import build_optimizer
+
+
+def synthetic_split(name: str, frames: int, utterance_frames: int, seed: int) -> SplitData:
+    """Random features and labels in the SplitData layout (content does not matter for throughput)."""
+    rng = np.random.default_rng(seed)
+    utterances = max(1, frames // utterance_frames)
+    offsets = np.linspace(0, frames, utterances + 1).astype(np.int64)
+    features = rng.standard_normal((frames, 28), dtype=np.float32)
+    labels = rng.integers(0, 40, frames).astype(np.int16)
+    return SplitData(name, features, labels, offsets, [f"u{i:06d}" for i in range(utterances)])
+
+
+def bare_frames_per_s(run_config: RunConfig, windows: ContextWindows, device: torch.device, steps: int) -> float:
+    """Forward, loss, backward, step over pre-gathered batches; nothing else."""
+    train = run_config.train
+    torch.manual_seed(train.seed)
+    model = build_model(run_config.model).to(device)
+    optimizer = build_optimizer(model, train, device)
+    generator = torch.Generator(device=device).manual_seed(train.seed)
+    pregathered = []
+    for x, y in windows.train_batches(train.batch_size, generator):
+        if x.shape[0] == train.batch_size:
+            pregathered.append((x, y))
+        if len(pregathered) == 16:
+            break
+    use_bf16 = train.bf16 and device.type == "cuda"
+
+    def step(x, y):
+        with autocast_context(device, use_bf16):
+            loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for x, y in pregathered[:3]:  # warm-up: allocator, kernels, optimizer state
+        step(x, y)
+    synchronize(device)
+    started = time.perf_counter()
+    for index in range(steps):
+        step(*pregathered[index % len(pregathered)])
+    synchronize(device)
+    return steps * train.batch_size / (time.perf_counter() - started)
+
+
+def matmul_gflops(device: torch.device, size: int, repeats: int) -> float:
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    synchronize(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=200_000, help="training frames per epoch")
+    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--context", type=int, default=15)
+    parser.add_argument("--hidden-layers", type=int, default=3)
+    parser.add_argument("--base-width", type=int, default=512)
+    parser.add_argument("--epochs", type=int, default=2, help="trainer epochs; the fastest one is reported")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--matmul-size", type=int, default=0, help="square matmul size (0: 1024 CPU, 8192 CUDA)")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    data = DataConfig(root="(synthetic)", context_frames=args.context)
+    model = ModelConfig(hidden_layers=args.hidden_layers, base_width=args.base_width, activation="gelu",
+                        batchnorm="after", dropout=0.1)
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer="adamw", device=str(device),
+                        compile=args.compile)
+    run_config = RunConfig.from_parts(data, model, train)
+    params = count_params(run_config.model)
+    train_split = synthetic_split("train", args.frames, 400, seed=0)
+    dev_split = synthetic_split("dev", max(args.batch_size, args.frames // 50), 400, seed=1)
+    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"model: {params:,} parameters, context {args.context}, batch {args.batch_size}, {args.frames:,} frames")
+
+    with tempfile.TemporaryDirectory() as out_dir:
+        trainer = Trainer(run_config, out_dir, train_split=train_split, dev_split=dev_split, progress=True,
+                          curves=False)
+        trainer.setup()
+        try:
+            history = trainer.train().history
+            windows = trainer.train_windows
+            steps = windows.num_batches(args.batch_size)
+            bare = bare_frames_per_s(run_config, windows, device, steps)
+        finally:
+            trainer.cleanup()
+    trainer_rate = max(metrics.frames_per_s for metrics in history)
+    matmul = matmul_gflops(device, args.matmul_size or (8192 if device.type == "cuda" else 1024),
+                           repeats=20 if device.type == "cuda" else 5)
+    print(f"trainer epochs frames/s: {', '.join(f'{m.frames_per_s:,.0f}' for m in history)}")
+    print(f"trainer frames/s (best epoch): {trainer_rate:,.0f}")
+    print(f"bare loop frames/s: {bare:,.0f}")
+    print(f"achieved GFLOP/s (6 x params x frames/s): trainer {6 * params * trainer_rate / 1e9:,.1f}, "
+          f"bare {6 * params * bare / 1e9:,.1f}")
+    print(f"plain matmul GFLOP/s: {matmul:,.1f} ({'bf16' if device.type == 'cuda' else 'float32'}); "
+          f"trainer reaches {6 * params * trainer_rate / 1e9 / matmul:.1%} of it")
+    print(f"ratio: {trainer_rate / bare:.3f}")
+
+
+if __name__ == "__main__":
+    main()
