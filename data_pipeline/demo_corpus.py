@@ -84,7 +84,7 @@ class DemoCorpusConfig:
     max_sentences_per_utterance: int = 2  # an utterance joins 1..this sentences (fewer more often); sets the length
     duration_stretch_range: tuple[float, float] = (0.8, 1.2)  # flite duration_stretch; > 1 speaks slower
     pitch_factor_range: tuple[float, float] = (0.85, 1.2)  # times the voice's base F0 (ignored by rms)
-    snr_db_range: tuple[float, float] = (5.0, 35.0)  # white noise level relative to speech power
+    snr_db_range: tuple[float, float] = (10.0, 40.0)  # white noise level relative to speech power
     channel_tilt_range: tuple[float, float] = (-0.6, 0.9)  # first-order tilt: > 0 thins the lows, < 0 dulls highs
     channel_ripple_taps: int = 4  # extra random FIR taps colouring the spectrum (0 = tilt only)
     gain_db_range: tuple[float, float] = (-20.0, 6.0)  # overall level, which shifts every log-mel band alike
