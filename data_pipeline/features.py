@@ -108,7 +108,7 @@ def _apply_filterbank(power: np.ndarray, filterbank: np.ndarray) -> np.ndarray:
     band_of_weight, bin_of_weight = np.nonzero(filterbank.T)  # sorted by band, then bin
     band_starts = np.searchsorted(band_of_weight, np.arange(filterbank.shape[1]))
     if len(np.unique(band_of_weight)) != filterbank.shape[1]:
-        raise ValueError(f"every mel band must cover at least one FFT bin; use fewer bands or a larger FFT")
+        raise ValueError("every mel band must cover at least one FFT bin; use fewer bands or a larger FFT")
     weighted = power[:, bin_of_weight] * filterbank[bin_of_weight, band_of_weight]  # (T, nonzero weights)
     return np.add.reduceat(weighted, band_starts, axis=1)
 

@@ -197,7 +197,9 @@ def frame_labels(segments: list[tuple[str, float]], num_frames: int) -> list[str
     return [symbols[index] for index in which]
 
 
-def synthesize_utterance(binary: str, plan: UtterancePlan, rng: np.random.Generator, wav_path: Path, where: str):
+def synthesize_utterance(
+    binary: str, plan: UtterancePlan, rng: np.random.Generator, wav_path: Path, where: str
+) -> SynthesizedUtterance:
     """Run one plan end to end: flite, noise and channel, log-mel features and per-frame labels."""
     clean, segments = run_flite(binary, plan, wav_path, where)
     degraded = add_noise_and_channel(clean, plan, rng)
