@@ -1,0 +1,149 @@
+"""Faults: a worker killed with SIGKILL mid-trial, an interrupted search, a journal storage with a dead worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from corpus import write_tiny_corpus
+from phonetune.search import attributes as attrs
+from phonetune.search.config import load_study_config
+from phonetune.search.storage import HEARTBEAT_ATTR, recover_stale_trials, retry_callback
+from phonetune.search.study import open_study
+from search_study import write_study
+
+# One fixed model, slow enough on a CPU (hundreds of steps per epoch) that a kill lands mid-trial.
+SLOW_TRIAL = {
+    "space.hidden_layers": 2,
+    "space.base_width": 256,
+    "space.context_frames": 8,
+    "space.activation": "relu",
+    "space.batch_size": 128,
+    "space.lr": 1e-3,
+    "fidelity.trial_epochs": 6,
+    "study.n_trials": 2,
+}
+
+
+# One math thread per process: the test machine's cores are shared by every worker (and other tests).
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def start_worker(path, index):
+    command = [sys.executable, "-m", "phonetune.search.cli", "worker", "--config", str(path),
+               "--worker-index", str(index), "--quiet"]
+    return subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=ENV)
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_sigkilled_worker_trial_is_retried_and_resumes_from_its_epoch_checkpoint(tmp_path):
+    corpus = write_tiny_corpus(tmp_path / "data", n_train=80, n_dev=8, min_frames=100, max_frames=200)
+    path = write_study(tmp_path, corpus.root, **SLOW_TRIAL)
+    config = load_study_config(path)
+    study = open_study(config, create=True)
+    workers = [start_worker(path, index) for index in range(2)]
+    try:
+        def running_with_checkpoint():
+            for trial in study.get_trials(states=(TrialState.RUNNING,)):
+                folder = config.trial_dir(trial.number)
+                if (folder / "last.pt").exists() and attrs.WORKER in trial.user_attrs:
+                    return trial
+            return None
+
+        victim = wait_for(running_with_checkpoint, 150, "a running trial with an epoch checkpoint")
+        victim_pid = int(victim.user_attrs[attrs.WORKER].rsplit(":", 1)[1])
+        os.kill(victim_pid, signal.SIGKILL)
+        killed = next(worker for worker in workers if worker.pid == victim_pid)
+        killed.wait(timeout=10)
+        survivor = next(worker for worker in workers if worker.pid != victim_pid)
+        output = survivor.communicate(timeout=200)[0].decode()
+        assert survivor.returncode == 0, output
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+
+    trials = {trial.number: trial for trial in optuna.load_study(study_name="tiny", storage=config.storage_url).trials}
+    states = {number: trial.state for number, trial in trials.items()}
+    assert TrialState.RUNNING not in states.values()
+    assert sorted(trials) == [0, 1, 2]
+    assert states[victim.number] == TrialState.FAIL
+    assert sum(state == TrialState.COMPLETE for state in states.values()) == 2
+
+    retry = trials[2]
+    assert retry.user_attrs[attrs.RETRIED_FROM] == victim.number
+    killed_history = json.loads((config.trial_dir(victim.number) / "metrics.json").read_text())["history"]
+    assert retry.user_attrs[attrs.RESUMED_FROM_EPOCH] == len(killed_history) >= 1
+    assert retry.user_attrs[attrs.EPOCHS_RUN] == 6
+    assert [point["epoch"] for point in retry.user_attrs[attrs.CURVES]] == [1, 2, 3, 4, 5, 6]
+    assert sorted(retry.intermediate_values) == [1, 2, 3, 4, 5, 6]
+    # The resumed epochs are the dead attempt's own numbers, not a re-run.
+    for point, before in zip(retry.user_attrs[attrs.CURVES], killed_history):
+        assert point["dev_accuracy"] == before["dev_acc"]
+
+
+def test_interrupted_search_requeues_its_trials_and_the_rerun_finishes(tmp_path):
+    corpus = write_tiny_corpus(tmp_path / "data", n_train=80, n_dev=8, min_frames=100, max_frames=200)
+    path = write_study(tmp_path, corpus.root, **SLOW_TRIAL)
+    config = load_study_config(path)
+    command = [sys.executable, "-m", "phonetune.search.cli", "search", "--config", str(path), "--workers", "1"]
+    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV)
+    storage = None
+    try:
+        def checkpoint_written():
+            return (config.trial_dir(0) / "last.pt").exists()
+
+        wait_for(checkpoint_written, 150, "the first epoch checkpoint")
+        parent.send_signal(signal.SIGINT)
+        output = parent.communicate(timeout=90)[0].decode()
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 130, output
+    storage = config.storage_url
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert [trial.state for trial in trials] == [TrialState.FAIL, TrialState.WAITING]
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=240, env=ENV)
+    assert rerun.returncode == 0, rerun.stderr
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert [trial.state for trial in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[1].user_attrs[attrs.RETRIED_FROM] == 0
+    assert trials[1].user_attrs[attrs.RESUMED_FROM_EPOCH] >= 1
+
+
+def test_journal_storage_fails_and_requeues_a_trial_whose_heartbeat_stopped(tmp_path, tiny_corpus):
+    path = write_study(tmp_path, tiny_corpus.root, **{"study.storage": f"journal:///{tmp_path / 'study.log'}"})
+    config = load_study_config(path)
+    study = open_study(config, create=True)
+    alive = study.ask()
+    dead = study.ask()
+    study._storage.set_trial_system_attr(alive._trial_id, HEARTBEAT_ATTR, time.time())
+    study._storage.set_trial_system_attr(dead._trial_id, HEARTBEAT_ATTR, time.time() - 60)
+
+    failed = recover_stale_trials(study, config.study.grace_period, retry_callback(config.study.max_retry))
+    assert failed == [dead.number]
+    reopened = open_study(config)
+    states = [trial.state for trial in sorted(reopened.trials, key=lambda trial: trial.number)]
+    assert states == [TrialState.RUNNING, TrialState.FAIL, TrialState.WAITING]
+    assert reopened.trials[2].system_attrs["failed_trial"] == dead.number
+    # A second recovery pass finds nothing more to do.
+    assert recover_stale_trials(reopened, config.study.grace_period, retry_callback(3)) == []
