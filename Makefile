@@ -24,7 +24,22 @@ demo-data: setup
 	$(BIN)/phonetune demo-data --out $(DEMO_DATA)
 	$(BIN)/phonetune inspect --data $(DEMO_DATA)
 
+DEMO_STUDY ?= studies/demo.toml
+DEMO_WORKERS ?= 2
+DEMO_SET := --set data.root=$(DEMO_DATA)
+
+# The whole job on the demo corpus: a 2-worker search on SQLite with pruning, promotion of the top 2 to the full
+# training data, the ablation sheet, the report, and the winner retrained, predicted and scored. Each step resumes
+# or skips finished work, so an interrupted `make demo` continues where it stopped.
 demo: demo-data
+	$(BIN)/phonetune search --config $(DEMO_STUDY) --workers $(DEMO_WORKERS) $(DEMO_SET)
+	$(BIN)/phonetune promote --config $(DEMO_STUDY) --top 2 $(DEMO_SET)
+	$(BIN)/phonetune export --config $(DEMO_STUDY) --out ablation_sheet.csv $(DEMO_SET)
+	$(BIN)/phonetune report --config $(DEMO_STUDY) --out studies/demo/report.html $(DEMO_SET)
+	$(BIN)/phonetune retrain --config $(DEMO_STUDY) $(DEMO_SET)
+	@echo "study:      studies/demo.db (search trials in studies/demo/trials/, promoted runs in studies/demo/full/, the winner in studies/demo/retrain/)"
+	@echo "sheet:      ablation_sheet.csv    report: studies/demo/report.html"
+	@echo "dashboard:  $(BIN)/phonetune dashboard --config $(DEMO_STUDY)"
 
 test: setup
 	$(BIN)/python -m pytest -q tests
