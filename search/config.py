@@ -23,15 +23,14 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from phonetune.configs import apply_overrides, from_mapping, read_toml, to_mapping
-from phonetune.errors import BudgetError, ConfigError
+from phonetune.errors import ConfigError
+from phonetune.search.space_budget import check_space_budget
 from phonetune.search.space_spec import (
     HYPERPARAMETERS,
     SPEC_TYPES,
@@ -293,6 +292,12 @@ def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") 
                 f"{source} [sampler]: kind = \"cmaes\" samples only numeric ranges, but these [space] entries are "
                 f"choices: {', '.join(sampled_choices)}; fix each to one value or use kind = \"tpe\" or \"gp\""
             )
+    if space is not None and "optimizer" in space and "momentum" in space:
+        if "sgd_nesterov" in space["optimizer"].options() and space["momentum"].bounds()[0] <= 0:
+            problems.append(
+                f"momentum must be above 0 when optimizer can be sgd_nesterov, but its low end is "
+                f"{space['momentum'].bounds()[0]} ({source}, [space.momentum])"
+            )
     if problems:
         raise ConfigError(f"invalid study config {source}:\n  - " + "\n  - ".join(problems))
 
@@ -343,74 +348,6 @@ def _base_value(target: str, data: Any, train: Any) -> Any:
         return getattr(ModelConfig(), field_name)
     owner = data if section == "data" else train
     return getattr(owner, field_name, None) if owner is not None else None
-
-
-def _model_corner(config: StudyConfig, hidden_layers: int, base_width: int, context_frames: int) -> list[Any]:
-    """Every ModelConfig at this depth/width/context over the space's shapes and batch norm choices."""
-    from phonetune.model import ModelConfig
-
-    options = {name: _options(config.space[name]) for name in ("width_shape", "batchnorm", "batchnorm_layers")}
-    models = []
-    for shape, batchnorm, batchnorm_layers in itertools.product(*options.values()):
-        models.append(
-            ModelConfig(
-                context_frames=context_frames,
-                feature_width=config.data.feature_width,
-                num_classes=len(config.data.phonemes),
-                hidden_layers=hidden_layers,
-                base_width=base_width,
-                width_shape=shape,
-                batchnorm=batchnorm,
-                batchnorm_layers=batchnorm_layers,
-            )
-        )
-    return models
-
-
-def _options(spec: ParamSpec) -> list[Any]:
-    return spec.options() if isinstance(spec, Choice) else [spec.bounds()[0]]
-
-
-def check_space_budget(config: StudyConfig) -> None:
-    """Raise BudgetError when the space's smallest model is over the budget, or when some sampled depth and context
-    leave no legal width at all; warn when the budget forces widths below the requested ``base_width.low``."""
-    from phonetune.model import count_params
-
-    budget = config.param_budget
-    depth_low, depth_high = config.space["hidden_layers"].bounds()
-    width_low, _ = config.space["base_width"].bounds()
-    context_low, context_high = config.space["context_frames"].bounds()
-    smallest = min(_model_corner(config, depth_low, width_low, context_low), key=count_params)
-    smallest_count = count_params(smallest)
-    if smallest_count > budget:
-        raise BudgetError(
-            f"the search space's smallest model must fit param_budget={budget:,}, but hidden_layers={depth_low}, "
-            f"base_width={width_low}, context_frames={context_low} ({smallest.width_shape}) has {smallest_count:,} "
-            f"parameters ({config.source}, [space]); lower hidden_layers.low, base_width.low or context_frames.low, "
-            "or raise [study] param_budget"
-        )
-    worst_at_narrowest = 0
-    worst_at_requested = 0
-    for depth in range(depth_low, depth_high + 1):
-        for model in _model_corner(config, depth, 8, context_high):
-            worst_at_narrowest = max(worst_at_narrowest, count_params(model))
-            worst_at_requested = max(
-                worst_at_requested, count_params(dataclasses.replace(model, base_width=width_low))
-            )
-    if worst_at_narrowest > budget:
-        raise BudgetError(
-            f"every depth and context of the search space must fit param_budget={budget:,} at some width, but "
-            f"context_frames={context_high} with up to {depth_high} hidden layers needs {worst_at_narrowest:,} "
-            f"parameters even at base_width=8 ({config.source}, [space]); lower context_frames.high"
-        )
-    if worst_at_requested > budget:
-        logger.warning(
-            "%s: at the deepest, widest-context corners of the space even base_width=%d is over param_budget=%s; "
-            "those trials get the largest width that fits, below the requested low",
-            config.source,
-            width_low,
-            f"{budget:,}",
-        )
 
 
 def study_config_to_mapping(config: StudyConfig) -> dict[str, Any]:

@@ -27,10 +27,15 @@ from phonetune.search.storage import build_storage, require_study
 logger = logging.getLogger(__name__)
 
 
-def create_sampler(config: StudyConfig, worker_index: int = 0) -> optuna.samplers.BaseSampler:
-    """The configured sampler; worker ``i`` is seeded with ``seed + i`` so parallel workers draw different points."""
+def create_sampler(config: StudyConfig, worker_index: int = 0, trials_before: int = 0) -> optuna.samplers.BaseSampler:
+    """The configured sampler, seeded per worker and per resumption.
+
+    Worker ``i`` adds ``i`` to the seed so parallel workers draw different points; ``trials_before`` (the study's
+    trial count when the worker started) moves the seed again so a resumed search does not replay the random
+    startup draws of the run before it. The same study history and worker index always give the same seed.
+    """
     settings = config.sampler
-    seed = settings.seed + worker_index
+    seed = settings.seed + worker_index + 10_007 * trials_before
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         if settings.kind == "random":

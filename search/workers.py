@@ -39,7 +39,7 @@ from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.objective import TrialObjective
 from phonetune.search.storage import TrialHeartbeat, recover_stale_trials, retry_callback, trial_start_lock
-from phonetune.search.study import open_study, storage_for
+from phonetune.search.study import create_sampler, open_study, storage_for
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +187,7 @@ def run_worker(
     """Run trials of ``config``'s search study until its budget is spent (see the module docstring)."""
     storage = storage_for(config)
     study = open_study(config, create=create, worker_index=worker_index, storage=storage)
+    study.sampler = create_sampler(config, worker_index, trials_before=len(study.get_trials(deepcopy=False)))
     train_split, dev_split = splits if splits is not None else load_search_splits(config, progress=progress)
     objective = TrialObjective(config, train_split, dev_split, progress=progress)
     on_stale = retry_callback(config.study.max_retry)
