@@ -230,19 +230,27 @@ def worker_command(config: StudyConfig, worker_index: int) -> list[str]:
     return command
 
 
+def worker_env(index: int, workers: int, gpus: Sequence[str] = (), base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of worker ``index`` of ``workers``: pinned to ``gpus[index % len(gpus)]`` when GPUs are given.
+
+    CPU workers share the cores: without a cap each would start one math thread per core, and threads fighting over
+    cores make small-batch training many times slower, so each gets ``cores // workers`` (an explicit
+    ``OMP_NUM_THREADS`` is respected).
+    """
+    env = dict(os.environ if base is None else base)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpus[index % len(gpus)])
+    else:
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    return env
+
+
 def start_workers(config: StudyConfig, workers: int, gpus: Sequence[str] = ()) -> list[subprocess.Popen]:
-    """Start ``workers`` worker processes, each in its own session (so a terminal Ctrl-C reaches only the parent,
-    which forwards exactly one SIGINT) and pinned to ``gpus[i % len(gpus)]`` when GPUs are given."""
+    """Start ``workers`` worker processes, each in its own session, so a terminal Ctrl-C reaches only the parent,
+    which forwards exactly one SIGINT to each."""
     processes = []
-    # CPU workers share the cores: without a cap each would start one math thread per core, and threads fighting
-    # over cores make small-batch training many times slower. An explicit OMP_NUM_THREADS is respected.
-    threads_per_worker = str(max(1, (os.cpu_count() or 1) // workers))
     for index in range(workers):
-        env = dict(os.environ)
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(gpus[index % len(gpus)])
-        else:
-            env.setdefault("OMP_NUM_THREADS", threads_per_worker)
+        env = worker_env(index, workers, gpus)
         processes.append(subprocess.Popen(worker_command(config, index), env=env, start_new_session=True))
         logger.debug("started worker %d (pid %d)%s", index, processes[-1].pid,
                      f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else "")

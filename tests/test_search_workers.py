@@ -42,3 +42,20 @@ def test_two_workers_finish_exactly_n_trials_and_a_rerun_resumes(tmp_path, tiny_
     assert len(workers) >= 2  # two runs of two worker processes each
     for trial in trials:
         assert config.trial_dir(trial.number).joinpath("best.pt").exists()
+
+
+def test_workers_are_pinned_to_gpus_round_robin_and_cpu_workers_share_threads(tmp_path, tiny_corpus):
+    from phonetune.search.workers import worker_command, worker_env
+
+    pinned = [worker_env(index, 5, ["0", "1", "3"], base={})["CUDA_VISIBLE_DEVICES"] for index in range(5)]
+    assert pinned == ["0", "1", "3", "0", "1"]
+    assert "OMP_NUM_THREADS" not in worker_env(0, 5, ["0"], base={})
+    assert worker_env(0, 64, [], base={})["OMP_NUM_THREADS"] == "1"
+    assert worker_env(0, 2, [], base={"OMP_NUM_THREADS": "4"})["OMP_NUM_THREADS"] == "4"
+
+    path = write_study(tmp_path, tiny_corpus.root)
+    config = load_study_config(path, ["study.n_trials=9"])
+    command = worker_command(config, 3)
+    assert command[command.index("--config") + 1] == str(path)
+    assert command[command.index("--worker-index") + 1] == "3"
+    assert command[command.index("--set") + 1] == "study.n_trials=9"
