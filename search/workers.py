@@ -295,7 +295,6 @@ def run_search(
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, but got {workers}")
     study = open_study(config, create=True)
-    load_search_splits(config, progress=progress)  # validate the data and build its cache before workers start
     already = {trial.number for trial in study.get_trials(deepcopy=False) if trial.state.is_finished()}
     finished = sum(1 for trial in study.get_trials(deepcopy=False) if trial.state in COUNTED_STATES)
     target = config.study.n_trials
@@ -304,6 +303,7 @@ def run_search(
         return summarize_study(study, config, [])
     if finished:
         logger.info("resuming %s: %d of %s trials already finished", config.describe(), finished, target or "?")
+    load_search_splits(config, progress=progress)  # validate the data and build its cache before workers start
     processes = start_workers(config, workers, gpus)
     bar = tqdm(total=target or None, initial=finished, unit="trial", desc=config.name, disable=not progress)
     try:

@@ -45,7 +45,12 @@ def run(args: argparse.Namespace) -> int:
     states = ", ".join(f"{count} {state}" for state, count in sorted(summary.states.items())) or "no trials"
     print(f"study {summary.study_name} in {summary.storage_url}: {states}")
     if summary.best_number is not None:
-        print(f"best trial {summary.best_number}: dev accuracy {summary.best_value:.4f}  {summary.best_params}")
+        shown = " ".join(
+            f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+            for name, value in sorted(summary.best_params.items())
+        )
+        print(f"best trial {summary.best_number}: dev accuracy {summary.best_value:.4f}")
+        print(f"  {shown}")
     print(f"trial folders: {config.artifacts_path / 'trials'}")
     if summary.n_trials and not summary.reached_target:
         logging.getLogger(__name__).error(
