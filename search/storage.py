@@ -62,7 +62,7 @@ def safe_url(url: str) -> str:
         return url
 
 
-def retry_callback(max_retry: int) -> RetryHeartbeatStaleTrialCallback:
+def retry_callback(max_retry: int) -> Callable[[optuna.Study, FrozenTrial], None]:
     """Re-queue a dead worker's trial with its parameters and attributes.
 
     Reported epochs are not inherited: the retry re-reports them from the checkpoint it resumes, which may hold one
@@ -70,7 +70,16 @@ def retry_callback(max_retry: int) -> RetryHeartbeatStaleTrialCallback:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
-        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=False)
+        requeue = RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=False)
+
+    def retry(study: optuna.Study, trial: FrozenTrial) -> None:
+        # The dead attempt's last heartbeat must not pass to the retry: between the retry's pop and its own first
+        # beat, another worker would see it as long silent and fail it again.
+        trial = copy.deepcopy(trial)
+        trial.system_attrs.pop(HEARTBEAT_ATTR, None)
+        requeue(study, trial)
+
+    return retry
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -212,7 +221,9 @@ def trial_start_lock(storage: BaseStorage, url: str, study_name: str) -> Iterato
 
 
 def uses_optuna_heartbeat(storage: BaseStorage) -> bool:
-    return isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
+    # A Study wraps its RDBStorage in Optuna's _CachedStorage, which forwards the heartbeat calls to it.
+    backend = getattr(storage, "_backend", storage)
+    return isinstance(backend, RDBStorage) and backend.get_heartbeat_interval() is not None
 
 
 class TrialHeartbeat:
