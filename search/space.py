@@ -155,20 +155,3 @@ def run_config_from_params(config: StudyConfig, params: Mapping[str, Any], fidel
     """The RunConfig a finished trial with ``params`` trained, at ``fidelity`` ("full" for promotion/retrain)."""
     return suggest_run_config(optuna.trial.FixedTrial(dict(params)), config, fidelity)
 
-
-def summarize(run_config: Any) -> str:
-    """One short line naming a run's main hyperparameters, for per-trial log lines."""
-    model, train, data = run_config.model, run_config.train, run_config.data
-    shape = f"{model.hidden_layers}x{model.base_width} {model.width_shape}" if model.hidden_layers else "linear"
-    parts = [
-        shape,
-        model.activation,
-        f"ctx={data.context_frames}",
-        f"bn={model.batchnorm}" if model.batchnorm != "none" else "",
-        f"drop={model.dropout:.2f}" if model.dropout else "",
-        f"{train.optimizer} lr={train.lr:.2g}",
-        f"wd={train.weight_decay:.1g}" if train.weight_decay else "",
-        f"bs={train.batch_size}",
-        train.scheduler,
-    ]
-    return " ".join(part for part in parts if part)

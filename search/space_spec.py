@@ -135,37 +135,6 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
 MOMENTUM_OPTIMIZERS = frozenset({"sgd", "sgd_nesterov", "rmsprop"})
 
 
-def _spec(kind: ParamKind, **values: Any) -> Any:
-    return SPEC_TYPES[kind](**values)
-
-
-def default_space() -> dict[str, ParamSpec]:
-    """The seed write-up's table 1 (section 10) as a search space, with the budget deciding the width."""
-    return {
-        "hidden_layers": IntRange(low=2, high=8),
-        "base_width": IntRange(low=256, high=4096, log=True),
-        "width_shape": Choice(["cylinder", "pyramid", "inverse_pyramid", "diamond"]),
-        "activation": Choice(["relu", "leaky_relu", "gelu", "silu", "softplus", "tanh", "sigmoid"]),
-        "batchnorm": Choice(["none", "before", "after"]),
-        "batchnorm_layers": Choice(["every", "alternate"]),
-        "dropout": FloatRange(low=0.0, high=0.5),
-        "dropout_layers": Choice(["every", "alternate"]),
-        "init": Choice(["default", "xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform"]),
-        "context_frames": IntRange(low=0, high=50),
-        "optimizer": Choice(["sgd", "sgd_nesterov", "rmsprop", "adam", "adamw"]),
-        "momentum": FloatRange(low=0.5, high=0.99),
-        "lr": FloatRange(low=1e-4, high=1e-2, log=True),
-        "weight_decay": FloatRange(low=1e-6, high=1e-2, log=True, zero=True),
-        "batch_size": Choice([64, 128, 256, 512, 1024, 2048]),
-        "scheduler": Choice(["fixed", "step", "plateau", "exponential", "cosine", "onecycle"]),
-        "label_smoothing": FloatRange(low=0.0, high=0.2),
-        "time_mask_prob": FloatRange(low=0.0, high=0.5),
-        "time_mask_max_frames": IntRange(low=1, high=10),
-        "freq_mask_prob": FloatRange(low=0.0, high=0.5),
-        "freq_mask_max_bands": IntRange(low=1, high=8),
-    }
-
-
 def parse_param(name: str, raw: Any) -> tuple[dict[str, Any], str | None]:
     """Turn a ``[space]`` entry in any of its three forms into a spec table; returns (table, problem or None).
 
@@ -196,12 +165,6 @@ def allowed_literals(target: str) -> tuple[Any, ...] | None:
     return None
 
 
-def target_exists(target: str) -> bool:
-    section, field_name = target.split(".")
-    owner = _section_class(section)
-    return owner is None or field_name in typing.get_type_hints(owner)
-
-
 def _section_class(section: str) -> type | None:
     if section == "data":
         from phonetune.data_pipeline import DataConfig
@@ -212,10 +175,8 @@ def _section_class(section: str) -> type | None:
 
         return ModelConfig
     if section == "train":
-        try:
-            from phonetune.model import TrainConfig
-        except ImportError:  # the trainer is not installed yet; choices are then checked when a trial runs
-            return None
+        from phonetune.model import TrainConfig
+
         return TrainConfig
     return None
 
