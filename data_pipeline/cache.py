@@ -155,7 +155,33 @@ class SplitCache:
         storage_dtype: str,
         progress: bool = True,
     ) -> SplitData:
-        """Stream every utterance from ``read(index)`` into the cache files, then commit them with ``meta.json``."""
+        """Stream every utterance from ``read(index)`` into the cache files, then commit them with ``meta.json``.
+
+        A failed write (full disk, quota, file size limit) raises DataError naming the cache folder; the previous
+        cache, if any, stays in force because ``meta.json`` is written last.
+        """
+        try:
+            return self._build(
+                fingerprint, files, lengths, read, feature_width=feature_width, storage_dtype=storage_dtype,
+                progress=progress,
+            )
+        except OSError as exc:
+            raise DataError(
+                f"the {self.split} cache could not be written in {self.directory} ({type(exc).__name__}: {exc}); "
+                "free disk space or set [data] cache_dir to a folder with room, then run again"
+            ) from exc
+
+    def _build(
+        self,
+        fingerprint: str,
+        files: SplitFiles,
+        lengths: np.ndarray,
+        read: UtteranceReader,
+        *,
+        feature_width: int,
+        storage_dtype: str,
+        progress: bool,
+    ) -> SplitData:
         self.directory.mkdir(parents=True, exist_ok=True)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])

@@ -62,8 +62,19 @@ def restore_rng_states(states: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (with the format tag added) atomically: a crash leaves the previous file intact."""
-    return atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, **payload})
+    """Write ``payload`` (with the format tag added) atomically: a crash leaves the previous file intact.
+
+    A failed write (full disk, quota, file size limit) raises CheckpointError naming the file; torch reports a
+    failed write of its zip container as a RuntimeError, the OS as an OSError.
+    """
+    try:
+        return atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, **payload})
+    except (OSError, RuntimeError) as exc:
+        cause = exc.__context__ if isinstance(exc, RuntimeError) and isinstance(exc.__context__, OSError) else exc
+        raise CheckpointError(
+            f"checkpoint {path} could not be written ({type(cause).__name__}: {cause}); the previous {Path(path).name}, "
+            "if any, is left as it was; free disk space (or write the run elsewhere) and run again to resume"
+        ) from exc
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -225,9 +226,14 @@ class Trainer:
                 )
                 if self.epoch_callback is not None:
                     self.epoch_callback(metrics)
-        finally:
+        except BaseException:
             if self.curves:
-                write_curves(self.result, title=f"{self.out_dir.name}: {self.result.param_count:,} parameters")
+                # The error that stopped training (often a full disk) must not be hidden by its plot failing too.
+                with contextlib.suppress(OSError):
+                    write_curves(self.result, title=f"{self.out_dir.name}: {self.result.param_count:,} parameters")
+            raise
+        if self.curves:
+            write_curves(self.result, title=f"{self.out_dir.name}: {self.result.param_count:,} parameters")
         return self.result
 
     def _train_epoch(self, epoch: int) -> tuple[float, float, float]:
