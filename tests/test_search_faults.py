@@ -102,7 +102,7 @@ def test_sigkilled_worker_trial_is_retried_and_resumes_from_its_epoch_checkpoint
 
 def test_interrupted_search_requeues_its_trials_and_the_rerun_finishes(tmp_path):
     corpus = write_tiny_corpus(tmp_path / "data", n_train=80, n_dev=8, min_frames=100, max_frames=200)
-    path = write_study(tmp_path, corpus.root, **SLOW_TRIAL)
+    path = write_study(tmp_path, corpus.root, **{**SLOW_TRIAL, "study.n_trials": 1})
     config = load_study_config(path)
     command = [sys.executable, "-m", "phonetune.search.cli", "search", "--config", str(path), "--workers", "1"]
     parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV)
@@ -125,9 +125,10 @@ def test_interrupted_search_requeues_its_trials_and_the_rerun_finishes(tmp_path)
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=240, env=ENV)
     assert rerun.returncode == 0, rerun.stderr
     trials = optuna.load_study(study_name="tiny", storage=storage).trials
-    assert [trial.state for trial in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert [trial.state for trial in trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert trials[1].user_attrs[attrs.RETRIED_FROM] == 0
     assert trials[1].user_attrs[attrs.RESUMED_FROM_EPOCH] >= 1
+    assert trials[1].user_attrs[attrs.EPOCHS_RUN] == 6
 
 
 def test_journal_storage_fails_and_requeues_a_trial_whose_heartbeat_stopped(tmp_path, tiny_corpus):
