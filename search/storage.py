@@ -49,6 +49,8 @@ JOURNAL_SCHEME = "journal:///"
 SQLITE_SCHEME = "sqlite:///"
 # A SQLite writer waits this long for another worker's write to finish before "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 120
+# Seconds a PostgreSQL connection attempt may take before the storage counts as unreachable.
+POSTGRES_CONNECT_TIMEOUT_S = 10
 HEARTBEAT_ATTR = "phonetune:heartbeat"
 
 
@@ -144,6 +146,10 @@ def build_storage(
     else:
         # A worker holds its connection for hours; the server or a firewall may drop it in between.
         engine_kwargs = {"pool_pre_ping": True, "pool_recycle": 1800}
+        if url.startswith("postgresql") and "connect_timeout" not in url:
+            # libpq waits forever for a host that accepts TCP but never answers (a hung server, a black-holing
+            # firewall); fail with StorageError instead. A connect_timeout in the URL's query wins.
+            engine_kwargs["connect_args"] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         try:
