@@ -1,0 +1,181 @@
+"""Hostile and broken data: each case raises a named error naming the file, and the cache already built survives.
+
+Every test starts from a tiny corpus whose training split is already cached, damages one thing on disk the way a
+bad copy, a bad export or a full disk would, and checks both halves of the promise: the error says what is wrong
+and where, and nothing stored before (the cache's files, their bytes) is lost or half-overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from corpus import TRAIN, write_tiny_corpus
+
+from phonetune.data_pipeline import (
+    CorruptFileError,
+    DataConfig,
+    FrameCountMismatchError,
+    UnknownPhonemeError,
+    UnpairedFileError,
+    load_split,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``, by relative path."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+class CachedCorpus:
+    """A tiny corpus with its training split cached, and what that cache held."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.corpus = write_tiny_corpus(tmp_path / "data")
+        self.config = DataConfig(root=str(self.corpus.root), cache_dir=str(tmp_path / "cache"))
+        self.cache_dir = tmp_path / "cache"
+        train = load_split(self.config, TRAIN, progress=False)
+        self.features = np.array(train.features)
+        self.labels = np.array(train.labels)
+        self.cache_files = _snapshot(self.cache_dir)
+
+    def mfcc(self, index: int = 0) -> Path:
+        return self.corpus.root / TRAIN / "mfcc" / f"{self.corpus.names[TRAIN][index]}.npy"
+
+    def transcript(self, index: int = 0) -> Path:
+        return self.corpus.root / TRAIN / "transcript" / f"{self.corpus.names[TRAIN][index]}.npy"
+
+    def assert_cache_untouched(self) -> None:
+        assert _snapshot(self.cache_dir) == self.cache_files, "the existing cache was changed"
+
+    def assert_reloads_after(self, restore) -> None:
+        """Undo the damage, then the split loads again with exactly the original contents."""
+        restore()
+        train = load_split(self.config, TRAIN, progress=False)
+        np.testing.assert_array_equal(np.asarray(train.features), self.features)
+        np.testing.assert_array_equal(np.asarray(train.labels), self.labels)
+
+
+@pytest.fixture
+def cached(tmp_path) -> CachedCorpus:
+    return CachedCorpus(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage_header"])
+def test_truncated_or_corrupt_npy_names_the_file_and_keeps_the_cache(cached, damage):
+    path = cached.mfcc(3)
+    original = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(original[: len(original) // 2])  # a copy cut short
+    else:
+        path.write_bytes(b"\x00GARBAGE" * 4 + original[32:])  # the .npy magic and header overwritten
+
+    with pytest.raises(CorruptFileError) as error:
+        load_split(cached.config, TRAIN, progress=False)
+    assert str(path) in str(error.value)
+    cached.assert_cache_untouched()
+    cached.assert_reloads_after(lambda: path.write_bytes(original))
+
+
+def test_transcript_with_an_unknown_symbol_names_the_file_and_the_symbol(cached):
+    path = cached.transcript(2)
+    original = path.read_bytes()
+    symbols = np.load(path)
+    symbols[5] = "QX"  # not in the 40-phoneme inventory
+    np.save(path, symbols)
+
+    with pytest.raises(UnknownPhonemeError) as error:
+        load_split(cached.config, TRAIN, progress=False)
+    message = str(error.value)
+    assert path.name in message and "QX" in message
+    cached.assert_cache_untouched()
+    cached.assert_reloads_after(lambda: path.write_bytes(original))
+
+
+def test_mfcc_without_its_transcript_names_the_unpaired_file(cached):
+    path = cached.transcript(4)
+    original = path.read_bytes()
+    path.unlink()
+
+    with pytest.raises(UnpairedFileError) as error:
+        load_split(cached.config, TRAIN, progress=False)
+    assert cached.corpus.names[TRAIN][4] in str(error.value)
+    cached.assert_cache_untouched()
+    cached.assert_reloads_after(lambda: path.write_bytes(original))
+
+
+def test_transcript_one_label_short_names_the_file_and_both_lengths(cached):
+    path = cached.transcript(1)
+    original = path.read_bytes()
+    symbols = np.load(path)
+    np.save(path, np.concatenate([symbols[:3], symbols[4:]]))  # one frame's label dropped, [SOS]/[EOS] kept
+    frames = cached.corpus.frames[TRAIN][1]
+
+    with pytest.raises(FrameCountMismatchError) as error:
+        load_split(cached.config, TRAIN, progress=False)
+    message = str(error.value)
+    # What must hold (frames + [SOS] + [EOS] symbols) and what was found (one fewer).
+    assert path.name in message and str(frames + 2) in message and str(frames + 1) in message
+    cached.assert_cache_untouched()
+    cached.assert_reloads_after(lambda: path.write_bytes(original))
+
+
+def test_corrupted_cache_labels_fail_their_checksum_and_are_rebuilt(cached, caplog):
+    (labels_file,) = cached.cache_dir.rglob("*.labels.npy")
+    raw = bytearray(labels_file.read_bytes())
+    raw[-7] ^= 0x5A  # one flipped byte in the data: same size, so only the checksum can tell
+    labels_file.write_bytes(bytes(raw))
+
+    with caplog.at_level(logging.WARNING, logger="phonetune.data_pipeline"):
+        train = load_split(cached.config, TRAIN, progress=False)
+    assert any("corrupted" in record.getMessage() and labels_file.name in record.getMessage()
+               for record in caplog.records)
+    # The corrupted labels are never served: the rebuilt cache holds the original ones again.
+    np.testing.assert_array_equal(np.asarray(train.labels), cached.labels)
+    np.testing.assert_array_equal(np.asarray(train.features), cached.features)
+    assert _snapshot(cached.cache_dir) == cached.cache_files
+
+
+def _limit_file_size(limit_bytes: int):
+    def apply() -> None:
+        # Writing past the limit then fails with EFBIG (as on a full disk) instead of killing the process.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return apply
+
+
+def test_full_disk_while_rebuilding_the_cache_is_a_data_error_and_the_old_cache_survives(cached, tmp_path):
+    # A changed data file makes the cache stale, so the next run must write a new one, on a disk with 20 kB left.
+    path = cached.mfcc(0)
+    original = path.read_bytes()
+    features = np.load(path)
+    np.save(path, (features + 0.5).astype(np.float32))
+    command = [
+        sys.executable, "-m", "phonetune.search.cli", "train", "--config", str(REPO / "studies" / "starter.toml"),
+        "--data", str(cached.corpus.root), "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet",
+        "--set", f"data.cache_dir={cached.cache_dir}", "--set", "data.context_frames=1",
+        "--set", 'train.device="cpu"',
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=_limit_file_size(20_000))
+
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "cache could not be written" in result.stderr and "File too large" in result.stderr
+    # meta.json is the commit point and was never replaced; no half-written array sits under a cache file name.
+    cached.assert_cache_untouched()
+    cached.assert_reloads_after(lambda: path.write_bytes(original))
