@@ -1,0 +1,181 @@
+"""Hostile study input: bad configs, impossible budgets, unreachable storages, unknown study names, dashboard host.
+
+One real study with a finished trial is made first (a tiny search on a tiny corpus). Each test then runs the
+``phonetune`` command a user would run, with one thing wrong, and checks the named error it prints (exit status 1,
+no traceback) and that the stored study is exactly as it was: same studies, same trials, nothing created.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from corpus import write_tiny_corpus
+from search_study import write_study
+
+from phonetune.errors import BudgetError, ConfigError, StorageError
+from phonetune.search.cli import build_parser, main
+from phonetune.search.config import load_study_config
+from phonetune.search.dashboard import DashboardServer
+from phonetune.search.storage import build_storage
+from phonetune.search.workers import run_worker
+
+
+class StoredStudy:
+    """A SQLite study with one finished trial, and a way to write variants of its study file."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.corpus = write_tiny_corpus(folder / "data")
+        self.path = write_study(folder, self.corpus.root, **{"study.n_trials": 1, "fidelity.trial_epochs": 1})
+        self.config = load_study_config(self.path)
+        run_worker(self.config, create=True)
+        self.before = self.contents()
+        assert self.before[1] and self.before[1][0][1] == "COMPLETE"
+
+    def contents(self) -> tuple[list[str], list[tuple]]:
+        storage = self.config.storage_url
+        names = sorted(optuna.get_all_study_names(storage))
+        trials = [
+            (trial.number, trial.state.name, trial.value, trial.params)
+            for name in names
+            for trial in optuna.load_study(study_name=name, storage=storage).trials
+        ]
+        return names, trials
+
+    def variant(self, name: str, **changes) -> Path:
+        """A study file in its own folder on the same storage and corpus, with ``changes`` applied."""
+        folder = self.folder / name
+        folder.mkdir()
+        return write_study(
+            folder,
+            self.corpus.root,
+            **{"study.storage": self.config.storage_url, "study.artifacts_dir": str(self.config.artifacts_path),
+               "study.n_trials": 1, "fidelity.trial_epochs": 1, **changes},
+        )
+
+    def assert_untouched(self) -> None:
+        assert self.contents() == self.before, "the stored studies or their trials changed"
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory) -> StoredStudy:
+    return StoredStudy(tmp_path_factory.mktemp("stored"))
+
+
+def _run(capsys, *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return code, captured.err
+
+
+def test_unknown_key_in_a_study_config_is_named_and_nothing_runs(stored, capsys):
+    path = stored.variant("typo", **{"study.n_trails": 5, "pruner.n_warmup_step": 2})
+    with pytest.raises(ConfigError) as error:
+        load_study_config(path)
+    for text in ("n_trails", "n_warmup_step", str(path)):
+        assert text in str(error.value)
+
+    code, err = _run(capsys, "search", "--config", str(path), "--workers", "2", "--quiet")
+    assert code == 1 and "n_trails" in err
+    stored.assert_untouched()
+
+
+def test_space_whose_smallest_model_is_over_budget_is_refused_before_anything_runs(stored, capsys):
+    path = stored.variant(
+        "huge",
+        **{"space.hidden_layers": {"low": 8, "high": 8}, "space.base_width": {"low": 4096, "high": 8192},
+           "space.context_frames": {"low": 50, "high": 50}},
+    )
+    with pytest.raises(BudgetError) as error:
+        load_study_config(path)
+    message = str(error.value)
+    assert "smallest model" in message and "param_budget=20,000,000" in message and str(path) in message
+
+    code, err = _run(capsys, "worker", "--config", str(path))
+    assert code == 1 and "param_budget" in err
+    stored.assert_untouched()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.timeout(60)
+def test_storage_on_a_closed_port_is_a_storage_error_naming_the_url(stored, capsys):
+    url = f"postgresql+psycopg2://phonetune@127.0.0.1:{_closed_port()}/studies"
+    code, err = _run(capsys, "export", "--config", str(stored.path), "--set", f"study.storage={url}",
+                     "--out", str(stored.folder / "never.csv"))
+    assert code == 1 and "must be reachable" in err and "127.0.0.1" in err
+    assert not (stored.folder / "never.csv").exists()
+    stored.assert_untouched()
+
+
+@pytest.mark.timeout(60)
+def test_storage_that_accepts_but_never_answers_times_out_as_a_storage_error():
+    # A hung server or a black-holing firewall: TCP connects, the database handshake never completes.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"postgresql+psycopg2://phonetune@127.0.0.1:{silent.getsockname()[1]}/studies"
+        started = time.monotonic()
+        with pytest.raises(StorageError) as error:
+            build_storage(url)
+    assert "must be reachable" in str(error.value) and "timeout" in str(error.value)
+    assert time.monotonic() - started < 45  # the pytest timeout above turns a hang into a failure too
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["promote", "--top", "1"],
+        ["export", "--out", "OUT/sheet.csv"],
+        ["retrain", "--trial", "best"],
+    ],
+)
+def test_study_name_that_does_not_exist_is_named_with_the_stored_ones(stored, capsys, command):
+    argv = [part.replace("OUT", str(stored.folder)) for part in command]
+    code, err = _run(capsys, argv[0], "--config", str(stored.path), "--set", "study.name=no-such-study", *argv[1:])
+    assert code == 1
+    assert "no-such-study" in err
+    assert "tiny" in err  # the studies that do exist are listed
+    assert not (stored.folder / "sheet.csv").exists()
+    # Neither the missing study nor its full-data twin was created on the way.
+    stored.assert_untouched()
+
+
+def _outward_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), or None when it has only loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_dashboard_binds_loopback_unless_told_otherwise(stored):
+    parser = build_parser("dashboard")
+    args = parser.parse_args(["dashboard", "--config", str(stored.path), "--port", "0"])
+    assert args.host == "127.0.0.1"
+    assert parser.parse_args(["dashboard", "--config", str(stored.path), "--host", "0.0.0.0"]).host == "0.0.0.0"
+    # The socket the server really binds with the command's defaults: loopback only.
+    server = DashboardServer.start(build_storage(stored.config.storage_url), host=args.host, port=args.port)
+    try:
+        assert server.httpd.socket.getsockname()[0] == "127.0.0.1"
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+        other = _outward_address()
+        if other is not None:
+            with pytest.raises(OSError):  # refused on the machine's network address
+                socket.create_connection((other, server.port), timeout=5).close()
+    finally:
+        server.httpd.server_close()
+    stored.assert_untouched()
