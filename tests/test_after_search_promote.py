@@ -140,7 +140,9 @@ def test_promote_resumes_an_interrupted_full_run(study_copy):
     trainer.cleanup()
     storage = full._storage
     storage.record_heartbeat(trial._trial_id)  # the killed process had been beating; then it went silent
-    time.sleep(config.study.grace_period + 0.5)
+    # SQLite's CURRENT_TIMESTAMP, which Optuna's stale check compares against, has one-second resolution: wait a
+    # whole second past the grace period so the heartbeat is stale whatever fraction of a second it was written in.
+    time.sleep(config.study.grace_period + 1.5)
 
     result = promote_top_trials(config, 1, progress=False)
     assert storage.get_trial(trial._trial_id).state == TrialState.FAIL
