@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from phonetune.search.commands import add_study_arguments
 from phonetune.search.dashboard import DEFAULT_HOST, DEFAULT_PORT
 
 
@@ -15,8 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "study. It binds 127.0.0.1 unless --host says otherwise, because the dashboard can modify studies and "
         "has no login. Stop it with Ctrl-C.",
     )
-    parser.add_argument("--config", required=True, metavar="STUDY.toml", help="the study file")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a study key")
+    add_study_arguments(parser)
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (0.0.0.0 exposes it to the network)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (0: any free port)")
     parser.set_defaults(handler=run)
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from phonetune.search.storage import require_study
     from phonetune.search.study import storage_for
 
-    config = load_study_config(args.config, args.set)
+    config = load_study_config(args.config, args.overrides)
     storage = storage_for(config)
     require_study(storage, config.study_name(), config.storage_url, "run `phonetune search --config ...` first")
     server = DashboardServer.start(storage, host=args.host, port=args.port)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from phonetune.search.commands import add_study_arguments
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -14,8 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "and beside it <out>_marginals.csv: per hyperparameter value, the trial count and the mean and best dev "
         "accuracy. Both files are replaced atomically.",
     )
-    parser.add_argument("--config", required=True, metavar="STUDY.toml", help="the study file")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a study key")
+    add_study_arguments(parser)
     parser.add_argument("--out", default="ablation_sheet.csv", metavar="CSV", help="sheet path")
     parser.set_defaults(handler=run)
 
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from phonetune.search.config import load_study_config
     from phonetune.search.export import open_studies, write_ablation_sheet
 
-    config = load_study_config(args.config, args.set)
+    config = load_study_config(args.config, args.overrides)
     search_study, full_study = open_studies(config)
     result = write_ablation_sheet(search_study, full_study, args.out)
     print(f"ablation sheet: {result.sheet_path} ({result.trial_count} trials, {result.full_trial_count} full-data)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from phonetune.search.commands import add_study_arguments
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -15,8 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "the Spearman rank correlation between search and full-data accuracy. Trials already promoted are kept; "
         "an interrupted one resumes from its last checkpoint.",
     )
-    parser.add_argument("--config", required=True, metavar="STUDY.toml", help="the study file")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a study key")
+    add_study_arguments(parser)
     parser.add_argument("--top", type=int, default=3, metavar="K", help="how many of the best trials to promote")
     parser.set_defaults(handler=run)
 
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from phonetune.search.config import load_study_config
     from phonetune.search.promote import format_promotion, promote_top_trials
 
-    config = load_study_config(args.config, args.set)
+    config = load_study_config(args.config, args.overrides)
     result = promote_top_trials(config, args.top, progress=sys.stderr.isatty())
     print(format_promotion(result))
     return 0

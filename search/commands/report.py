@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from phonetune.search.commands import add_study_arguments
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -13,8 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "curves of every trial (pruned ones cut short), accuracy against parameter count with the budget line, "
         "and the full-data fidelity when trials were promoted. plotly.js is inlined: the page opens offline.",
     )
-    parser.add_argument("--config", required=True, metavar="STUDY.toml", help="the study file")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a study key")
+    add_study_arguments(parser)
     parser.add_argument("--out", default="report.html", metavar="HTML", help="page to write")
     parser.set_defaults(handler=run)
 
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from phonetune.search.export import open_studies
     from phonetune.search.report import write_report
 
-    config = load_study_config(args.config, args.set)
+    config = load_study_config(args.config, args.overrides)
     search_study, full_study = open_studies(config)
     path = write_report(search_study, full_study, args.out, param_budget=config.param_budget)
     print(f"report: {path.resolve()}")

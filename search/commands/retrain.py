@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from phonetune.search.commands import add_study_arguments
+
 
 def _trial_choice(text: str) -> int | None:
     if text == "best":
@@ -23,8 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "picks search trial N) on every training utterance for [fidelity] full_epochs, write submission.csv for "
         "the test split, score it when ROOT/<test_split>-labels exists, and write summary.json.",
     )
-    parser.add_argument("--config", required=True, metavar="STUDY.toml", help="the study file")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a study key")
+    add_study_arguments(parser)
     parser.add_argument("--trial", type=_trial_choice, default=None, metavar="N|best", help="search trial to retrain")
     parser.add_argument("--with-dev", action="store_true", help="also train on the dev split (final submission)")
     parser.add_argument("--out", default=None, metavar="DIR", help="run folder (default <artifacts>/retrain/...)")
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from phonetune.search.config import load_study_config
     from phonetune.search.retrain import retrain_winner
 
-    config = load_study_config(args.config, args.set)
+    config = load_study_config(args.config, args.overrides)
     result = retrain_winner(
         config, trial_number=args.trial, with_dev=args.with_dev, out_dir=args.out, progress=sys.stderr.isatty()
     )

@@ -7,6 +7,8 @@ import logging
 import signal
 import sys
 
+from phonetune.search.commands import add_study_arguments
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -16,13 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "processes on its storage until n_trials trials are COMPLETE or PRUNED (or timeout_seconds passes). "
         "Ctrl-C stops the workers and re-queues their running trials; the same command resumes the study.",
     )
-    parser.add_argument("--config", required=True, metavar="STUDY.toml", help="study config, e.g. studies/demo.toml")
+    add_study_arguments(parser)
     parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
     parser.add_argument("--gpus", default="", metavar="0,1,...", help="pin worker i to GPU gpus[i %% len(gpus)]")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override one study config value, e.g. --set study.n_trials=8 or --set space.context_frames.high=10",
-    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar (one log line per trial instead)")
     parser.set_defaults(handler=run)
 

@@ -7,6 +7,8 @@ import logging
 import os
 import signal
 
+from phonetune.search.commands import add_study_arguments
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -16,11 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "share it) and run trials until the study has n_trials COMPLETE or PRUNED trials. Pin a GPU with "
         "CUDA_VISIBLE_DEVICES. The study must exist (phonetune search creates it) unless --create is given.",
     )
-    parser.add_argument("--config", required=True, metavar="STUDY.toml", help="study config, e.g. studies/demo.toml")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override one study config value (use the same overrides as the other workers)",
-    )
+    add_study_arguments(parser)
     parser.add_argument(
         "--worker-index", type=int, default=None,
         help="offsets the sampler seed so workers draw different trials (default: derived from the process id)",
