@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DATA ?= data/demo
-# torch: the CPU build on machines without an NVIDIA GPU, the default (CUDA) build where nvidia-smi answers.
+# torch is installed before the project: on this workplace's machines pip finds the CPU build of 2.13.0 on disk;
+# elsewhere the same pin takes PyPI's Linux wheel, which is the CUDA build. Override with TORCH_SPEC=... if needed.
 TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: setup demo demo-data test bench clean
