@@ -76,7 +76,7 @@ def predict_split(
     model.eval()
     windows = ContextWindows(split_data, run_config.data.context_frames, device)
     predictions = []
-    for x, _ in windows.eval_batches(batch_size or run_config.train.eval_batch_size):
+    for x, _ in windows.eval_batches(batch_size or run_config.train.eval_batch_size, recycle=True):
         with autocast_context(device, run_config.train.bf16):
             predictions.append(model(x).argmax(dim=1))  # (batch,)
     return torch.cat(predictions).cpu().numpy().astype(np.int64)

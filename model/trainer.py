@@ -73,7 +73,7 @@ def evaluate(
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    for x, y in windows.eval_batches(batch_size):
+    for x, y in windows.eval_batches(batch_size, recycle=True):
         with autocast_context(device, bf16):
             logits = model(x)  # (batch, num_classes)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
@@ -249,7 +249,7 @@ class Trainer:
             desc=f"epoch {epoch}/{config.epochs}", disable=not self.progress,
         )
         started = time.perf_counter()
-        for step, (x, y) in enumerate(windows.train_batches(config.batch_size, generator, self.augment)):
+        for step, (x, y) in enumerate(windows.train_batches(config.batch_size, generator, self.augment, recycle=True)):
             with autocast_context(self.device, self.use_bf16):
                 logits = self.step_model(x)  # (batch, num_classes)
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)

@@ -191,10 +191,20 @@ def test_context_out_of_range_is_rejected(tiny_corpus):
         ContextWindows(split, 51, "cpu")
 
 
-def test_torch_gather_path_used_on_cuda_matches_the_cpu_path(tiny_corpus):
-    # No GPU here: check the index_select-on-strided-view arithmetic that CUDA uses against the numpy path on CPU.
+def test_recycled_batches_equal_fresh_batches_when_consumed_in_turn(tiny_corpus):
+    # The trainer iterates with recycle=True: each batch must hold the same windows as the fresh-tensor iterator's,
+    # and two consecutive batches must not share memory (batch n is only overwritten by batch n + 2).
     split = load_split(raw_config(tiny_corpus), DEV, progress=False)
     windows = ContextWindows(split, 7, "cpu")
-    frame_indices = torch.randperm(split.num_frames, generator=torch.Generator().manual_seed(0))
-    starts = windows.centers[frame_indices] - windows.context_frames
-    torch.testing.assert_close(windows._windows.index_select(0, starts), windows.gather(frame_indices), rtol=0, atol=0)
+    always = AugmentConfig(time_mask_prob=0.5, time_mask_max_frames=3, freq_mask_prob=0.5, freq_mask_max_bands=4)
+    fresh = [(x.clone(), y) for x, y in windows.train_batches(97, torch.Generator().manual_seed(0), always)]
+    previous = None
+    recycled = windows.train_batches(97, torch.Generator().manual_seed(0), always, recycle=True)
+    for (x, y), (fresh_x, fresh_y) in zip(recycled, fresh, strict=True):
+        torch.testing.assert_close(x, fresh_x, rtol=0, atol=0)
+        assert torch.equal(y, fresh_y)
+        if previous is not None:
+            assert x.data_ptr() != previous.data_ptr()
+        previous = x
+    evaluated = [x.clone() for x, _ in windows.eval_batches(53, recycle=True)]
+    torch.testing.assert_close(torch.cat(evaluated), torch.cat([x for x, _ in windows.eval_batches(53)]), rtol=0, atol=0)
