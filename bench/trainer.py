@@ -2,7 +2,8 @@
 
 Both sides train the same model config with the same optimizer and batch size. The trainer side is the real thing
 (seeded shuffle, ContextWindows gathering, device-side metrics, progress bar, per-epoch checkpoint excluded from
-its frames/s); the bare side loops over batches gathered before timing starts, so it measures only the math. Also
+its frames/s); the bare side loops over batches gathered before timing starts, so it measures only the math. The two
+alternate (a bare block of one epoch's step count after every trainer epoch) and each reports its median. Also
 reports achieved GFLOP/s (6 x params x frames/s: forward 2, backward 4 flops per weight per frame) against a plain
 square matmul measured in the same run. The last line is ``ratio: X`` (trainer frames/s over bare frames/s).
 
@@ -15,6 +16,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 
@@ -38,36 +40,41 @@ def synthetic_split(name: str, frames: int, utterance_frames: int, seed: int) ->
     return SplitData(name, features, labels, offsets, [f"u{i:06d}" for i in range(utterances)])
 
 
-def bare_frames_per_s(run_config: RunConfig, windows: ContextWindows, device: torch.device, steps: int) -> float:
-    """Forward, loss, backward, step over pre-gathered batches; nothing else."""
-    train = run_config.train
-    torch.manual_seed(train.seed)
-    model = build_model(run_config.model).to(device)
-    optimizer = build_optimizer(model, train, device)
-    generator = torch.Generator(device=device).manual_seed(train.seed)
-    pregathered = []
-    for x, y in windows.train_batches(train.batch_size, generator):
-        if x.shape[0] == train.batch_size:
-            pregathered.append((x, y))
-        if len(pregathered) == 16:
-            break
-    use_bf16 = train.bf16 and device.type == "cuda"
+class BareLoop:
+    """Forward, loss, backward, step over batches gathered once up front; nothing else."""
 
-    def step(x, y):
-        with autocast_context(device, use_bf16):
-            loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
+    def __init__(self, run_config: RunConfig, windows: ContextWindows, device: torch.device) -> None:
+        train = run_config.train
+        torch.manual_seed(train.seed)
+        self.device = device
+        self.batch_size = train.batch_size
+        self.model = build_model(run_config.model).to(device)
+        self.optimizer = build_optimizer(self.model, train, device)
+        self.use_bf16 = train.bf16 and device.type == "cuda"
+        generator = torch.Generator(device=device).manual_seed(train.seed)
+        self.batches = []
+        for x, y in windows.train_batches(train.batch_size, generator):
+            if x.shape[0] == train.batch_size:
+                self.batches.append((x, y))
+            if len(self.batches) == 16:
+                break
+        for x, y in self.batches[:3]:  # warm-up: allocator, kernels, optimizer state
+            self.step(x, y)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        with autocast_context(self.device, self.use_bf16):
+            loss = F.cross_entropy(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
 
-    for x, y in pregathered[:3]:  # warm-up: allocator, kernels, optimizer state
-        step(x, y)
-    synchronize(device)
-    started = time.perf_counter()
-    for index in range(steps):
-        step(*pregathered[index % len(pregathered)])
-    synchronize(device)
-    return steps * train.batch_size / (time.perf_counter() - started)
+    def frames_per_s(self, steps: int) -> float:
+        synchronize(self.device)
+        started = time.perf_counter()
+        for index in range(steps):
+            self.step(*self.batches[index % len(self.batches)])
+        synchronize(self.device)
+        return steps * self.batch_size / (time.perf_counter() - started)
 
 
 def matmul_gflops(device: torch.device, size: int, repeats: int) -> float:
@@ -95,7 +102,7 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=15)
     parser.add_argument("--hidden-layers", type=int, default=3)
     parser.add_argument("--base-width", type=int, default=512)
-    parser.add_argument("--epochs", type=int, default=2, help="trainer epochs; the fastest one is reported")
+    parser.add_argument("--epochs", type=int, default=5, help="trainer epochs, each followed by a bare block")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--matmul-size", type=int, default=0, help="square matmul size (0: 1024 CPU, 8192 CUDA)")
@@ -115,28 +122,32 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}")
     print(f"model: {params:,} parameters, context {args.context}, batch {args.batch_size}, {args.frames:,} frames")
 
+    # Trainer epochs and bare blocks of the same step count alternate, and each side reports its median: a shared
+    # machine's speed drifts over a minute, and timing one side after the other would book that drift as overhead.
+    bare_rates: list[float] = []
     with tempfile.TemporaryDirectory() as out_dir:
         trainer = Trainer(run_config, out_dir, train_split=train_split, dev_split=dev_split, progress=True,
-                          curves=False)
+                          curves=False, epoch_callback=lambda _metrics: bare_rates.append(bare.frames_per_s(steps)))
         trainer.setup()
         try:
+            steps = trainer.train_windows.num_batches(args.batch_size)
+            bare = BareLoop(run_config, trainer.train_windows, device)
             history = trainer.train().history
-            windows = trainer.train_windows
-            steps = windows.num_batches(args.batch_size)
-            bare = bare_frames_per_s(run_config, windows, device, steps)
         finally:
             trainer.cleanup()
-    trainer_rate = max(metrics.frames_per_s for metrics in history)
+    trainer_rate = statistics.median(metrics.frames_per_s for metrics in history)
+    bare_rate = statistics.median(bare_rates)
     matmul = matmul_gflops(device, args.matmul_size or (8192 if device.type == "cuda" else 1024),
                            repeats=20 if device.type == "cuda" else 5)
     print(f"trainer epochs frames/s: {', '.join(f'{m.frames_per_s:,.0f}' for m in history)}")
-    print(f"trainer frames/s (best epoch): {trainer_rate:,.0f}")
-    print(f"bare loop frames/s: {bare:,.0f}")
+    print(f"bare blocks frames/s:    {', '.join(f'{rate:,.0f}' for rate in bare_rates)}")
+    print(f"trainer frames/s (median epoch): {trainer_rate:,.0f}")
+    print(f"bare loop frames/s (median block): {bare_rate:,.0f}")
     print(f"achieved GFLOP/s (6 x params x frames/s): trainer {6 * params * trainer_rate / 1e9:,.1f}, "
-          f"bare {6 * params * bare / 1e9:,.1f}")
+          f"bare {6 * params * bare_rate / 1e9:,.1f}")
     print(f"plain matmul GFLOP/s: {matmul:,.1f} ({'bf16' if device.type == 'cuda' else 'float32'}); "
           f"trainer reaches {6 * params * trainer_rate / 1e9 / matmul:.1%} of it")
-    print(f"ratio: {trainer_rate / bare:.3f}")
+    print(f"ratio: {trainer_rate / bare_rate:.3f}")
 
 
 if __name__ == "__main__":
