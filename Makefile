@@ -7,7 +7,7 @@ DEMO_DATA ?= data/demo
 # elsewhere the same pin takes PyPI's Linux wheel, which is the CUDA build. Override with TORCH_SPEC=... if needed.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo demo-data test bench clean
+.PHONY: setup demo demo-data test bench bench-search clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,15 @@ demo: demo-data
 test: setup
 	$(BIN)/python -m pytest -q tests
 
+# The quick benchmarks (a few minutes); figures and the commands behind them are in BENCHMARKS.md.
 bench: setup
 	$(BIN)/python bench/loader.py
+	$(BIN)/python bench/trainer.py
+	$(BIN)/python bench/storage.py
+
+# Pruning against no pruning on the demo corpus: two whole searches, about half an hour on 2 cores.
+bench-search: demo-data
+	$(BIN)/python bench/search.py --trials 10 --epochs 9 --train-fraction 0.1
 
 clean:
 	rm -rf $(VENV) data/demo runs
