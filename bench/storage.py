@@ -11,7 +11,9 @@ The PostgreSQL server is a throwaway one on loopback, started like the test fixt
 it needs root (the server runs as the ``postgres`` user) and Debian's postgresql package.
 
 Run: ``.venv/bin/python bench/storage.py [--workers 8] [--trials-per-worker 40]``
-Prints, for each backend, trials/s and the storage error count; the last line is
+Prints, for each backend, trials/s, the storage error count and the CPU milliseconds per finished trial spent in the
+worker processes and in the database server (on a machine with few cores, trials/s is about cores / CPU per trial,
+so these say where the time went); the last line is
 ``ratio: X`` = PostgreSQL trials/s / SQLite trials/s at the same number of workers.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import sys
 import tempfile
 import time
@@ -62,7 +65,7 @@ def _open_storage(url: str):
 
 
 def _worker(url: str, trials: int, start_barrier, results) -> None:
-    """One worker process: open the study, wait for the others, run ``trials`` trials, report (done, errors)."""
+    """One worker process: open the study, wait for the others, run ``trials`` trials, report (done, errors, CPU s)."""
     import logging
 
     import optuna
@@ -77,6 +80,7 @@ def _worker(url: str, trials: int, start_barrier, results) -> None:
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
     )
     start_barrier.wait()
+    cpu_start = time.process_time()  # this process, all threads: the heartbeat thread's storage work counts
     done = errors = 0
     while done + errors < trials:
         try:
@@ -85,11 +89,35 @@ def _worker(url: str, trials: int, start_barrier, results) -> None:
             done += 1
         except Exception:  # noqa: BLE001 - the objective cannot raise; anything escaping is a storage error
             errors += 1
-    results.put((done, errors))
+    results.put((done, errors, time.process_time() - cpu_start))
 
 
-def run_backend(url: str, workers: int, trials_per_worker: int) -> tuple[float, int, int]:
-    """Hammer one fresh study at ``url``; return (trials/s, finished trials, storage errors)."""
+def _postmaster_cpu_s(url: str) -> float:
+    """CPU seconds used so far by the PostgreSQL server behind ``url`` (postmaster + its exited backends), 0 for
+    other storages. The postmaster reaps its backends, so their time shows in its cutime/cstime once they exit."""
+    if not url.startswith("postgresql"):
+        return 0.0
+    port = url.rsplit(":", 1)[1].split("/", 1)[0]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = [part.decode() for part in (proc / "cmdline").read_bytes().split(b"\0") if part]
+            if not command or Path(command[0]).name != "postgres":
+                continue
+            if not any(flag == "-p" and value == port for flag, value in zip(command, command[1:])):
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # Fields after the command name: utime, stime, cutime, cstime are the 12th to 15th (clock ticks).
+        return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def run_backend(url: str, workers: int, trials_per_worker: int) -> tuple[float, int, int, float, float]:
+    """Hammer one fresh study at ``url``; return (trials/s, finished trials, storage errors, worker CPU seconds,
+    server CPU seconds) — the CPU figures say where a 2-core machine's time went."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -105,15 +133,19 @@ def run_backend(url: str, workers: int, trials_per_worker: int) -> tuple[float, 
     # Time from the moment every worker has loaded the study: imports and connection set-up are not storage load.
     start_barrier.wait()
     started = time.perf_counter()
+    server_before = _postmaster_cpu_s(url)
     outcomes = [results.get() for _ in processes]
     elapsed = time.perf_counter() - started
     for process in processes:
         process.join()
-    errors = sum(errors for _done, errors in outcomes)
+    time.sleep(0.5)  # let the backends of the closed connections exit and be reaped
+    worker_cpu = sum(cpu for _done, _errors, cpu in outcomes)
+    server_cpu = _postmaster_cpu_s(url) - server_before
+    errors = sum(errors for _done, errors, _cpu in outcomes)
     study = optuna.load_study(study_name=STUDY_NAME, storage=_open_storage(url))
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     finished = len(study.get_trials(deepcopy=False, states=finished_states))
-    return finished / elapsed, finished, errors
+    return finished / elapsed, finished, errors, worker_cpu, server_cpu
 
 
 def main() -> None:
@@ -129,10 +161,11 @@ def main() -> None:
         backends = {"sqlite": lambda: _nullcontext(f"sqlite:///{tmp}/bench.db"), "postgresql": throwaway_postgres}
         for name, open_backend in backends.items():
             with open_backend() as url:
-                rate, finished, errors = run_backend(url, args.workers, args.trials_per_worker)
+                rate, finished, errors, worker_cpu, server_cpu = run_backend(url, args.workers, args.trials_per_worker)
             rates[name] = rate
             print(
-                f"{name:<10} workers={args.workers} trials={finished} trials/s={rate:.1f} storage_errors={errors}",
+                f"{name:<10} workers={args.workers} trials={finished} trials/s={rate:.1f} storage_errors={errors} "
+                f"cpu_ms_per_trial: workers={1000 * worker_cpu / finished:.0f} server={1000 * server_cpu / finished:.0f}",
                 flush=True,
             )
     print(f"ratio: {rates['postgresql'] / rates['sqlite']:.2f}")
