@@ -51,9 +51,9 @@ bench: setup
 	$(BIN)/python bench/trainer.py
 	$(BIN)/python bench/storage.py
 
-# Pruning against no pruning on the demo corpus: two whole searches, about half an hour on 2 cores.
+# Pruning against no pruning on the demo corpus: two whole searches, 25-35 minutes on 2 cores.
 bench-search: demo-data
-	$(BIN)/python bench/search.py --trials 10 --epochs 9 --train-fraction 0.1
+	$(BIN)/python bench/search.py --trials 14 --epochs 9 --train-fraction 0.1
 
 clean:
 	rm -rf $(VENV) data/demo runs
