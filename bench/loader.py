@@ -3,7 +3,8 @@
 1. Batches: frames/s of ``ContextWindows.train_batches`` (one device tensor, vectorized gathering) against a
    starter-notebook loader (a ``Dataset`` whose ``__getitem__`` slices one window from the concatenated, padded
    array, batched by a ``DataLoader`` with shuffle and the default 0 workers), at context 30 and batch 4096. The
-   baseline is timed over a bounded number of batches; ours over a whole epoch.
+   baseline is timed over a bounded number of batches; ours over a whole epoch. The two alternate 5 times and the
+   ratio is of their medians.
 2. Loading the train split: from the cache (listing + fingerprint + CRC check + memory map, then reading every
    frame into memory so the data was really touched) against reading, validating, normalizing and concatenating
    every .npy file.
@@ -21,6 +22,7 @@ that loader's per-window Python work is on the machine at hand.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -39,6 +41,7 @@ from phonetune.data_pipeline.reader import LabelLookup, list_split, read_utteran
 CONTEXT_FRAMES = 30
 BATCH_SIZE = 4096
 LOAD_REPEATS = 3
+BATCH_REPEATS = 5
 BASELINE_BATCHES = 15  # the per-window loader is slow; this many batches give a stable rate
 
 
@@ -124,12 +127,19 @@ def main() -> None:
               f"torch threads {torch.get_num_threads()}")
 
         windows = ContextWindows(train, CONTEXT_FRAMES, args.device)
-        ours = time_ours(windows)
-        starter = time_starter(np.asarray(train.features), np.asarray(train.labels, dtype=np.int64))
+        # Alternate the two and compare medians: this machine's speed drifts between runs of a few seconds each.
+        features, labels = np.asarray(train.features), np.asarray(train.labels, dtype=np.int64)
+        ours_runs, starter_runs = [], []
+        for _ in range(BATCH_REPEATS):
+            ours_runs.append(time_ours(windows))
+            starter_runs.append(time_starter(features, labels))
+        ours, starter = statistics.median(ours_runs), statistics.median(starter_runs)
         batch_ratio = ours / starter
         print(f"batches at context {CONTEXT_FRAMES}, batch {BATCH_SIZE}:")
-        print(f"  ContextWindows.train_batches (full epoch):         {ours:14,.0f} frames/s")
-        print(f"  starter Dataset + DataLoader ({BASELINE_BATCHES} batches):        {starter:14,.0f} frames/s")
+        print(f"  ContextWindows.train_batches (full epoch, median of {BATCH_REPEATS}):  {ours:14,.0f} frames/s  "
+              f"({', '.join(f'{rate:,.0f}' for rate in ours_runs)})")
+        print(f"  starter Dataset + DataLoader ({BASELINE_BATCHES} batches, median of {BATCH_REPEATS}): {starter:14,.0f} frames/s  "
+              f"({', '.join(f'{rate:,.0f}' for rate in starter_runs)})")
         print(f"  speed-up: {batch_ratio:.1f}x")
 
         # Best of LOAD_REPEATS for both sides: one slow run (a page-cache hiccup, a busy neighbour) is not the code.
