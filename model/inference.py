@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from phonetune.atomic import atomic_write_text
-from phonetune.data_pipeline import ContextWindows, SplitData, compute_global_stats, load_split
+from phonetune.data_pipeline import ContextWindows, NormStats, SplitData, compute_global_stats, load_split
 from phonetune.errors import CheckpointError, ConfigError
 from phonetune.model.budget import count_params
 from phonetune.model.checkpoint import read_checkpoint
@@ -99,12 +99,16 @@ def predict_checkpoint(
 ) -> tuple[Path, int]:
     """Predict every frame of ``data_root/split`` with ``checkpoint`` and write the submission; returns (path, frames).
 
-    The split is normalized as in training. With ``normalization="global"`` the statistics come from the root's
-    training split, as during training.
+    The split is normalized as in training. With ``normalization="global"`` the statistics are the training ones
+    stored in the checkpoint (so the training split need not be there); a checkpoint without them (written before
+    they were stored) has them recomputed from the root's training split.
     """
-    model, run_config, _ = load_checkpoint(checkpoint, device)
+    model, run_config, payload = load_checkpoint(checkpoint, device)
     data = dataclasses.replace(run_config.data, root=str(data_root))
-    stats = compute_global_stats(data, progress=progress) if data.normalization == "global" else None
+    stats = None
+    if data.normalization == "global":
+        stored = payload.get("norm_stats")
+        stats = NormStats.from_dict(stored) if stored else compute_global_stats(data, progress=progress)
     split_data = load_split(data, split, stats=stats, progress=progress)
     device = next(model.parameters()).device
     classes = predict_split(model, run_config, split_data, device)

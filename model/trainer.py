@@ -115,6 +115,7 @@ class Trainer:
         self._given_train, self._given_dev = train_split, dev_split
         self.device: torch.device | None = None
         self.model: PhonemeMLP | None = None
+        self.norm_stats = None  # the training statistics under normalization="global", stored in checkpoints
         self.result = TrainResult(out_dir=self.out_dir)
 
     # ---------------------------------------------------------------- setup
@@ -141,8 +142,11 @@ class Trainer:
         data = self.run_config.data
         train_split, dev_split = self._given_train, self._given_dev
         stats = None
-        if data.normalization == "global" and (train_split is None or dev_split is None):
+        if data.normalization == "global":
+            # Also when the splits come loaded (the search, retrain): checkpoints carry the statistics so that
+            # predicting needs neither the training split nor a recomputation (cached as JSON, so cheap here).
             stats = compute_global_stats(data, progress=self.progress)
+        self.norm_stats = stats
         if train_split is None:
             train_split = load_split(data, data.train_split, stats=stats, progress=self.progress)
         if dev_split is None:
@@ -281,6 +285,7 @@ class Trainer:
             "param_count": result.param_count,
             "history": [entry.to_dict() for entry in result.history],
             "wall_seconds": result.wall_seconds,
+            "norm_stats": None if self.norm_stats is None else self.norm_stats.to_dict(),
         }
         if metrics.dev_acc > result.best_dev_acc or result.best_epoch == 0:
             result.best_dev_acc, result.best_epoch = metrics.dev_acc, metrics.epoch

@@ -75,6 +75,37 @@ def test_predict_and_score_round_trip_through_the_cli(trained_run, tmp_path, cap
     assert "heatmap" in (report_dir / "confusion.html").read_text()
 
 
+def test_global_normalization_statistics_travel_in_the_checkpoint(tiny_corpus, tmp_path):
+    # Predicting must normalize with the training statistics even where the training split is absent (a
+    # submission machine with only test-clean), and give the same predictions as with it present.
+    out = tmp_path / "runs" / "global"
+    assert main([
+        "train", "--config", STARTER, "--data", str(tiny_corpus.root), "--out", str(out), "--epochs", "1",
+        "--set", "data.context_frames=2", "--set", "data.normalization=\"global\"", "--set", "train.device=\"cpu\"",
+        "--quiet",
+    ]) == 0
+    stored = read_checkpoint(out / "best.pt", map_location="cpu")["norm_stats"]
+    train = load_split(_raw_config(tiny_corpus.root), "train-clean-100", progress=False)
+    features = np.asarray(train.features, dtype=np.float64)
+    np.testing.assert_allclose(stored["mean"], features.mean(axis=0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(stored["std"], features.std(axis=0), rtol=1e-5, atol=1e-6)
+
+    with_train = tmp_path / "with-train.csv"
+    assert main(["predict", "--checkpoint", str(out / "best.pt"), "--data", str(tiny_corpus.root),
+                 "--out", str(with_train), "--device", "cpu"]) == 0
+    (tiny_corpus.root / "train-clean-100").rename(tmp_path / "train-moved-away")
+    without_train = tmp_path / "without-train.csv"
+    assert main(["predict", "--checkpoint", str(out / "best.pt"), "--data", str(tiny_corpus.root),
+                 "--out", str(without_train), "--device", "cpu"]) == 0
+    assert without_train.read_text() == with_train.read_text()
+
+
+def _raw_config(root: Path):
+    from phonetune.data_pipeline import DataConfig
+
+    return DataConfig(root=str(root), normalization="none")
+
+
 def test_score_report_counts_agree_with_a_hand_made_submission(tiny_corpus, tmp_path):
     truth = _true_test_labels(tiny_corpus.root)
     guesses = truth.copy()
