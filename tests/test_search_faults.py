@@ -23,10 +23,10 @@ from search_study import write_study
 # One fixed model, slow enough on a CPU (hundreds of steps per epoch) that a kill lands mid-trial.
 SLOW_TRIAL = {
     "space.hidden_layers": 2,
-    "space.base_width": 256,
+    "space.base_width": 512,
     "space.context_frames": 8,
     "space.activation": "relu",
-    "space.batch_size": 128,
+    "space.batch_size": 32,
     "space.lr": 1e-3,
     "fidelity.trial_epochs": 6,
     "study.n_trials": 2,
