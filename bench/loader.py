@@ -14,8 +14,8 @@ frames written to a temporary folder. Run: ``.venv/bin/python bench/loader.py [-
 The last line is ``ratio: X``, the batch-iterator speed-up.
 
 Our iterator runs as the trainer runs it (``recycle=True``: gathered into two reused buffers). On CPU it is bound by
-writing the batch itself: a (4096, 61*28) float32 batch is 28 MB, and a plain memcpy of that many bytes takes about
-two thirds of the time of one ``train_batches`` step, so the speed-up over the starter loader is capped by how cheap
+writing the batch itself: a (4096, 61*28) float32 batch is 28 MB, and a plain memcpy of that many bytes takes half
+to two thirds of the time of one ``train_batches`` step, so the speed-up over the starter loader is capped by how cheap
 that loader's per-window Python work is on the machine at hand.
 """
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from phonetune.data_pipeline import HW1P2_PHONEMES, load_split
+from phonetune.data_pipeline import HW1P2_PHONEMES, DataConfig, load_split
 from phonetune.errors import CheckpointError, ConfigError
 from phonetune.model import SubmissionError, load_checkpoint, predict_split, score_submission, write_submission
 from phonetune.model.checkpoint import read_checkpoint, save_checkpoint
@@ -85,7 +85,7 @@ def test_global_normalization_statistics_travel_in_the_checkpoint(tiny_corpus, t
         "--quiet",
     ]) == 0
     stored = read_checkpoint(out / "best.pt", map_location="cpu")["norm_stats"]
-    train = load_split(_raw_config(tiny_corpus.root), "train-clean-100", progress=False)
+    train = load_split(DataConfig(root=str(tiny_corpus.root), normalization="none"), "train-clean-100", progress=False)
     features = np.asarray(train.features, dtype=np.float64)
     np.testing.assert_allclose(stored["mean"], features.mean(axis=0), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(stored["std"], features.std(axis=0), rtol=1e-5, atol=1e-6)
@@ -98,12 +98,6 @@ def test_global_normalization_statistics_travel_in_the_checkpoint(tiny_corpus, t
     assert main(["predict", "--checkpoint", str(out / "best.pt"), "--data", str(tiny_corpus.root),
                  "--out", str(without_train), "--device", "cpu"]) == 0
     assert without_train.read_text() == with_train.read_text()
-
-
-def _raw_config(root: Path):
-    from phonetune.data_pipeline import DataConfig
-
-    return DataConfig(root=str(root), normalization="none")
 
 
 def test_score_report_counts_agree_with_a_hand_made_submission(tiny_corpus, tmp_path):
