@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from corpus import write_tiny_corpus
+from phonetune.model.checkpoint import read_checkpoint
 from phonetune.search import attributes as attrs
 from phonetune.search.config import load_study_config
 from phonetune.search.storage import HEARTBEAT_ATTR, recover_stale_trials, retry_callback
@@ -90,7 +90,9 @@ def test_sigkilled_worker_trial_is_retried_and_resumes_from_its_epoch_checkpoint
 
     retry = trials[2]
     assert retry.user_attrs[attrs.RETRIED_FROM] == victim.number
-    killed_history = json.loads((config.trial_dir(victim.number) / "metrics.json").read_text())["history"]
+    # The resume point is the dead attempt's last.pt (metrics.json is written after it and may be missing when the
+    # kill lands between the two writes).
+    killed_history = read_checkpoint(config.trial_dir(victim.number) / "last.pt")["history"]
     assert retry.user_attrs[attrs.RESUMED_FROM_EPOCH] == len(killed_history) >= 1
     assert retry.user_attrs[attrs.EPOCHS_RUN] == 6
     assert [point["epoch"] for point in retry.user_attrs[attrs.CURVES]] == [1, 2, 3, 4, 5, 6]
