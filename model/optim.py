@@ -12,9 +12,20 @@ from torch import nn
 from phonetune.model.train_config import TrainConfig
 
 
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """``model``'s parameters in two optimizer groups: weight matrices decay by ``weight_decay``; biases and batch
+    norm scales and shifts (every parameter of fewer than 2 dimensions) do not, since shrinking a shift or a
+    normalization scale towards zero does not regularize the function, it only biases it."""
+    matrices = [param for param in model.parameters() if param.ndim >= 2]
+    vectors = [param for param in model.parameters() if param.ndim < 2]
+    groups = [{"params": matrices, "weight_decay": weight_decay}, {"params": vectors, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
 def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """The configured optimizer over all of ``model``'s parameters (fused Adam/AdamW kernels on CUDA)."""
-    params = model.parameters()
+    """The configured optimizer over ``model``'s parameters, weight decay on matrices only (see ``parameter_groups``),
+    with fused Adam/AdamW kernels on CUDA."""
+    params = parameter_groups(model, config.weight_decay)
     fused = {"fused": True} if device.type == "cuda" else {}
     if config.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **fused)

@@ -48,7 +48,7 @@ class TrainConfig:
     eval_batch_size: int = 16384  # frames per forward pass when evaluating or predicting; memory only
     optimizer: Optimizer = "adamw"  # adamw decouples weight decay; sgd/sgd_nesterov/rmsprop use momentum
     lr: float = 1e-3  # peak learning rate (the max of a one-cycle schedule)
-    weight_decay: float = 0.0  # L2 (adam, sgd, rmsprop) or decoupled (adamw) decay on every parameter
+    weight_decay: float = 0.0  # L2 (adam, sgd, rmsprop) or decoupled (adamw) decay of weight matrices
     momentum: float = 0.9  # for sgd, sgd_nesterov and rmsprop; ignored by adam/adamw
     scheduler: Scheduler = "fixed"  # fixed lr, or step/plateau/exponential/cosine per epoch, onecycle per batch
     step_size: int = 2  # step: epochs between lr drops

@@ -161,7 +161,14 @@ class Trainer:
             payload = read_checkpoint(last, map_location=self.device)
             self._check_same_run(payload["run_config"], current, last)
             self.model.load_state_dict(payload["model"])
-            self.optimizer.load_state_dict(payload["optimizer"])
+            try:
+                self.optimizer.load_state_dict(payload["optimizer"])
+            except ValueError as error:  # torch's message for another parameter grouping
+                raise CheckpointError(
+                    f"{last} holds optimizer state for other parameter groups than this version builds ({error}); "
+                    "it was written by an older phonetune. Use another output folder, or overwrite "
+                    "(phonetune train --overwrite) to start over"
+                ) from error
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(payload["scheduler"])
             restore_rng_states(payload["rng"])

@@ -16,7 +16,9 @@ import torch
 from phonetune.data_pipeline import DataConfig
 from phonetune.errors import BudgetError, CheckpointError
 from phonetune.model import ModelConfig, RunConfig, TrainConfig, Trainer, load_run_config
-from phonetune.model.checkpoint import read_checkpoint
+from phonetune.model.checkpoint import read_checkpoint, save_checkpoint
+from phonetune.model.network import build_model
+from phonetune.model.optim import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -181,3 +183,34 @@ def test_over_budget_model_fails_before_touching_the_data(tmp_path):
     with pytest.raises(BudgetError, match="20,000,000"):
         trainer.setup()
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd_nesterov", "rmsprop"])
+def test_weight_decay_shrinks_weight_matrices_but_not_biases_or_batch_norm(optimizer):
+    model = build_model(ModelConfig(hidden_layers=2, base_width=16, batchnorm="after"), 100_000)
+    config = TrainConfig(optimizer=optimizer, lr=1e-4, weight_decay=0.5, device="cpu")  # small: no overshoot
+    optim = build_optimizer(model, config, torch.device("cpu"))
+    before = {name: param.detach().clone() for name, param in model.named_parameters()}
+    for param in model.parameters():
+        param.grad = torch.zeros_like(param)  # no loss signal: whatever moves, moves by weight decay alone
+    optim.step()
+    moved = {name for name, param in model.named_parameters() if not torch.equal(param, before[name])}
+    matrices = {name for name, param in model.named_parameters() if param.ndim == 2}
+    assert len(matrices) == 3 and len(before) > len(matrices)  # three Linear weights; biases and BN affine besides
+    assert moved == matrices
+    for name in matrices:
+        assert dict(model.named_parameters())[name].norm() < before[name].norm()
+
+
+def test_resuming_a_checkpoint_with_another_optimizer_grouping_is_a_named_error(tiny_corpus, tmp_path):
+    run_config = _run_config(tiny_corpus.root, epochs=2, weight_decay=1e-3)
+    _train(_run_config(tiny_corpus.root, epochs=1, weight_decay=1e-3), tmp_path / "run")
+    last = tmp_path / "run" / "last.pt"
+    payload = read_checkpoint(last)
+    # What a version that put every parameter in one group wrote.
+    model = build_model(run_config.model)
+    payload["optimizer"] = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-3).state_dict()
+    save_checkpoint(last, payload)
+    with pytest.raises(CheckpointError, match=r"last.pt holds optimizer state for other parameter groups"):
+        _train(run_config, tmp_path / "run")
+    assert read_checkpoint(last)["epoch"] == 1  # the refused run left the checkpoint as it was
