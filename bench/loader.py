@@ -34,7 +34,8 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from phonetune.data_pipeline import ContextWindows, DataConfig, load_split  # noqa: E402
+from phonetune.data_pipeline import DataConfig, load_split  # noqa: E402
+from phonetune.data_pipeline.batches import ContextWindows  # noqa: E402
 from phonetune.data_pipeline.normalize import normalize  # noqa: E402
 from phonetune.data_pipeline.reader import LabelLookup, list_split, read_utterance, scan_headers  # noqa: E402
 

@@ -29,7 +29,9 @@ from optuna.trial import TrialState
 from phonetune.search import attributes as attrs
 from phonetune.search.config import load_study_config
 from phonetune.search.study import open_study
-from phonetune.search.workers import load_search_splits, run_worker
+from phonetune.search.attributes import SEARCH_FIDELITY
+from phonetune.search.runner import load_fidelity_data
+from phonetune.search.workers import run_worker
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,7 +61,7 @@ def ensure_data(root: Path, train_utterances: int) -> None:
     build_demo_corpus(root, config, progress=False)
 
 
-def run_one(args: argparse.Namespace, folder: Path, pruner: str, splits) -> dict:
+def run_one(args: argparse.Namespace, folder: Path, pruner: str, data) -> dict:
     overrides = [
         *args.set,
         f"study.storage=\"sqlite:///{folder / 'study.db'}\"",
@@ -75,7 +77,7 @@ def run_one(args: argparse.Namespace, folder: Path, pruner: str, splits) -> dict
         overrides.append(f"fidelity.train_fraction={args.train_fraction}")
     config = load_study_config(args.config, overrides)
     started = time.perf_counter()
-    run_worker(config, create=True, splits=splits)
+    run_worker(config, create=True, data=data)
     seconds = time.perf_counter() - started
     trials = open_study(config).get_trials(deepcopy=False)
     finished = [trial for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)]
@@ -94,18 +96,21 @@ def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    base = load_study_config(args.config, args.set + ([f"data.root=\"{args.data}\""] if args.data else []))
+    base_overrides = args.set + ([f"data.root=\"{args.data}\""] if args.data else [])
+    if args.train_fraction is not None:
+        base_overrides.append(f"fidelity.train_fraction={args.train_fraction}")
+    base = load_study_config(args.config, base_overrides)
     ensure_data(Path(base.data.root), args.make_data)
-    splits = load_search_splits(base, progress=False)
+    data = load_fidelity_data(base, SEARCH_FIDELITY)
     pruner = args.pruner or (base.pruner.kind if base.pruner.kind != "none" else "asha")
     print(f"study {args.config}: {args.trials} trials x {args.epochs} epochs, train_fraction "
           f"{args.train_fraction or base.fidelity.train_fraction}, data {base.data.root} "
-          f"({splits[0].num_frames:,} train / {splits[1].num_frames:,} dev frames), sampler seed {base.sampler.seed}")
+          f"({data.train.num_frames:,} train / {data.dev.num_frames:,} dev frames), sampler seed {base.sampler.seed}")
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
         for kind in (pruner, "none"):
             folder = Path(tmp) / kind
-            results.append(run_one(args, folder, kind, splits))
+            results.append(run_one(args, folder, kind, data))
             row = results[-1]
             print(f"pruner={kind:<9} complete={row['complete']:>3} pruned={row['pruned']:>3} "
                   f"trial-epochs={row['trial_epochs']:>4} best dev accuracy={row['best']:.4f} "

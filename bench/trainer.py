@@ -24,10 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from phonetune.data_pipeline import ContextWindows, DataConfig, SplitData
-from phonetune.model import ModelConfig, RunConfig, TrainConfig, Trainer, build_model, count_params
+from phonetune.data_pipeline import DataConfig, SplitData, TrainingData
+from phonetune.data_pipeline.batches import ContextWindows
+from phonetune.model import ModelConfig, RunConfig, TrainConfig, count_params
 from phonetune.model.device import autocast_context, resolve_device
+from phonetune.model.network import build_model
 from phonetune.model.optim import build_optimizer
+from phonetune.model.trainer import Trainer
 
 
 def synthetic_split(name: str, frames: int, utterance_frames: int, seed: int) -> SplitData:
@@ -48,7 +51,7 @@ class BareLoop:
         torch.manual_seed(train.seed)
         self.device = device
         self.batch_size = train.batch_size
-        self.model = build_model(run_config.model).to(device)
+        self.model = build_model(run_config.model, run_config.io).to(device)
         self.optimizer = build_optimizer(self.model, train, device)
         self.use_bf16 = train.bf16 and device.type == "cuda"
         generator = torch.Generator(device=device).manual_seed(train.seed)
@@ -114,8 +117,8 @@ def main() -> None:
                         batchnorm="after", dropout=0.1)
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer="adamw", device=str(device),
                         compile=args.compile)
-    run_config = RunConfig.from_parts(data, model, train)
-    params = count_params(run_config.model)
+    run_config = RunConfig(data, model, train)
+    params = count_params(run_config.model, run_config.io)
     train_split = synthetic_split("train", args.frames, 400, seed=0)
     dev_split = synthetic_split("dev", max(args.batch_size, args.frames // 50), 400, seed=1)
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
@@ -126,7 +129,7 @@ def main() -> None:
     # machine's speed drifts over a minute, and timing one side after the other would book that drift as overhead.
     bare_rates: list[float] = []
     with tempfile.TemporaryDirectory() as out_dir:
-        trainer = Trainer(run_config, out_dir, train_split=train_split, dev_split=dev_split, progress=True,
+        trainer = Trainer(run_config, out_dir, data=TrainingData(train_split, dev_split, None, 1.0, 0), progress=True,
                           curves=False, epoch_callback=lambda _metrics: bare_rates.append(bare.frames_per_s(steps)))
         trainer.setup()
         try:

@@ -4,10 +4,9 @@
 seeded fraction of whole utterances, and ``ContextWindows`` serves shuffled or in-order batches of flattened
 context windows from a device-resident tensor. ``inspect_root`` summarizes a data root without building a cache.
 
-``ContextWindows`` is imported on first use so that reading and inspecting data does not import torch.
+``ContextWindows`` (torch) is imported from ``phonetune.data_pipeline.batches``: this package's top level imports no
+torch, so configs, reading and inspecting data stay light.
 """
-
-from typing import TYPE_CHECKING
 
 from phonetune.data_pipeline.cache import resolve_cache_dir
 from phonetune.data_pipeline.config import AugmentConfig, DataConfig
@@ -22,7 +21,7 @@ from phonetune.data_pipeline.errors import (
     UnpairedFileError,
 )
 from phonetune.data_pipeline.inspect import inspect_root
-from phonetune.data_pipeline.load import compute_global_stats, load_split
+from phonetune.data_pipeline.load import TrainingData, compute_global_stats, load_split, load_training_data
 from phonetune.data_pipeline.normalize import NormStats
 from phonetune.data_pipeline.phonemes import (
     HW1P2_PHONEMES,
@@ -31,11 +30,10 @@ from phonetune.data_pipeline.phonemes import (
     named_inventory,
     phoneme_to_index,
 )
-from phonetune.data_pipeline.split import SplitData, subsample_utterances
+from phonetune.data_pipeline.split import SplitData, concatenate_splits, subsample_utterances
 
 __all__ = [
     "AugmentConfig",
-    "ContextWindows",
     "CorruptFileError",
     "DataConfig",
     "EmptySplitError",
@@ -48,25 +46,17 @@ __all__ = [
     "NormStats",
     "SEED_46_PHONEMES",
     "SplitData",
+    "TrainingData",
     "UnknownPhonemeError",
     "UnpairedFileError",
     "compute_global_stats",
+    "concatenate_splits",
     "inspect_root",
     "load_split",
+    "load_training_data",
     "named_inventory",
     "phoneme_to_index",
     "resolve_cache_dir",
     "subsample_utterances",
 ]
 
-
-if TYPE_CHECKING:
-    from phonetune.data_pipeline.batches import ContextWindows
-
-
-def __getattr__(name: str):
-    if name == "ContextWindows":
-        from phonetune.data_pipeline.batches import ContextWindows
-
-        return ContextWindows
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

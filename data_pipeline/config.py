@@ -73,6 +73,11 @@ class DataConfig:
     def num_classes(self) -> int:
         return len(self.phonemes)
 
+    @property
+    def input_dim(self) -> int:
+        """Width of one flattened context window, the model's input: (2 * context_frames + 1) * feature_width."""
+        return (2 * self.context_frames + 1) * self.feature_width
+
     def problems(self) -> list[str]:
         found = []
         if not self.root:

@@ -36,6 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from phonetune.atomic import atomic_write, atomic_write_json
+from phonetune.configs import raise_problems
 from phonetune.data_pipeline.flite_synth import (
     VOICE_BASE_F0,
     UtterancePlan,
@@ -120,9 +121,7 @@ class DemoCorpusConfig:
         return found
 
     def validate(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise ConfigError("invalid demo corpus config:\n  - " + "\n  - ".join(problems))
+        raise_problems(self.problems(), "invalid demo corpus config")
 
     def generation_parameters(self) -> dict[str, Any]:
         """The fields that decide the corpus content (not how fast or with which binary it is built)."""

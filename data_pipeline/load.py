@@ -1,18 +1,20 @@
-"""``load_split`` and ``compute_global_stats``: validated, normalized splits served from the cache.
+"""``load_training_data``, ``load_split`` and ``compute_global_stats``: validated, normalized splits from the cache.
+
+``load_training_data`` is the one way a run gets its data: the training split subsampled as ``[data]`` says (and
+joined with dev on request), the dev split, and the normalization statistics its checkpoints must carry.
 
 Example::
 
-    config = DataConfig(root="data/demo", normalization="global")
-    stats = compute_global_stats(config)                   # train mean/std, cached as JSON
-    train = load_split(config, config.train_split, stats=stats)
-    dev = load_split(config, config.dev_split, stats=stats)
-    train = subsample_utterances(train, config.train_fraction, config.subsample_seed)
+    config = DataConfig(root="data/demo", normalization="global", train_fraction=0.2)
+    data = load_training_data(config)      # data.train: 20% of the utterances; data.stats: train mean/std
+    test = load_split(config, config.test_split, stats=data.stats)
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 
 from tqdm import tqdm
 
@@ -21,7 +23,8 @@ from phonetune.data_pipeline.cache import SplitCache, files_fingerprint, resolve
 from phonetune.data_pipeline.config import DataConfig
 from phonetune.data_pipeline.normalize import MomentAccumulator, NormStats, normalize
 from phonetune.data_pipeline.reader import LabelLookup, list_split, read_utterance, scan_headers
-from phonetune.data_pipeline.split import SplitData
+from phonetune.data_pipeline.split import SplitData, concatenate_splits, subsample_utterances
+from phonetune.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -98,3 +101,36 @@ def load_split(
         storage_dtype=config.storage_dtype,
         progress=progress,
     )
+
+
+@dataclass
+class TrainingData:
+    """What a training run reads: its (subsampled) training split, the dev split and the normalization statistics."""
+
+    train: SplitData  # config.train_fraction of the training utterances (+ dev's when loaded with_dev)
+    dev: SplitData  # the whole dev split, labelled
+    stats: NormStats | None  # training-split statistics under normalization="global", else None
+    train_fraction: float  # the subsample this was built with, so a run given it can check it matches its config
+    subsample_seed: int
+    with_dev: bool = False
+
+
+def load_training_data(config: DataConfig, *, with_dev: bool = False, progress: bool = True) -> TrainingData:
+    """Training and dev splits for ``config``: statistics first (global normalization), then both splits, then the
+    seeded whole-utterance subsample of train (``train_fraction``), then dev appended to train when ``with_dev``.
+
+    Statistics are always the training split's alone, as at prediction time. Raises a DataError naming the split
+    when dev has no transcripts (nothing could be scored).
+    """
+    stats = compute_global_stats(config, progress=progress) if config.normalization == "global" else None
+    train = load_split(config, config.train_split, stats=stats, progress=progress)
+    dev = load_split(config, config.dev_split, stats=stats, progress=progress)
+    if dev.labels is None:
+        raise DataError(
+            f"[data] dev_split {config.dev_split!r} under {config.root} must have transcripts to score a run, but has "
+            "none; point dev_split at a labelled split"
+        )
+    train = subsample_utterances(train, config.train_fraction, config.subsample_seed)
+    if with_dev:
+        train = concatenate_splits(train, dev, f"{config.train_split}+{config.dev_split}")
+    return TrainingData(train, dev, stats, config.train_fraction, config.subsample_seed, with_dev)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phonetune.errors import ConfigError
+from phonetune.errors import ConfigError, DataError
 
 
 @dataclass
@@ -71,3 +71,23 @@ def subsample_utterances(split: SplitData, fraction: float, seed: int) -> SplitD
     labels = None if split.labels is None else np.asarray(split.labels[rows])
     names = [split.utterance_names[i] for i in kept]
     return SplitData(split.name, features, labels, offsets, names)
+
+
+def concatenate_splits(first: SplitData, second: SplitData, name: str) -> SplitData:
+    """One SplitData holding ``first``'s utterances followed by ``second``'s (both labelled, same feature width).
+
+    Training on train + dev needs them as one split. The features are copied into memory once (dev is small next
+    to train).
+    """
+    if first.labels is None or second.labels is None:
+        raise DataError(f"splits {first.name} and {second.name} must both have labels to train on, but one has none")
+    if first.feature_width != second.feature_width:
+        raise DataError(
+            f"splits {first.name} and {second.name} must have one feature width, but have {first.feature_width} "
+            f"and {second.feature_width}"
+        )
+    features = np.concatenate([np.asarray(first.features), np.asarray(second.features)])
+    labels = np.concatenate([np.asarray(first.labels), np.asarray(second.labels)])
+    offsets = np.concatenate([first.offsets, second.offsets[1:] + first.offsets[-1]]).astype(np.int64)
+    names = list(first.utterance_names) + list(second.utterance_names)
+    return SplitData(name, features, labels, offsets, names)

@@ -1,4 +1,10 @@
-"""The MLP family, the 20M parameter budget, the trainer, checkpoints, inference and scoring."""
+"""The MLP family, the 20M parameter budget, the trainer, checkpoints, inference and scoring.
+
+This top level holds what needs no torch: the configs, the parameter arithmetic and the run files, so the search and
+the CLI import them in milliseconds. What makes tensors is imported from its module: ``model.network``
+(``PhonemeMLP``, ``build_model``), ``model.trainer`` (``Trainer``), ``model.inference`` (``load_checkpoint``,
+``predict_checkpoint``), ``model.checkpoint``.
+"""
 
 from phonetune.model.budget import (
     DEFAULT_PARAM_BUDGET,
@@ -10,10 +16,7 @@ from phonetune.model.budget import (
     layer_widths,
     max_base_width,
 )
-from phonetune.model.config import ModelConfig
-from phonetune.model.checkpoint import CHECKPOINT_FORMAT
-from phonetune.model.inference import load_checkpoint, predict_checkpoint, predict_split, write_submission
-from phonetune.model.network import PhonemeMLP, build_model
+from phonetune.model.config import ModelConfig, ModelIO
 from phonetune.model.run_files import EpochMetrics, TrainResult
 from phonetune.model.scoring import ScoreReport, SubmissionError, score_submission, write_score_report
 from phonetune.model.train_config import (
@@ -24,36 +27,28 @@ from phonetune.model.train_config import (
     run_config_toml,
     write_run_config,
 )
-from phonetune.model.trainer import Trainer
 
 __all__ = [
-    "CHECKPOINT_FORMAT",
     "DEFAULT_PARAM_BUDGET",
     "EpochMetrics",
     "MAX_BASE_WIDTH",
     "ModelConfig",
-    "PhonemeMLP",
+    "ModelIO",
     "RunConfig",
     "ScoreReport",
     "SubmissionError",
     "TrainConfig",
     "TrainResult",
-    "Trainer",
-    "build_model",
     "check_ensemble_budget",
     "check_param_budget",
     "count_params",
     "ensure_fits",
     "layer_widths",
-    "load_checkpoint",
     "load_run_config",
     "max_base_width",
-    "predict_checkpoint",
-    "predict_split",
     "run_config_from_mapping",
     "run_config_toml",
     "score_submission",
     "write_run_config",
     "write_score_report",
-    "write_submission",
 ]

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Iterable
 
 from phonetune.errors import BudgetError
-from phonetune.model.config import WIDTH_MULTIPLE, ModelConfig
+from phonetune.model.config import WIDTH_MULTIPLE, ModelConfig, ModelIO
 
 # The HW1P2 rule: no model (or ensemble, summed) may have more than 20 million parameters.
 DEFAULT_PARAM_BUDGET = 20_000_000
@@ -77,20 +77,20 @@ def layer_has(pattern: str, hidden_index: int) -> bool:
     return pattern == "every" or hidden_index % 2 == 0
 
 
-def count_params(config: ModelConfig) -> int:
-    """Exact number of trainable parameters of ``build_model(config)``, without allocating.
+def count_params(config: ModelConfig, io: ModelIO) -> int:
+    """Exact number of trainable parameters of ``build_model(config, io)``, without allocating.
 
     Each Linear holds ``in*out + out`` (weights and bias); each BatchNorm1d holds ``2*width`` (affine scale and
     shift; its running statistics are buffers, not parameters). Dropout and activations hold none.
     """
     total = 0
-    fan_in = config.input_dim
+    fan_in = io.input_dim
     for index, width in enumerate(layer_widths(config)):
         total += fan_in * width + width
         if config.batchnorm != "none" and layer_has(config.batchnorm_layers, index):
             total += 2 * width
         fan_in = width
-    total += fan_in * config.num_classes + config.num_classes
+    total += fan_in * io.num_classes + io.num_classes
     return total
 
 
@@ -110,26 +110,30 @@ def check_param_budget(param_budget: int, *, allow_over_default: bool = False) -
     return param_budget
 
 
-def describe(config: ModelConfig) -> str:
+def describe(config: ModelConfig, io: ModelIO) -> str:
     """A short human summary: widths and shape, for error messages and logs."""
     widths = layer_widths(config)
     hidden = "x".join(str(w) for w in widths) if widths else "no hidden layers"
-    return f"{config.input_dim} -> [{hidden}] -> {config.num_classes} ({config.width_shape}, {config.activation})"
+    return f"{io.input_dim} -> [{hidden}] -> {io.num_classes} ({config.width_shape}, {config.activation})"
 
 
-def ensure_fits(config: ModelConfig, param_budget: int = DEFAULT_PARAM_BUDGET, *, allow_over_default: bool = False) -> int:
-    """Return ``count_params(config)``, or raise BudgetError stating the count and the budget."""
+def ensure_fits(
+    config: ModelConfig, io: ModelIO, param_budget: int = DEFAULT_PARAM_BUDGET, *, allow_over_default: bool = False
+) -> int:
+    """Return ``count_params(config, io)``, or raise BudgetError stating the count and the budget."""
     check_param_budget(param_budget, allow_over_default=allow_over_default)
-    count = count_params(config)
+    count = count_params(config, io)
     if count > param_budget:
         raise BudgetError(
-            f"model must have at most {param_budget:,} parameters, but {describe(config)} has {count:,}; "
+            f"model must have at most {param_budget:,} parameters, but {describe(config, io)} has {count:,}; "
             "lower base_width, hidden_layers or context_frames"
         )
     return count
 
 
-def max_base_width(config: ModelConfig, param_budget: int = DEFAULT_PARAM_BUDGET, *, allow_over_default: bool = False) -> int:
+def max_base_width(
+    config: ModelConfig, io: ModelIO, param_budget: int = DEFAULT_PARAM_BUDGET, *, allow_over_default: bool = False
+) -> int:
     """Largest base width (a multiple of 8, at most ``MAX_BASE_WIDTH``) for which ``config`` fits the budget.
 
     All other fields of ``config`` are kept; its own ``base_width`` is ignored. The parameter count never falls as
@@ -140,13 +144,13 @@ def max_base_width(config: ModelConfig, param_budget: int = DEFAULT_PARAM_BUDGET
     check_param_budget(param_budget, allow_over_default=allow_over_default)
 
     def fits(width: int) -> bool:
-        return count_params(dataclasses.replace(config, base_width=width)) <= param_budget
+        return count_params(dataclasses.replace(config, base_width=width), io) <= param_budget
 
     if not fits(WIDTH_MULTIPLE):
-        smallest = count_params(dataclasses.replace(config, base_width=WIDTH_MULTIPLE))
+        smallest = count_params(dataclasses.replace(config, base_width=WIDTH_MULTIPLE), io)
         raise BudgetError(
             f"model must fit {param_budget:,} parameters, but even base_width={WIDTH_MULTIPLE} gives {smallest:,} "
-            f"(context_frames={config.context_frames}, hidden_layers={config.hidden_layers}); lower context_frames"
+            f"(input width {io.input_dim}, hidden_layers={config.hidden_layers}); lower context_frames"
         )
     low, high = 1, MAX_BASE_WIDTH // WIDTH_MULTIPLE  # in units of 8; fits(low) holds
     if fits(high * WIDTH_MULTIPLE):
@@ -161,11 +165,14 @@ def max_base_width(config: ModelConfig, param_budget: int = DEFAULT_PARAM_BUDGET
 
 
 def check_ensemble_budget(
-    configs: Iterable[ModelConfig], param_budget: int = DEFAULT_PARAM_BUDGET, *, allow_over_default: bool = False
+    members: Iterable[tuple[ModelConfig, ModelIO]],
+    param_budget: int = DEFAULT_PARAM_BUDGET,
+    *,
+    allow_over_default: bool = False,
 ) -> int:
     """Return the summed parameter count of an ensemble, or raise BudgetError listing each member's count."""
     check_param_budget(param_budget, allow_over_default=allow_over_default)
-    counts = [count_params(config) for config in configs]
+    counts = [count_params(config, io) for config, io in members]
     total = sum(counts)
     if total > param_budget:
         members = ", ".join(f"{count:,}" for count in counts)

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from phonetune.atomic import atomic_write_text
-from phonetune.data_pipeline import ContextWindows, NormStats, SplitData, compute_global_stats, load_split
+from phonetune.data_pipeline import NormStats, SplitData, compute_global_stats, load_split
+from phonetune.data_pipeline.batches import ContextWindows
 from phonetune.errors import CheckpointError, ConfigError
 from phonetune.model.budget import count_params
 from phonetune.model.checkpoint import read_checkpoint
@@ -47,12 +48,12 @@ def load_checkpoint(
         run_config = run_config_from_mapping(payload["run_config"], source=f"{path} (stored run config)")
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path} carries an invalid run config: {exc}") from exc
-    expected = count_params(run_config.model)
+    expected = count_params(run_config.model, run_config.io)
     if payload["param_count"] != expected:
         raise CheckpointError(
             f"checkpoint {path} must hold {expected:,} parameters for its config, but records {payload['param_count']:,}"
         )
-    model = PhonemeMLP(run_config.model)
+    model = PhonemeMLP(run_config.model, run_config.io)
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:

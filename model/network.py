@@ -14,8 +14,9 @@ then ``Linear(last_width, num_classes)``, producing logits (softmax lives in the
 
 Example::
 
-    model = build_model(ModelConfig(context_frames=15, hidden_layers=3, base_width=1024))
-    logits = model(torch.zeros(8, model.config.input_dim))  # (8, 40)
+    io = ModelIO(input_dim=31 * 28, num_classes=40)      # context_frames=15: 31 frames of 28 features
+    model = build_model(ModelConfig(hidden_layers=3, base_width=1024), io)
+    logits = model(torch.zeros(8, io.input_dim))  # (8, 40)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET, ensure_fits, layer_has, layer_widths
-from phonetune.model.config import ModelConfig
+from phonetune.model.config import ModelConfig, ModelIO
 
 # Explicit registry instead of dotted-path lookup: one family, a handful of choices.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -55,11 +56,12 @@ KAIMING_NONLINEARITY: dict[str, str] = {
 class PhonemeMLP(nn.Module):
     """Frame classifier: (batch, (2K+1)*F) context windows -> (batch, num_classes) logits."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, io: ModelIO):
         super().__init__()
         self.config = config
+        self.io = io
         modules: list[nn.Module] = []
-        fan_in = config.input_dim
+        fan_in = io.input_dim
         for index, width in enumerate(layer_widths(config)):
             modules.append(nn.Linear(fan_in, width))
             wants_batchnorm = config.batchnorm != "none" and layer_has(config.batchnorm_layers, index)
@@ -71,7 +73,7 @@ class PhonemeMLP(nn.Module):
             if config.dropout > 0 and layer_has(config.dropout_layers, index):
                 modules.append(nn.Dropout(config.dropout))
             fan_in = width
-        modules.append(nn.Linear(fan_in, config.num_classes))
+        modules.append(nn.Linear(fan_in, io.num_classes))
         self.layers = nn.Sequential(*modules)
         self._initialise()
 
@@ -105,12 +107,12 @@ class PhonemeMLP(nn.Module):
 
 
 def build_model(
-    config: ModelConfig, param_budget: int = DEFAULT_PARAM_BUDGET, *, allow_over_default: bool = False
+    config: ModelConfig, io: ModelIO, param_budget: int = DEFAULT_PARAM_BUDGET, *, allow_over_default: bool = False
 ) -> PhonemeMLP:
-    """Build ``config`` after checking, without allocating, that it fits ``param_budget``.
+    """Build ``config`` for ``io`` after checking, without allocating, that it fits ``param_budget``.
 
     Raises BudgetError stating the count and the budget when it does not fit, and when ``param_budget`` exceeds
     the 20M HW1P2 limit without ``allow_over_default=True``.
     """
-    ensure_fits(config, param_budget, allow_over_default=allow_over_default)
-    return PhonemeMLP(config)
+    ensure_fits(config, io, param_budget, allow_over_default=allow_over_default)
+    return PhonemeMLP(config, io)

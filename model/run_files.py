@@ -79,8 +79,8 @@ def write_curves(result: TrainResult, title: str) -> Path | None:
     """Loss and accuracy per epoch, train and dev, as one self-contained plotly HTML page."""
     if not result.history:
         return None
-    from plotly.subplots import make_subplots
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     epochs = [metrics.epoch for metrics in result.history]
     figure = make_subplots(rows=1, cols=2, subplot_titles=("cross-entropy per frame", "frame accuracy"))

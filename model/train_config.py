@@ -1,18 +1,17 @@
 """``TrainConfig`` (the ``[train]`` table) and ``RunConfig`` (data + model + train), loaded from a run TOML.
 
-A run TOML has exactly three tables, ``[data]``, ``[model]`` and ``[train]``. The data owns the input and output
-sizes: ``[data] context_frames``, ``feature_width`` and the phoneme list are copied into the model config, so
-context is set in one place; a ``[model]`` value that disagrees with them is a ConfigError.
+A run TOML has exactly three tables, ``[data]``, ``[model]`` and ``[train]``. The data owns the network's input and
+output sizes (``[data] context_frames``, ``feature_width`` and the phoneme list); ``RunConfig.io`` derives them, so
+the context window is set in one place only.
 
 Example::
 
     run = load_run_config("studies/starter.toml", ["train.epochs=3", "data.root=data/demo"])
-    run.model.context_frames == run.data.context_frames  # always
+    run.io.input_dim == (2 * run.data.context_frames + 1) * run.data.feature_width  # always
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import re
@@ -21,22 +20,18 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from phonetune.atomic import atomic_write_text
-from phonetune.configs import apply_overrides, from_mapping, read_toml, to_mapping
-from phonetune.data_pipeline import DataConfig
+from phonetune.configs import apply_overrides, collect_problems, raise_problems, read_toml, to_mapping
+from phonetune.data_pipeline.config import DataConfig
 from phonetune.errors import ConfigError
-from phonetune.model.config import ModelConfig
+from phonetune.model.config import ModelConfig, ModelIO
 
 Optimizer = Literal["adamw", "adam", "sgd", "sgd_nesterov", "rmsprop"]
 Scheduler = Literal["fixed", "step", "plateau", "exponential", "cosine", "onecycle"]
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 RUN_SECTIONS = ("data", "model", "train")
-# [model] keys whose value comes from [data]; the message says where to set them instead.
-_DATA_OWNED = {
-    "context_frames": ("context_frames", lambda data: data.context_frames),
-    "feature_width": ("feature_width", lambda data: data.feature_width),
-    "num_classes": ("phonemes (its length)", lambda data: len(data.phonemes)),
-}
+# Older run files set these in [model]; they belong to the data now, and the message says so.
+DATA_OWNED_KEYS = frozenset({"context_frames", "feature_width", "num_classes"})
 
 
 @dataclass
@@ -97,22 +92,16 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    """Everything one training run needs; ``model``'s input/output sizes always equal ``data``'s."""
+    """Everything one training run needs; the network's input and output sizes come from ``data`` (``io``)."""
 
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
 
-    @classmethod
-    def from_parts(cls, data: DataConfig, model: ModelConfig, train: TrainConfig) -> "RunConfig":
-        """Combine the three configs, copying context, feature width and class count from ``data`` into ``model``."""
-        model = dataclasses.replace(
-            model,
-            context_frames=data.context_frames,
-            feature_width=data.feature_width,
-            num_classes=len(data.phonemes),
-        )
-        return cls(data=data, model=model, train=train)
+    @property
+    def io(self) -> ModelIO:
+        """The model's input width (the data's context window) and output width (the data's phoneme count)."""
+        return ModelIO.of(self.data)
 
     def to_mapping(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (``{"data": ..., "model": ..., "train": ...}``) for TOML, JSON and checkpoints."""
@@ -128,20 +117,16 @@ def run_config_from_mapping(mapping: Mapping[str, Any], source: str) -> RunConfi
     for section in RUN_SECTIONS:
         if section in mapping and not isinstance(mapping[section], Mapping):
             problems.append(f"{source}: {section} must be a table, but got {mapping[section]!r}")
-    if problems:
-        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
-    data = from_mapping(DataConfig, mapping.get("data"), f"{source} [data]")
-    model_table = dict(mapping.get("model") or {})
-    for key, (data_key, value_of) in _DATA_OWNED.items():
-        expected = value_of(data)
-        if key in model_table and model_table[key] != expected:
-            raise ConfigError(
-                f"{source}: [model] {key} must equal the data's {data_key} ({expected}), but got "
-                f"{key}={model_table[key]!r}; set it in [data] only"
-            )
-        model_table[key] = expected
-    model = from_mapping(ModelConfig, model_table, f"{source} [model]")
-    train = from_mapping(TrainConfig, mapping.get("train"), f"{source} [train]")
+    model_table = mapping.get("model")
+    if isinstance(model_table, Mapping):
+        for key in sorted(set(model_table) & DATA_OWNED_KEYS):
+            problems.append(f"{source} [model]: {key} is set by the data; set it in [data] (the model's input and "
+                            "output widths derive from [data] context_frames, feature_width and phonemes)")
+    raise_problems(problems)
+    data = collect_problems(DataConfig, mapping.get("data"), f"{source} [data]", problems)
+    model = collect_problems(ModelConfig, model_table, f"{source} [model]", problems)
+    train = collect_problems(TrainConfig, mapping.get("train"), f"{source} [train]", problems)
+    raise_problems(problems)
     return RunConfig(data=data, model=model, train=train)
 
 

@@ -28,11 +28,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from phonetune.data_pipeline import ContextWindows, SplitData, compute_global_stats, load_split, subsample_utterances
-from phonetune.errors import CheckpointError
+from phonetune.data_pipeline.batches import ContextWindows
+from phonetune.data_pipeline.load import TrainingData, load_training_data
+from phonetune.errors import CheckpointError, ConfigError
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET, ensure_fits
-from phonetune.model.device import autocast_context, resolve_device
 from phonetune.model.checkpoint import capture_rng_states, read_checkpoint, restore_rng_states, save_checkpoint
+from phonetune.model.device import autocast_context, resolve_device
 from phonetune.model.network import PhonemeMLP, build_model
 from phonetune.model.optim import build_optimizer, build_scheduler, current_lr, step_epoch_schedule, steps_per_batch
 from phonetune.model.run_files import (
@@ -86,8 +87,8 @@ def evaluate(
 class Trainer:
     """Trains ``run_config`` into ``out_dir``; see the module docstring for the flow.
 
-    ``train_split``/``dev_split`` may be passed already loaded (the search loads them once per process); otherwise
-    ``setup`` loads them through the data pipeline. ``epoch_callback`` gets each epoch's ``EpochMetrics`` after the
+    ``data`` may be passed already loaded (the search loads it once per process for every trial); otherwise
+    ``setup`` loads it with ``load_training_data(run_config.data)``. ``epoch_callback`` gets each epoch's ``EpochMetrics`` after the
     checkpoint is written; an exception it raises stops training and propagates. An ``out_dir`` whose ``last.pt``
     was made for another config raises CheckpointError unless ``overwrite=True``.
     """
@@ -97,8 +98,7 @@ class Trainer:
         run_config: RunConfig,
         out_dir: str | Path,
         *,
-        train_split: SplitData | None = None,
-        dev_split: SplitData | None = None,
+        data: TrainingData | None = None,
         epoch_callback: EpochCallback | None = None,
         progress: bool = True,
         overwrite: bool = False,
@@ -112,7 +112,7 @@ class Trainer:
         self.overwrite = overwrite
         self.param_budget = param_budget
         self.curves = curves  # curves.html inlines plotly (~5 MB): a search of many trials may skip it
-        self._given_train, self._given_dev = train_split, dev_split
+        self._given_data = data
         self.device: torch.device | None = None
         self.model: PhonemeMLP | None = None
         self.norm_stats = None  # the training statistics under normalization="global", stored in checkpoints
@@ -121,16 +121,18 @@ class Trainer:
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
         config = self.run_config
-        ensure_fits(config.model, self.param_budget)  # fail before loading data or allocating
+        ensure_fits(config.model, config.io, self.param_budget)  # fail before loading data or allocating
         self.device = resolve_device(config.train.device)
         self.use_bf16 = config.train.bf16 and self.device.type == "cuda"
-        train_split, dev_split = self._load_splits()
-        self.train_windows = ContextWindows(train_split, config.data.context_frames, self.device)
-        self.dev_windows = ContextWindows(dev_split, config.data.context_frames, self.device)
+        data = self._training_data()
+        # Checkpoints carry the statistics so that predicting needs neither the training split nor a recomputation.
+        self.norm_stats = data.stats
+        self.train_windows = ContextWindows(data.train, config.data.context_frames, self.device)
+        self.dev_windows = ContextWindows(data.dev, config.data.context_frames, self.device)
         self.augment = config.data.augment if config.data.augment.enabled else None
 
         torch.manual_seed(config.train.seed)
-        self.model = build_model(config.model, self.param_budget).to(self.device)
+        self.model = build_model(config.model, config.io, self.param_budget).to(self.device)
         self.step_model = torch.compile(self.model) if config.train.compile else self.model
         self.steps_per_epoch = self.train_windows.num_batches(config.train.batch_size)
         self.optimizer = build_optimizer(self.model, config.train, self.device)
@@ -138,21 +140,18 @@ class Trainer:
         self.result = TrainResult(out_dir=self.out_dir, param_count=self.model.param_count())
         self._resume_or_start()
 
-    def _load_splits(self) -> tuple[SplitData, SplitData]:
-        data = self.run_config.data
-        train_split, dev_split = self._given_train, self._given_dev
-        stats = None
-        if data.normalization == "global":
-            # Also when the splits come loaded (the search, retrain): checkpoints carry the statistics so that
-            # predicting needs neither the training split nor a recomputation (cached as JSON, so cheap here).
-            stats = compute_global_stats(data, progress=self.progress)
-        self.norm_stats = stats
-        if train_split is None:
-            train_split = load_split(data, data.train_split, stats=stats, progress=self.progress)
-        if dev_split is None:
-            dev_split = load_split(data, data.dev_split, stats=stats, progress=self.progress)
-        train_split = subsample_utterances(train_split, data.train_fraction, data.subsample_seed)
-        return train_split, dev_split
+    def _training_data(self) -> TrainingData:
+        config = self.run_config.data
+        data = self._given_data
+        if data is None:
+            return load_training_data(config, progress=self.progress)
+        if (data.train_fraction, data.subsample_seed) != (config.train_fraction, config.subsample_seed):
+            raise ConfigError(
+                f"the training data given to the trainer must be the subsample its config asks for "
+                f"(train_fraction={config.train_fraction}, subsample_seed={config.subsample_seed}), but it was "
+                f"loaded with train_fraction={data.train_fraction}, subsample_seed={data.subsample_seed}"
+            )
+        return data
 
     def _resume_or_start(self) -> None:
         last = self.out_dir / LAST_CHECKPOINT

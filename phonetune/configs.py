@@ -135,9 +135,30 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, source: str) -
     """Build ``cls`` from ``mapping``; raise one ConfigError listing every problem, each naming ``source``."""
     problems: list[str] = []
     instance = _build(cls, mapping or {}, source, problems)
-    if problems:
-        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+    raise_problems(problems)
     return instance
+
+
+def collect_problems(cls: type[T], mapping: Any, source: str, problems: list[str]) -> T | None:
+    """``from_mapping`` that appends its problems to ``problems`` instead of raising; None when there were any.
+
+    For a file of several tables, so one ConfigError can list the problems of all of them.
+    """
+    if mapping is not None and not isinstance(mapping, Mapping):
+        problems.append(f"{source} must be a table, but got {mapping!r}")
+        return None
+    try:
+        return from_mapping(cls, mapping or {}, source)
+    except ConfigError as exc:
+        lines = str(exc).splitlines()
+        problems.extend(line.strip().removeprefix("- ") for line in lines[1:] if line.strip())
+        return None
+
+
+def raise_problems(problems: list[str], heading: str = "invalid config") -> None:
+    """Raise one ConfigError listing every problem, when there is any."""
+    if problems:
+        raise ConfigError(f"{heading}:\n  - " + "\n  - ".join(problems))
 
 
 def to_mapping(instance: Any) -> dict[str, Any]:

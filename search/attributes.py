@@ -27,6 +27,26 @@ position of ``base_width`` between its low end and the budget bound) and ``<name
 (``RetryHeartbeatStaleTrialCallback``), and ``phonetune:heartbeat`` is the journal-storage heartbeat.
 """
 
+from phonetune.errors import ConfigError
+
+# The two fidelities a trial is trained at: its own Optuna study each (``<name>`` and ``<name>-full``).
+SEARCH_FIDELITY = "search"  # a subsample of the training utterances, a few epochs, pruned
+FULL_FIDELITY = "full"  # a promoted search trial retrained on all the training data
+FIDELITIES = (SEARCH_FIDELITY, FULL_FIDELITY)
+
+# Study user attributes of the full-data study.
+SPEARMAN_ATTR = "spearman_search_vs_full"  # rank correlation of search and full-data accuracy (None if undefined)
+SPEARMAN_COUNT_ATTR = "spearman_trials"  # how many promoted trials it was computed over
+PROMOTED_SOURCES_ATTR = "promoted_sources"  # search trial numbers that have a completed full-data run
+SOURCE_STUDY_ATTR = "source_study"  # name of the search study the full-data trials came from
+
+
+def check_fidelity(fidelity: str) -> str:
+    if fidelity not in FIDELITIES:
+        raise ConfigError(f"fidelity must be one of {list(FIDELITIES)}, but got {fidelity!r}")
+    return fidelity
+
+
 BASE_WIDTH = "base_width"
 PARAM_COUNT = "param_count"
 CURVES = "curves"

@@ -28,8 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
-from phonetune.configs import apply_overrides, from_mapping, read_toml, to_mapping
-from phonetune.errors import ConfigError
+from phonetune.configs import apply_overrides, collect_problems, raise_problems, read_toml
+from phonetune.data_pipeline.config import DataConfig
+from phonetune.model.budget import DEFAULT_PARAM_BUDGET
+from phonetune.model.config import ModelConfig
+from phonetune.model.train_config import TrainConfig
+from phonetune.search.attributes import FULL_FIDELITY, SEARCH_FIDELITY, check_fidelity
 from phonetune.search.space_budget import check_space_budget
 from phonetune.search.space_spec import (
     HYPERPARAMETERS,
@@ -43,9 +47,6 @@ from phonetune.search.space_spec import (
 )
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_PARAM_BUDGET = 20_000_000
-FIDELITIES = ("search", "full")
 
 
 @dataclass
@@ -165,12 +166,10 @@ def _search_owned_keys() -> tuple[dict[str, str], dict[str, str]]:
     data_keys = {"train_fraction": "[fidelity] train_fraction", "subsample_seed": "[fidelity] subsample_seed"}
     train_keys = {"epochs": "[fidelity] trial_epochs / full_epochs"}
     for name, hyper in HYPERPARAMETERS.items():
-        for target in hyper.targets:
-            section, field_name = target.split(".")
-            if section == "data":
-                data_keys[field_name] = f"[space.{name}]"
-            elif section == "train":
-                train_keys[field_name] = f"[space.{name}]"
+        if hyper.section == "data":
+            data_keys[hyper.field] = f"[space.{name}]"
+        elif hyper.section == "train":
+            train_keys[hyper.field] = f"[space.{name}]"
     return data_keys, train_keys
 
 
@@ -182,8 +181,8 @@ class StudyConfig:
     """A whole study file. Paths and URLs are as written; the properties resolve them against the working folder."""
 
     study: StudySettings
-    data: Any  # phonetune.data_pipeline.DataConfig: the base data settings of every trial
-    train: Any  # phonetune.model.TrainConfig: the base training settings of every trial
+    data: DataConfig  # the base data settings of every trial
+    train: TrainConfig  # the base training settings of every trial
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
@@ -199,21 +198,18 @@ class StudyConfig:
     def param_budget(self) -> int:
         return self.study.param_budget
 
-    def study_name(self, fidelity: str = "search") -> str:
+    def study_name(self, fidelity: str = SEARCH_FIDELITY) -> str:
         """Name of the Optuna study of one fidelity: ``<name>`` for search trials, ``<name>-full`` for promoted runs."""
-        if fidelity not in FIDELITIES:
-            raise ConfigError(f"fidelity must be one of {list(FIDELITIES)}, but got {fidelity!r}")
-        return self.name if fidelity == "search" else f"{self.name}-full"
+        return self.name if check_fidelity(fidelity) == SEARCH_FIDELITY else f"{self.name}-{FULL_FIDELITY}"
 
     @property
     def artifacts_path(self) -> Path:
         """Folder of this study's files (trial run folders, exports), absolute."""
         return Path(self.study.artifacts_dir or f"studies/{self.name}").resolve()
 
-    def trial_dir(self, number: int, fidelity: str = "search") -> Path:
+    def trial_dir(self, number: int, fidelity: str = SEARCH_FIDELITY) -> Path:
         """Run folder (config.toml, last.pt, best.pt, metrics.json) of trial ``number`` of one fidelity."""
-        folder = "trials" if fidelity == "search" else "full"
-        self.study_name(fidelity)
+        folder = "trials" if check_fidelity(fidelity) == SEARCH_FIDELITY else FULL_FIDELITY
         return self.artifacts_path / folder / str(number)
 
     @property
@@ -236,19 +232,6 @@ def resolve_storage_url(url: str) -> str:
     return url
 
 
-def _collect(cls: type, mapping: Any, source: str, problems: list[str]) -> Any:
-    """``from_mapping`` that adds its problems to ``problems`` instead of raising, returning None on failure."""
-    if mapping is not None and not isinstance(mapping, Mapping):
-        problems.append(f"{source} must be a table, but got {mapping!r}")
-        return None
-    try:
-        return from_mapping(cls, mapping or {}, source)
-    except ConfigError as exc:
-        lines = str(exc).splitlines()
-        problems.extend(line.strip().removeprefix("- ") for line in lines[1:] if line.strip())
-        return None
-
-
 def load_study_config(path: str | Path, overrides: Sequence[str] = ()) -> StudyConfig:
     """Read, override and validate a study TOML; see the module docstring. Raises ConfigError or BudgetError."""
     raw = apply_overrides(read_toml(path), list(overrides))
@@ -259,9 +242,6 @@ def load_study_config(path: str | Path, overrides: Sequence[str] = ()) -> StudyC
 
 def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") -> StudyConfig:
     """Build a StudyConfig from an already parsed mapping (a study TOML's contents)."""
-    from phonetune.data_pipeline import DataConfig
-    from phonetune.model import TrainConfig
-
     problems: list[str] = []
     for key in raw:
         if key not in SECTIONS:
@@ -277,12 +257,12 @@ def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") 
             problems.append(f"{source} [{section}]: {key} is decided by the search; set it in {owned[key]} instead")
             del table[key]
 
-    study = _collect(StudySettings, raw.get("study"), f"{source} [study]", problems) if "study" in raw else None
-    data = _collect(DataConfig, data_table, f"{source} [data]", problems)
-    train = _collect(TrainConfig, train_table, f"{source} [train]", problems)
-    fidelity = _collect(FidelityConfig, raw.get("fidelity"), f"{source} [fidelity]", problems)
-    sampler = _collect(SamplerConfig, raw.get("sampler"), f"{source} [sampler]", problems)
-    pruner = _collect(PrunerConfig, raw.get("pruner"), f"{source} [pruner]", problems)
+    study = collect_problems(StudySettings, raw.get("study"), f"{source} [study]", problems) if "study" in raw else None
+    data = collect_problems(DataConfig, data_table, f"{source} [data]", problems)
+    train = collect_problems(TrainConfig, train_table, f"{source} [train]", problems)
+    fidelity = collect_problems(FidelityConfig, raw.get("fidelity"), f"{source} [fidelity]", problems)
+    sampler = collect_problems(SamplerConfig, raw.get("sampler"), f"{source} [sampler]", problems)
+    pruner = collect_problems(PrunerConfig, raw.get("pruner"), f"{source} [pruner]", problems)
     space = _load_space(raw.get("space"), source, data, train, problems)
 
     if sampler is not None and sampler.kind == "cmaes" and space is not None:
@@ -298,15 +278,16 @@ def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") 
                 f"momentum must be above 0 when optimizer can be sgd_nesterov, but its low end is "
                 f"{space['momentum'].bounds()[0]} ({source}, [space.momentum])"
             )
-    if problems:
-        raise ConfigError(f"invalid study config {source}:\n  - " + "\n  - ".join(problems))
+    raise_problems(problems, f"invalid study config {source}")
 
     config = StudyConfig(study, data, train, fidelity, sampler, pruner, space, source=source)
     check_space_budget(config)
     return config
 
 
-def _load_space(raw: Any, source: str, data: Any, train: Any, problems: list[str]) -> dict[str, ParamSpec] | None:
+def _load_space(
+    raw: Any, source: str, data: DataConfig | None, train: TrainConfig | None, problems: list[str]
+) -> dict[str, ParamSpec] | None:
     """Every hyperparameter's spec; an omitted one is fixed to the base run config's value."""
     if raw is not None and not isinstance(raw, Mapping):
         problems.append(f"{source} [space] must be a table, but got {raw!r}")
@@ -321,7 +302,7 @@ def _load_space(raw: Any, source: str, data: Any, train: Any, problems: list[str
     for name, hyper in HYPERPARAMETERS.items():
         where = f"{source}, [space.{name}]"
         if name not in raw:
-            default = _base_value(hyper.targets[0], data, train)
+            default = _base_value(hyper.target, data, train)
             if default is None:
                 continue
             spec = SPEC_TYPES[hyper.kind](value=default)
@@ -330,7 +311,7 @@ def _load_space(raw: Any, source: str, data: Any, train: Any, problems: list[str
             if problem:
                 problems.append(f"{problem} ({where})")
                 continue
-            spec = _collect(SPEC_TYPES[hyper.kind], table, f"{source} [space.{name}]", problems)
+            spec = collect_problems(SPEC_TYPES[hyper.kind], table, f"{source} [space.{name}]", problems)
             if spec is None:
                 continue
             if isinstance(spec, IntRange) and isinstance(spec.value, float):
@@ -340,27 +321,10 @@ def _load_space(raw: Any, source: str, data: Any, train: Any, problems: list[str
     return space
 
 
-def _base_value(target: str, data: Any, train: Any) -> Any:
+def _base_value(target: str, data: DataConfig | None, train: TrainConfig | None) -> Any:
     section, field_name = target.split(".")
-    if section == "model":
-        from phonetune.model import ModelConfig
-
-        return getattr(ModelConfig(), field_name)
-    owner = data if section == "data" else train
+    owner = {"model": ModelConfig(), "data": data, "train": train}[section]
     return getattr(owner, field_name, None) if owner is not None else None
-
-
-def study_config_to_mapping(config: StudyConfig) -> dict[str, Any]:
-    """Plain-dict form (for storing beside a study, or in its user attributes)."""
-    return {
-        "study": to_mapping(config.study),
-        "data": to_mapping(config.data),
-        "train": to_mapping(config.train),
-        "fidelity": to_mapping(config.fidelity),
-        "sampler": to_mapping(config.sampler),
-        "pruner": to_mapping(config.pruner),
-        "space": {name: to_mapping(spec) for name, spec in config.space.items()},
-    }
 
 
 __all__ = [
@@ -372,7 +336,6 @@ __all__ = [
     "load_study_config",
     "resolve_storage_url",
     "study_config_from_mapping",
-    "study_config_to_mapping",
     "FloatRange",
     "IntRange",
     "Choice",

@@ -32,10 +32,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SEARCH_FIDELITY = "search"
-# Study user attr of the full-data study: Spearman rank correlation of search vs full-data accuracy (promote).
-SPEARMAN_ATTR = "spearman_search_vs_full"
-FULL_FIDELITY = "full"
+SEARCH_FIDELITY, FULL_FIDELITY = attrs.SEARCH_FIDELITY, attrs.FULL_FIDELITY
 
 # Numeric parameters with more distinct values than this are summarised by quantile bins, not value by value.
 MAX_DISCRETE_VALUES = 12
@@ -71,14 +68,10 @@ def open_studies(config: "StudyConfig") -> tuple[optuna.Study, optuna.Study | No
 
     Raises StorageError (listing the stored studies) when the search study does not exist.
     """
-    from phonetune.search.storage import study_names
-    from phonetune.search.study import open_study, storage_for
+    from phonetune.search.study import open_full_study, open_study, storage_for
 
     storage = storage_for(config)
-    search_study = open_study(config, SEARCH_FIDELITY, storage=storage)
-    if config.study_name(FULL_FIDELITY) not in study_names(storage):
-        return search_study, None
-    return search_study, open_study(config, FULL_FIDELITY, storage=storage)
+    return open_study(config, SEARCH_FIDELITY, storage=storage), open_full_study(config, storage)
 
 
 def epoch_curve(trial: FrozenTrial) -> list[dict[str, Any]]:
@@ -133,8 +126,9 @@ def trial_fidelity(trial: FrozenTrial, default: str) -> str:
 
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Every trial of the study in number order, whatever its state (the sheet shows failures too)."""
-    return sorted(study.get_trials(deepcopy=False), key=lambda trial: trial.number)
+    """The study's finished trials (COMPLETE, PRUNED and FAIL: the sheet shows failures too) in number order."""
+    trials = study.get_trials(deepcopy=False)
+    return sorted((trial for trial in trials if trial.state.is_finished()), key=lambda trial: trial.number)
 
 
 def _format(value: Any) -> Any:

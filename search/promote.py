@@ -23,22 +23,30 @@ Example::
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from phonetune.data_pipeline.load import TrainingData
 from phonetune.errors import ConfigError, StorageError
 from phonetune.search import attributes as attrs
+from phonetune.search.attributes import (
+    FULL_FIDELITY,
+    PROMOTED_SOURCES_ATTR,
+    SEARCH_FIDELITY,
+    SOURCE_STUDY_ATTR,
+    SPEARMAN_ATTR,
+    SPEARMAN_COUNT_ATTR,
+)
 from phonetune.search.config import StudyConfig
-from phonetune.search.export import FULL_FIDELITY, SEARCH_FIDELITY, SPEARMAN_ATTR
+from phonetune.search.runner import load_fidelity_data, train_trial
+from phonetune.search.storage import TrialHeartbeat, recover_stale_trials
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +113,6 @@ def _source_of(trial: FrozenTrial) -> int | None:
 
 def _queue_promotions(config: StudyConfig, full_study: optuna.Study, sources: list[FrozenTrial]) -> None:
     """Enqueue each source that has neither a completed nor a queued full-data trial."""
-    from phonetune.search.storage import recover_stale_trials
-
     # A trial left RUNNING by a killed promote is failed once its heartbeat is older than the grace period; its
     # source is then queued again and the new trial resumes from the run folder's last.pt.
     failed = recover_stale_trials(full_study, config.study.grace_period, on_stale=None)
@@ -133,88 +139,30 @@ def _queue_promotions(config: StudyConfig, full_study: optuna.Study, sources: li
         )
 
 
-def _load_splits(run_config: Any, progress: bool) -> tuple[Any, Any]:
-    """Full training and dev splits, loaded once for every promoted run (they share the study's data settings)."""
-    from phonetune.data_pipeline import compute_global_stats, load_split
-
-    data = run_config.data
-    stats = compute_global_stats(data, progress=progress) if data.normalization == "global" else None
-    return (
-        load_split(data, data.train_split, stats=stats, progress=progress),
-        load_split(data, data.dev_split, stats=stats, progress=progress),
-    )
-
-
 def _train_full_trial(
     config: StudyConfig,
     full_study: optuna.Study,
     trial: optuna.Trial,
     source: FrozenTrial,
-    splits: dict[str, Any],
+    data: TrainingData,
     progress: bool,
 ) -> None:
     """Train the asked trial on the full data, recording curves as it goes, and tell the study its result."""
-    from phonetune.model import Trainer
-    from phonetune.search.objective import curve_point
-    from phonetune.search.space import suggest_run_config
-    from phonetune.search.storage import TrialHeartbeat
-
-    source_number = source.number
-    # Suggesting on the live trial replays the enqueued parameters and records them with their distributions.
-    run_config = suggest_run_config(trial, config, FULL_FIDELITY)
-    if trial.params != source.params:
-        full_study.tell(trial, state=TrialState.FAIL)
-        raise ConfigError(
-            f"full-data trial {trial.number} must replay search trial {source_number}'s parameters {source.params}, "
-            f"but the space of {config.source} gave {trial.params}; was [space] edited after the search?"
-        )
-    if "train" not in splits:
-        splits["train"], splits["dev"] = _load_splits(run_config, progress)
-    out_dir = config.trial_dir(source_number, FULL_FIDELITY)
-    trial.set_user_attr(attrs.CHECKPOINT_DIR, str(out_dir))
-    trial.set_user_attr(attrs.WORKER, f"{socket.gethostname()}:{os.getpid()}")
     started = time.perf_counter()
-    trainer = Trainer(
-        run_config,
-        out_dir,
-        train_split=splits["train"],
-        dev_split=splits["dev"],
-        progress=progress,
-        param_budget=config.param_budget,
-    )
-
-    def record() -> None:
-        history = trainer.result.history
-        trial.set_user_attr(attrs.CURVES, [curve_point(metrics) for metrics in history])
-        trial.set_user_attr(attrs.EPOCHS_RUN, len(history))
-        trial.set_user_attr(attrs.BEST_DEV_ACCURACY, trainer.result.best_dev_acc)
-
-    def on_epoch(metrics: Any) -> None:
-        record()
-        trial.report(metrics.dev_acc, metrics.epoch)
-
-    with TrialHeartbeat(full_study._storage, trial._trial_id, config.study.heartbeat_interval):
-        trainer.epoch_callback = on_epoch
+    with TrialHeartbeat.for_trial(trial, config.study.heartbeat_interval):
         try:
-            trainer.setup()
-            trial.set_user_attr(attrs.RESUMED_FROM_EPOCH, trainer.result.resumed_from_epoch)
-            for metrics in trainer.result.history:  # epochs inherited from an interrupted attempt
-                trial.report(metrics.dev_acc, metrics.epoch)
-            result = trainer.train()
+            # The live trial replays the enqueued parameters and records them with their distributions.
+            result = train_trial(
+                trial, config, FULL_FIDELITY, data, config.trial_dir(source.number, FULL_FIDELITY),
+                progress=progress, expected_params=source.params,
+            )
         except BaseException:
             full_study.tell(trial, state=TrialState.FAIL)
             raise
-        finally:
-            trainer.cleanup()
-    attempt = [metrics for metrics in result.history if metrics.epoch > result.resumed_from_epoch]
-    if attempt:
-        trial.set_user_attr(attrs.FRAMES_PER_S, float(np.mean([metrics.frames_per_s for metrics in attempt])))
-    trial.set_user_attr(attrs.WALL_SECONDS, result.wall_seconds)
-    record()
     full_study.tell(trial, result.best_dev_acc)
     logger.info(
         "search trial %d on the full data: best dev accuracy %.4f after %d epochs (%.0f s)",
-        source_number, result.best_dev_acc, len(result.history), time.perf_counter() - started,
+        source.number, result.best_dev_acc, len(result.history), time.perf_counter() - started,
     )
 
 
@@ -240,11 +188,11 @@ def promote_top_trials(
             "run (or finish) `phonetune search` first"
         )
     full_study = open_study(config, FULL_FIDELITY, create=True, storage=storage)
-    full_study.set_user_attr("source_study", search_study.study_name)
+    full_study.set_user_attr(SOURCE_STUDY_ATTR, search_study.study_name)
     _queue_promotions(config, full_study, sources)
 
     retrained: set[int] = set()
-    splits: dict[str, Any] = {}
+    data: TrainingData | None = None  # loaded on the first run that trains, shared by the rest
     search_trials = {trial.number: trial for trial in search_study.get_trials(deepcopy=False)}
     while any(trial.state == TrialState.WAITING for trial in full_study.get_trials(deepcopy=False)):
         with warnings.catch_warnings():
@@ -258,7 +206,9 @@ def promote_top_trials(
             logger.warning("full-data trial %d names no existing search trial; marked failed", trial.number)
             continue
         logger.info("promoting search trial %d to full-data trial %d", source.number, trial.number)
-        _train_full_trial(config, full_study, trial, source, splits, progress)
+        if data is None:
+            data = load_fidelity_data(config, FULL_FIDELITY, progress=progress)
+        _train_full_trial(config, full_study, trial, source, data, progress)
         retrained.add(trial.number)
 
     return _summarize(search_study, full_study, retrained)
@@ -287,7 +237,8 @@ def _summarize(search_study: optuna.Study, full_study: optuna.Study, retrained: 
         [item.search_accuracy for item in promoted], [item.full_accuracy for item in promoted]
     )
     full_study.set_user_attr(SPEARMAN_ATTR, spearman)
-    full_study.set_user_attr("promoted_sources", [item.source_number for item in promoted])
+    full_study.set_user_attr(SPEARMAN_COUNT_ATTR, len(promoted))
+    full_study.set_user_attr(PROMOTED_SOURCES_ATTR, [item.source_number for item in promoted])
     return PromotionResult(full_study.study_name, promoted, spearman)
 
 

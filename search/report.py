@@ -7,8 +7,8 @@ plotly.js is inlined once in the page head, so the file opens offline and stays 
 
 Example::
 
-    study = optuna.load_study(study_name="demo", storage="sqlite:///studies/demo.db")
-    write_report(study, load_full_study(study), "report.html", param_budget=20_000_000)
+    search_study, full_study = open_studies(load_study_config("studies/demo.toml"))   # full_study: None before promote
+    write_report(search_study, full_study, "report.html", param_budget=20_000_000)
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from optuna.trial import FrozenTrial, TrialState
 from plotly.offline import get_plotlyjs
 
 from phonetune.atomic import atomic_write_text
+from phonetune.model.budget import DEFAULT_PARAM_BUDGET
 from phonetune.search import attributes as attrs
+from phonetune.search.attributes import SPEARMAN_ATTR
 from phonetune.search.export import (
-    SPEARMAN_ATTR,
     best_dev_accuracy,
     epoch_curve,
     finished_trials,
@@ -37,7 +38,6 @@ logger = logging.getLogger(__name__)
 
 # Importance needs a fitted model of value against params; below this many complete trials it is noise.
 MIN_TRIALS_FOR_IMPORTANCE = 3
-DEFAULT_PARAM_BUDGET = 20_000_000
 
 _STATE_STYLE = {
     TrialState.COMPLETE: {"dash": "solid", "color": "rgba(31,119,180,0.75)", "symbol": "circle"},

@@ -24,17 +24,20 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from phonetune.atomic import atomic_write_json
-from phonetune.errors import ConfigError, DataError
+from phonetune.data_pipeline.load import load_training_data
+from phonetune.errors import ConfigError
+from phonetune.model.scoring import score_submission, write_score_report
+from phonetune.model.train_config import RunConfig
 from phonetune.search import attributes as attrs
+from phonetune.search.attributes import FULL_FIDELITY, SEARCH_FIDELITY
 from phonetune.search.config import StudyConfig
-from phonetune.search.export import FULL_FIDELITY, SEARCH_FIDELITY
+from phonetune.search.space import run_config_from_params
+from phonetune.search.study import open_full_study, open_study, storage_for
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ class Winner:
 @dataclass(frozen=True)
 class RetrainResult:
     winner: Winner
-    run_config: Any  # phonetune.model.RunConfig that was trained
+    run_config: RunConfig  # what was trained
     param_count: int
     out_dir: Path  # the run folder
     checkpoint: Path  # the checkpoint that made the submission
@@ -65,28 +68,6 @@ class RetrainResult:
     dev_accuracy: float  # best dev accuracy of the retrained run (optimistic with with_dev)
     test_accuracy: float | None  # None when the test split has no labels
     summary_path: Path
-
-
-def concatenate_splits(first: Any, second: Any, name: str) -> Any:
-    """One SplitData holding ``first``'s utterances followed by ``second``'s (both labelled, same feature width).
-
-    The data pipeline serves one split at a time; training on train + dev needs them as one. The features are
-    copied into memory (the dev split is small next to train, and the copy happens once per retrain).
-    """
-    from phonetune.data_pipeline import SplitData
-
-    if first.labels is None or second.labels is None:
-        raise DataError(f"splits {first.name} and {second.name} must both have labels to train on, but one has none")
-    if first.feature_width != second.feature_width:
-        raise DataError(
-            f"splits {first.name} and {second.name} must have one feature width, but have {first.feature_width} "
-            f"and {second.feature_width}"
-        )
-    features = np.concatenate([np.asarray(first.features), np.asarray(second.features)])
-    labels = np.concatenate([np.asarray(first.labels), np.asarray(second.labels)])
-    offsets = np.concatenate([first.offsets, second.offsets[1:] + first.offsets[-1]]).astype(np.int64)
-    names = list(first.utterance_names) + list(second.utterance_names)
-    return SplitData(name, features, labels, offsets, names)
 
 
 def pick_winner(search_study: optuna.Study, full_study: optuna.Study | None, trial_number: int | None) -> Winner:
@@ -122,28 +103,11 @@ def pick_winner(search_study: optuna.Study, full_study: optuna.Study | None, tri
     return Winner(best, None, f"best search trial {best.number} (nothing promoted)")
 
 
-def winner_run_config(config: StudyConfig, winner: Winner) -> Any:
+def winner_run_config(config: StudyConfig, winner: Winner) -> RunConfig:
     """The winner's RunConfig at full fidelity, on every training utterance."""
-    from phonetune.model import RunConfig
-    from phonetune.search.space import run_config_from_params
-
     params = winner.full_trial.params if winner.full_trial is not None else winner.search_trial.params
     run_config = run_config_from_params(config, params, FULL_FIDELITY)
-    data = dataclasses.replace(run_config.data, train_fraction=1.0)
-    return RunConfig.from_parts(data, run_config.model, run_config.train)
-
-
-def _load_training_splits(run_config: Any, with_dev: bool, progress: bool) -> tuple[Any, Any]:
-    from phonetune.data_pipeline import compute_global_stats, load_split
-
-    data = run_config.data
-    # Global statistics stay those of the training split alone, as at prediction time.
-    stats = compute_global_stats(data, progress=progress) if data.normalization == "global" else None
-    train_split = load_split(data, data.train_split, stats=stats, progress=progress)
-    dev_split = load_split(data, data.dev_split, stats=stats, progress=progress)
-    if with_dev:
-        train_split = concatenate_splits(train_split, dev_split, f"{data.train_split}+{data.dev_split}")
-    return train_split, dev_split
+    return dataclasses.replace(run_config, data=dataclasses.replace(run_config.data, train_fraction=1.0))
 
 
 def default_out_dir(config: StudyConfig, winner: Winner, with_dev: bool) -> Path:
@@ -161,28 +125,22 @@ def retrain_winner(
     storage: optuna.storages.BaseStorage | None = None,
 ) -> RetrainResult:
     """Pick the winner, train it, write the submission, score it when labels exist, and write summary.json."""
-    from phonetune.model import Trainer, predict_checkpoint, score_submission, write_score_report
-    from phonetune.search.storage import study_names
-    from phonetune.search.study import open_study, storage_for
+    from phonetune.model.inference import predict_checkpoint
+    from phonetune.model.trainer import Trainer
 
     storage = storage if storage is not None else storage_for(config)
     search_study = open_study(config, SEARCH_FIDELITY, storage=storage)
-    full_study = (
-        open_study(config, FULL_FIDELITY, storage=storage)
-        if config.study_name(FULL_FIDELITY) in study_names(storage)
-        else None
-    )
+    full_study = open_full_study(config, storage)
     winner = pick_winner(search_study, full_study, trial_number)
     run_config = winner_run_config(config, winner)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(config, winner, with_dev)
     logger.info("retraining %s into %s%s", winner.reason, out_dir, " with the dev split" if with_dev else "")
 
-    train_split, dev_split = _load_training_splits(run_config, with_dev, progress)
+    data = load_training_data(run_config.data, with_dev=with_dev, progress=progress)
     trainer = Trainer(
         run_config,
         out_dir,
-        train_split=train_split,
-        dev_split=dev_split,
+        data=data,
         progress=progress,
         param_budget=config.param_budget,
     )

@@ -1,6 +1,7 @@
 """Sample one trial's ``RunConfig`` from a study's ``[space]``, never over the parameter budget.
 
-The structure is drawn first (depth, width shape, batch norm placement, context), then the width: the trial samples
+Every hyperparameter of ``space_spec.HYPERPARAMETERS`` is drawn in its declared order and set on the run-config field
+its declaration names; nothing here lists them by name. The width comes last: the trial samples
 ``width_fraction`` in [0, 1] and maps it (on a log scale when ``base_width.log``) into
 ``[base_width.low, min(base_width.high, max_base_width(structure, param_budget))]``. Every sampled model therefore
 fits the budget by construction, no trial is wasted discovering that it does not, and the parameter's distribution
@@ -24,13 +25,18 @@ from typing import Any, Mapping
 
 import optuna
 
+from phonetune.data_pipeline.config import DataConfig
 from phonetune.errors import BudgetError
+from phonetune.model.budget import count_params, max_base_width
+from phonetune.model.config import WIDTH_MULTIPLE, ModelConfig, ModelIO
+from phonetune.model.train_config import RunConfig
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
-from phonetune.search.space_spec import MOMENTUM_OPTIMIZERS, Choice, FloatRange, IntRange, ParamSpec
+from phonetune.search.space_spec import HYPERPARAMETERS, Choice, FloatRange, IntRange, ParamSpec
 
 WIDTH_FRACTION = "width_fraction"
-WIDTH_MULTIPLE = 8
+# Derived from width_fraction after everything else is known (its bound depends on depth, shape and context).
+DERIVED = "base_width"
 
 
 def _suggest(trial: optuna.trial.BaseTrial, name: str, spec: ParamSpec) -> Any:
@@ -60,87 +66,80 @@ def width_from_fraction(fraction: float, low: int, high: int, log: bool) -> int:
     return min(high, max(low, rounded))
 
 
-def _budgeted_width(trial: optuna.trial.BaseTrial, config: StudyConfig, model: Any) -> tuple[int, int]:
-    """(base_width, largest width that fits) for a model whose other fields are already sampled."""
-    from phonetune.model import max_base_width
+def fraction_for_width(width: int, low: int, high: int, log: bool) -> float:
+    """The ``width_fraction`` that ``width_from_fraction`` maps to ``width`` (clipped into [low, high])."""
+    if high <= low:
+        return 0.0
+    width = min(high, max(low, width))
+    if log:
+        return (math.log(width) - math.log(low)) / (math.log(high) - math.log(low))
+    return (width - low) / (high - low)
 
-    spec = config.space["base_width"]
+
+def width_bounds(config: StudyConfig, model: ModelConfig, io: ModelIO) -> tuple[int, int, int]:
+    """(low, high, budget bound) of the base width for a model whose other fields are known."""
+    low, high = config.space[DERIVED].bounds()
+    if model.hidden_layers == 0:
+        return low, low, low
+    bound = max_base_width(model, io, config.param_budget)
+    high = min(high, bound)
+    return min(low, high), high, bound
+
+
+def _budgeted_width(trial: optuna.trial.BaseTrial, config: StudyConfig, model: ModelConfig, io: ModelIO) -> tuple[int, int]:
+    """(base_width, largest width that fits) for a model whose other fields are already sampled."""
+    spec = config.space[DERIVED]
+    low, high, bound = width_bounds(config, model, io)
     if model.hidden_layers == 0:
         # One linear layer: the width is unused, so nothing is sampled (TPE treats width_fraction as conditional).
-        low = spec.bounds()[0]
         return low, low
-    bound = max_base_width(model, config.param_budget)
-    low, high = spec.bounds()
-    high = min(high, bound)
-    low = min(low, high)
     if spec.is_fixed():
         return min(spec.fixed_value(), bound), bound
     fraction = trial.suggest_float(WIDTH_FRACTION, 0.0, 1.0)
     return width_from_fraction(fraction, low, high, spec.log), bound
 
 
-def suggest_run_config(trial: optuna.trial.BaseTrial, config: StudyConfig, fidelity: str = "search") -> Any:
+def _applies(name: str, values: Mapping[str, Any]) -> bool:
+    condition = HYPERPARAMETERS[name].only_when
+    return condition is None or values.get(condition[0]) in condition[1]
+
+
+def fidelity_data_config(config: StudyConfig, fidelity: str) -> DataConfig:
+    """The study's data settings with the training fraction and subsample of ``fidelity``."""
+    searching = attrs.check_fidelity(fidelity) == attrs.SEARCH_FIDELITY
+    fraction = config.fidelity.train_fraction if searching else config.fidelity.full_train_fraction
+    return dataclasses.replace(config.data, train_fraction=fraction, subsample_seed=config.fidelity.subsample_seed)
+
+
+def fidelity_epochs(config: StudyConfig, fidelity: str) -> int:
+    return config.fidelity.trial_epochs if fidelity == attrs.SEARCH_FIDELITY else config.fidelity.full_epochs
+
+
+def suggest_run_config(
+    trial: optuna.trial.BaseTrial, config: StudyConfig, fidelity: str = attrs.SEARCH_FIDELITY
+) -> RunConfig:
     """Sample every hyperparameter of ``config.space`` into a RunConfig for one trial of ``fidelity``.
 
     Works with any Optuna trial: a live ``Trial`` samples, a ``FixedTrial(params)`` replays a finished trial.
     Records ``base_width`` and ``param_count`` as user attributes. Raises BudgetError only on a bug (every sampled
     model is sized to fit).
     """
-    from phonetune.model import ModelConfig, RunConfig, count_params
-
-    space = config.space
     values: dict[str, Any] = {}
-    # Structure first: the width bound depends on all of these.
-    for name in ("hidden_layers", "width_shape", "batchnorm", "batchnorm_layers", "context_frames"):
-        values[name] = _suggest(trial, name, space[name])
-    structure = ModelConfig(
-        context_frames=values["context_frames"],
-        feature_width=config.data.feature_width,
-        num_classes=len(config.data.phonemes),
-        hidden_layers=values["hidden_layers"],
-        base_width=WIDTH_MULTIPLE,
-        width_shape=values["width_shape"],
-        batchnorm=values["batchnorm"],
-        batchnorm_layers=values["batchnorm_layers"],
-    )
-    base_width, width_bound = _budgeted_width(trial, config, structure)
-    for name in ("activation", "dropout", "dropout_layers", "init", "optimizer"):
-        values[name] = _suggest(trial, name, space[name])
-    if values["optimizer"] in MOMENTUM_OPTIMIZERS:
-        values["momentum"] = _suggest(trial, "momentum", space["momentum"])
-    for name in ("lr", "weight_decay", "batch_size", "scheduler", "label_smoothing", "time_mask_prob",
-                 "time_mask_max_frames", "freq_mask_prob", "freq_mask_max_bands"):
-        values[name] = _suggest(trial, name, space[name])
+    for name in HYPERPARAMETERS:
+        if name != DERIVED and _applies(name, values):
+            values[name] = _suggest(trial, name, config.space[name])
+    changes: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {"epochs": fidelity_epochs(config, fidelity)}}
+    for name, value in values.items():
+        hyper = HYPERPARAMETERS[name]
+        changes[hyper.section][hyper.field] = value
+    data = dataclasses.replace(fidelity_data_config(config, fidelity), **changes["data"])
+    model = ModelConfig(**changes["model"])
+    io = ModelIO.of(data)
+    base_width, width_bound = _budgeted_width(trial, config, model, io)
+    model = dataclasses.replace(model, base_width=base_width)
+    run_config = RunConfig(data, model, dataclasses.replace(config.train, **changes["train"]))
 
-    model = dataclasses.replace(
-        structure,
-        base_width=base_width,
-        activation=values["activation"],
-        dropout=values["dropout"],
-        dropout_layers=values["dropout_layers"],
-        init=values["init"],
-    )
-    fraction = config.fidelity.train_fraction if fidelity == "search" else config.fidelity.full_train_fraction
-    epochs = config.fidelity.trial_epochs if fidelity == "search" else config.fidelity.full_epochs
-    data = dataclasses.replace(
-        config.data,
-        context_frames=values["context_frames"],
-        train_fraction=fraction,
-        subsample_seed=config.fidelity.subsample_seed,
-        time_mask_prob=values["time_mask_prob"],
-        time_mask_max_frames=values["time_mask_max_frames"],
-        freq_mask_prob=values["freq_mask_prob"],
-        freq_mask_max_bands=values["freq_mask_max_bands"],
-    )
-    train_values = {
-        name: values[name]
-        for name in ("optimizer", "momentum", "lr", "weight_decay", "batch_size", "scheduler", "label_smoothing")
-        if name in values
-    }
-    train = dataclasses.replace(config.train, epochs=epochs, **train_values)
-    run_config = RunConfig.from_parts(data, model, train)
-
-    param_count = count_params(run_config.model)
+    param_count = count_params(model, io)
     if param_count > config.param_budget:
         raise BudgetError(
             f"sampled model must fit param_budget={config.param_budget:,}, but has {param_count:,} parameters "
@@ -151,7 +150,8 @@ def suggest_run_config(trial: optuna.trial.BaseTrial, config: StudyConfig, fidel
     return run_config
 
 
-def run_config_from_params(config: StudyConfig, params: Mapping[str, Any], fidelity: str = "full") -> Any:
+def run_config_from_params(
+    config: StudyConfig, params: Mapping[str, Any], fidelity: str = attrs.FULL_FIDELITY
+) -> RunConfig:
     """The RunConfig a finished trial with ``params`` trained, at ``fidelity`` ("full" for promotion/retrain)."""
     return suggest_run_config(optuna.trial.FixedTrial(dict(params)), config, fidelity)
-

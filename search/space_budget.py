@@ -13,6 +13,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from phonetune.errors import BudgetError
+from phonetune.model.budget import count_params
+from phonetune.model.config import WIDTH_MULTIPLE, ModelConfig, ModelIO
 from phonetune.search.space_spec import Choice, ParamSpec
 
 if TYPE_CHECKING:
@@ -21,26 +23,24 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _model_corner(config: "StudyConfig", hidden_layers: int, base_width: int, context_frames: int) -> list[Any]:
-    """Every ModelConfig at this depth/width/context over the space's shapes and batch norm choices."""
-    from phonetune.model import ModelConfig
-
-    options = {name: _options(config.space[name]) for name in ("width_shape", "batchnorm", "batchnorm_layers")}
-    models = []
-    for shape, batchnorm, batchnorm_layers in itertools.product(*options.values()):
-        models.append(
-            ModelConfig(
-                context_frames=context_frames,
-                feature_width=config.data.feature_width,
-                num_classes=len(config.data.phonemes),
-                hidden_layers=hidden_layers,
-                base_width=base_width,
-                width_shape=shape,
-                batchnorm=batchnorm,
-                batchnorm_layers=batchnorm_layers,
-            )
+def _model_corner(
+    config: "StudyConfig", hidden_layers: int, base_width: int, context_frames: int
+) -> list[tuple[ModelConfig, ModelIO]]:
+    """Every (model, io) at this depth/width/context over the space's shapes and batch norm choices."""
+    io = ModelIO.of(dataclasses.replace(config.data, context_frames=context_frames))
+    options = [_options(config.space[name]) for name in ("width_shape", "batchnorm", "batchnorm_layers")]
+    return [
+        (
+            ModelConfig(hidden_layers=hidden_layers, base_width=base_width, width_shape=shape, batchnorm=batchnorm,
+                        batchnorm_layers=batchnorm_layers),
+            io,
         )
-    return models
+        for shape, batchnorm, batchnorm_layers in itertools.product(*options)
+    ]
+
+
+def _count(corner: tuple[ModelConfig, ModelIO]) -> int:
+    return count_params(*corner)
 
 
 def _options(spec: ParamSpec) -> list[Any]:
@@ -50,14 +50,12 @@ def _options(spec: ParamSpec) -> list[Any]:
 def check_space_budget(config: "StudyConfig") -> None:
     """Raise BudgetError when the space's smallest model is over the budget, or when some sampled depth and context
     leave no legal width at all; warn when the budget forces widths below the requested ``base_width.low``."""
-    from phonetune.model import count_params
-
     budget = config.param_budget
     depth_low, depth_high = config.space["hidden_layers"].bounds()
     width_low, _ = config.space["base_width"].bounds()
     context_low, context_high = config.space["context_frames"].bounds()
-    smallest = min(_model_corner(config, depth_low, width_low, context_low), key=count_params)
-    smallest_count = count_params(smallest)
+    smallest, _io = min(_model_corner(config, depth_low, width_low, context_low), key=_count)
+    smallest_count = _count((smallest, _io))
     if smallest_count > budget:
         raise BudgetError(
             f"the search space's smallest model must fit param_budget={budget:,}, but hidden_layers={depth_low}, "
@@ -68,10 +66,10 @@ def check_space_budget(config: "StudyConfig") -> None:
     worst_at_narrowest = 0
     worst_at_requested = 0
     for depth in range(depth_low, depth_high + 1):
-        for model in _model_corner(config, depth, 8, context_high):
-            worst_at_narrowest = max(worst_at_narrowest, count_params(model))
+        for model, io in _model_corner(config, depth, WIDTH_MULTIPLE, context_high):
+            worst_at_narrowest = max(worst_at_narrowest, count_params(model, io))
             worst_at_requested = max(
-                worst_at_requested, count_params(dataclasses.replace(model, base_width=width_low))
+                worst_at_requested, count_params(dataclasses.replace(model, base_width=width_low), io)
             )
     if worst_at_narrowest > budget:
         raise BudgetError(

@@ -26,6 +26,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from phonetune.data_pipeline.config import MAX_CONTEXT_FRAMES, DataConfig
+from phonetune.model.config import ModelConfig
+from phonetune.model.train_config import TrainConfig
+
 ParamKind = Literal["int", "float", "choice"]
 
 
@@ -100,39 +104,52 @@ class Hyperparameter:
     """What a ``[space]`` key controls and which values are legal for it at all."""
 
     kind: ParamKind
-    targets: tuple[str, ...]  # run-config fields it sets, as "section.field"
+    target: str  # the run-config field it sets, as "section.field"
     minimum: float | None = None  # smallest legal value (inclusive)
     maximum: float | None = None  # largest legal value (inclusive)
     help: str = ""
+    # Sampled only when another hyperparameter takes one of these values (name, values); otherwise left at default.
+    only_when: tuple[str, frozenset[Any]] | None = None
 
+    @property
+    def section(self) -> str:
+        return self.target.split(".")[0]
 
-# Every searchable hyperparameter. context_frames sets both the data windows and the model's input width.
-HYPERPARAMETERS: dict[str, Hyperparameter] = {
-    "hidden_layers": Hyperparameter("int", ("model.hidden_layers",), 0, 8, "hidden Linear blocks; 0 = starter model"),
-    "base_width": Hyperparameter("int", ("model.base_width",), 8, 65_536, "requested width range; budget caps it"),
-    "width_shape": Hyperparameter("choice", ("model.width_shape",), help="cylinder/pyramid/inverse_pyramid/diamond"),
-    "activation": Hyperparameter("choice", ("model.activation",)),
-    "batchnorm": Hyperparameter("choice", ("model.batchnorm",), help="BatchNorm before/after the activation, none"),
-    "batchnorm_layers": Hyperparameter("choice", ("model.batchnorm_layers",), help="every or alternate layer"),
-    "dropout": Hyperparameter("float", ("model.dropout",), 0.0, 0.5),
-    "dropout_layers": Hyperparameter("choice", ("model.dropout_layers",), help="every or alternate layer"),
-    "init": Hyperparameter("choice", ("model.init",)),
-    "context_frames": Hyperparameter("int", ("data.context_frames", "model.context_frames"), 0, 50),
-    "optimizer": Hyperparameter("choice", ("train.optimizer",)),
-    "momentum": Hyperparameter("float", ("train.momentum",), 0.0, 0.999, "only sampled for SGD-style optimizers"),
-    "lr": Hyperparameter("float", ("train.lr",), 1e-7, 10.0),
-    "weight_decay": Hyperparameter("float", ("train.weight_decay",), 0.0, 1.0),
-    "batch_size": Hyperparameter("choice", ("train.batch_size",)),
-    "scheduler": Hyperparameter("choice", ("train.scheduler",)),
-    "label_smoothing": Hyperparameter("float", ("train.label_smoothing",), 0.0, 0.5),
-    "time_mask_prob": Hyperparameter("float", ("data.time_mask_prob",), 0.0, 1.0),
-    "time_mask_max_frames": Hyperparameter("int", ("data.time_mask_max_frames",), 0, 101),
-    "freq_mask_prob": Hyperparameter("float", ("data.freq_mask_prob",), 0.0, 1.0),
-    "freq_mask_max_bands": Hyperparameter("int", ("data.freq_mask_max_bands",), 0, 28),
-}
+    @property
+    def field(self) -> str:
+        return self.target.split(".")[1]
+
 
 # Optimizers whose update uses momentum; `momentum` is sampled only when one of these is chosen.
 MOMENTUM_OPTIMIZERS = frozenset({"sgd", "sgd_nesterov", "rmsprop"})
+
+
+# Every searchable hyperparameter, in sampling order. context_frames sets the data windows; the model's input width
+# is derived from it (``RunConfig.io``).
+HYPERPARAMETERS: dict[str, Hyperparameter] = {
+    "hidden_layers": Hyperparameter("int", "model.hidden_layers", 0, 8, "hidden Linear blocks; 0 = starter model"),
+    "base_width": Hyperparameter("int", "model.base_width", 8, 65_536, "requested width range; budget caps it"),
+    "width_shape": Hyperparameter("choice", "model.width_shape", help="cylinder/pyramid/inverse_pyramid/diamond"),
+    "activation": Hyperparameter("choice", "model.activation"),
+    "batchnorm": Hyperparameter("choice", "model.batchnorm", help="BatchNorm before/after the activation, none"),
+    "batchnorm_layers": Hyperparameter("choice", "model.batchnorm_layers", help="every or alternate layer"),
+    "dropout": Hyperparameter("float", "model.dropout", 0.0, 0.5),
+    "dropout_layers": Hyperparameter("choice", "model.dropout_layers", help="every or alternate layer"),
+    "init": Hyperparameter("choice", "model.init"),
+    "context_frames": Hyperparameter("int", "data.context_frames", 0, MAX_CONTEXT_FRAMES),
+    "optimizer": Hyperparameter("choice", "train.optimizer"),
+    "momentum": Hyperparameter("float", "train.momentum", 0.0, 0.999, "only sampled for SGD-style optimizers",
+                               only_when=("optimizer", MOMENTUM_OPTIMIZERS)),
+    "lr": Hyperparameter("float", "train.lr", 1e-7, 10.0),
+    "weight_decay": Hyperparameter("float", "train.weight_decay", 0.0, 1.0),
+    "batch_size": Hyperparameter("choice", "train.batch_size"),
+    "scheduler": Hyperparameter("choice", "train.scheduler"),
+    "label_smoothing": Hyperparameter("float", "train.label_smoothing", 0.0, 0.5),
+    "time_mask_prob": Hyperparameter("float", "data.time_mask_prob", 0.0, 1.0),
+    "time_mask_max_frames": Hyperparameter("int", "data.time_mask_max_frames", 0, 101),
+    "freq_mask_prob": Hyperparameter("float", "data.freq_mask_prob", 0.0, 1.0),
+    "freq_mask_max_bands": Hyperparameter("int", "data.freq_mask_max_bands", 0, 28),
+}
 
 
 def parse_param(name: str, raw: Any) -> tuple[dict[str, Any], str | None]:
@@ -165,20 +182,11 @@ def allowed_literals(target: str) -> tuple[Any, ...] | None:
     return None
 
 
+SECTION_CLASSES: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
 def _section_class(section: str) -> type | None:
-    if section == "data":
-        from phonetune.data_pipeline import DataConfig
-
-        return DataConfig
-    if section == "model":
-        from phonetune.model import ModelConfig
-
-        return ModelConfig
-    if section == "train":
-        from phonetune.model import TrainConfig
-
-        return TrainConfig
-    return None
+    return SECTION_CLASSES.get(section)
 
 
 def spec_problems(name: str, spec: ParamSpec, where: str) -> list[str]:
@@ -198,13 +206,10 @@ def spec_problems(name: str, spec: ParamSpec, where: str) -> list[str]:
         options = spec.options() if (spec.choices or spec.value is not None) else []
         if len(set(map(repr, options))) != len(options):
             found.append(f"{name} choices must be distinct, but got {options} ({where})")
-        for target in hyper.targets:
-            legal = allowed_literals(target)
-            if legal is None:
-                continue
-            bad = [option for option in options if option not in legal]
-            if bad:
-                found.append(f"{name} must be chosen from {list(legal)}, but got {bad} ({where})")
+        legal = allowed_literals(hyper.target)
+        bad = [option for option in options if option not in legal] if legal is not None else []
+        if bad:
+            found.append(f"{name} must be chosen from {list(legal)}, but got {bad} ({where})")
         return found
 
     if spec.value is not None:

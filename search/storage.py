@@ -42,6 +42,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from phonetune.errors import StorageError
+from phonetune.search.optuna_private import storage_backend, stored_trial_id, study_storage, trial_id
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ def trial_start_lock(storage: BaseStorage, url: str, study_name: str) -> Iterato
 
 def uses_optuna_heartbeat(storage: BaseStorage) -> bool:
     # A Study wraps its RDBStorage in Optuna's _CachedStorage, which forwards the heartbeat calls to it.
-    backend = getattr(storage, "_backend", storage)
+    backend = storage_backend(storage)
     return isinstance(backend, RDBStorage) and backend.get_heartbeat_interval() is not None
 
 
@@ -245,6 +246,10 @@ class TrialHeartbeat:
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{trial_id}", daemon=True)
+
+    @classmethod
+    def for_trial(cls, trial: optuna.Trial, interval: float) -> "TrialHeartbeat":
+        return cls(study_storage(trial.study), trial_id(trial), interval)
 
     def _beat_once(self) -> None:
         if uses_optuna_heartbeat(self._storage):
@@ -288,7 +293,7 @@ def recover_stale_trials(
     RDB storages use Optuna's own heartbeat check; others use ``phonetune:heartbeat``. Call it under
     ``trial_start_lock`` so two workers never fail (and re-queue) the same trial. Returns the failed trial numbers.
     """
-    storage = study._storage
+    storage = study_storage(study)
     if uses_optuna_heartbeat(storage):
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         with warnings.catch_warnings():
@@ -302,13 +307,13 @@ def recover_stale_trials(
             if now - _last_sign_of_life(trial) <= grace_period:
                 continue
             try:
-                changed = storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                changed = storage.set_trial_state_values(stored_trial_id(trial), TrialState.FAIL)
             except UpdateFinishedTrialError:
                 changed = False
             if changed:
                 failed.append(trial.number)
                 if on_stale is not None:
-                    on_stale(study, copy.deepcopy(storage.get_trial(trial._trial_id)))
+                    on_stale(study, copy.deepcopy(storage.get_trial(stored_trial_id(trial))))
     for number in failed:
         logger.warning("trial %d: its worker stopped sending heartbeats; marked FAIL and re-queued", number)
     return failed

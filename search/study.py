@@ -21,8 +21,9 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 
 from phonetune.errors import StorageError
+from phonetune.search.attributes import FIDELITY, FULL_FIDELITY, SEARCH_FIDELITY
 from phonetune.search.config import StudyConfig
-from phonetune.search.storage import build_storage, require_study
+from phonetune.search.storage import build_storage, require_study, study_names
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def storage_for(config: StudyConfig) -> optuna.storages.BaseStorage:
 
 def open_study(
     config: StudyConfig,
-    fidelity: str = "search",
+    fidelity: str = SEARCH_FIDELITY,
     *,
     create: bool = False,
     worker_index: int = 0,
@@ -113,14 +114,21 @@ def open_study(
             direction="maximize",
             load_if_exists=True,
         )
-        if not study.user_attrs.get("fidelity"):
-            study.set_user_attr("fidelity", fidelity)
+        if not study.user_attrs.get(FIDELITY):
+            study.set_user_attr(FIDELITY, fidelity)
             study.set_user_attr("param_budget", config.param_budget)
             study.set_user_attr("config_source", config.source)
         return study
-    hint = "run `phonetune search --config ...` first" if fidelity == "search" else "run `phonetune promote` first"
+    hint = "run `phonetune search --config ...` first" if fidelity == SEARCH_FIDELITY else "run `phonetune promote` first"
     require_study(storage, study_name, config.storage_url, hint)
     try:
         return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError as exc:  # deleted between the check and the load
         raise StorageError(f"study {study_name!r} disappeared from {config.storage_url} while opening it") from exc
+
+
+def open_full_study(config: StudyConfig, storage: optuna.storages.BaseStorage) -> optuna.Study | None:
+    """The linked full-data study when ``phonetune promote`` has made it, else None."""
+    if config.study_name(FULL_FIDELITY) not in study_names(storage):
+        return None
+    return open_study(config, FULL_FIDELITY, storage=storage)

@@ -34,10 +34,13 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from phonetune.data_pipeline.load import TrainingData
 from phonetune.errors import ConfigError, PhonetuneError
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.objective import TrialObjective
+from phonetune.search.optuna_private import frozen_trial
+from phonetune.search.runner import load_fidelity_data
 from phonetune.search.storage import TrialHeartbeat, recover_stale_trials, retry_callback, trial_start_lock
 from phonetune.search.study import create_sampler, open_study, storage_for
 
@@ -85,19 +88,6 @@ class SearchSummary:
         return self.n_trials > 0 and self.finished >= self.n_trials
 
 
-def load_search_splits(config: StudyConfig, *, progress: bool = False) -> tuple[Any, Any]:
-    """The whole training split and the dev split, normalized as ``[data]`` says (builds the cache on first use)."""
-    from phonetune.data_pipeline import compute_global_stats, load_split
-
-    data = config.data
-    stats = compute_global_stats(data, progress=progress) if data.normalization == "global" else None
-    train = load_split(data, data.train_split, stats=stats, progress=progress)
-    dev = load_split(data, data.dev_split, stats=stats, progress=progress)
-    if dev.labels is None:
-        raise ConfigError(f"[data] dev_split {data.dev_split!r} must have transcripts to score trials, but has none")
-    return train, dev
-
-
 def budget_step(study: optuna.Study, config: StudyConfig, deadline: float | None) -> tuple[str, str]:
     """("ask" | "wait" | "done", why): what a worker does next given the study's trials and the budget."""
     counts = collections.Counter(trial.state for trial in study.get_trials(deepcopy=False))
@@ -140,7 +130,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, objective: TrialObjectiv
     value: float | None = None
     state = TrialState.FAIL
     interrupted = False
-    with TrialHeartbeat(study._storage, trial._trial_id, config.study.heartbeat_interval):
+    with TrialHeartbeat.for_trial(trial, config.study.heartbeat_interval):
         try:
             value = objective(trial)
             state = TrialState.COMPLETE
@@ -159,13 +149,13 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, objective: TrialObjectiv
         # Our heartbeat stalled past the grace period and another worker already failed (and re-queued) it.
         logger.warning("trial %d was already marked finished by another worker", trial.number)
     if interrupted:
-        frozen = study._storage.get_trial(trial._trial_id)
+        frozen = frozen_trial(trial)
         if frozen.state == TrialState.FAIL:
             retry_callback(config.study.max_retry)(study, frozen)
             logger.warning("trial %d interrupted: marked FAIL and re-queued to resume from its checkpoint",
                            trial.number)
         raise KeyboardInterrupt
-    return study._storage.get_trial(trial._trial_id).state
+    return frozen_trial(trial).state
 
 
 def _ask(study: optuna.Study) -> optuna.Trial:
@@ -182,14 +172,15 @@ def run_worker(
     worker_index: int = 0,
     create: bool = False,
     progress: bool = False,
-    splits: tuple[Any, Any] | None = None,
+    data: TrainingData | None = None,
 ) -> WorkerSummary:
     """Run trials of ``config``'s search study until its budget is spent (see the module docstring)."""
     storage = storage_for(config)
     study = open_study(config, create=create, worker_index=worker_index, storage=storage)
     study.sampler = create_sampler(config, worker_index, trials_before=len(study.get_trials(deepcopy=False)))
-    train_split, dev_split = splits if splits is not None else load_search_splits(config, progress=progress)
-    objective = TrialObjective(config, train_split, dev_split, progress=progress)
+    if data is None:
+        data = load_fidelity_data(config, attrs.SEARCH_FIDELITY, progress=progress)
+    objective = TrialObjective(config, data, progress=progress)
     on_stale = retry_callback(config.study.max_retry)
     timeout = config.study.timeout_seconds
     deadline = time.monotonic() + timeout if timeout else None
@@ -209,7 +200,7 @@ def run_worker(
             continue
         state = run_trial(study, trial, objective, config)
         summary.trial_states[trial.number] = state.name
-        logger.info("%s", trial_line(study._storage.get_trial(trial._trial_id)))
+        logger.info("%s", trial_line(frozen_trial(trial)))
         failures_in_a_row = failures_in_a_row + 1 if state == TrialState.FAIL else 0
         if failures_in_a_row >= config.study.max_consecutive_failures:
             summary.stop_reason = f"{failures_in_a_row} trials in a row failed (max_consecutive_failures)"
@@ -303,7 +294,8 @@ def run_search(
         return summarize_study(study, config, [])
     if finished:
         logger.info("resuming %s: %d of %s trials already finished", config.describe(), finished, target or "?")
-    load_search_splits(config, progress=progress)  # validate the data and build its cache before workers start
+    # Validate the data and build its cache once here, before the workers start and each read it.
+    load_fidelity_data(config, attrs.SEARCH_FIDELITY, progress=progress)
     processes = start_workers(config, workers, gpus)
     bar = tqdm(total=target or None, initial=finished, unit="trial", desc=config.name, disable=not progress)
     try:

@@ -19,17 +19,17 @@ from pathlib import Path
 
 import optuna
 import pytest
+from corpus import write_tiny_corpus
 from optuna.trial import TrialState
 from plotly.offline import get_plotlyjs
+from search_study import write_study
 
-from corpus import write_tiny_corpus
 from phonetune.search import attributes as attrs
 from phonetune.search.cli import main
 from phonetune.search.config import load_study_config
 from phonetune.search.report import accuracy_vs_params_figure, importance_section, learning_curve_figure
 from phonetune.search.study import open_study
 from phonetune.search.workers import run_worker
-from search_study import write_study
 
 TRIAL_EPOCHS = 3
 

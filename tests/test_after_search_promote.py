@@ -12,22 +12,24 @@ import time
 import numpy as np
 import optuna
 import pytest
+from corpus import write_tiny_corpus
 from optuna.trial import TrialState
 from scipy.stats import spearmanr
+from search_study import write_study
 
-from corpus import write_tiny_corpus
 from phonetune.data_pipeline import load_split
 from phonetune.errors import ConfigError, StorageError
-from phonetune.model import Trainer, score_submission
+from phonetune.model import score_submission
+from phonetune.model.trainer import Trainer
 from phonetune.search import attributes as attrs
 from phonetune.search.cli import main
 from phonetune.search.config import load_study_config
 from phonetune.search.promote import promote_top_trials, spearman_correlation, top_complete_trials
-from phonetune.search.retrain import concatenate_splits, retrain_winner
+from phonetune.data_pipeline import concatenate_splits
+from phonetune.search.retrain import retrain_winner
 from phonetune.search.space import suggest_run_config
 from phonetune.search.study import open_study, storage_for
 from phonetune.search.workers import run_worker
-from search_study import write_study
 
 SETTINGS = {
     "study.n_trials": 4,

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from corpus import DEV, TEST, TRAIN
+
 from phonetune.data_pipeline import (
     AugmentConfig,
-    ContextWindows,
     DataConfig,
     load_split,
     phoneme_to_index,
     subsample_utterances,
 )
+from phonetune.data_pipeline.batches import ContextWindows
 from phonetune.errors import ConfigError, DataError
 
 

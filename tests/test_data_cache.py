@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 import pytest
-
 from corpus import DEV, TRAIN
+
 from phonetune.data_pipeline import DataConfig, load_split, resolve_cache_dir
 
 

@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
 from corpus import DEV, TEST, TRAIN, write_tiny_corpus
+
 from phonetune.search.cli import main
 
 

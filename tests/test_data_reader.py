@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 import pytest
-
 from corpus import DEV, TEST, TRAIN, write_tiny_corpus
+
 from phonetune.configs import from_mapping
 from phonetune.data_pipeline import (
     SEED_46_PHONEMES,

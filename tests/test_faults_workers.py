@@ -21,9 +21,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 from corpus import write_tiny_corpus
+from optuna.trial import TrialState
 from postgres import postgres_url  # noqa: F401  (session fixture)
 from search_study import write_study
 
@@ -32,7 +31,9 @@ from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig, load_study_config
 from phonetune.search.storage import build_storage
 from phonetune.search.study import open_study
-from phonetune.search.workers import load_search_splits, worker_env
+from phonetune.search.attributes import SEARCH_FIDELITY
+from phonetune.search.runner import load_fidelity_data
+from phonetune.search.workers import worker_env
 
 N_TRIALS = 4
 TRIAL_EPOCHS = 3
@@ -162,7 +163,7 @@ def test_sigkilled_worker_on_postgresql_is_retried_from_its_checkpoint(tmp_path,
     config = _fault_study(tmp_path, "faults-pg", **{"study.storage": postgres_url})
     # Created once before the workers start, as the README tells a cluster user to (phonetune search does this).
     open_study(config, create=True)
-    load_search_splits(config)
+    load_fidelity_data(config, SEARCH_FIDELITY)
     logs = [open(tmp_path / f"worker-{index}.log", "wb") for index in range(WORKERS)]
     processes = [
         # worker_env shares the CPU cores among the workers, as `phonetune search` does for its children.

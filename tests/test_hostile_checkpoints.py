@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from corpus import write_tiny_corpus
 
 from phonetune.data_pipeline import DataConfig
 from phonetune.errors import CheckpointError
-from phonetune.model import ModelConfig, RunConfig, TrainConfig, Trainer, load_checkpoint
+from phonetune.model import ModelConfig, RunConfig, TrainConfig
 from phonetune.model.checkpoint import read_checkpoint, save_checkpoint
+from phonetune.model.inference import load_checkpoint
+from phonetune.model.trainer import Trainer
 from phonetune.search.cli import main
 
 
@@ -39,7 +40,7 @@ class TwoRuns:
     def _train(self, out_dir: Path, model: ModelConfig, context_frames: int) -> Path:
         data = DataConfig(root=str(self.corpus.root), context_frames=context_frames,
                           cache_dir=str(self.folder / "cache"))
-        run_config = RunConfig.from_parts(data, model, TrainConfig(epochs=1, batch_size=64, device="cpu", seed=1))
+        run_config = RunConfig(data, model, TrainConfig(epochs=1, batch_size=64, device="cpu", seed=1))
         trainer = Trainer(run_config, out_dir, progress=False)
         trainer.setup()
         try:

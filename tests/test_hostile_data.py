@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from corpus import TRAIN, write_tiny_corpus
 
 from phonetune.data_pipeline import (

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from corpus import write_tiny_corpus
 from search_study import write_study
 

@@ -10,8 +10,9 @@ import torch
 
 from phonetune.data_pipeline import HW1P2_PHONEMES, DataConfig, load_split
 from phonetune.errors import CheckpointError, ConfigError
-from phonetune.model import SubmissionError, load_checkpoint, predict_split, score_submission, write_submission
+from phonetune.model import SubmissionError, score_submission
 from phonetune.model.checkpoint import read_checkpoint, save_checkpoint
+from phonetune.model.inference import load_checkpoint, predict_split, write_submission
 from phonetune.search.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,7 +163,7 @@ def test_train_cli_reports_config_errors_naming_the_file(tiny_corpus, tmp_path, 
     err = capsys.readouterr().err
     assert "hidden_layers=12" in err and "lr=-1" in err
     assert main(base + ["--set", "model.context_frames=5"]) == 1
-    assert "set it in [data] only" in capsys.readouterr().err
+    assert "context_frames is set by the data; set it in [data]" in capsys.readouterr().err
     with pytest.raises(ConfigError):
         from phonetune.model import load_run_config
 

@@ -10,15 +10,15 @@ import time
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 from corpus import write_tiny_corpus
+from optuna.trial import TrialState
+from search_study import write_study
+
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.search import attributes as attrs
 from phonetune.search.config import load_study_config
 from phonetune.search.storage import HEARTBEAT_ATTR, recover_stale_trials, retry_callback
 from phonetune.search.study import open_study
-from search_study import write_study
 
 # One fixed model, slow enough on a CPU (hundreds of steps per epoch) that a kill lands mid-trial.
 SLOW_TRIAL = {

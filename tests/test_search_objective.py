@@ -7,6 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from search_study import write_study
 
 from phonetune.errors import StorageError
 from phonetune.model import count_params
@@ -14,8 +15,9 @@ from phonetune.search import attributes as attrs
 from phonetune.search.config import load_study_config
 from phonetune.search.space import run_config_from_params
 from phonetune.search.study import open_study
-from phonetune.search.workers import load_search_splits, run_worker
-from search_study import write_study
+from phonetune.search.attributes import SEARCH_FIDELITY
+from phonetune.search.runner import load_fidelity_data
+from phonetune.search.workers import run_worker
 
 FIXED_MODEL = {
     "space.hidden_layers": 1,
@@ -38,7 +40,7 @@ def test_pruner_prunes_the_bad_trial_and_records_attributes(tmp_path, tiny_corpu
     # again (same seed, so the same curve: above the median of the first two, never pruned).
     for lr in (3e-2, 1e-5, 3e-2):
         study.enqueue_trial({"lr": lr})
-    summary = run_worker(config, splits=load_search_splits(config))
+    summary = run_worker(config, data=load_fidelity_data(config, SEARCH_FIDELITY))
 
     trials = sorted(open_study(config).trials, key=lambda trial: trial.number)
     assert [trial.state for trial in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
@@ -61,7 +63,7 @@ def test_pruner_prunes_the_bad_trial_and_records_attributes(tmp_path, tiny_corpu
         assert attrs.PRUNED_AT_EPOCH not in trial.user_attrs
         assert trial.user_attrs[attrs.FRAMES_PER_S] > 0 and trial.user_attrs[attrs.WALL_SECONDS] > 0
         run_config = run_config_from_params(config, trial.params, fidelity="search")
-        assert trial.user_attrs[attrs.PARAM_COUNT] == count_params(run_config.model)
+        assert trial.user_attrs[attrs.PARAM_COUNT] == count_params(run_config.model, run_config.io)
         folder = Path(trial.user_attrs[attrs.CHECKPOINT_DIR])
         assert folder == config.trial_dir(trial.number)
         assert {"last.pt", "best.pt", "metrics.json", "config.toml"} <= {item.name for item in folder.iterdir()}

@@ -25,7 +25,7 @@ def sample(config, sampler, count):
         trial = study.ask()
         run_config = suggest_run_config(trial, config)
         # Any deterministic score lets TPE model something; bigger models scoring higher pushes it to the bound.
-        study.tell(trial, count_params(run_config.model) / config.param_budget)
+        study.tell(trial, count_params(run_config.model, run_config.io) / config.param_budget)
         drawn.append((run_config, trial))
     return drawn, study
 
@@ -34,11 +34,11 @@ def sample(config, sampler, count):
 def test_thousands_of_random_samples_fit_the_budget_and_cover_the_space(budget):
     config = load_study_config(REPO / "studies" / "default.toml", [f"study.param_budget={budget}"])
     drawn, study = sample(config, optuna.samplers.RandomSampler(seed=budget), 1000)
-    counts = [count_params(run.model) for run, _ in drawn]
+    counts = [count_params(run.model, run.io) for run, _ in drawn]
     assert max(counts) <= budget
-    assert all(run.model.context_frames == run.data.context_frames for run, _ in drawn)
+    assert all(run.io.input_dim == (2 * run.data.context_frames + 1) * 28 for run, _ in drawn)
     for (run, _), frozen in zip(drawn, study.trials):
-        assert frozen.user_attrs["param_count"] == count_params(run.model)
+        assert frozen.user_attrs["param_count"] == count_params(run.model, run.io)
         assert frozen.user_attrs["base_width"] == run.model.base_width
     seen = collections.defaultdict(set)
     for run, _ in drawn:
@@ -63,7 +63,7 @@ def test_tpe_with_constant_liar_stays_under_the_budget():
         sampler = optuna.samplers.TPESampler(seed=0, multivariate=True, group=True, constant_liar=True,
                                              n_startup_trials=10)
     drawn, study = sample(config, sampler, 120)
-    assert max(count_params(run.model) for run, _ in drawn) <= config.param_budget
+    assert max(count_params(run.model, run.io) for run, _ in drawn) <= config.param_budget
     # momentum is conditional: drawn exactly for the optimizers that use it
     for frozen in study.trials:
         assert ("momentum" in frozen.params) == (frozen.params["optimizer"] in ("sgd_nesterov", "rmsprop"))

@@ -8,10 +8,10 @@ import sys
 
 import optuna
 from optuna.trial import TrialState
+from search_study import write_study
 
 from phonetune.search import attributes as attrs
 from phonetune.search.config import load_study_config
-from search_study import write_study
 
 
 def search(path, *overrides):

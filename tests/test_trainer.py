@@ -15,10 +15,11 @@ import torch
 
 from phonetune.data_pipeline import DataConfig
 from phonetune.errors import BudgetError, CheckpointError
-from phonetune.model import ModelConfig, RunConfig, TrainConfig, Trainer, load_run_config
+from phonetune.model import ModelConfig, ModelIO, RunConfig, TrainConfig, load_run_config
 from phonetune.model.checkpoint import read_checkpoint, save_checkpoint
 from phonetune.model.network import build_model
 from phonetune.model.optim import build_optimizer
+from phonetune.model.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,7 +38,7 @@ def _run_config(root, **train) -> RunConfig:
     model = ModelConfig(hidden_layers=2, base_width=64, activation="gelu", batchnorm="after", dropout=0.1)
     settings = dict(epochs=2, batch_size=64, lr=3e-3, device="cpu", seed=3)
     settings.update(train)
-    return RunConfig.from_parts(data, model, TrainConfig(**settings))
+    return RunConfig(data, model, TrainConfig(**settings))
 
 
 def _train(run_config, out_dir, **kwargs):
@@ -123,7 +124,8 @@ def test_sigkilled_training_process_resumes_exactly(tiny_corpus, tmp_path):
     # The child kills itself with SIGKILL right after epoch 1's checkpoint: no cleanup, no finally blocks run.
     script = textwrap.dedent(f"""
         import os, signal
-        from phonetune.model import Trainer, load_run_config
+        from phonetune.model import load_run_config
+        from phonetune.model.trainer import Trainer
         def die(metrics):
             os.kill(os.getpid(), signal.SIGKILL)
         Trainer(load_run_config({str(config_path)!r}), {str(tmp_path / 'killed')!r}, progress=False,
@@ -179,7 +181,7 @@ def test_other_config_in_an_existing_run_folder_is_refused_unless_overwritten(ti
 def test_over_budget_model_fails_before_touching_the_data(tmp_path):
     data = DataConfig(root=str(tmp_path / "does-not-exist"), context_frames=50)
     model = ModelConfig(hidden_layers=8, base_width=8192)
-    trainer = Trainer(RunConfig.from_parts(data, model, TrainConfig(device="cpu")), tmp_path / "run", progress=False)
+    trainer = Trainer(RunConfig(data, model, TrainConfig(device="cpu")), tmp_path / "run", progress=False)
     with pytest.raises(BudgetError, match="20,000,000"):
         trainer.setup()
     assert not (tmp_path / "run").exists()
@@ -187,7 +189,7 @@ def test_over_budget_model_fails_before_touching_the_data(tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd_nesterov", "rmsprop"])
 def test_weight_decay_shrinks_weight_matrices_but_not_biases_or_batch_norm(optimizer):
-    model = build_model(ModelConfig(hidden_layers=2, base_width=16, batchnorm="after"), 100_000)
+    model = build_model(ModelConfig(hidden_layers=2, base_width=16, batchnorm="after"), ModelIO(28 * 5, 40), 100_000)
     config = TrainConfig(optimizer=optimizer, lr=1e-4, weight_decay=0.5, device="cpu")  # small: no overshoot
     optim = build_optimizer(model, config, torch.device("cpu"))
     before = {name: param.detach().clone() for name, param in model.named_parameters()}
@@ -208,7 +210,7 @@ def test_resuming_a_checkpoint_with_another_optimizer_grouping_is_a_named_error(
     last = tmp_path / "run" / "last.pt"
     payload = read_checkpoint(last)
     # What a version that put every parameter in one group wrote.
-    model = build_model(run_config.model)
+    model = build_model(run_config.model, run_config.io)
     payload["optimizer"] = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-3).state_dict()
     save_checkpoint(last, payload)
     with pytest.raises(CheckpointError, match=r"last.pt holds optimizer state for other parameter groups"):

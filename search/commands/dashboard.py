@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 
 from phonetune.search.commands import add_study_arguments
-from phonetune.search.dashboard import DEFAULT_HOST, DEFAULT_PORT
+from phonetune.search.config import load_study_config
+from phonetune.search.dashboard import DEFAULT_HOST, DEFAULT_PORT, DashboardServer
+from phonetune.search.storage import require_study
+from phonetune.search.study import storage_for
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,11 +26,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from phonetune.search.config import load_study_config
-    from phonetune.search.dashboard import DashboardServer
-    from phonetune.search.storage import require_study
-    from phonetune.search.study import storage_for
-
     config = load_study_config(args.config, args.overrides)
     storage = storage_for(config)
     require_study(storage, config.study_name(), config.storage_url, "run `phonetune search --config ...` first")

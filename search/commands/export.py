@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from phonetune.search.commands import add_study_arguments
+from phonetune.search.config import load_study_config
+from phonetune.search.export import open_studies, write_ablation_sheet
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,9 +24,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from phonetune.search.config import load_study_config
-    from phonetune.search.export import open_studies, write_ablation_sheet
-
     config = load_study_config(args.config, args.overrides)
     search_study, full_study = open_studies(config)
     result = write_ablation_sheet(search_study, full_study, args.out)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from phonetune.model.inference import predict_checkpoint
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -22,8 +24,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from phonetune.model import predict_checkpoint
-
     path, frames = predict_checkpoint(
         args.checkpoint, args.data, args.split, args.out, device=args.device, progress=sys.stderr.isatty()
     )

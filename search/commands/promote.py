@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from phonetune.search.commands import add_study_arguments
+from phonetune.search.config import load_study_config
+from phonetune.search.promote import format_promotion, promote_top_trials
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,9 +25,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from phonetune.search.config import load_study_config
-    from phonetune.search.promote import format_promotion, promote_top_trials
-
     config = load_study_config(args.config, args.overrides)
     result = promote_top_trials(config, args.top, progress=sys.stderr.isatty())
     print(format_promotion(result))

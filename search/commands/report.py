@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 
 from phonetune.search.commands import add_study_arguments
+from phonetune.search.config import load_study_config
+from phonetune.search.export import open_studies
+from phonetune.search.report import write_report
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,10 +24,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from phonetune.search.config import load_study_config
-    from phonetune.search.export import open_studies
-    from phonetune.search.report import write_report
-
     config = load_study_config(args.config, args.overrides)
     search_study, full_study = open_studies(config)
     path = write_report(search_study, full_study, args.out, param_budget=config.param_budget)

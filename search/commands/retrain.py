@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from phonetune.search.commands import add_study_arguments
+from phonetune.search.config import load_study_config
+from phonetune.search.retrain import retrain_winner
 
 
 def _trial_choice(text: str) -> int | None:
@@ -33,9 +35,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from phonetune.search.config import load_study_config
-    from phonetune.search.retrain import retrain_winner
-
     config = load_study_config(args.config, args.overrides)
     result = retrain_winner(
         config, trial_number=args.trial, with_dev=args.with_dev, out_dir=args.out, progress=sys.stderr.isatty()

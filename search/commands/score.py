@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from phonetune.data_pipeline import named_inventory
 from phonetune.data_pipeline.phonemes import INVENTORIES
+from phonetune.model import score_submission, write_score_report
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,9 +24,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from phonetune.data_pipeline import named_inventory
-    from phonetune.model import score_submission, write_score_report
-
     report = score_submission(args.submission, args.labels, named_inventory(args.inventory))
     print(f"accuracy: {report.accuracy:.4f} ({report.frames:,} frames)")
     if args.report:

@@ -7,7 +7,11 @@ import logging
 import signal
 import sys
 
+import optuna
+
 from phonetune.search.commands import add_study_arguments
+from phonetune.search.config import load_study_config
+from phonetune.search.workers import run_search
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,11 +34,6 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import optuna
-
-    from phonetune.search.config import load_study_config
-    from phonetune.search.workers import run_search
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     signal.signal(signal.SIGTERM, _interrupt)
     config = load_study_config(args.config, args.overrides)

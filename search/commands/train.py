@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 
+from phonetune.model import load_run_config
 from phonetune.model.run_files import BEST_CHECKPOINT, CURVES_FILE, METRICS_FILE
+from phonetune.model.trainer import Trainer
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,8 +32,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from phonetune.model import Trainer, load_run_config
-
     overrides = []
     if args.data is not None:
         overrides.append(f"data.root={json.dumps(args.data)}")

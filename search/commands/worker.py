@@ -7,7 +7,11 @@ import logging
 import os
 import signal
 
+import optuna
+
 from phonetune.search.commands import add_study_arguments
+from phonetune.search.config import load_study_config
+from phonetune.search.workers import run_worker
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,11 +37,6 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import optuna
-
-    from phonetune.search.config import load_study_config
-    from phonetune.search.workers import run_worker
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.quiet:
         logging.getLogger("phonetune").setLevel(logging.WARNING)

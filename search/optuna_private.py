@@ -1,0 +1,46 @@
+"""The few private Optuna attributes phonetune reaches, kept in one place (checked against Optuna 5.0).
+
+Why each is needed: the ask/tell loop runs its own heartbeat and stale-trial check (``Study.optimize`` would do both,
+but the workers must count the budget under a lock between ask and tell), so it needs the storage object and the
+trial's storage id, which the public ``Study``/``Trial`` API does not expose; Optuna's retry callback keeps the
+lineage of a retried trial in the ``retry_history`` system attribute, which a live ``Trial`` does not show; and a
+``Study`` wraps an RDB storage in ``_CachedStorage``, whose ``_backend`` is the storage that holds the heartbeat.
+If an Optuna upgrade renames one of these, this module is the only place to change.
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
+
+
+def study_storage(study: optuna.Study) -> BaseStorage:
+    """The storage object a study reads and writes through."""
+    return study._storage
+
+
+def trial_id(trial: optuna.Trial) -> int:
+    """The storage's id of a live trial (unique across studies, unlike ``trial.number``)."""
+    return trial._trial_id
+
+
+def stored_trial_id(trial: FrozenTrial) -> int:
+    """The storage's id of a trial read back from the storage."""
+    return trial._trial_id
+
+
+def frozen_trial(trial: optuna.Trial) -> FrozenTrial:
+    """A live trial's current record in the storage (its state after ``tell``, its user attributes)."""
+    return trial.study._storage.get_trial(trial._trial_id)
+
+
+def retry_history(trial: optuna.Trial) -> list[int]:
+    """Numbers of the earlier attempts of a retried trial, oldest first (empty for a fresh trial)."""
+    system_attrs = trial.study._storage.get_trial_system_attrs(trial._trial_id)
+    return list(system_attrs.get("retry_history", []))
+
+
+def storage_backend(storage: BaseStorage) -> BaseStorage:
+    """The storage under Optuna's ``_CachedStorage`` wrapper (the storage itself when it is not wrapped)."""
+    return getattr(storage, "_backend", storage)
