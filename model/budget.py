@@ -8,7 +8,7 @@ layer order it mirrors is documented in ``model/network.py``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from phonetune.errors import BudgetError
 from phonetune.model.config import WIDTH_MULTIPLE, ModelConfig, ModelIO
@@ -164,6 +164,34 @@ def max_base_width(
     return low * WIDTH_MULTIPLE
 
 
+def check_members_fit(
+    param_counts: Sequence[int],
+    param_budget: int = DEFAULT_PARAM_BUDGET,
+    *,
+    names: Sequence[str] | None = None,
+    allow_over_default: bool = False,
+) -> int:
+    """Return the summed parameter count of ensemble members, or raise BudgetError naming each member's count.
+
+    ``names`` (one per member, such as checkpoint paths) label the counts in the message.
+    """
+    check_param_budget(param_budget, allow_over_default=allow_over_default)
+    counts = [int(count) for count in param_counts]
+    if not counts:
+        raise BudgetError("an ensemble must have at least one member, but got none")
+    if names is not None and len(names) != len(counts):
+        raise ValueError(f"check_members_fit needs one name per member, got {len(names)} for {len(counts)}")
+    total = sum(counts)
+    if total > param_budget:
+        labels = names if names is not None else [f"member {index + 1}" for index in range(len(counts))]
+        members = ", ".join(f"{label}: {count:,}" for label, count in zip(labels, counts))
+        raise BudgetError(
+            f"an ensemble must have at most {param_budget:,} parameters in all, but its {len(counts)} members "
+            f"have {total:,} ({members}); drop a member or pick smaller ones"
+        )
+    return total
+
+
 def check_ensemble_budget(
     members: Iterable[tuple[ModelConfig, ModelIO]],
     param_budget: int = DEFAULT_PARAM_BUDGET,
@@ -171,13 +199,5 @@ def check_ensemble_budget(
     allow_over_default: bool = False,
 ) -> int:
     """Return the summed parameter count of an ensemble, or raise BudgetError listing each member's count."""
-    check_param_budget(param_budget, allow_over_default=allow_over_default)
     counts = [count_params(config, io) for config, io in members]
-    total = sum(counts)
-    if total > param_budget:
-        members = ", ".join(f"{count:,}" for count in counts)
-        raise BudgetError(
-            f"an ensemble must have at most {param_budget:,} parameters in all, but its {len(counts)} members "
-            f"have {total:,} ({members}); drop a member or pick smaller ones"
-        )
-    return total
+    return check_members_fit(counts, param_budget, allow_over_default=allow_over_default)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -64,6 +64,22 @@ def load_checkpoint(
     return model.to(target).eval(), run_config, payload
 
 
+def _batch_logits(
+    model: torch.nn.Module,
+    run_config: RunConfig,
+    split_data: SplitData,
+    device: str | torch.device,
+    batch_size: int | None,
+) -> Iterator[torch.Tensor]:
+    """Logits of each eval batch in file order, under the run's autocast; callers hold ``inference_mode``."""
+    device = torch.device(device)
+    model.eval()
+    windows = ContextWindows(split_data, run_config.data.context_frames, device)
+    for x, _ in windows.eval_batches(batch_size or run_config.train.eval_batch_size, recycle=True):
+        with autocast_context(device, run_config.train.bf16):
+            yield model(x)  # (batch, num_classes)
+
+
 @torch.inference_mode()
 def predict_split(
     model: torch.nn.Module,
@@ -73,14 +89,25 @@ def predict_split(
     batch_size: int | None = None,
 ) -> np.ndarray:
     """Predicted class index of every frame of ``split_data``, ``(N,)`` int64, in file order."""
-    device = torch.device(device)
-    model.eval()
-    windows = ContextWindows(split_data, run_config.data.context_frames, device)
-    predictions = []
-    for x, _ in windows.eval_batches(batch_size or run_config.train.eval_batch_size, recycle=True):
-        with autocast_context(device, run_config.train.bf16):
-            predictions.append(model(x).argmax(dim=1))  # (batch,)
+    predictions = [logits.argmax(dim=1) for logits in _batch_logits(model, run_config, split_data, device, batch_size)]
     return torch.cat(predictions).cpu().numpy().astype(np.int64)
+
+
+@torch.inference_mode()
+def predict_probabilities(
+    model: torch.nn.Module,
+    run_config: RunConfig,
+    split_data: SplitData,
+    device: str | torch.device,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Softmax probabilities of every frame of ``split_data``, ``(N, num_classes)`` float32, in file order."""
+    # Softmax in float32 even under bf16 autocast: ensembles average these, and bf16 rounding would blur close calls.
+    probabilities = [
+        torch.softmax(logits.float(), dim=1)
+        for logits in _batch_logits(model, run_config, split_data, device, batch_size)
+    ]
+    return torch.cat(probabilities).cpu().numpy().astype(np.float32, copy=False)
 
 
 def write_submission(path: str | Path, labels: Sequence[str] | np.ndarray) -> Path:
@@ -88,6 +115,24 @@ def write_submission(path: str | Path, labels: Sequence[str] | np.ndarray) -> Pa
     rows = [SUBMISSION_HEADER]
     rows.extend(f"{index},{label}" for index, label in enumerate(labels))
     return atomic_write_text(path, "\n".join(rows) + "\n")
+
+
+def load_checkpoint_split(
+    run_config: RunConfig, payload: dict[str, Any], data_root: str | Path, split: str, *, progress: bool = True
+) -> SplitData:
+    """``data_root/split`` normalized as the checkpoint's run was trained (``run_config``/``payload`` from
+    ``load_checkpoint``).
+
+    With ``normalization="global"`` the statistics are the training ones stored in the checkpoint (so the training
+    split need not be there); a checkpoint without them (written before they were stored) has them recomputed from
+    the root's training split.
+    """
+    data = dataclasses.replace(run_config.data, root=str(data_root))
+    stats = None
+    if data.normalization == "global":
+        stored = payload.get("norm_stats")
+        stats = NormStats.from_dict(stored) if stored else compute_global_stats(data, progress=progress)
+    return load_split(data, split, stats=stats, progress=progress)
 
 
 def predict_checkpoint(
@@ -100,20 +145,13 @@ def predict_checkpoint(
 ) -> tuple[Path, int]:
     """Predict every frame of ``data_root/split`` with ``checkpoint`` and write the submission; returns (path, frames).
 
-    The split is normalized as in training. With ``normalization="global"`` the statistics are the training ones
-    stored in the checkpoint (so the training split need not be there); a checkpoint without them (written before
-    they were stored) has them recomputed from the root's training split.
+    The split is normalized as in training (see ``load_checkpoint_split``).
     """
     model, run_config, payload = load_checkpoint(checkpoint, device)
-    data = dataclasses.replace(run_config.data, root=str(data_root))
-    stats = None
-    if data.normalization == "global":
-        stored = payload.get("norm_stats")
-        stats = NormStats.from_dict(stored) if stored else compute_global_stats(data, progress=progress)
-    split_data = load_split(data, split, stats=stats, progress=progress)
+    split_data = load_checkpoint_split(run_config, payload, data_root, split, progress=progress)
     device = next(model.parameters()).device
     classes = predict_split(model, run_config, split_data, device)
-    symbols = np.asarray(data.phonemes)[classes]
+    symbols = np.asarray(run_config.data.phonemes)[classes]
     path = write_submission(out, symbols)
     logger.info("wrote %d predictions for %s/%s to %s", len(classes), data_root, split, path)
     return path, len(classes)
