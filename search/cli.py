@@ -9,36 +9,47 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import sys
 
 from phonetune.errors import PhonetuneError
 
-# command name -> module under phonetune.search.commands
-COMMANDS: dict[str, str] = {
-    "inspect": "inspect_data",
-    "demo-data": "demo_data",
-    "train": "train",
-    "predict": "predict",
-    "score": "score",
-    "search": "search",
-    "worker": "worker",
-    "promote": "promote",
-    "export": "export",
-    "report": "report",
-    "dashboard": "dashboard",
-    "retrain": "retrain",
+# command name -> (module under phonetune.search.commands, the one line `phonetune --help` shows for it)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "the whole job under one wall-clock budget: search, promote, final model, submission, sheet"),
+    "inspect": ("inspect_data", "validate a data root (HW1P2 layout) and print per-split counts"),
+    "demo-data": ("demo_data", "synthesize a small HW1P2-layout corpus with flite"),
+    "train": ("train", "train one MLP configuration and write checkpoints, metrics and curves"),
+    "predict": ("predict", "predict every frame of a split with a checkpoint and write the id,label CSV"),
+    "score": ("score", "score a submission CSV against held-apart transcripts"),
+    "search": ("search", "search for the best MLP: create the study once and run N parallel workers on it"),
+    "worker": ("worker", "run trials of an existing study until its budget is spent (one process, one GPU)"),
+    "promote": ("promote", "retrain the best search trials on the full data, in the linked <name>-full study"),
+    "ensemble": ("ensemble", "average the promoted runs that fit the parameter budget best together on dev"),
+    "export": ("export", "write the ablation sheet: one CSV row per trial, plus per-value marginals"),
+    "report": ("report", "write one self-contained HTML page with the study's plots"),
+    "dashboard": ("dashboard", "serve optuna-dashboard on the study's storage (loopback only by default)"),
+    "retrain": ("retrain", "retrain the winner on all training data, write and score the test submission"),
 }
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("phonetune")
+    except importlib.metadata.PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="phonetune", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"phonetune {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
-        if command is not None and name != command:
-            # Register a placeholder so `phonetune --help` lists every command without importing them all.
-            subparsers.add_parser(name, add_help=False)
+    for name, (module_name, summary) in COMMANDS.items():
+        if name != command:
+            # A placeholder: `phonetune --help` lists every command without importing any of them (torch, optuna).
+            subparsers.add_parser(name, help=summary, add_help=False)
             continue
         module = importlib.import_module(f"phonetune.search.commands.{module_name}")
         module.add_parser(subparsers)

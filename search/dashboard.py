@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import socketserver
-import threading
 from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -74,12 +73,6 @@ class DashboardServer:
             self.httpd.serve_forever(poll_interval=0.2)
         finally:
             self.httpd.server_close()
-
-    def serve_in_thread(self) -> threading.Thread:
-        """Serve from a daemon thread (tests, notebooks); stop with ``shutdown()``."""
-        thread = threading.Thread(target=self.serve_forever, name="optuna-dashboard", daemon=True)
-        thread.start()
-        return thread
 
     def shutdown(self) -> None:
         self.httpd.shutdown()
