@@ -243,3 +243,46 @@ def test_dashboard_on_all_interfaces_prints_one_loud_warning(stored):
     out, err = _dashboard(stored, "--port", "0")  # the default, loopback: no warning
     assert "WARNING" not in err and "127.0.0.1" in out
     stored.assert_untouched()
+
+
+@pytest.mark.parametrize("scheme", ["sqlite:///", "journal:///"])
+def test_file_storage_in_a_folder_that_does_not_exist_is_refused_not_created(stored, tmp_path, capsys, scheme):
+    missing = tmp_path / "nonexistent" / "dir"
+    url = f"{scheme}{missing / 'x.db'}"
+    code, err = _run(capsys, "export", "--config", str(stored.path), "--set", f"study.storage={url}",
+                     "--out", str(tmp_path / "never.csv"))
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert url in err and f"the folder {missing} does not exist" in err and "mkdir -p" in err
+    assert not (tmp_path / "nonexistent").exists()  # no folder tree made from the typo
+    with pytest.raises(StorageError, match="does not exist"):
+        build_storage("sqlite:////nonexistent/dir/x.db")
+    assert not Path("/nonexistent/dir").exists()
+    stored.assert_untouched()
+
+
+def test_default_storage_folder_is_still_made_in_the_working_folder(tmp_path, monkeypatch):
+    from phonetune.search.study import storage_for
+
+    corpus_root = tmp_path / "data"  # not read: opening the storage needs no data
+    config = load_study_config(write_study(tmp_path, corpus_root, **{"study.storage": None}))
+    monkeypatch.chdir(tmp_path)  # a working folder without studies/
+    assert config.storage_url == f"sqlite:///{tmp_path / 'studies' / 'tiny.db'}"
+    storage_for(config)
+    assert (tmp_path / "studies" / "tiny.db").is_file()
+
+
+def test_database_url_without_its_driver_names_the_package_to_install(stored, capsys):
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("mysqlclient is installed here")
+    code, err = _run(capsys, "worker", "--config", str(stored.path), "--set", "study.storage=mysql://x")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "mysql://x" in err and "pip install mysqlclient" in err and "pip install pymysql" in err
+    assert "Please install appropriate one" not in err
+
+    code, err = _run(capsys, "worker", "--config", str(stored.path), "--set", "study.storage=nosuchdb://x")
+    assert code == 1 and "'nosuchdb'" in err and "does not know" in err
+    stored.assert_untouched()
