@@ -12,14 +12,27 @@ TORCH_SPEC ?= torch==2.13.0
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
+# flite synthesizes the demo corpus. setup installs it when it can (apt-get, run as root or through passwordless
+# sudo); otherwise it prints the one command to run.
+FLITE_HINT := run 'sudo apt-get install -y flite' (Debian/Ubuntu; elsewhere install flite with the system's package manager), then make setup again
+
 setup: $(VENV)/.installed
-	@command -v flite >/dev/null || { echo "flite is missing: run 'apt-get install -y flite' (Debian) first"; exit 1; }
+	@command -v flite >/dev/null && exit 0; \
+	if ! command -v apt-get >/dev/null; then echo "flite is missing: $(FLITE_HINT)"; exit 1; \
+	elif [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "flite is missing: $(FLITE_HINT)"; exit 1; fi; \
+	echo "flite is missing; installing it: $${sudo:+$$sudo }apt-get install -y flite"; \
+	install="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q flite"; \
+	$$install >/dev/null || { $$sudo apt-get update -q >/dev/null && $$install >/dev/null; } \
+		|| { echo "installing flite failed: $(FLITE_HINT)"; exit 1; }; \
+	command -v flite >/dev/null || { echo "flite was installed but is not on PATH ($$PATH)"; exit 1; }
 
 demo-data: setup
 	$(BIN)/phonetune demo-data --out $(DEMO_DATA)

@@ -8,6 +8,9 @@ is written last and names the fingerprint and each file's size and CRC-32, so it
 dies half-way leaves the previous cache in force, a changed data file changes the fingerprint (rebuild), and a
 cache file that was altered on disk fails its checksum (warning, rebuild).
 
+Builds of one cache folder take turns under an ``fcntl`` lock on ``.build.lock`` in it; the build holding it first
+deletes the temporary files (``.<name>.<random>.tmp``) that a killed build left behind.
+
 The build makes one streaming pass: sizes come from the .npy headers, the output arrays are memory-mapped temporary
 files filled one utterance at a time, then renamed into place, so memory stays near one utterance plus the page
 cache the kernel may reclaim.
@@ -16,6 +19,7 @@ cache the kernel may reclaim.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -23,7 +27,7 @@ import mmap
 import os
 import zlib
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -38,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 # Bump when the on-disk layout changes so old caches are rebuilt rather than misread.
 CACHE_FORMAT = 1
+
+# Held (flock) by the process building a cache folder; see SplitCache._build_turn.
+BUILD_LOCK = ".build.lock"
 
 UtteranceReader = Callable[[int], "tuple[np.ndarray, np.ndarray | None]"]
 
@@ -158,15 +165,62 @@ class SplitCache:
         cache, if any, stays in force because ``meta.json`` is written last.
         """
         try:
-            return self._build(
-                fingerprint, files, lengths, read, feature_width=feature_width, storage_dtype=storage_dtype,
-                progress=progress,
-            )
+            with self._build_turn() as (exclusive, waited):
+                if waited:  # the build this one waited for may have made exactly this cache
+                    ready = self.load(fingerprint)
+                    if ready is not None:
+                        return ready
+                if exclusive:
+                    self._remove_leftovers()
+                return self._build(
+                    fingerprint, files, lengths, read, feature_width=feature_width, storage_dtype=storage_dtype,
+                    progress=progress,
+                )
         except OSError as exc:
             raise DataError(
                 f"the {self.split} cache could not be written in {self.directory} ({type(exc).__name__}: {exc}); "
                 "free disk space or set [data] cache_dir to a folder with room, then run again"
             ) from exc
+
+    @contextlib.contextmanager
+    def _build_turn(self) -> Iterator[tuple[bool, bool]]:
+        """Hold the folder's build lock: yields (exclusive, waited).
+
+        Why a lock decides which temporary files are leftovers, rather than their age or a process id in their
+        name: a live build can leave its temporary file untouched for a long time (a slow or stalled read of the
+        data), so no age is safe, and a process id means nothing when several hosts share the cache folder over NFS
+        or once the id is reused. The kernel releases an flock when its holder dies, however it dies (SIGKILL, the
+        OOM killer), so while this process holds the lock no other build of the folder is alive and every
+        temporary file in it belongs to a build that will never finish. Where the file system has no locks,
+        exclusive is False and leftovers are left alone.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / BUILD_LOCK, "a+b") as handle:
+            exclusive, waited = True, False
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                logger.info("another process is building the %s cache in %s; waiting for it", self.split, self.directory)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                waited = True
+            except OSError as exc:  # ENOLCK, EOPNOTSUPP: build without the lock, as before it existed
+                logger.debug("no build lock in %s (%s); leftover temporary files are kept", self.directory, exc)
+                exclusive = False
+            try:
+                yield exclusive, waited
+            finally:
+                if exclusive:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _remove_leftovers(self) -> None:
+        """Delete the temporary files of builds that died before renaming them into place (build lock held)."""
+        for path in sorted(self.directory.glob(".*.tmp")):
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            logger.info("removed %s (%d bytes), left by a %s cache build that did not finish", path, size, self.split)
 
     def _build(
         self,

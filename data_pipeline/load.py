@@ -57,6 +57,18 @@ def compute_global_stats(config: DataConfig, *, progress: bool = True) -> NormSt
     return stats
 
 
+def split_cache(config: DataConfig, split: str, stats: NormStats | None = None) -> SplitCache:
+    """The cache folder that ``load_split(config, split, stats=stats)`` reads and builds."""
+    settings = {
+        "normalization": config.normalization,
+        "stats": stats.digest() if config.normalization == "global" and stats is not None else None,
+        "storage_dtype": config.storage_dtype,
+        "feature_width": config.feature_width,
+        "phonemes": list(config.phonemes),
+    }
+    return SplitCache(resolve_cache_dir(config), split, settings)
+
+
 def load_split(
     config: DataConfig, split: str, *, stats: NormStats | None = None, progress: bool = True
 ) -> SplitData:
@@ -70,14 +82,7 @@ def load_split(
     files = list_split(config.root, split)
     if config.normalization == "global" and stats is None:
         stats = compute_global_stats(config, progress=progress)
-    settings = {
-        "normalization": config.normalization,
-        "stats": stats.digest() if config.normalization == "global" and stats is not None else None,
-        "storage_dtype": config.storage_dtype,
-        "feature_width": config.feature_width,
-        "phonemes": list(config.phonemes),
-    }
-    cache = SplitCache(resolve_cache_dir(config), split, settings)
+    cache = split_cache(config, split, stats)
     fingerprint = cache.key(files)
     cached = cache.load(fingerprint)
     if cached is not None:

@@ -5,23 +5,40 @@ state, every RNG state (torch CPU and CUDA, numpy, Python), the number of comple
 the run config. A best checkpoint (``best.pt``) drops the optimizer, scheduler and RNG states. Both carry the run
 config, so inference rebuilds the model from the checkpoint alone. Payloads hold only tensors and plain Python
 values, so they load with ``torch.load(weights_only=True)``.
+
+Integrity: a checkpoint file is the bytes ``torch.save`` wrote followed by a one-line trailer,
+``\nphonetune-sha256:<64 hex digits>\n``, the SHA-256 of every byte before it. ``read_checkpoint`` recomputes it
+before unpickling, so any damage after the write (a flipped or zeroed block from a disk, a copy or a transfer) is a
+CheckpointError naming the file instead of a model with silently wrong weights; torch's zip reader checks no CRCs.
+``torch.load`` ignores bytes after the zip archive, so the file still loads with plain torch too. Files written
+before the trailer existed (format ``phonetune-checkpoint-1``) still load, with a warning that they carry no
+checksum.
 """
 
 from __future__ import annotations
 
-import pickle
+import hashlib
+import logging
 import random
-import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
-from phonetune.atomic import atomic_torch_save
+from phonetune.atomic import atomic_write
 from phonetune.errors import CheckpointError
 
-CHECKPOINT_FORMAT = "phonetune-checkpoint-1"
+logger = logging.getLogger(__name__)
+
+# Format 2 files end with the SHA-256 trailer; format 1 (no trailer) is still read.
+CHECKPOINT_FORMAT = "phonetune-checkpoint-2"
+LEGACY_FORMATS = ("phonetune-checkpoint-1",)
+CHECKSUM_TAG = b"\nphonetune-sha256:"
+TRAILER_BYTES = len(CHECKSUM_TAG) + 64 + 1  # tag, hex digest, newline
+# torch.save writes a zip archive; every zip file starts with a local file header.
+ZIP_MAGIC = b"PK\x03\x04"
+_HASH_CHUNK = 1 << 20
 # Keys every payload must have for load_checkpoint to rebuild a model.
 REQUIRED_KEYS = ("format", "model", "run_config", "epoch", "param_count")
 
@@ -61,14 +78,36 @@ def restore_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["torch_cuda"])
 
 
+class _HashingWriter:
+    """A binary handle that passes writes through and hashes them (torch.save only writes, in order)."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _write_with_checksum(handle: IO[bytes], payload: dict[str, Any]) -> None:
+    writer = _HashingWriter(handle)
+    torch.save(payload, writer)
+    handle.write(CHECKSUM_TAG + writer.sha256.hexdigest().encode("ascii") + b"\n")
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (with the format tag added) atomically: a crash leaves the previous file intact.
+    """Write ``payload`` (with the format tag added) and its SHA-256 trailer atomically: a crash leaves the previous
+    file intact.
 
     A failed write (full disk, quota, file size limit) raises CheckpointError naming the file; torch reports a
     failed write of its zip container as a RuntimeError, the OS as an OSError.
     """
     try:
-        return atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, **payload})
+        return atomic_write(path, lambda handle: _write_with_checksum(handle, {**payload, "format": CHECKPOINT_FORMAT}))
     except (OSError, RuntimeError) as exc:
         cause = exc.__context__ if isinstance(exc, RuntimeError) and isinstance(exc.__context__, OSError) else exc
         raise CheckpointError(
@@ -77,23 +116,85 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         ) from exc
 
 
+def _verify_checksum(path: Path) -> bool:
+    """True when ``path`` ends with a checksum trailer that matches its content; False when it has no trailer.
+
+    CheckpointError when it is not a torch file at all, or when the trailer does not match (damaged).
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(len(ZIP_MAGIC))
+        if head != ZIP_MAGIC:
+            shown = head + handle.read(12)
+            raise CheckpointError(
+                f"checkpoint {path} is not a phonetune checkpoint: a checkpoint is a torch.save zip archive "
+                f"(starting with {ZIP_MAGIC!r}), but this file starts with {shown!r}; pass the best.pt or last.pt "
+                "of a phonetune run"
+            )
+        size = handle.seek(0, 2)
+        if size < len(ZIP_MAGIC) + TRAILER_BYTES:
+            return False
+        handle.seek(size - TRAILER_BYTES)
+        trailer = handle.read(TRAILER_BYTES)
+        if not trailer.startswith(CHECKSUM_TAG) or not trailer.endswith(b"\n"):
+            return False
+        stored = trailer[len(CHECKSUM_TAG):-1].decode("ascii", errors="replace")
+        digest = hashlib.sha256()
+        handle.seek(0)
+        remaining = size - TRAILER_BYTES
+        while remaining:
+            chunk = handle.read(min(_HASH_CHUNK, remaining))
+            if not chunk:
+                break
+            digest.update(chunk)
+            remaining -= len(chunk)
+    if remaining or digest.hexdigest() != stored:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its content does not match the SHA-256 checksum stored in it "
+            f"(stored {stored[:16]}..., content {digest.hexdigest()[:16]}...), so it was damaged after it was "
+            "written (disk, copy or transfer); use an intact copy or train the run again"
+        )
+    return True
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a payload, turning a missing, truncated or foreign file into a CheckpointError naming it."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} must exist, but it was not found; train a run first")
     try:
+        verified = _verify_checksum(path)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} could not be read ({type(exc).__name__}: {exc})") from exc
+    try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever torch's unpickler trips on (KeyError, UnpicklingError, ...)
+        # torch's messages run over several lines (the weights_only advice); the first one says what failed.
+        first_line = next((line for line in str(exc).splitlines() if line.strip()), "")
         raise CheckpointError(
-            f"checkpoint {path} could not be read ({type(exc).__name__}: {exc}); it is corrupt or not a checkpoint"
+            f"checkpoint {path} is not a phonetune checkpoint, or is corrupt: torch could not read it "
+            f"({type(exc).__name__}: {first_line})"
         ) from exc
     if not isinstance(payload, dict):
-        raise CheckpointError(f"checkpoint {path} must hold a dict, but holds {type(payload).__name__}")
+        raise CheckpointError(
+            f"checkpoint {path} is not a phonetune checkpoint: it must hold a dict, but holds {type(payload).__name__}"
+        )
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
-        raise CheckpointError(f"checkpoint {path} must have keys {list(REQUIRED_KEYS)}, but lacks {missing}")
-    if payload["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} is not a phonetune checkpoint: it must have keys {list(REQUIRED_KEYS)}, but lacks "
+            f"{missing}"
+        )
+    if payload["format"] == CHECKPOINT_FORMAT:
+        if not verified:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt: format {CHECKPOINT_FORMAT!r} ends with a SHA-256 checksum line, but "
+                "this file's end is missing or damaged; use an intact copy or train the run again"
+            )
+    elif payload["format"] in LEGACY_FORMATS:
+        if not verified:
+            logger.warning("checkpoint %s (format %r) predates checksums; its content cannot be verified",
+                           path, payload["format"])
+    else:
         raise CheckpointError(
             f"checkpoint {path} must have format {CHECKPOINT_FORMAT!r}, but has {payload['format']!r}"
         )

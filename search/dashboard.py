@@ -13,7 +13,9 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 import socketserver
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +23,49 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
 
-from phonetune.errors import StorageError
+from phonetune.errors import ConfigError, StorageError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"  # loopback only: the dashboard has write access to the study and no login
 DEFAULT_PORT = 8080
+
+
+def check_port(port: int) -> int:
+    """ConfigError naming ``--port`` unless it is a TCP port (1..65535) or 0 (the OS picks a free one)."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(
+            f"--port must be a TCP port, 1..65535 (or 0 for any free port), but got {port}; "
+            f"the default is {DEFAULT_PORT}"
+        )
+    return port
+
+
+def is_loopback(address: str) -> bool:
+    """True when ``address`` (an IP or a host name) only reaches this machine."""
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        resolved = {info[4][0] for info in socket.getaddrinfo(address, None)}
+    except OSError:
+        return False
+    return bool(resolved) and all(ipaddress.ip_address(ip.split("%")[0]).is_loopback for ip in resolved)
+
+
+def network_warning(server: "DashboardServer", study: str) -> str | None:
+    """The one-line warning to print when ``server`` is reachable from other machines, else None."""
+    if is_loopback(server.host):
+        return None
+    where = ("every network interface of this machine" if server.host in ("0.0.0.0", "::", "")
+             else f"the network on {server.host}")
+    return (
+        f"WARNING: the dashboard serves study {study!r} to {where} on port {server.port}, with no login: anyone "
+        f"who can reach it can read the study and edit it (tell trials, write notes). Unless that is what you "
+        f"want, stop it and run without --host (127.0.0.1) and reach it through ssh -L {server.port}:127.0.0.1:"
+        f"{server.port} this-host"
+    )
 
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -49,10 +88,11 @@ class DashboardServer:
     @classmethod
     def start(cls, storage: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> "DashboardServer":
         """Bind the dashboard for ``storage`` (an Optuna storage object or URL) to ``host:port``."""
+        check_port(port)
         app = optuna_dashboard.wsgi(storage)
         try:
             httpd = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-        except OSError as exc:
+        except (OSError, OverflowError) as exc:
             raise StorageError(
                 f"the dashboard must bind {host}:{port}, but the system refused: {exc}; "
                 "choose another --port (or --port 0 for any free one)"

@@ -9,6 +9,10 @@ Three kinds of URL work:
 - ``journal:///path.log``: Optuna's ``JournalStorage`` on an append-only file (for file systems without reliable
   ``fcntl`` locks, where SQLite is unsafe).
 
+A file storage's folder must exist (a mistyped path is an error, not a new folder tree; the default
+``studies/<name>.db`` folder is made by ``phonetune.search.study.storage_for``), and a database URL whose driver
+module is missing names the pip package to install.
+
 Dead workers: on RDB storages Optuna's heartbeat is on (``heartbeat_interval``/``grace_period`` from ``[study]``) and
 a RUNNING trial whose heartbeat stops is failed by the next worker that starts a trial, then re-queued by
 ``RetryHeartbeatStaleTrialCallback`` (up to ``max_retry`` times). A journal storage has no heartbeat of its own, so
@@ -29,6 +33,7 @@ import fcntl
 import hashlib
 import logging
 import sqlite3
+import sys
 import threading
 import time
 import warnings
@@ -53,6 +58,21 @@ SQLITE_BUSY_TIMEOUT_S = 120
 # Seconds a PostgreSQL connection attempt may take before the storage counts as unreachable.
 POSTGRES_CONNECT_TIMEOUT_S = 10
 HEARTBEAT_ATTR = "phonetune:heartbeat"
+# Python module a SQLAlchemy dialect imports -> the pip package that provides it.
+DRIVER_PACKAGES = {
+    "MySQLdb": "mysqlclient",
+    "pymysql": "pymysql",
+    "mysql": "mysql-connector-python",
+    "mariadb": "mariadb",
+    "psycopg2": "psycopg2-binary",
+    "psycopg": "psycopg[binary]",
+    "asyncpg": "asyncpg",
+    "pg8000": "pg8000",
+    "oracledb": "oracledb",
+    "cx_Oracle": "cx_Oracle",
+    "pyodbc": "pyodbc",
+    "pymssql": "pymssql",
+}
 
 
 def safe_url(url: str) -> str:
@@ -94,9 +114,56 @@ def _journal_path(url: str) -> Path | None:
     return Path(url[len(JOURNAL_SCHEME):]) if url.startswith(JOURNAL_SCHEME) else None
 
 
+def _require_folder(path: Path, kind: str, url: str) -> None:
+    """StorageError unless the folder that is to hold the storage file exists (no folder tree made from a typo)."""
+    folder = path.parent
+    if folder.is_dir():
+        return
+    found, advice = (
+        ("is not a folder", "fix the path") if folder.exists()
+        else ("does not exist", f"create it (mkdir -p {folder}) or fix the path")
+    )
+    raise StorageError(
+        f"{kind} storage {url} must be a file in an existing folder, but the folder {folder} {found}; {advice}"
+    )
+
+
+def _require_driver(url: str) -> None:
+    """StorageError naming the database kind or the pip package when SQLAlchemy cannot load the URL's driver."""
+    import sqlalchemy
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError as exc:
+        raise StorageError(
+            f"storage {url!r} must be a database URL such as postgresql://user@host/db, sqlite:///path.db or "
+            f"journal:///path.log, but it cannot be parsed: {exc}"
+        ) from exc
+    try:
+        dialect = parsed.get_dialect()
+    except sqlalchemy.exc.NoSuchModuleError as exc:
+        raise StorageError(
+            f"storage {safe_url(url)} names the database kind {parsed.drivername!r}, which SQLAlchemy does not know; "
+            "use postgresql://user@host/db, sqlite:///path.db or journal:///path.log"
+        ) from exc
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        module = (exc.name or "").split(".")[0] or dialect.driver
+        package = DRIVER_PACKAGES.get(module, module)
+        backend = parsed.get_backend_name()
+        pip = f"{sys.executable} -m pip install"
+        hint = f"install it: {pip} {package}"
+        if backend == "mysql" and package != "pymysql":
+            hint += f" (or the pure-Python driver: {pip} pymysql, and write the URL as mysql+pymysql://...)"
+        raise StorageError(
+            f"storage {safe_url(url)} needs the {backend} driver {dialect.driver!r} (Python module {module!r}, "
+            f"pip package {package!r}), which is not installed; {hint}"
+        ) from exc
+
+
 def _enable_wal(path: Path) -> None:
     """Put the SQLite file in WAL mode (persistent in the file) so readers never block the one writer."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
     try:
         connection.execute("PRAGMA journal_mode=WAL")
@@ -123,8 +190,8 @@ def build_storage(
     """Open (creating tables or the file when needed) the storage at ``url``; StorageError naming it on failure."""
     journal_path = _journal_path(url)
     if journal_path is not None:
+        _require_folder(journal_path, "journal", url)
         try:
-            journal_path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(journal_path)))
         except OSError as exc:
             raise StorageError(
@@ -138,6 +205,7 @@ def build_storage(
     if url.startswith("sqlite:"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
         if sqlite_path is not None:
+            _require_folder(sqlite_path, "SQLite", url)
             try:
                 _enable_wal(sqlite_path)
             except (OSError, sqlite3.Error) as exc:
@@ -145,6 +213,7 @@ def build_storage(
                     f"SQLite storage {url} must be a writable database file, but opening it failed: {exc}"
                 ) from exc
     else:
+        _require_driver(url)
         # A worker holds its connection for hours; the server or a firewall may drop it in between.
         engine_kwargs = {"pool_pre_ping": True, "pool_recycle": 1800}
         if url.startswith("postgresql") and "connect_timeout" not in url:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
@@ -79,7 +80,20 @@ def create_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
 
 
 def storage_for(config: StudyConfig) -> optuna.storages.BaseStorage:
-    """The study's storage, with heartbeats and retries set from ``[study]``."""
+    """The study's storage, with heartbeats and retries set from ``[study]``.
+
+    The default storage, ``sqlite:///studies/<name>.db`` under the working folder, is phonetune's own choice, so its
+    folder is made here when missing; a storage URL the user wrote must name an existing folder (``build_storage``).
+    """
+    if not config.study.storage:
+        folder = Path(config.storage_url[len("sqlite:///"):]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"the default storage {config.storage_url} needs the folder {folder}, which cannot be created "
+                f"({exc}); run from a writable folder or set [study] storage"
+            ) from exc
     return build_storage(
         config.storage_url,
         heartbeat_interval=config.study.heartbeat_interval,

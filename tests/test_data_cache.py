@@ -1,15 +1,22 @@
-"""The split cache: reused while files are unchanged, rebuilt when any changes, corruption detected and repaired."""
+"""The split cache: reused while files are unchanged, rebuilt when any changes, corruption detected and repaired;
+builds of one folder take turns, and the temporary files of a killed build are removed by the next one."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 from corpus import DEV, TRAIN
 
 from phonetune.data_pipeline import DataConfig, load_split, resolve_cache_dir
+from phonetune.data_pipeline.cache import BUILD_LOCK
+from phonetune.data_pipeline.load import split_cache
 
 
 def cache_files(config: DataConfig, split: str) -> dict[str, os.stat_result]:
@@ -108,3 +115,81 @@ def test_explicit_cache_dir_and_fallback_when_root_cache_cannot_be_made(tiny_cor
     data = load_split(config, DEV, progress=False)
     assert data.num_frames == tiny_corpus.total_frames(DEV)
     assert list((tmp_path / "user-cache" / "phonetune").glob(f"*/{DEV}-*/meta.json"))
+
+
+KILLED_BUILD = """
+import os, signal, sys
+from phonetune.data_pipeline import DataConfig
+from phonetune.data_pipeline.load import split_cache
+from phonetune.data_pipeline.reader import LabelLookup, list_split, read_utterance, scan_headers
+
+config = DataConfig(root=sys.argv[1], normalization="none")
+split = sys.argv[2]
+files = list_split(config.root, split)
+cache = split_cache(config, split)
+lengths = scan_headers(files, config.feature_width)
+lookup = LabelLookup(config.phonemes)
+
+def read(index):
+    if index == len(lengths) // 2:  # half-way through the streaming pass: killed, as by the OOM killer
+        os.kill(os.getpid(), signal.SIGKILL)
+    return read_utterance(files, index, config.feature_width, lookup)
+
+cache.build(cache.key(files), files, lengths, read, feature_width=config.feature_width,
+            storage_dtype=config.storage_dtype, progress=False)
+"""
+
+
+def test_temporary_files_of_a_killed_build_are_removed_by_the_next_build(tiny_corpus, caplog):
+    config = DataConfig(root=str(tiny_corpus.root), normalization="none")
+    killed = subprocess.run([sys.executable, "-c", KILLED_BUILD, config.root, TRAIN], capture_output=True, text=True,
+                            timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    folder = next(resolve_cache_dir(config).glob(f"{TRAIN}-*"))
+    leftovers = sorted(path.name for path in folder.glob(".*.tmp"))
+    assert len(leftovers) == 2, leftovers  # the features and labels arrays being filled
+    assert not (folder / "meta.json").exists()
+
+    caplog.set_level(logging.INFO, logger="phonetune.data_pipeline")
+    split = load_split(config, TRAIN, progress=False)
+    assert len(builds(caplog)) == 1
+    assert list(folder.glob("*.tmp")) == []
+    assert sum("did not finish" in record.getMessage() for record in caplog.records) == 2
+    assert split.features.shape[0] == tiny_corpus.total_frames(TRAIN)
+    assert load_split(config, TRAIN, progress=False).features.shape == split.features.shape  # and it is reused
+    assert len(builds(caplog)) == 1
+
+
+def test_a_build_waits_for_a_live_build_and_keeps_its_temporary_file(tiny_corpus):
+    config = DataConfig(root=str(tiny_corpus.root), normalization="none")
+    folder = split_cache(config, DEV).directory
+    folder.mkdir(parents=True)
+    live_tmp = folder / ".abc.features.npy.live.tmp"
+    # Another process in the middle of a build: it holds the folder's build lock and has a temporary file open.
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder / BUILD_LOCK), str(live_tmp)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        load_split(config, DEV, progress=False)
+        assert time.monotonic() - started >= 1.0  # it waited for the lock
+        assert holder.wait(timeout=30) == 0  # and the live build's file was still there when it let go
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+HOLD_LOCK = """
+import fcntl, sys, time
+from pathlib import Path
+lock, tmp = sys.argv[1], Path(sys.argv[2])
+with open(lock, "a+b") as handle:
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    tmp.write_bytes(b"partial")
+    print("locked", flush=True)
+    time.sleep(1.5)
+    ok = tmp.exists()
+    tmp.unlink()  # a real build would rename it into place
+sys.exit(0 if ok else 1)
+"""

@@ -7,17 +7,23 @@ no traceback) and that the stored study is exactly as it was: same studies, same
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
+import torch
+
 from corpus import write_tiny_corpus
 from search_study import write_study
 
 from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.search.cli import build_parser, main
+from phonetune.search.commands.search import parse_gpus
 from phonetune.search.config import load_study_config
 from phonetune.search.dashboard import DashboardServer
 from phonetune.search.storage import build_storage
@@ -177,4 +183,106 @@ def test_dashboard_binds_loopback_unless_told_otherwise(stored):
                 socket.create_connection((other, server.port), timeout=5).close()
     finally:
         server.httpd.server_close()
+    stored.assert_untouched()
+
+
+@pytest.mark.parametrize("gpus", ["abc", "7"])
+def test_gpus_that_this_host_does_not_have_are_refused_by_name(stored, capsys, gpus):
+    if gpus == "7" and torch.cuda.device_count() > 7:
+        pytest.skip("this host has a GPU 7")
+    code, err = _run(capsys, "search", "--config", str(stored.path), "--workers", "1", "--gpus", gpus, "--quiet")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "--gpus" in err and gpus in err and "this host has" in err
+    if torch.cuda.device_count() == 0:  # a CPU-only host: says that --gpus needs CUDA devices
+        assert "no CUDA devices" in err and "--gpus needs CUDA devices" in err
+    stored.assert_untouched()
+
+
+def test_gpus_are_checked_against_the_devices_of_the_host():
+    # The count is what a host with four GPUs reports; the CLI passes torch's own count.
+    assert parse_gpus("0, 1,3", count=4) == ["0", "1", "3"]
+    assert parse_gpus("", count=0) == []
+    with pytest.raises(ConfigError, match=r"--gpus 2,7 names GPU 7, which does not exist: this host has 4 CUDA "
+                                          r"devices: 0,1,2,3"):
+        parse_gpus("2,7", count=4)
+    with pytest.raises(ConfigError, match=r"--gpus must be .* but got '0,x'.*this host has 4 CUDA devices"):
+        parse_gpus("0,x", count=4)
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_dashboard_port_out_of_range_is_a_named_error(stored, capsys, port):
+    code, err = _run(capsys, "dashboard", "--config", str(stored.path), "--port", port)
+    assert code == 1 and "--port" in err and port in err and "1..65535" in err
+    stored.assert_untouched()
+
+
+def _dashboard(stored, *flags: str) -> tuple[str, str]:
+    """Start ``phonetune dashboard`` as a user would, wait for its URL, stop it with Ctrl-C: (stdout, stderr)."""
+    command = [sys.executable, "-m", "phonetune.search.cli", "dashboard", "--config", str(stored.path), *flags]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()  # the URL line, printed once the socket is bound
+        assert "optuna-dashboard for study" in first, process.stderr.read() if not first else first
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return first + out, err
+
+
+@pytest.mark.timeout(120)
+def test_dashboard_on_all_interfaces_prints_one_loud_warning(stored):
+    out, err = _dashboard(stored, "--host", "0.0.0.0", "--port", "0")
+    warnings = [line for line in err.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, err
+    assert "every network interface" in warnings[0] and "no login" in warnings[0] and "'tiny'" in warnings[0]
+    assert "dashboard stopped" in out
+
+    out, err = _dashboard(stored, "--port", "0")  # the default, loopback: no warning
+    assert "WARNING" not in err and "127.0.0.1" in out
+    stored.assert_untouched()
+
+
+@pytest.mark.parametrize("scheme", ["sqlite:///", "journal:///"])
+def test_file_storage_in_a_folder_that_does_not_exist_is_refused_not_created(stored, tmp_path, capsys, scheme):
+    missing = tmp_path / "nonexistent" / "dir"
+    url = f"{scheme}{missing / 'x.db'}"
+    code, err = _run(capsys, "export", "--config", str(stored.path), "--set", f"study.storage={url}",
+                     "--out", str(tmp_path / "never.csv"))
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert url in err and f"the folder {missing} does not exist" in err and "mkdir -p" in err
+    assert not (tmp_path / "nonexistent").exists()  # no folder tree made from the typo
+    with pytest.raises(StorageError, match="does not exist"):
+        build_storage("sqlite:////nonexistent/dir/x.db")
+    assert not Path("/nonexistent/dir").exists()
+    stored.assert_untouched()
+
+
+def test_default_storage_folder_is_still_made_in_the_working_folder(tmp_path, monkeypatch):
+    from phonetune.search.study import storage_for
+
+    corpus_root = tmp_path / "data"  # not read: opening the storage needs no data
+    config = load_study_config(write_study(tmp_path, corpus_root, **{"study.storage": None}))
+    monkeypatch.chdir(tmp_path)  # a working folder without studies/
+    assert config.storage_url == f"sqlite:///{tmp_path / 'studies' / 'tiny.db'}"
+    storage_for(config)
+    assert (tmp_path / "studies" / "tiny.db").is_file()
+
+
+def test_database_url_without_its_driver_names_the_package_to_install(stored, capsys):
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("mysqlclient is installed here")
+    code, err = _run(capsys, "worker", "--config", str(stored.path), "--set", "study.storage=mysql://x")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "mysql://x" in err and "pip install mysqlclient" in err and "pip install pymysql" in err
+    assert "Please install appropriate one" not in err
+
+    code, err = _run(capsys, "worker", "--config", str(stored.path), "--set", "study.storage=nosuchdb://x")
+    assert code == 1 and "'nosuchdb'" in err and "does not know" in err
     stored.assert_untouched()

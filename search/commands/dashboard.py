@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from phonetune.search.commands import add_study_arguments
 from phonetune.search.config import load_study_config
-from phonetune.search.dashboard import DEFAULT_HOST, DEFAULT_PORT, DashboardServer
+from phonetune.search.dashboard import DEFAULT_HOST, DEFAULT_PORT, DashboardServer, check_port, network_warning
 from phonetune.search.storage import require_study
 from phonetune.search.study import storage_for
 
@@ -26,10 +27,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_port(args.port)  # before the storage is opened
     config = load_study_config(args.config, args.overrides)
     storage = storage_for(config)
     require_study(storage, config.study_name(), config.storage_url, "run `phonetune search --config ...` first")
     server = DashboardServer.start(storage, host=args.host, port=args.port)
+    warning = network_warning(server, config.name)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     print(f"optuna-dashboard for study {config.name!r}: {server.url}", flush=True)
     try:
         server.serve_forever()
