@@ -23,7 +23,9 @@ WidthShape = Literal["cylinder", "pyramid", "inverse_pyramid", "diamond"]
 Activation = Literal["relu", "leaky_relu", "gelu", "silu", "mish", "softplus", "tanh", "sigmoid"]
 BatchnormPlace = Literal["none", "before", "after"]
 LayerPattern = Literal["every", "alternate"]
-InitScheme = Literal["default", "xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform"]
+InitScheme = Literal[
+    "default", "normal", "uniform", "xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform"
+]
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,12 @@ KAIMING_NONLINEARITY: dict[str, str] = {
 }
 
 
+# The handout's plain "Gaussian" and "Uniform" schemes: fixed scales, independent of the layer width (unlike Xavier
+# and Kaiming), the classic small-random-weights initialisation.
+GAUSSIAN_INIT_STD = 0.02
+UNIFORM_INIT_BOUND = 0.05
+
+
 class PhonemeMLP(nn.Module):
     """Frame classifier: (batch, (2K+1)*F) context windows -> (batch, num_classes) logits."""
 
@@ -85,7 +91,11 @@ class PhonemeMLP(nn.Module):
         for module in self.layers:
             if not isinstance(module, nn.Linear):
                 continue
-            if scheme == "xavier_normal":
+            if scheme == "normal":
+                nn.init.normal_(module.weight, mean=0.0, std=GAUSSIAN_INIT_STD)
+            elif scheme == "uniform":
+                nn.init.uniform_(module.weight, -UNIFORM_INIT_BOUND, UNIFORM_INIT_BOUND)
+            elif scheme == "xavier_normal":
                 nn.init.xavier_normal_(module.weight)
             elif scheme == "xavier_uniform":
                 nn.init.xavier_uniform_(module.weight)

@@ -52,6 +52,7 @@ class TrainConfig:
     plateau_factor: float = 0.5  # plateau: lr multiplier on a drop
     warmup_fraction: float = 0.1  # onecycle: fraction of all steps spent warming up to lr
     label_smoothing: float = 0.0  # cross-entropy target smoothing, 0..<1; dev loss is always unsmoothed
+    rdrop_alpha: float = 0.0  # R-Drop: two dropout passes per batch, plus alpha x their symmetric KL; 0 = off
     grad_clip: float = 0.0  # max global gradient norm; 0 turns clipping off
     seed: int = 0  # model init, dropout and the per-epoch shuffle all derive from this
     device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
@@ -83,6 +84,8 @@ class TrainConfig:
             found.append(f"warmup_fraction must be in (0, 1), but got warmup_fraction={self.warmup_fraction}")
         if not 0.0 <= self.label_smoothing < 1.0:
             found.append(f"label_smoothing must be in [0, 1), but got label_smoothing={self.label_smoothing}")
+        if not (0.0 <= self.rdrop_alpha and math.isfinite(self.rdrop_alpha)):
+            found.append(f"rdrop_alpha must be 0 (off) or a positive number, but got rdrop_alpha={self.rdrop_alpha}")
         if self.grad_clip < 0:
             found.append(f"grad_clip must be 0 (off) or more, but got grad_clip={self.grad_clip}")
         if not _DEVICE_PATTERN.match(self.device):

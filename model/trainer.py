@@ -263,6 +263,8 @@ class Trainer:
             with autocast_context(self.device, self.use_bf16):
                 logits = self.step_model(x)  # (batch, num_classes)
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                if config.rdrop_alpha > 0:
+                    loss = self._rdrop_loss(x, y, logits, loss)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
@@ -281,6 +283,21 @@ class Trainer:
         frames_per_s = windows.num_frames / (time.perf_counter() - started)
         bar.close()
         return train_loss, train_acc, frames_per_s
+
+    def _rdrop_loss(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+        """R-Drop: a second pass draws other dropout masks; both passes' losses plus alpha x their symmetric KL.
+
+        The penalty pulls the two sub-networks' predictions together, which regularises like an ensemble of them.
+        """
+        config = self.run_config.train
+        second = self.step_model(x)
+        loss = 0.5 * (loss + F.cross_entropy(second, y, label_smoothing=config.label_smoothing))
+        log_p, log_q = F.log_softmax(logits.float(), dim=1), F.log_softmax(second.float(), dim=1)
+        symmetric_kl = 0.5 * (
+            F.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
+            + F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
+        )
+        return loss + config.rdrop_alpha * symmetric_kl
 
     def _checkpoint(self, metrics: EpochMetrics) -> None:
         result = self.result

@@ -19,6 +19,7 @@ User attributes (``trial.user_attrs[...]``), written by ``space.py`` and ``objec
 ``fidelity``           str: "search" (subsampled, short) or "full" (promoted to the full training data)
 ``source_trial``       int: on a full-fidelity trial, the number of the search trial it retrains
 ``worker``             str: ``host:pid`` of the worker process that ran (last attempted) the trial
+``warm_start``         str: on a trial enqueued from a ``[[warm_start]]`` table, that table's name
 =====================  ==========================================================================================
 
 Optuna parameters are the sampled hyperparameters under their ``[space]`` names, plus ``width_fraction`` (the
@@ -61,6 +62,7 @@ RESUMED_FROM_EPOCH = "resumed_from_epoch"
 FIDELITY = "fidelity"
 SOURCE_TRIAL = "source_trial"
 WORKER = "worker"
+WARM_START = "warm_start"
 
 # Keys of each entry of the ``curves`` list.
 CURVE_KEYS = (

@@ -173,7 +173,19 @@ def _search_owned_keys() -> tuple[dict[str, str], dict[str, str]]:
     return data_keys, train_keys
 
 
-SECTIONS = ("study", "data", "train", "fidelity", "sampler", "pruner", "space")
+SECTIONS = ("study", "data", "train", "fidelity", "sampler", "pruner", "space", "warm_start")
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """One ``[[warm_start]]`` table: a known-good configuration the study tries first (Optuna's ``enqueue_trial``).
+
+    ``values`` holds hyperparameters by their ``[space]`` names; ``base_width`` is the width asked for, capped by the
+    same budget rule as sampled trials. Omitted hyperparameters are sampled as usual.
+    """
+
+    name: str
+    values: dict[str, Any]
 
 
 @dataclass
@@ -187,6 +199,7 @@ class StudyConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     space: dict[str, ParamSpec] = field(default_factory=dict)  # every hyperparameter in HYPERPARAMETERS
+    warm_start: list[WarmStart] = field(default_factory=list)  # enqueued before any sampled trial, in this order
     source: str = "<memory>"  # the study file it was read from, for messages
     overrides: tuple[str, ...] = ()  # the --set overrides applied on top, so workers can load the same config
 
@@ -278,9 +291,10 @@ def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") 
                 f"momentum must be above 0 when optimizer can be sgd_nesterov, but its low end is "
                 f"{space['momentum'].bounds()[0]} ({source}, [space.momentum])"
             )
+    warm_start = _load_warm_start(raw.get("warm_start"), source, space, problems)
     raise_problems(problems, f"invalid study config {source}")
 
-    config = StudyConfig(study, data, train, fidelity, sampler, pruner, space, source=source)
+    config = StudyConfig(study, data, train, fidelity, sampler, pruner, space, warm_start, source=source)
     check_space_budget(config)
     return config
 
@@ -321,6 +335,51 @@ def _load_space(
     return space
 
 
+def _load_warm_start(
+    raw: Any, source: str, space: dict[str, ParamSpec] | None, problems: list[str]
+) -> list[WarmStart]:
+    """``[[warm_start]]`` tables; each value must be one the space can produce (a choice it lists, inside a range)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(entry, Mapping) for entry in raw):
+        problems.append(f"{source}: warm_start must be an array of tables ([[warm_start]]), but got {raw!r}")
+        return []
+    entries = []
+    for index, table in enumerate(raw):
+        name = str(table.get("name", f"warm_start_{index}"))
+        where = f"{source} [[warm_start]] {name!r}"
+        values = {key: value for key, value in table.items() if key != "name"}
+        for key, value in values.items():
+            if key not in HYPERPARAMETERS:
+                problems.append(f"{where}: unknown hyperparameter {key!r}; known ones are: {', '.join(HYPERPARAMETERS)}")
+            elif key == "base_width":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 8 or value % 8:
+                    problems.append(f"{where}: base_width must be a positive multiple of 8, but got {value!r}")
+            elif space is not None and key in space:
+                problem = _outside(space[key], value)
+                if problem:
+                    problems.append(f"{where}: {key} = {value!r} {problem} of [space.{key}]")
+        entries.append(WarmStart(name, values))
+    names = [entry.name for entry in entries]
+    if len(set(names)) != len(names):
+        problems.append(f"{source}: [[warm_start]] names must be unique, but got {names}")
+    return entries
+
+
+def _outside(spec: ParamSpec, value: Any) -> str:
+    """Why ``value`` is not one the spec can produce, or "" when it is."""
+    if isinstance(spec, Choice):
+        return "" if value in spec.options() else f"is not among the choices {spec.options()}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "is not a number, as required"
+    low, high = spec.bounds()
+    if spec.is_fixed():
+        return "" if value == spec.fixed_value() else f"differs from the fixed value {spec.fixed_value()!r}"
+    if isinstance(spec, FloatRange) and spec.zero and value == 0:
+        return ""
+    return "" if low <= value <= high else f"is outside the range [{low}, {high}]"
+
+
 def _base_value(target: str, data: DataConfig | None, train: TrainConfig | None) -> Any:
     section, field_name = target.split(".")
     owner = {"model": ModelConfig(), "data": data, "train": train}[section]
@@ -333,6 +392,7 @@ __all__ = [
     "SamplerConfig",
     "StudyConfig",
     "StudySettings",
+    "WarmStart",
     "load_study_config",
     "resolve_storage_url",
     "study_config_from_mapping",

@@ -97,6 +97,20 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
+# Below this many promoted trials a rank correlation says next to nothing (with 3, rho is one of four values).
+MIN_TRIALS_FOR_SPEARMAN = 5
+
+
+def describe_spearman(rho: float | None, count: int) -> str:
+    """The correlation with its sample size, and a plain warning when the sample is too small to mean anything."""
+    if rho is None:
+        return f"undefined over {count} promoted trial{'s' if count != 1 else ''} (fewer than 2, or constant accuracy)"
+    text = f"{rho:.3f} over K={count} promoted trials"
+    if count < MIN_TRIALS_FOR_SPEARMAN:
+        text += f" (too few to mean much: promote {MIN_TRIALS_FOR_SPEARMAN} or more to judge the search fidelity)"
+    return text
+
+
 def top_complete_trials(study: optuna.Study, top_k: int) -> list[FrozenTrial]:
     """The ``top_k`` COMPLETE trials with the highest objective, best first (ties: lower trial number first)."""
     if top_k < 1:
@@ -172,16 +186,27 @@ def promote_top_trials(
     *,
     progress: bool = True,
     storage: optuna.storages.BaseStorage | None = None,
+    source_numbers: Sequence[int] | None = None,
+    data: TrainingData | None = None,
 ) -> PromotionResult:
     """Retrain the ``top_k`` best complete search trials on the full data (skipping ones already done).
 
-    Raises StorageError when the search study does not exist, ConfigError when it has no complete trial.
+    ``source_numbers`` picks the search trials instead (``phonetune run`` promotes its plan one at a time), and
+    ``data`` is the full training data when the caller has it loaded already. Raises StorageError when the search
+    study does not exist, ConfigError when it has no complete trial (or a named source is not COMPLETE).
     """
     from phonetune.search.study import open_study, storage_for
 
     storage = storage if storage is not None else storage_for(config)
     search_study = open_study(config, SEARCH_FIDELITY, storage=storage)
-    sources = top_complete_trials(search_study, top_k)
+    if source_numbers is None:
+        sources = top_complete_trials(search_study, top_k)
+    else:
+        complete = {trial.number: trial for trial in search_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        missing = [number for number in source_numbers if number not in complete]
+        if missing:
+            raise ConfigError(f"promotion sources must be COMPLETE search trials, but {missing} are not")
+        sources = [complete[number] for number in source_numbers]
     if not sources:
         raise ConfigError(
             f"promotion needs at least one COMPLETE search trial, but study {search_study.study_name!r} has none; "
@@ -192,7 +217,6 @@ def promote_top_trials(
     _queue_promotions(config, full_study, sources)
 
     retrained: set[int] = set()
-    data: TrainingData | None = None  # loaded on the first run that trains, shared by the rest
     search_trials = {trial.number: trial for trial in search_study.get_trials(deepcopy=False)}
     while any(trial.state == TrialState.WAITING for trial in full_study.get_trials(deepcopy=False)):
         with warnings.catch_warnings():
@@ -250,7 +274,6 @@ def format_promotion(result: PromotionResult) -> str:
             f"{item.source_number:>12}  {item.full_number:>10}  {item.search_accuracy:>10.4f}  "
             f"{item.full_accuracy:>8.4f}  {item.param_count:>10,}  {'trained' if item.retrained else 'kept'}"
         )
-    rho = "undefined (fewer than 2 trials or constant accuracy)" if result.spearman is None else f"{result.spearman:.3f}"
-    lines.append(f"Spearman rank correlation, search vs full-data accuracy: {rho}")
+    lines.append(f"Spearman rank correlation, search vs full-data accuracy: {describe_spearman(result.spearman, len(result.promoted))}")
     lines.append(f"full-data study: {result.full_study_name}")
     return "\n".join(lines)

@@ -26,12 +26,12 @@ from typing import Any, Mapping
 import optuna
 
 from phonetune.data_pipeline.config import DataConfig
-from phonetune.errors import BudgetError
+from phonetune.errors import BudgetError, ConfigError
 from phonetune.model.budget import count_params, max_base_width
 from phonetune.model.config import WIDTH_MULTIPLE, ModelConfig, ModelIO
 from phonetune.model.train_config import RunConfig
 from phonetune.search import attributes as attrs
-from phonetune.search.config import StudyConfig
+from phonetune.search.config import StudyConfig, WarmStart
 from phonetune.search.space_spec import HYPERPARAMETERS, Choice, FloatRange, IntRange, ParamSpec
 
 WIDTH_FRACTION = "width_fraction"
@@ -155,3 +155,47 @@ def run_config_from_params(
 ) -> RunConfig:
     """The RunConfig a finished trial with ``params`` trained, at ``fidelity`` ("full" for promotion/retrain)."""
     return suggest_run_config(optuna.trial.FixedTrial(dict(params)), config, fidelity)
+
+
+# What the width bound of a model depends on: a warm start that asks for a width must pin these too.
+STRUCTURE = ("hidden_layers", "width_shape", "batchnorm", "batchnorm_layers", "context_frames")
+
+
+def warm_start_params(config: StudyConfig, warm_start: WarmStart) -> dict[str, Any]:
+    """The Optuna parameters that make a trial replay ``warm_start`` (for ``study.enqueue_trial``).
+
+    Fixed hyperparameters are not Optuna parameters and are left out; a ``zero = true`` range gets its on/off switch;
+    ``base_width`` becomes the ``width_fraction`` that gives that width, capped by the budget exactly as a sampled
+    trial's width is (so a warm start is sized to the study's ``param_budget`` by the same rule).
+    """
+    values = warm_start.values
+    params: dict[str, Any] = {}
+    for name, value in values.items():
+        spec = config.space[name] if name != DERIVED else None
+        if spec is None or spec.is_fixed():
+            continue
+        if isinstance(spec, FloatRange) and spec.zero:
+            params[f"{name}_on"] = value != 0
+            if value == 0:
+                continue
+        params[name] = value
+    if DERIVED in values:
+        structure: dict[str, Any] = {}
+        for name in STRUCTURE:
+            spec = config.space[name]
+            if name in values:
+                structure[name] = values[name]
+            elif spec.is_fixed():
+                structure[name] = spec.fixed_value()
+            else:
+                raise ConfigError(
+                    f"warm start {warm_start.name!r} of {config.source} sets base_width, so it must also set {name} "
+                    "(the width that fits the budget depends on it)"
+                )
+        context = structure.pop("context_frames")
+        model = ModelConfig(**structure)
+        io = ModelIO.of(dataclasses.replace(config.data, context_frames=context))
+        low, high, _bound = width_bounds(config, model, io)
+        if model.hidden_layers > 0 and not config.space[DERIVED].is_fixed():
+            params[WIDTH_FRACTION] = fraction_for_width(values[DERIVED], low, high, config.space[DERIVED].log)
+    return params

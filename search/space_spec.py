@@ -145,6 +145,7 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "batch_size": Hyperparameter("choice", "train.batch_size"),
     "scheduler": Hyperparameter("choice", "train.scheduler"),
     "label_smoothing": Hyperparameter("float", "train.label_smoothing", 0.0, 0.5),
+    "rdrop_alpha": Hyperparameter("float", "train.rdrop_alpha", 0.0, 10.0, "R-Drop weight; 0 = off"),
     "time_mask_prob": Hyperparameter("float", "data.time_mask_prob", 0.0, 1.0),
     "time_mask_max_frames": Hyperparameter("int", "data.time_mask_max_frames", 0, 101),
     "freq_mask_prob": Hyperparameter("float", "data.freq_mask_prob", 0.0, 1.0),

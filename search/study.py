@@ -22,7 +22,7 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 
 from phonetune.errors import StorageError
-from phonetune.search.attributes import FIDELITY, FULL_FIDELITY, SEARCH_FIDELITY
+from phonetune.search.attributes import FIDELITY, FULL_FIDELITY, SEARCH_FIDELITY, WARM_START
 from phonetune.search.config import StudyConfig
 from phonetune.search.storage import build_storage, require_study, study_names
 
@@ -146,3 +146,23 @@ def open_full_study(config: StudyConfig, storage: optuna.storages.BaseStorage) -
     if config.study_name(FULL_FIDELITY) not in study_names(storage):
         return None
     return open_study(config, FULL_FIDELITY, storage=storage)
+
+
+def enqueue_warm_starts(study: optuna.Study, config: StudyConfig) -> list[str]:
+    """Queue each ``[[warm_start]]`` configuration once, before any sampled trial; returns the names queued now.
+
+    A warm start already in the study (any state, found by its ``warm_start`` user attribute) is not queued again, so
+    re-running a search or ``phonetune run`` never repeats one.
+    """
+    from phonetune.search.space import warm_start_params
+
+    present = {trial.user_attrs.get(WARM_START) for trial in study.get_trials(deepcopy=False)}
+    queued = []
+    for warm_start in config.warm_start:
+        if warm_start.name in present:
+            continue
+        study.enqueue_trial(warm_start_params(config, warm_start), user_attrs={WARM_START: warm_start.name})
+        queued.append(warm_start.name)
+    if queued:
+        logger.info("queued warm-start trials %s of %s", queued, config.source)
+    return queued

@@ -22,6 +22,7 @@ import collections
 import logging
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -42,7 +43,7 @@ from phonetune.search.objective import TrialObjective
 from phonetune.search.optuna_private import frozen_trial
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.storage import TrialHeartbeat, recover_stale_trials, retry_callback, trial_start_lock
-from phonetune.search.study import create_sampler, open_study, storage_for
+from phonetune.search.study import create_sampler, enqueue_warm_starts, open_study, storage_for
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,16 @@ class SearchSummary:
         return self.n_trials > 0 and self.finished >= self.n_trials
 
 
+def typical_trial_seconds(study: optuna.Study) -> float | None:
+    """Median wall time of the study's COMPLETE trials (full length, unlike pruned ones); None before the first."""
+    seconds = [
+        float(trial.user_attrs[attrs.WALL_SECONDS])
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if attrs.WALL_SECONDS in trial.user_attrs
+    ]
+    return statistics.median(seconds) if seconds else None
+
+
 def budget_step(study: optuna.Study, config: StudyConfig, deadline: float | None) -> tuple[str, str]:
     """("ask" | "wait" | "done", why): what a worker does next given the study's trials and the budget."""
     counts = collections.Counter(trial.state for trial in study.get_trials(deepcopy=False))
@@ -97,6 +108,11 @@ def budget_step(study: optuna.Study, config: StudyConfig, deadline: float | None
         return "done", f"the study has {finished} finished trials (n_trials = {target})"
     if deadline is not None and time.monotonic() >= deadline:
         return "done", f"timeout_seconds = {config.study.timeout_seconds:g} passed"
+    if deadline is not None and not counts[TrialState.WAITING]:
+        typical = typical_trial_seconds(study)
+        if typical is not None and time.monotonic() + typical > deadline:
+            # A trial that cannot finish before the deadline would only be cut off: leave the time to the others.
+            return "done", f"a trial takes about {typical:.0f} s, more than the {deadline - time.monotonic():.0f} s left"
     if counts[TrialState.WAITING]:
         return "ask", "a re-queued trial is waiting"
     if not target or finished + counts[TrialState.RUNNING] < target:
@@ -281,11 +297,17 @@ def run_search(
     gpus: Sequence[str] = (),
     progress: bool = True,
     poll_seconds: float = 1.0,
+    deadline: float | None = None,
 ) -> SearchSummary:
-    """Create the study once, start ``workers`` worker processes on it and follow them until they stop."""
+    """Create the study once, start ``workers`` worker processes on it and follow them until they stop.
+
+    ``deadline`` (a ``time.monotonic()`` value) is a hard stop: the workers still running then are interrupted as
+    by Ctrl-C (their running trials are re-queued to resume from their checkpoints) and the summary is returned.
+    """
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, but got {workers}")
     study = open_study(config, create=True)
+    enqueue_warm_starts(study, config)
     already = {trial.number for trial in study.get_trials(deepcopy=False) if trial.state.is_finished()}
     finished = sum(1 for trial in study.get_trials(deepcopy=False) if trial.state in COUNTED_STATES)
     target = config.study.n_trials
@@ -312,6 +334,10 @@ def run_search(
                         bar.update(1)
             if not running:
                 break
+            if deadline is not None and time.monotonic() >= deadline:
+                bar.write("search deadline reached: stopping workers (their running trials are re-queued)")
+                _stop_workers(processes)
+                continue
             time.sleep(poll_seconds)
     except KeyboardInterrupt:
         bar.write("interrupted: stopping workers (their running trials are re-queued)")

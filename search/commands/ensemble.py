@@ -1,0 +1,37 @@
+"""``phonetune ensemble --config STUDY.toml [--max-members M]``: the promoted runs that do best together on dev."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from phonetune.search.commands import add_study_arguments
+from phonetune.search.config import load_study_config
+from phonetune.search.ensemble import build_study_ensemble, format_ensemble
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "ensemble",
+        description="Predict dev with every promoted run's best.pt, pick members by greedy forward selection of "
+        "their averaged probabilities while their summed parameters fit the budget (the HW1P2 20M rule counts an "
+        "ensemble together), keep the ensemble only when it beats the best single run on dev, then write the test "
+        "submission (scored when test labels exist) and record the choice in the <name>-full study.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_study_arguments(parser)
+    parser.add_argument("--max-members", type=int, default=4, metavar="M", help="most runs averaged together")
+    parser.add_argument("--param-budget", type=int, default=None,
+                        help="parameters of all members together (default: the study's param_budget)")
+    parser.add_argument("--out", default=None, help="folder of the submission (default: <artifacts>/ensemble)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_study_config(args.config, args.overrides)
+    result = build_study_ensemble(
+        config, max_members=args.max_members, param_budget=args.param_budget, out_dir=args.out,
+        progress=sys.stderr.isatty(),
+    )
+    print(format_ensemble(result))
+    return 0

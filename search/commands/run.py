@@ -1,0 +1,67 @@
+"""``phonetune run --config STUDY.toml --budget 20m [--workers N] [--gpus ...]``: the whole job under one budget."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+import optuna
+
+from phonetune.search.commands import add_study_arguments
+from phonetune.search.commands.search import parse_gpus
+from phonetune.search.config import load_study_config
+from phonetune.search.job import run_job
+from phonetune.search.planner import format_seconds, parse_budget
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        description="Plan the budget from this machine's measured speed, search (warm-start trials first, pruning, "
+        "models sized so their full-data runs fit), retrain the best trials on all the training data, keep the "
+        "best run or the ensemble that beats it on dev within the parameter budget, write and score the test "
+        "submission, the ablation sheet and the report. Finishes by the deadline. Ctrl-C or a kill, then the same "
+        "command, continues where it stopped and spends only the budget left.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_study_arguments(parser)
+    parser.add_argument("--budget", required=True, help="wall-clock budget for the whole job: 90s, 20m, 1.5h")
+    parser.add_argument("--workers", type=int, default=1, help="search worker processes on this machine")
+    parser.add_argument("--gpus", default="", metavar="0,1,...", help="pin search worker i to GPU gpus[i %% len(gpus)]")
+    parser.add_argument("--top", type=int, default=None, metavar="K",
+                        help="final runs to train (default: the planner picks 2-4 from the budget)")
+    parser.add_argument("--max-members", type=int, default=4, metavar="M", help="most runs in the final ensemble")
+    parser.add_argument("--sheet", default=None, metavar="CSV",
+                        help="where the ablation sheet goes (default: <artifacts>/ablation_sheet.csv)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    budget_s = parse_budget(args.budget)
+    gpus = parse_gpus(args.gpus)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)
+    config = load_study_config(args.config, args.overrides)
+    outcome = run_job(
+        config, budget_s, workers=args.workers, gpus=gpus, top_k=args.top, max_members=args.max_members,
+        sheet_path=args.sheet, progress=not args.quiet and sys.stderr.isatty(),
+    )
+    summary = outcome.summary
+    model = summary["final_model"]
+    test = "not scored (no test labels)" if summary["test_accuracy"] is None else f"{summary['test_accuracy']:.4f}"
+    print(f"final runs: {summary['final_runs']['why']}; Spearman search vs full: {summary['spearman']}")
+    print(f"final model: {model['chosen']} of search trials {model['members']} ({model['param_count']:,} parameters); "
+          f"dev {model['dev_accuracy']:.4f} (best single {model['single_dev_accuracy']:.4f}, ensemble "
+          f"{model['ensemble_dev_accuracy']:.4f}); test {test}")
+    print(f"spent {format_seconds(summary['spent_s'])} of {format_seconds(budget_s)}")
+    print(f"sheet: {summary['sheet']}")
+    print(f"report: {summary['report']}")
+    print(f"submission: {outcome.submission}")
+    print(f"summary: {outcome.summary_path}")
+    return 0

@@ -1,0 +1,164 @@
+"""The study's ensemble: the promoted runs whose averaged probabilities do best on dev, within the parameter budget.
+
+``phonetune ensemble`` (and ``phonetune run``) takes every completed full-data run of the study, predicts dev with
+each member's ``best.pt``, and picks members by greedy forward selection (``model.ensemble.select_ensemble``) while
+their summed parameters fit the budget (the HW1P2 rule counts an ensemble's parameters together). The ensemble is
+used only when it beats the best single run on dev; either way the chosen model(s) predict the test split into one
+submission, scored when ``ROOT/<test_split>-labels`` exists, and the choice is recorded in the full-data study.
+
+Dev picks the members, so the ensemble's dev accuracy is optimistic by a little; the test accuracy is the honest one.
+
+Example::
+
+    result = build_study_ensemble(load_study_config("studies/demo.toml"), max_members=4)
+    print(result.chosen, result.members, result.dev_accuracy, result.test_accuracy, result.submission)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from phonetune.atomic import atomic_write_json
+from phonetune.errors import ConfigError
+from phonetune.model.run_files import BEST_CHECKPOINT
+from phonetune.model.scoring import score_submission, write_score_report
+from phonetune.search import attributes as attrs
+from phonetune.search.config import StudyConfig
+from phonetune.search.study import open_full_study, storage_for
+
+logger = logging.getLogger(__name__)
+
+ENSEMBLE_ATTR = "ensemble"  # full-data study user attr: the last ensemble built (members, parameters, accuracies)
+SUBMISSION_FILE = "submission.csv"
+
+
+@dataclass
+class StudyEnsemble:
+    """What ``build_study_ensemble`` chose and how each option scored."""
+
+    chosen: str  # "ensemble" or "single"
+    members: list[int]  # search trial numbers of the chosen run(s), the first one the best single
+    param_count: int  # summed over the chosen members
+    param_budget: int
+    dev_accuracy: float  # of the chosen model(s)
+    single_dev_accuracy: float  # of the best single run
+    ensemble_dev_accuracy: float  # of the selected ensemble (equals single when selection kept one member)
+    trail: list[float]  # dev accuracy after each greedy addition
+    submission: Path
+    test_frames: int
+    test_accuracy: float | None = None  # None without test labels
+    member_dev_accuracy: dict[int, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["submission"] = str(self.submission)
+        return values
+
+
+def promoted_checkpoints(config: StudyConfig, full_study: optuna.Study) -> dict[int, Path]:
+    """Search trial number -> ``best.pt`` of its completed full-data run, for every promoted run that has one."""
+    found = {}
+    for trial in full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        source = trial.user_attrs.get(attrs.SOURCE_TRIAL)
+        checkpoint = config.trial_dir(int(source), attrs.FULL_FIDELITY) / BEST_CHECKPOINT if source is not None else None
+        if checkpoint is not None and checkpoint.is_file():
+            found[int(source)] = checkpoint
+    return found
+
+
+def build_study_ensemble(
+    config: StudyConfig,
+    *,
+    max_members: int = 4,
+    param_budget: int | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+    storage: optuna.storages.BaseStorage | None = None,
+) -> StudyEnsemble:
+    """Select, predict, score and record the study's ensemble (see the module docstring).
+
+    ``param_budget`` defaults to the study's; members over it together are never selected. Raises ConfigError when
+    no promoted run exists, BudgetError when no single run fits the budget.
+    """
+    from phonetune.model.ensemble import load_members, members_probabilities, select_ensemble
+    from phonetune.model.inference import load_checkpoint_split, write_submission
+
+    if max_members < 1:
+        raise ConfigError(f"--max-members must be at least 1, but got {max_members}")
+    budget = config.param_budget if param_budget is None else param_budget
+    storage = storage if storage is not None else storage_for(config)
+    full_study = open_full_study(config, storage)
+    checkpoints = promoted_checkpoints(config, full_study) if full_study is not None else {}
+    if not checkpoints:
+        raise ConfigError(
+            f"an ensemble needs promoted runs, but study {config.name!r} has no completed full-data run with a "
+            f"{BEST_CHECKPOINT}; run `phonetune promote --config {config.source}` first"
+        )
+    data = config.data
+    members = {number: load_members([path], budget)[0] for number, path in sorted(checkpoints.items())}
+    any_member = next(iter(members.values()))
+    dev = load_checkpoint_split(any_member.run_config, any_member.payload, data.root, data.dev_split, progress=progress)
+    labels = np.asarray(dev.labels, dtype=np.int64)
+    dev_probs = {
+        number: members_probabilities([member], data.root, data.dev_split, progress=progress)
+        for number, member in members.items()
+    }
+    member_dev = {number: float((probs.argmax(axis=1) == labels).mean()) for number, probs in dev_probs.items()}
+    counts = {number: member.param_count for number, member in members.items()}
+    selection = select_ensemble(dev_probs, labels, counts, budget, max_members)
+    best_single = max(member_dev, key=lambda number: (member_dev[number], -number))
+    # Dev chose the members, so demand a strict gain before trading one model for several.
+    use_ensemble = len(selection.members) > 1 and selection.dev_accuracy > member_dev[best_single]
+    chosen = list(selection.members) if use_ensemble else [best_single]
+
+    out = Path(out_dir) if out_dir is not None else config.artifacts_path / "ensemble"
+    test_probs = members_probabilities([members[number] for number in chosen], data.root, data.test_split,
+                                       progress=progress)
+    symbols = np.asarray(any_member.run_config.data.phonemes)[test_probs.argmax(axis=1)]
+    submission = write_submission(out / SUBMISSION_FILE, symbols)
+    result = StudyEnsemble(
+        chosen="ensemble" if use_ensemble else "single",
+        members=chosen,
+        param_count=sum(counts[number] for number in chosen),
+        param_budget=budget,
+        dev_accuracy=selection.dev_accuracy if use_ensemble else member_dev[best_single],
+        single_dev_accuracy=member_dev[best_single],
+        ensemble_dev_accuracy=selection.dev_accuracy,
+        trail=list(selection.trail),
+        submission=submission,
+        test_frames=len(symbols),
+        member_dev_accuracy=member_dev,
+    )
+    labels_dir = Path(data.root) / f"{data.test_split}-labels"
+    if labels_dir.is_dir():
+        report = score_submission(submission, labels_dir, data.phonemes)
+        write_score_report(report, out / "score")
+        result.test_accuracy = report.accuracy
+    atomic_write_json(out / "ensemble.json", result.to_dict())
+    if full_study is not None:
+        full_study.set_user_attr(ENSEMBLE_ATTR, result.to_dict())
+    logger.info(
+        "ensemble: %s of trials %s (%s parameters), dev %.4f (best single %.4f)",
+        result.chosen, chosen, f"{result.param_count:,}", result.dev_accuracy, result.single_dev_accuracy,
+    )
+    return result
+
+
+def format_ensemble(result: StudyEnsemble) -> str:
+    """A few lines for the CLI: members, parameters, dev and test accuracy, single against ensemble."""
+    test = "not scored (no test labels)" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
+    lines = [
+        f"chosen: {result.chosen} of search trials {result.members} ({result.param_count:,} parameters, budget "
+        f"{result.param_budget:,})",
+        f"dev accuracy: {result.dev_accuracy:.4f} (best single run {result.single_dev_accuracy:.4f}, best ensemble "
+        f"{result.ensemble_dev_accuracy:.4f}; dev picked the members, so these are slightly optimistic)",
+        f"test accuracy: {test}",
+        f"submission: {result.submission}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,296 @@
+"""``phonetune run``: the whole job under one wall-clock budget, resumable.
+
+Steps, each skipped when a previous invocation finished it (the state lives in ``<artifacts>/run/state.json``):
+
+1. **Plan.** Load and validate the data (building its cache), time training steps on this machine
+   (``model.speed``) and split the budget (``search.planner``): the search's share, the final runs' share, a
+   reserve, and the parameter cap that lets the final runs fit.
+2. **Search.** The study with its ``[[warm_start]]`` trials first, ``--workers`` processes, pruning, models capped
+   at the plan's size, until the search share is spent (``study.timeout_seconds`` and a hard stop).
+3. **Final runs.** The best complete trials retrained on all the training data (``promote``), K and the epochs
+   chosen for the time really left, each started only when its predicted time fits.
+4. **Final model.** The best promoted run, or the ensemble of promoted runs that beats it on dev within the
+   parameter budget (``search.ensemble``); its test submission, scored when labels exist.
+5. **Outputs.** The ablation sheet and the report, then ``summary.json``.
+
+The budget counts wall time across invocations: a killed job, started again with the same command, spends only
+what is left. The state records the time spent every few seconds.
+
+Example::
+
+    outcome = run_job(load_study_config("studies/demo.toml"), budget_s=600, workers=2)
+    print(outcome.summary_path, outcome.submission)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from optuna.trial import TrialState
+
+from phonetune.atomic import atomic_write_json
+from phonetune.errors import ConfigError
+from phonetune.search import attributes as attrs
+from phonetune.search.config import StudyConfig, load_study_config
+from phonetune.search.planner import Plan, format_seconds, make_plan, plan_final_runs
+from phonetune.search.study import open_full_study, open_study, storage_for
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+SUMMARY_FILE = "summary.json"
+STATE_SAVE_EVERY_S = 5.0
+# Workers stop starting trials this long before the search's end, and are stopped at the end itself.
+SEARCH_MARGIN_S = 5.0
+
+
+@dataclass
+class JobOutcome:
+    summary_path: Path
+    submission: Path
+    summary: dict[str, Any]
+
+
+class BudgetClock:
+    """Wall time spent on one job across invocations; a thread saves it into the state every few seconds."""
+
+    def __init__(self, budget_s: float, spent_before: float, save: Callable[[float], None]) -> None:
+        self.budget_s = budget_s
+        self._started = time.monotonic() - spent_before
+        self._save = save
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep_saving, name="budget-clock", daemon=True)
+
+    @property
+    def spent(self) -> float:
+        return time.monotonic() - self._started
+
+    @property
+    def left(self) -> float:
+        return self.budget_s - self.spent
+
+    def deadline_after(self, seconds: float) -> float:
+        """A ``time.monotonic()`` value ``seconds`` from now, never past the job's own end."""
+        return min(time.monotonic() + seconds, self._started + self.budget_s)
+
+    def _keep_saving(self) -> None:
+        while not self._stop.wait(STATE_SAVE_EVERY_S):
+            self._save(self.spent)
+
+    def __enter__(self) -> "BudgetClock":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._save(self.spent)
+
+
+class JobState:
+    """``state.json``: the budget, the plan, the time spent and which steps are done; written atomically."""
+
+    def __init__(self, path: Path, values: dict[str, Any]) -> None:
+        self.path = path
+        self.values = values
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: Path, budget_s: float) -> "JobState":
+        if path.is_file():
+            try:
+                values = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"job state {path} is unreadable ({exc}); delete it to start the job over") from exc
+            if values.get("budget_s") != budget_s:
+                raise ConfigError(
+                    f"job state {path} belongs to a --budget of {format_seconds(values.get('budget_s', 0))}, but this "
+                    f"command gives {format_seconds(budget_s)}; rerun with the same --budget to continue, or delete "
+                    f"{path.parent} (and the study) to start over"
+                )
+            return cls(path, values)
+        return cls(path, {"budget_s": budget_s, "spent_s": 0.0, "done": []})
+
+    def save(self, **changes: Any) -> None:
+        with self._lock:
+            self.values.update(changes)
+            atomic_write_json(self.path, self.values)
+
+    def done(self, step: str) -> bool:
+        return step in self.values["done"]
+
+    def mark_done(self, step: str, **changes: Any) -> None:
+        self.save(done=[*self.values["done"], step], **changes)
+
+
+def _with_overrides(config: StudyConfig, extra: Sequence[str]) -> StudyConfig:
+    """The same study file with more ``--set`` overrides (workers reload the file, so overrides must carry it all)."""
+    if config.source == "<memory>":
+        raise ConfigError("phonetune run loads the study from its file, but this config was built in memory")
+    return load_study_config(config.source, [*config.overrides, *extra])
+
+
+def run_job(
+    config: StudyConfig,
+    budget_s: float,
+    *,
+    workers: int = 1,
+    gpus: Sequence[str] = (),
+    top_k: int | None = None,
+    max_members: int = 4,
+    sheet_path: str | Path | None = None,
+    progress: bool = True,
+) -> JobOutcome:
+    """Run or continue the job of ``config`` under ``budget_s`` seconds of wall time; see the module docstring."""
+    job_dir = config.artifacts_path / "run"
+    state = JobState.load(job_dir / STATE_FILE, budget_s)
+    with BudgetClock(budget_s, float(state.values["spent_s"]), lambda spent: state.save(spent_s=spent)) as clock:
+        plan = _plan(config, state, clock, workers, top_k, progress)
+        searched = _with_overrides(config, [
+            f"study.param_budget={plan.param_cap}",
+            "study.n_trials=0",
+            f"study.timeout_seconds={max(1.0, plan.search_s - float(state.values.get('search_spent_s', 0.0)) - SEARCH_MARGIN_S):.0f}",
+        ])
+        if not state.done("search"):
+            _search(searched, state, clock, plan, workers, gpus, progress)
+        final = _final_runs(searched, state, clock, plan, progress)
+        ensemble = _final_model(searched, state, config.param_budget, max_members, progress)
+        summary = _outputs(searched, state, clock, plan, final, ensemble, sheet_path)
+    summary["spent_s"] = clock.spent
+    summary_path = atomic_write_json(job_dir / SUMMARY_FILE, summary)
+    return JobOutcome(summary_path, Path(summary["submission"]), summary)
+
+
+def _plan(config: StudyConfig, state: JobState, clock: BudgetClock, workers: int, top_k: int | None,
+          progress: bool) -> Plan:
+    if "plan" in state.values:
+        plan = Plan.from_dict(state.values["plan"])
+        logger.info("continuing the job: %s spent of %s", format_seconds(clock.spent), format_seconds(clock.budget_s))
+        return plan
+    from phonetune.model.speed import Speed, measure_speed
+    from phonetune.search.runner import load_fidelity_data
+
+    data = load_fidelity_data(config, attrs.FULL_FIDELITY, progress=progress)  # validates and caches the data
+    speed = measure_speed(config.train.device)
+    plan = make_plan(
+        clock.budget_s, speed, train_frames=data.train.num_frames, dev_frames=data.dev.num_frames,
+        param_budget=config.param_budget, target_epochs=config.fidelity.full_epochs, elapsed_s=clock.spent,
+        top_k=top_k,
+    )
+    assert isinstance(speed, Speed)
+    state.save(plan=plan.to_dict())
+    print(f"plan: {plan.describe()}", flush=True)
+    return plan
+
+
+def _search(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, workers: int,
+            gpus: Sequence[str], progress: bool) -> None:
+    from phonetune.search.workers import run_search
+
+    left = plan.search_s - float(state.values.get("search_spent_s", 0.0))
+    started = clock.spent
+    print(f"search: {format_seconds(left)} with {workers} worker(s), models up to {plan.param_cap:,} parameters",
+          flush=True)
+    try:
+        summary = run_search(config, workers=workers, gpus=gpus, progress=progress,
+                             deadline=clock.deadline_after(max(0.0, left)))
+    finally:
+        state.save(search_spent_s=float(state.values.get("search_spent_s", 0.0)) + clock.spent - started)
+    if summary.best_number is None:
+        raise ConfigError(
+            f"the search share ({format_seconds(plan.search_s)}) ended with no COMPLETE trial in {config.describe()}; "
+            "give a larger --budget"
+        )
+    state.mark_done("search", search_states=summary.states)
+
+
+def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, progress: bool) -> dict:
+    from phonetune.model.speed import Speed
+    from phonetune.search.promote import promote_top_trials
+    from phonetune.search.runner import load_fidelity_data
+
+    if "final_runs" not in state.values:
+        study = open_study(config)
+        complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                          key=lambda trial: (-float(trial.value), trial.number))
+        candidates = [(trial.number, int(trial.user_attrs[attrs.PARAM_COUNT])) for trial in complete]
+        chosen = plan_final_runs(
+            candidates, clock.left - plan.reserve_s, Speed(**plan.speed), train_frames=plan.train_frames,
+            dev_frames=plan.dev_frames, top_k=plan.top_k, max_epochs=max(plan.full_epochs, config.fidelity.full_epochs),
+        )
+        state.save(final_runs=dataclasses.asdict(chosen))
+        print(f"final runs: search trials {chosen.sources}: {chosen.why}", flush=True)
+    final = state.values["final_runs"]
+    promoted_config = _with_overrides(config, [f"fidelity.full_epochs={final['epochs']}"])
+    speed = Speed(**plan.speed)
+    data = None
+    result = None
+    skipped = []
+    study = open_study(config)
+    params = {trial.number: int(trial.user_attrs.get(attrs.PARAM_COUNT, 0)) for trial in study.get_trials(deepcopy=False)}
+    for source in final["sources"]:
+        predicted = final["epochs"] * speed.epoch_seconds(params[source], plan.train_frames, plan.dev_frames)
+        full_study = open_full_study(config, storage_for(config))
+        already = full_study is not None and any(
+            trial.user_attrs.get(attrs.SOURCE_TRIAL) == source
+            for trial in full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        )
+        if not already and result is not None and predicted > clock.left - plan.reserve_s:
+            skipped.append(source)
+            logger.warning("final run of search trial %d skipped: it needs about %s, %s are left", source,
+                           format_seconds(predicted), format_seconds(clock.left - plan.reserve_s))
+            continue
+        if data is None and not already:
+            data = load_fidelity_data(promoted_config, attrs.FULL_FIDELITY, progress=progress)
+        result = promote_top_trials(promoted_config, 1, source_numbers=[source], data=data, progress=progress)
+    if result is None:
+        raise ConfigError("no final run could be trained in the time left; give a larger --budget")
+    state.save(final_skipped=skipped)
+    return {"sources": final["sources"], "epochs": final["epochs"], "why": final["why"], "skipped": skipped,
+            "spearman": result.spearman, "promoted": len(result.promoted),
+            "runs": [{"search_trial": item.source_number, "search_accuracy": item.search_accuracy,
+                      "full_accuracy": item.full_accuracy, "param_count": item.param_count} for item in result.promoted]}
+
+
+def _final_model(config: StudyConfig, state: JobState, param_budget: int, max_members: int, progress: bool) -> dict:
+    from phonetune.search.ensemble import build_study_ensemble
+
+    if not state.done("final_model"):
+        result = build_study_ensemble(config, max_members=max_members, param_budget=param_budget, progress=progress)
+        state.mark_done("final_model", final_model=result.to_dict())
+    return state.values["final_model"]
+
+
+def _outputs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, final: dict, ensemble: dict,
+             sheet_path: str | Path | None) -> dict:
+    from phonetune.search.export import open_studies, write_ablation_sheet
+    from phonetune.search.promote import describe_spearman
+    from phonetune.search.report import write_report
+
+    search_study, full_study = open_studies(config)
+    sheet = write_ablation_sheet(search_study, full_study, sheet_path or config.artifacts_path / "ablation_sheet.csv")
+    report_path = config.artifacts_path / "report.html"
+    write_report(search_study, full_study, report_path, param_budget=plan.param_cap)
+    states: dict[str, int] = {}
+    for trial in search_study.get_trials(deepcopy=False):
+        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+    return {
+        "study": config.name,
+        "budget_s": plan.budget_s,
+        "plan": plan.to_dict(),
+        "search_trials": states,
+        "final_runs": final,
+        "spearman": describe_spearman(final["spearman"], final["promoted"]),
+        "final_model": ensemble,
+        "submission": ensemble["submission"],
+        "test_accuracy": ensemble["test_accuracy"],
+        "sheet": str(sheet.sheet_path),
+        "report": str(report_path),
+    }
