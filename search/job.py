@@ -39,7 +39,7 @@ from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig, load_study_config
-from phonetune.search.planner import Plan, format_seconds, make_plan, plan_final_runs
+from phonetune.search.planner import Plan, format_seconds, make_plan, plan_final_runs, run_seconds
 from phonetune.search.study import open_full_study, open_study, storage_for
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ SUMMARY_FILE = "summary.json"
 STATE_SAVE_EVERY_S = 5.0
 # Workers stop starting trials this long before the search's end, and are stopped at the end itself.
 SEARCH_MARGIN_S = 5.0
+# Time left over after the search (a fast machine, a small corpus) buys the final runs more epochs, up to this many
+# times the study's [fidelity] full_epochs.
+MAX_EPOCHS_FACTOR = 3
 
 
 @dataclass
@@ -213,7 +216,6 @@ def _search(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan
 
 def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, progress: bool) -> dict:
     from phonetune.model.speed import Speed
-    from phonetune.search.promote import promote_top_trials
     from phonetune.search.runner import load_fidelity_data
 
     if "final_runs" not in state.values:
@@ -223,7 +225,8 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
         candidates = [(trial.number, int(trial.user_attrs[attrs.PARAM_COUNT])) for trial in complete]
         chosen = plan_final_runs(
             candidates, clock.left - plan.reserve_s, Speed(**plan.speed), train_frames=plan.train_frames,
-            dev_frames=plan.dev_frames, top_k=plan.top_k, max_epochs=max(plan.full_epochs, config.fidelity.full_epochs),
+            dev_frames=plan.dev_frames, top_k=plan.top_k,
+            max_epochs=max(plan.full_epochs, MAX_EPOCHS_FACTOR * config.fidelity.full_epochs),
         )
         state.save(final_runs=dataclasses.asdict(chosen))
         print(f"final runs: search trials {chosen.sources}: {chosen.why}", flush=True)
@@ -236,7 +239,7 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
     study = open_study(config)
     params = {trial.number: int(trial.user_attrs.get(attrs.PARAM_COUNT, 0)) for trial in study.get_trials(deepcopy=False)}
     for source in final["sources"]:
-        predicted = final["epochs"] * speed.epoch_seconds(params[source], plan.train_frames, plan.dev_frames)
+        predicted = run_seconds(speed, params[source], final["epochs"], plan.train_frames, plan.dev_frames)
         full_study = open_full_study(config, storage_for(config))
         already = full_study is not None and any(
             trial.user_attrs.get(attrs.SOURCE_TRIAL) == source
@@ -249,7 +252,7 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
             continue
         if data is None and not already:
             data = load_fidelity_data(promoted_config, attrs.FULL_FIDELITY, progress=progress)
-        result = promote_top_trials(promoted_config, 1, source_numbers=[source], data=data, progress=progress)
+        result = _promote_one(promoted_config, source, data, progress)
     if result is None:
         raise ConfigError("no final run could be trained in the time left; give a larger --budget")
     state.save(final_skipped=skipped)
@@ -257,6 +260,23 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
             "spearman": result.spearman, "promoted": len(result.promoted),
             "runs": [{"search_trial": item.source_number, "search_accuracy": item.search_accuracy,
                       "full_accuracy": item.full_accuracy, "param_count": item.param_count} for item in result.promoted]}
+
+
+def _promote_one(config: StudyConfig, source: int, data: Any, progress: bool) -> Any:
+    """Promote one search trial; a run left RUNNING by a killed job is retried once its heartbeat has gone stale."""
+    from phonetune.errors import StorageError
+    from phonetune.search.promote import promote_top_trials
+
+    try:
+        return promote_top_trials(config, 1, source_numbers=[source], data=data, progress=progress)
+    except StorageError as exc:
+        if "RUNNING" not in str(exc):
+            raise
+        wait = config.study.grace_period + 2
+        logger.warning("the final run of search trial %d was left RUNNING by a stopped job; waiting %d s for its "
+                       "heartbeat to go stale, then resuming it from its checkpoint", source, wait)
+        time.sleep(wait)
+        return promote_top_trials(config, 1, source_numbers=[source], data=data, progress=progress)
 
 
 def _final_model(config: StudyConfig, state: JobState, param_budget: int, max_members: int, progress: bool) -> dict:

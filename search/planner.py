@@ -36,6 +36,14 @@ MIN_FINAL_EPOCHS = 2  # one epoch of one-cycle on all the data leaves accuracy o
 # the planner promotes fewer runs rather than shrink them further (a heuristic, stated in the plan).
 MIN_FINAL_PARAMS = 1_000_000
 MIN_SEARCH_PARAMS = 20_000  # a cap below this cannot hold even a narrow hidden layer over a context window
+# Real epochs cost more than the calibrated steps: batch gathering, dev evaluation in eval batches, the checkpoint
+# and Python around each step. On the demo corpus (2 CPU cores, 2026-11-28) a planned 1 min 43 s took 2 min 39 s.
+TRAINER_OVERHEAD = 1.5
+
+
+def run_seconds(speed: Speed, params: int, epochs: int, train_frames: int, dev_frames: int) -> float:
+    """Predicted wall time of one full-data run: ``epochs`` epochs of a ``params``-parameter model, overhead included."""
+    return TRAINER_OVERHEAD * epochs * speed.epoch_seconds(params, train_frames, dev_frames)
 _BUDGET_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([smh]?)\s*$")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -107,7 +115,9 @@ def make_plan(
     epoch_frames = train_frames + dev_frames / 3
 
     def cap(runs: int, epochs: int) -> int:
-        return min(param_budget, speed.largest_params(final / (runs * epochs * epoch_frames)) if final > 0 else 0)
+        if final <= 0:
+            return 0
+        return min(param_budget, speed.largest_params(final / (TRAINER_OVERHEAD * runs * epochs * epoch_frames)))
 
     candidates = [top_k] if top_k is not None else list(range(TARGET_FINAL_RUNS, MIN_FINAL_RUNS - 1, -1))
     epochs = max(MIN_FINAL_EPOCHS, target_epochs)
@@ -123,7 +133,7 @@ def make_plan(
         epochs -= 1
     param_cap = cap(runs, epochs)
     if param_cap < MIN_SEARCH_PARAMS:
-        needed = MIN_FINAL_RUNS * MIN_FINAL_EPOCHS * epoch_frames * speed.seconds_per_frame(MIN_SEARCH_PARAMS)
+        needed = MIN_FINAL_RUNS * run_seconds(speed, MIN_SEARCH_PARAMS, MIN_FINAL_EPOCHS, train_frames, dev_frames)
         raise BudgetError(
             f"--budget {format_seconds(budget_s)} cannot be met on this machine: after {format_seconds(elapsed_s)} of "
             f"loading and calibration, {MIN_FINAL_RUNS} full-data runs of {MIN_FINAL_EPOCHS} epochs of even a "
@@ -165,7 +175,7 @@ def plan_final_runs(
     """
     chosen = list(candidates[:top_k])
     while chosen:
-        epoch_s = sum(speed.epoch_seconds(params, train_frames, dev_frames) for _number, params in chosen)
+        epoch_s = sum(run_seconds(speed, params, 1, train_frames, dev_frames) for _number, params in chosen)
         epochs = min(max_epochs, int(seconds_left // epoch_s)) if epoch_s > 0 else max_epochs
         if epochs >= MIN_FINAL_EPOCHS or (len(chosen) == 1 and epochs >= 1):
             why = (f"{len(chosen)} of the best {len(candidates)} complete trials, {epochs} epochs each "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +112,11 @@ def importance_section(study: optuna.Study) -> Section:
             ),
         )
     try:
-        figure = optuna.visualization.plot_param_importances(study, target_name="dev accuracy")
+        with warnings.catch_warnings():
+            # Optuna warns per parameter when a value was drawn by fewer than 2 trials; the section already says
+            # how many trials it rests on, so one line per parameter on the terminal adds nothing.
+            warnings.filterwarnings("ignore", message="Some regimes for parameter")
+            figure = optuna.visualization.plot_param_importances(study, target_name="dev accuracy")
     except (RuntimeError, ValueError) as exc:
         # optuna refuses when every complete trial drew the same values (nothing to attribute variance to).
         return Section("importances", "Hyperparameter importances", _message(f"Importances unavailable: {exc}"))
