@@ -40,7 +40,7 @@ from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig, load_study_config
 from phonetune.search.planner import format_seconds, parse_budget, run_seconds
 from phonetune.search.runner import load_fidelity_data
-from phonetune.search.space import run_config_from_params, suggest_run_config, warm_start_params
+from phonetune.search.space import suggest_run_config, warm_start_params
 
 REPO = Path(__file__).resolve().parents[1]
 PLAIN_EPOCHS = 2  # arm (c): every trial trains all the data for this many epochs
@@ -112,7 +112,10 @@ def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float) ->
     if expert is None:
         raise PhonetuneError(f"{config.source} must have a [[warm_start]] table named 'expert' for arm (b)")
     data = load_fidelity_data(config, attrs.FULL_FIDELITY)
-    run_config = run_config_from_params(config, warm_start_params(config, expert), attrs.FULL_FIDELITY)
+    # The recipe as written; what it leaves open (unused when masking is off, say) is drawn as a study would.
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
+    study.enqueue_trial(warm_start_params(config, expert))
+    run_config = suggest_run_config(study.ask(), config, attrs.FULL_FIDELITY)
     speed = measure_speed(config.train.device)
     params = count_params(run_config.model, run_config.io)
     left = deadline - time.monotonic() - PREDICT_RESERVE_S

@@ -52,6 +52,8 @@ SEARCH_MARGIN_S = 5.0
 # Time left over after the search (a fast machine, a small corpus) buys the final runs more epochs, up to this many
 # times the study's [fidelity] full_epochs.
 MAX_EPOCHS_FACTOR = 3
+# A trial "widens" for its final run when the final cap gives it at least this many times its search parameters.
+WIDENS = 1.5
 
 
 @dataclass
@@ -157,7 +159,7 @@ def run_job(
     with BudgetClock(budget_s, float(state.values["spent_s"]), lambda spent: state.save(spent_s=spent)) as clock:
         plan = _plan(config, state, clock, workers, top_k, progress)
         searched = _with_overrides(config, [
-            f"study.param_budget={plan.param_cap}",
+            f"study.param_budget={plan.search_cap}",
             "study.n_trials=0",
             f"study.timeout_seconds={max(1.0, plan.search_s - float(state.values.get('search_spent_s', 0.0)) - SEARCH_MARGIN_S):.0f}",
         ])
@@ -179,13 +181,15 @@ def _plan(config: StudyConfig, state: JobState, clock: BudgetClock, workers: int
         return plan
     from phonetune.model.speed import Speed, measure_speed
     from phonetune.search.runner import load_fidelity_data
+    from phonetune.search.space_budget import smallest_budget_for_every_trial
 
     data = load_fidelity_data(config, attrs.FULL_FIDELITY, progress=progress)  # validates and caches the data
     speed = measure_speed(config.train.device)
     plan = make_plan(
         clock.budget_s, speed, train_frames=data.train.num_frames, dev_frames=data.dev.num_frames,
-        param_budget=config.param_budget, target_epochs=config.fidelity.full_epochs, elapsed_s=clock.spent,
-        top_k=top_k,
+        param_budget=config.param_budget, target_epochs=config.fidelity.full_epochs,
+        search_fraction=config.fidelity.train_fraction, search_epochs=config.fidelity.trial_epochs,
+        elapsed_s=clock.spent, top_k=top_k, min_search_cap=smallest_budget_for_every_trial(config),
     )
     assert isinstance(speed, Speed)
     state.save(plan=plan.to_dict())
@@ -199,7 +203,7 @@ def _search(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan
 
     left = plan.search_s - float(state.values.get("search_spent_s", 0.0))
     started = clock.spent
-    print(f"search: {format_seconds(left)} with {workers} worker(s), models up to {plan.param_cap:,} parameters",
+    print(f"search: {format_seconds(left)} with {workers} worker(s), models up to {plan.search_cap:,} parameters",
           flush=True)
     try:
         summary = run_search(config, workers=workers, gpus=gpus, progress=progress,
@@ -215,29 +219,39 @@ def _search(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan
 
 
 def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, progress: bool) -> dict:
+    from phonetune.model.budget import count_params
     from phonetune.model.speed import Speed
     from phonetune.search.runner import load_fidelity_data
+    from phonetune.search.space import run_config_from_params
 
+    speed = Speed(**plan.speed)
+    # The final runs are the search's trials at the final cap: the same parameters, wider where the cap bound them.
+    wide = _with_overrides(config, [f"study.param_budget={plan.final_cap}"])
+    study = open_study(config)
+    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                      key=lambda trial: (-float(trial.value), trial.number))
+    params = {}
+    for trial in complete:
+        run_config = run_config_from_params(wide, trial.params, attrs.FULL_FIDELITY)
+        params[trial.number] = count_params(run_config.model, run_config.io)
+    # A trial that the wider cap cannot widen (no hidden layers) was searched at its full capacity, while the others
+    # were searched narrower than they will train: its search accuracy is not comparable, so it ranks after them.
+    scales = {trial.number: params[trial.number] > WIDENS * int(trial.user_attrs.get(attrs.PARAM_COUNT, 0))
+              for trial in complete}
+    complete.sort(key=lambda trial: not scales[trial.number])
     if "final_runs" not in state.values:
-        study = open_study(config)
-        complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                          key=lambda trial: (-float(trial.value), trial.number))
-        candidates = [(trial.number, int(trial.user_attrs[attrs.PARAM_COUNT])) for trial in complete]
         chosen = plan_final_runs(
-            candidates, clock.left - plan.reserve_s, Speed(**plan.speed), train_frames=plan.train_frames,
-            dev_frames=plan.dev_frames, top_k=plan.top_k,
-            max_epochs=max(plan.full_epochs, MAX_EPOCHS_FACTOR * config.fidelity.full_epochs),
+            [(trial.number, params[trial.number]) for trial in complete], clock.left - plan.reserve_s, speed,
+            train_frames=plan.train_frames, dev_frames=plan.dev_frames, top_k=plan.top_k,
+            min_epochs=plan.full_epochs, max_epochs=max(plan.full_epochs, MAX_EPOCHS_FACTOR * config.fidelity.full_epochs),
         )
         state.save(final_runs=dataclasses.asdict(chosen))
         print(f"final runs: search trials {chosen.sources}: {chosen.why}", flush=True)
     final = state.values["final_runs"]
-    promoted_config = _with_overrides(config, [f"fidelity.full_epochs={final['epochs']}"])
-    speed = Speed(**plan.speed)
+    promoted_config = _with_overrides(wide, [f"fidelity.full_epochs={final['epochs']}"])
     data = None
     result = None
     skipped = []
-    study = open_study(config)
-    params = {trial.number: int(trial.user_attrs.get(attrs.PARAM_COUNT, 0)) for trial in study.get_trials(deepcopy=False)}
     for source in final["sources"]:
         predicted = run_seconds(speed, params[source], final["epochs"], plan.train_frames, plan.dev_frames)
         full_study = open_full_study(config, storage_for(config))
@@ -257,7 +271,7 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
         raise ConfigError("no final run could be trained in the time left; give a larger --budget")
     state.save(final_skipped=skipped)
     return {"sources": final["sources"], "epochs": final["epochs"], "why": final["why"], "skipped": skipped,
-            "spearman": result.spearman, "promoted": len(result.promoted),
+            "final_cap": plan.final_cap, "spearman": result.spearman, "promoted": len(result.promoted),
             "runs": [{"search_trial": item.source_number, "search_accuracy": item.search_accuracy,
                       "full_accuracy": item.full_accuracy, "param_count": item.param_count} for item in result.promoted]}
 
@@ -297,7 +311,7 @@ def _outputs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Pla
     search_study, full_study = open_studies(config)
     sheet = write_ablation_sheet(search_study, full_study, sheet_path or config.artifacts_path / "ablation_sheet.csv")
     report_path = config.artifacts_path / "report.html"
-    write_report(search_study, full_study, report_path, param_budget=plan.param_cap)
+    write_report(search_study, full_study, report_path, param_budget=plan.final_cap)
     states: dict[str, int] = {}
     for trial in search_study.get_trials(deepcopy=False):
         states[trial.state.name] = states.get(trial.state.name, 0) + 1

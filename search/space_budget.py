@@ -85,3 +85,18 @@ def check_space_budget(config: "StudyConfig") -> None:
             width_low,
             f"{budget:,}",
         )
+
+
+def smallest_budget_for_every_trial(config: "StudyConfig") -> int:
+    """The least ``param_budget`` under which every depth and context of the space has a legal width.
+
+    Widths shrink to fit a budget, but a model without hidden layers, or a deep one already at width 8, cannot: its
+    window alone sets its size. A planner that lowers the budget must stay at or above this.
+    """
+    context_high = config.space["context_frames"].bounds()[1]
+    depth_low, depth_high = config.space["hidden_layers"].bounds()
+    return max(
+        count_params(model, io)
+        for depth in range(depth_low, depth_high + 1)
+        for model, io in _model_corner(config, depth, WIDTH_MULTIPLE, context_high)
+    )
