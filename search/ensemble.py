@@ -92,7 +92,7 @@ def build_study_ensemble(
     if max_members < 1:
         raise ConfigError(f"--max-members must be at least 1, but got {max_members}")
     budget = config.param_budget if param_budget is None else param_budget
-    storage = storage if storage is not None else storage_for(config)
+    storage = storage if storage is not None else storage_for(config, must_exist=True)
     full_study = open_full_study(config, storage)
     checkpoints = promoted_checkpoints(config, full_study) if full_study is not None else {}
     if not checkpoints:

@@ -70,7 +70,7 @@ def open_studies(config: "StudyConfig") -> tuple[optuna.Study, optuna.Study | No
     """
     from phonetune.search.study import open_full_study, open_study, storage_for
 
-    storage = storage_for(config)
+    storage = storage_for(config, must_exist=True)
     return open_study(config, SEARCH_FIDELITY, storage=storage), open_full_study(config, storage)
 
 

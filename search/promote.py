@@ -197,7 +197,7 @@ def promote_top_trials(
     """
     from phonetune.search.study import open_study, storage_for
 
-    storage = storage if storage is not None else storage_for(config)
+    storage = storage if storage is not None else storage_for(config, must_exist=True)
     search_study = open_study(config, SEARCH_FIDELITY, storage=storage)
     if source_numbers is None:
         sources = top_complete_trials(search_study, top_k)

@@ -10,7 +10,8 @@ makes the submission.
 Outputs, in ``<artifacts>/retrain/trial-<N>[-with-dev]/`` unless told otherwise: the trainer's run folder
 (``config.toml``, ``last.pt``, ``best.pt``, ``metrics.json``, ``curves.html``), ``submission.csv`` for the test
 split, the score files when ``ROOT/<test_split>-labels`` exists, and ``summary.json``. Re-running resumes or reuses
-the finished run folder.
+the finished run folder. When the winner's promoted run already trained exactly this config on the same data (the
+usual case without ``--with-dev``), its checkpoints make the submission and nothing is trained again.
 
 Example::
 
@@ -31,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 from phonetune.atomic import atomic_write_json
 from phonetune.data_pipeline.load import load_training_data
 from phonetune.errors import ConfigError
+from phonetune.model.run_files import LAST_CHECKPOINT, EpochMetrics, TrainResult
 from phonetune.model.scoring import score_submission, write_score_report
 from phonetune.model.train_config import RunConfig
 from phonetune.search import attributes as attrs
@@ -110,6 +112,38 @@ def winner_run_config(config: StudyConfig, winner: Winner) -> RunConfig:
     return dataclasses.replace(run_config, data=dataclasses.replace(run_config.data, train_fraction=1.0))
 
 
+def promoted_run(config: StudyConfig, winner: Winner, run_config: RunConfig) -> TrainResult | None:
+    """The winner's finished full-data run when it trained exactly ``run_config`` (same data, same epochs).
+
+    Retraining it would repeat the same epochs with the same seed, so its checkpoints serve as they are. None when
+    there is no such run, it stopped early, or any setting that changes the arithmetic differs.
+    """
+    from phonetune.model.checkpoint import read_checkpoint
+    from phonetune.model.trainer import RESUME_FREE_KEYS
+
+    folder = config.trial_dir(winner.search_trial.number, FULL_FIDELITY)
+    if winner.full_trial is None or not (folder / LAST_CHECKPOINT).is_file():
+        return None
+    payload = read_checkpoint(folder / LAST_CHECKPOINT)
+    stored, wanted = payload["run_config"], run_config.to_mapping()
+    differs = [
+        (section, key)
+        for section, table in wanted.items()
+        for key in table
+        if (section, key) not in RESUME_FREE_KEYS and stored.get(section, {}).get(key) != table[key]
+    ]
+    if differs or payload["epoch"] != run_config.train.epochs:
+        return None
+    return TrainResult(
+        out_dir=folder,
+        history=[EpochMetrics(**entry) for entry in payload["history"]],
+        best_dev_acc=payload["best_dev_acc"],
+        best_epoch=payload["best_epoch"],
+        param_count=payload["param_count"],
+        wall_seconds=payload["wall_seconds"],
+    )
+
+
 def default_out_dir(config: StudyConfig, winner: Winner, with_dev: bool) -> Path:
     suffix = "-with-dev" if with_dev else ""
     return config.artifacts_path / "retrain" / f"trial-{winner.search_trial.number}{suffix}"
@@ -128,7 +162,7 @@ def retrain_winner(
     from phonetune.model.inference import predict_checkpoint
     from phonetune.model.trainer import Trainer
 
-    storage = storage if storage is not None else storage_for(config)
+    storage = storage if storage is not None else storage_for(config, must_exist=True)
     search_study = open_study(config, SEARCH_FIDELITY, storage=storage)
     full_study = open_full_study(config, storage)
     winner = pick_winner(search_study, full_study, trial_number)
@@ -136,19 +170,17 @@ def retrain_winner(
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(config, winner, with_dev)
     logger.info("retraining %s into %s%s", winner.reason, out_dir, " with the dev split" if with_dev else "")
 
-    data = load_training_data(run_config.data, with_dev=with_dev, progress=progress)
-    trainer = Trainer(
-        run_config,
-        out_dir,
-        data=data,
-        progress=progress,
-        param_budget=config.param_budget,
-    )
-    try:
-        trainer.setup()
-        result = trainer.train()
-    finally:
-        trainer.cleanup()
+    result = None if with_dev else promoted_run(config, winner, run_config)
+    if result is not None:
+        logger.info("reusing the promoted run in %s: it trained this exact config on the same data", result.out_dir)
+    else:
+        data = load_training_data(run_config.data, with_dev=with_dev, progress=progress)
+        trainer = Trainer(run_config, out_dir, data=data, progress=progress, param_budget=config.param_budget)
+        try:
+            trainer.setup()
+            result = trainer.train()
+        finally:
+            trainer.cleanup()
 
     # Trained on dev, "best on dev" would pick by a score the model was fitted to; the last epoch is the honest pick.
     checkpoint = result.last_checkpoint if with_dev else result.best_checkpoint
@@ -176,6 +208,7 @@ def retrain_winner(
         "param_count": result.param_count,
         "param_budget": config.param_budget,
         "with_dev": with_dev,
+        "reused_promoted_run": str(result.out_dir) if result.out_dir != out_dir else None,
         "epochs": len(result.history),
         "dev_accuracy": result.best_dev_acc,
         "dev_accuracy_note": "optimistic: dev was part of training" if with_dev else "held out",

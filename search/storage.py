@@ -186,8 +186,20 @@ def build_storage(
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
     max_retry: int = 3,
+    must_exist: bool = False,
 ) -> BaseStorage:
-    """Open (creating tables or the file when needed) the storage at ``url``; StorageError naming it on failure."""
+    """Open (creating tables or the file when needed) the storage at ``url``; StorageError naming it on failure.
+
+    ``must_exist``: a file storage (SQLite, journal) that is not there is a StorageError instead of a new empty file,
+    for commands that only read a study (a mistyped study name must not leave a database behind).
+    """
+    file_path = _sqlite_path(url) or _journal_path(url)
+    if must_exist and file_path is not None and not file_path.exists():
+        _require_folder(file_path, "file", url)  # a missing folder is the likelier typo: say that first
+        raise StorageError(
+            f"storage {url} must hold the study, but the file {file_path} does not exist; check the study name and "
+            "[study] storage, or run `phonetune search` (or `phonetune run`) first"
+        )
     journal_path = _journal_path(url)
     if journal_path is not None:
         _require_folder(journal_path, "journal", url)

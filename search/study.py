@@ -28,6 +28,8 @@ from phonetune.search.storage import build_storage, require_study, study_names
 
 logger = logging.getLogger(__name__)
 
+METRIC_NAME = "dev accuracy"
+
 
 def create_sampler(config: StudyConfig, worker_index: int = 0, trials_before: int = 0) -> optuna.samplers.BaseSampler:
     """The configured sampler, seeded per worker and per resumption.
@@ -79,13 +81,14 @@ def create_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def storage_for(config: StudyConfig) -> optuna.storages.BaseStorage:
+def storage_for(config: StudyConfig, *, must_exist: bool = False) -> optuna.storages.BaseStorage:
     """The study's storage, with heartbeats and retries set from ``[study]``.
 
     The default storage, ``sqlite:///studies/<name>.db`` under the working folder, is phonetune's own choice, so its
     folder is made here when missing; a storage URL the user wrote must name an existing folder (``build_storage``).
+    ``must_exist`` (commands that read a study) refuses a storage file that is not there rather than create it.
     """
-    if not config.study.storage:
+    if not config.study.storage and not must_exist:
         folder = Path(config.storage_url[len("sqlite:///"):]).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -99,6 +102,7 @@ def storage_for(config: StudyConfig) -> optuna.storages.BaseStorage:
         heartbeat_interval=config.study.heartbeat_interval,
         grace_period=config.study.grace_period,
         max_retry=config.study.max_retry,
+        must_exist=must_exist,
     )
 
 
@@ -116,7 +120,7 @@ def open_study(
     ``create`` is false and the study does not exist.
     """
     study_name = config.study_name(fidelity)
-    storage = storage if storage is not None else storage_for(config)
+    storage = storage if storage is not None else storage_for(config, must_exist=not create)
     sampler = create_sampler(config, worker_index)
     pruner = create_pruner(config)
     if create:
@@ -129,6 +133,9 @@ def open_study(
             load_if_exists=True,
         )
         if not study.user_attrs.get(FIDELITY):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)  # stable since 3.2; still flagged in 5.0
+                study.set_metric_names([METRIC_NAME])  # the dashboard's axis and column say what the value is
             study.set_user_attr(FIDELITY, fidelity)
             study.set_user_attr("param_budget", config.param_budget)
             study.set_user_attr("config_source", config.source)

@@ -112,11 +112,17 @@ def test_promote_links_full_trials_reports_spearman_and_is_idempotent(study_copy
     rows = sheet.read_text().splitlines()
     assert sum(",full," in row for row in rows) == 3 and sum(",search," in row for row in rows) == 4
 
-    # Retrain picks the best full-data trial.
+    # Retrain picks the best full-data trial, and reuses its promoted run: the same config, data and seed would
+    # only repeat the same epochs.
     result = retrain_winner(config, progress=False)
     best_full = max(_full_trials(config), key=lambda t: t.value)
     assert result.winner.full_trial.number == best_full.number
     assert result.winner.search_trial.number == best_full.user_attrs[attrs.SOURCE_TRIAL]
+    promoted_dir = config.trial_dir(best_full.user_attrs[attrs.SOURCE_TRIAL], "full")
+    assert result.checkpoint == promoted_dir / "best.pt" and result.dev_accuracy == best_full.value
+    assert not (result.out_dir / "last.pt").exists()  # nothing was trained into the retrain folder
+    summary = json.loads(result.summary_path.read_text())
+    assert summary["reused_promoted_run"] == str(promoted_dir) and summary["test_accuracy"] is not None
 
 
 def test_promote_resumes_an_interrupted_full_run(study_copy):

@@ -271,6 +271,16 @@ def test_default_storage_folder_is_still_made_in_the_working_folder(tmp_path, mo
     assert (tmp_path / "studies" / "tiny.db").is_file()
 
 
+@pytest.mark.parametrize("command", [["export", "--out", "sheet.csv"], ["report", "--out", "r.html"],
+                                     ["promote"], ["retrain"], ["ensemble"], ["dashboard", "--port", "0"]])
+def test_reading_a_study_of_a_mistyped_default_storage_creates_no_database(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, tmp_path / "data", **{"study.storage": None})
+    code, err = _run(capsys, command[0], "--config", str(path), "--set", "study.name=nope", *command[1:])
+    assert code == 1 and "nope.db" in err and "does not exist" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "studies").exists()  # neither the database nor its folder was made
+
+
 def test_database_url_without_its_driver_names_the_package_to_install(stored, capsys):
     try:
         import MySQLdb  # noqa: F401

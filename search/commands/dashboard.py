@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_port(args.port)  # before the storage is opened
     config = load_study_config(args.config, args.overrides)
-    storage = storage_for(config)
+    storage = storage_for(config, must_exist=True)
     require_study(storage, config.study_name(), config.storage_url, "run `phonetune search --config ...` first")
     server = DashboardServer.start(storage, host=args.host, port=args.port)
     warning = network_warning(server, config.name)
