@@ -34,7 +34,7 @@ from phonetune.model import count_params
 from phonetune.model.inference import predict_checkpoint
 from phonetune.model.run_files import BEST_CHECKPOINT
 from phonetune.model.scoring import score_submission
-from phonetune.model.speed import measure_speed
+from phonetune.model.speed_probe import measure_speed
 from phonetune.model.trainer import Trainer
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig, load_study_config

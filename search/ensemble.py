@@ -26,6 +26,8 @@ from optuna.trial import TrialState
 
 from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
+from phonetune.model.ensemble import load_members, members_probabilities, select_ensemble
+from phonetune.model.inference import load_checkpoint_split, write_submission
 from phonetune.model.run_files import BEST_CHECKPOINT
 from phonetune.model.scoring import score_submission, write_score_report
 from phonetune.search import attributes as attrs
@@ -86,9 +88,6 @@ def build_study_ensemble(
     ``param_budget`` defaults to the study's; members over it together are never selected. Raises ConfigError when
     no promoted run exists, BudgetError when no single run fits the budget.
     """
-    from phonetune.model.ensemble import load_members, members_probabilities, select_ensemble
-    from phonetune.model.inference import load_checkpoint_split, write_submission
-
     if max_members < 1:
         raise ConfigError(f"--max-members must be at least 1, but got {max_members}")
     budget = config.param_budget if param_budget is None else param_budget

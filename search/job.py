@@ -36,11 +36,22 @@ from typing import Any, Callable, Sequence
 from optuna.trial import TrialState
 
 from phonetune.atomic import atomic_write_json
-from phonetune.errors import ConfigError
+from phonetune.errors import ConfigError, StorageError
+from phonetune.model.budget import count_params
+from phonetune.model.speed import Speed
+from phonetune.model.speed_probe import measure_speed
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig, load_study_config
+from phonetune.search.ensemble import build_study_ensemble
+from phonetune.search.export import open_studies, write_ablation_sheet
 from phonetune.search.planner import Plan, format_seconds, make_plan, plan_final_runs, run_seconds
+from phonetune.search.promote import describe_spearman, promote_top_trials
+from phonetune.search.report import write_report
+from phonetune.search.runner import load_fidelity_data
+from phonetune.search.space import run_config_from_params
+from phonetune.search.space_budget import smallest_budget_for_every_trial
 from phonetune.search.study import open_full_study, open_study, storage_for
+from phonetune.search.workers import run_search
 
 logger = logging.getLogger(__name__)
 
@@ -179,9 +190,6 @@ def _plan(config: StudyConfig, state: JobState, clock: BudgetClock, workers: int
         plan = Plan.from_dict(state.values["plan"])
         logger.info("continuing the job: %s spent of %s", format_seconds(clock.spent), format_seconds(clock.budget_s))
         return plan
-    from phonetune.model.speed import Speed, measure_speed
-    from phonetune.search.runner import load_fidelity_data
-    from phonetune.search.space_budget import smallest_budget_for_every_trial
 
     data = load_fidelity_data(config, attrs.FULL_FIDELITY, progress=progress)  # validates and caches the data
     speed = measure_speed(config.train.device)
@@ -191,7 +199,6 @@ def _plan(config: StudyConfig, state: JobState, clock: BudgetClock, workers: int
         search_fraction=config.fidelity.train_fraction, search_epochs=config.fidelity.trial_epochs,
         elapsed_s=clock.spent, top_k=top_k, min_search_cap=smallest_budget_for_every_trial(config),
     )
-    assert isinstance(speed, Speed)
     state.save(plan=plan.to_dict())
     print(f"plan: {plan.describe()}", flush=True)
     return plan
@@ -199,8 +206,6 @@ def _plan(config: StudyConfig, state: JobState, clock: BudgetClock, workers: int
 
 def _search(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, workers: int,
             gpus: Sequence[str], progress: bool) -> None:
-    from phonetune.search.workers import run_search
-
     left = plan.search_s - float(state.values.get("search_spent_s", 0.0))
     started = clock.spent
     print(f"search: {format_seconds(left)} with {workers} worker(s), models up to {plan.search_cap:,} parameters",
@@ -219,11 +224,6 @@ def _search(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan
 
 
 def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, progress: bool) -> dict:
-    from phonetune.model.budget import count_params
-    from phonetune.model.speed import Speed
-    from phonetune.search.runner import load_fidelity_data
-    from phonetune.search.space import run_config_from_params
-
     speed = Speed(**plan.speed)
     # The final runs are the search's trials at the final cap: the same parameters, wider where the cap bound them.
     wide = _with_overrides(config, [f"study.param_budget={plan.final_cap}"])
@@ -278,8 +278,6 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
 
 def _promote_one(config: StudyConfig, source: int, data: Any, progress: bool) -> Any:
     """Promote one search trial; a run left RUNNING by a killed job is retried once its heartbeat has gone stale."""
-    from phonetune.errors import StorageError
-    from phonetune.search.promote import promote_top_trials
 
     try:
         return promote_top_trials(config, 1, source_numbers=[source], data=data, progress=progress)
@@ -294,8 +292,6 @@ def _promote_one(config: StudyConfig, source: int, data: Any, progress: bool) ->
 
 
 def _final_model(config: StudyConfig, state: JobState, param_budget: int, max_members: int, progress: bool) -> dict:
-    from phonetune.search.ensemble import build_study_ensemble
-
     if not state.done("final_model"):
         result = build_study_ensemble(config, max_members=max_members, param_budget=param_budget, progress=progress)
         state.mark_done("final_model", final_model=result.to_dict())
@@ -304,10 +300,6 @@ def _final_model(config: StudyConfig, state: JobState, param_budget: int, max_me
 
 def _outputs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, final: dict, ensemble: dict,
              sheet_path: str | Path | None) -> dict:
-    from phonetune.search.export import open_studies, write_ablation_sheet
-    from phonetune.search.promote import describe_spearman
-    from phonetune.search.report import write_report
-
     search_study, full_study = open_studies(config)
     sheet = write_ablation_sheet(search_study, full_study, sheet_path or config.artifacts_path / "ablation_sheet.csv")
     report_path = config.artifacts_path / "report.html"
