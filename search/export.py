@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from phonetune.atomic import atomic_write_text
 from phonetune.search import attributes as attrs
+from phonetune.search.study import open_full_study, open_study, storage_for
 
 if TYPE_CHECKING:
     from phonetune.search.config import StudyConfig
@@ -68,8 +69,6 @@ def open_studies(config: "StudyConfig") -> tuple[optuna.Study, optuna.Study | No
 
     Raises StorageError (listing the stored studies) when the search study does not exist.
     """
-    from phonetune.search.study import open_full_study, open_study, storage_for
-
     storage = storage_for(config, must_exist=True)
     return open_study(config, SEARCH_FIDELITY, storage=storage), open_full_study(config, storage)
 

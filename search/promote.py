@@ -47,6 +47,7 @@ from phonetune.search.attributes import (
 from phonetune.search.config import StudyConfig
 from phonetune.search.runner import load_fidelity_data, train_trial
 from phonetune.search.storage import TrialHeartbeat, recover_stale_trials
+from phonetune.search.study import open_study, storage_for
 
 logger = logging.getLogger(__name__)
 
@@ -195,8 +196,6 @@ def promote_top_trials(
     ``data`` is the full training data when the caller has it loaded already. Raises StorageError when the search
     study does not exist, ConfigError when it has no complete trial (or a named source is not COMPLETE).
     """
-    from phonetune.search.study import open_study, storage_for
-
     storage = storage if storage is not None else storage_for(config, must_exist=True)
     search_study = open_study(config, SEARCH_FIDELITY, storage=storage)
     if source_numbers is None:

@@ -32,9 +32,12 @@ from optuna.trial import FrozenTrial, TrialState
 from phonetune.atomic import atomic_write_json
 from phonetune.data_pipeline.load import load_training_data
 from phonetune.errors import ConfigError
+from phonetune.model.checkpoint import read_checkpoint
+from phonetune.model.inference import predict_checkpoint
 from phonetune.model.run_files import LAST_CHECKPOINT, EpochMetrics, TrainResult
 from phonetune.model.scoring import score_submission, write_score_report
 from phonetune.model.train_config import RunConfig
+from phonetune.model.trainer import RESUME_FREE_KEYS, Trainer
 from phonetune.search import attributes as attrs
 from phonetune.search.attributes import FULL_FIDELITY, SEARCH_FIDELITY
 from phonetune.search.config import StudyConfig
@@ -118,9 +121,6 @@ def promoted_run(config: StudyConfig, winner: Winner, run_config: RunConfig) -> 
     Retraining it would repeat the same epochs with the same seed, so its checkpoints serve as they are. None when
     there is no such run, it stopped early, or any setting that changes the arithmetic differs.
     """
-    from phonetune.model.checkpoint import read_checkpoint
-    from phonetune.model.trainer import RESUME_FREE_KEYS
-
     folder = config.trial_dir(winner.search_trial.number, FULL_FIDELITY)
     if winner.full_trial is None or not (folder / LAST_CHECKPOINT).is_file():
         return None
@@ -159,8 +159,6 @@ def retrain_winner(
     storage: optuna.storages.BaseStorage | None = None,
 ) -> RetrainResult:
     """Pick the winner, train it, write the submission, score it when labels exist, and write summary.json."""
-    from phonetune.model.inference import predict_checkpoint
-    from phonetune.model.trainer import Trainer
 
     storage = storage if storage is not None else storage_for(config, must_exist=True)
     search_study = open_study(config, SEARCH_FIDELITY, storage=storage)

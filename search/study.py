@@ -24,6 +24,7 @@ from optuna.exceptions import ExperimentalWarning
 from phonetune.errors import StorageError
 from phonetune.search.attributes import FIDELITY, FULL_FIDELITY, SEARCH_FIDELITY, WARM_START
 from phonetune.search.config import StudyConfig
+from phonetune.search.space import warm_start_params
 from phonetune.search.storage import build_storage, require_study, study_names
 
 logger = logging.getLogger(__name__)
@@ -161,8 +162,6 @@ def enqueue_warm_starts(study: optuna.Study, config: StudyConfig) -> list[str]:
     A warm start already in the study (any state, found by its ``warm_start`` user attribute) is not queued again, so
     re-running a search or ``phonetune run`` never repeats one.
     """
-    from phonetune.search.space import warm_start_params
-
     present = {trial.user_attrs.get(WARM_START) for trial in study.get_trials(deepcopy=False)}
     queued = []
     for warm_start in config.warm_start:
