@@ -11,7 +11,7 @@ Three arms, each given the same budget B on this machine, each scored on the dem
 Arms (b) and (c) stop an epoch early rather than overrun B; every arm's own wall time is printed. The last line is
 ``ratio: X`` = arm (a)'s mean test accuracy / the best other arm's mean.
 
-Usage: python bench/quality.py [--data data/demo] [--budget 10m] [--seeds 2] [--arms a,b,c]
+Usage: python bench/quality.py [--data data/demo] [--budget 10m] [--seeds 2 | --seed-list 0,1] [--arms a,b,c]
 """
 
 from __future__ import annotations
@@ -166,7 +166,8 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "studies" / "demo.toml"))
     parser.add_argument("--data", default="data/demo")
     parser.add_argument("--budget", default="10m")
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1")
+    parser.add_argument("--seed-list", default="", help="these seeds instead, e.g. 1 or 0,2 (to complete a run)")
     parser.add_argument("--workers", type=int, default=2, help="search workers of arm (a)")
     parser.add_argument("--arms", default="a,b,c")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
@@ -178,10 +179,10 @@ def main() -> None:
     overrides = [f'data.root="{data_root}"']
     config = load_study_config(args.config, overrides)
     arms = [arm.strip() for arm in args.arms.split(",")]
-    print(f"budget {format_seconds(budget_s)} per arm, data {data_root}, seeds 0..{args.seeds - 1}, arms {arms}",
-          flush=True)
+    seeds = [int(seed) for seed in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
+    print(f"budget {format_seconds(budget_s)} per arm, data {data_root}, seeds {seeds}, arms {arms}", flush=True)
     results: dict[str, list[dict]] = {arm: [] for arm in arms}
-    for seed in range(args.seeds):
+    for seed in seeds:
         for arm in arms:
             with tempfile.TemporaryDirectory(prefix=f"quality-{arm}-{seed}-") as tmp:
                 folder = Path(tmp)

@@ -63,6 +63,8 @@ SEARCH_MARGIN_S = 5.0
 # Time left over after the search (a fast machine, a small corpus) buys the final runs more epochs, up to this many
 # times the study's [fidelity] full_epochs.
 MAX_EPOCHS_FACTOR = 3
+# At most this many final runs, spare ones included (each one more ensemble candidate to predict dev and test with).
+MAX_FINAL_RUNS = 6
 # A trial "widens" for its final run when the final cap gives it at least this many times its search parameters.
 WIDENS = 1.5
 
@@ -252,21 +254,44 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
     data = None
     result = None
     skipped = []
-    for source in final["sources"]:
-        predicted = run_seconds(speed, params[source], final["epochs"], plan.train_frames, plan.dev_frames)
+    # Measured wall time over predicted, of the runs trained so far: time left over after the plan buys further
+    # final runs (more ensemble candidates) only when they fit at the speed really seen.
+    slowdown: list[float] = []
+
+    def predicted_s(source: int) -> float:
+        factor = max(slowdown) if slowdown else 1.0
+        return factor * run_seconds(speed, params[source], final["epochs"], plan.train_frames, plan.dev_frames)
+
+    ranked = [trial.number for trial in complete]
+    queue = list(final["sources"])
+    while queue:
+        source = queue.pop(0)
         full_study = open_full_study(config, storage_for(config))
         already = full_study is not None and any(
             trial.user_attrs.get(attrs.SOURCE_TRIAL) == source
             for trial in full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         )
-        if not already and result is not None and predicted > clock.left - plan.reserve_s:
+        if not already and result is not None and predicted_s(source) > clock.left - plan.reserve_s:
             skipped.append(source)
             logger.warning("final run of search trial %d skipped: it needs about %s, %s are left", source,
-                           format_seconds(predicted), format_seconds(clock.left - plan.reserve_s))
+                           format_seconds(predicted_s(source)), format_seconds(clock.left - plan.reserve_s))
             continue
         if data is None and not already:
             data = load_fidelity_data(promoted_config, attrs.FULL_FIDELITY, progress=progress)
+        started = time.monotonic()
         result = _promote_one(promoted_config, source, data, progress)
+        if not already:
+            planned = run_seconds(speed, params[source], final["epochs"], plan.train_frames, plan.dev_frames)
+            slowdown.append((time.monotonic() - started) / planned)
+        if not queue and len(final["sources"]) < MAX_FINAL_RUNS:
+            spare = next((number for number in ranked if number not in final["sources"]), None)
+            if spare is not None and predicted_s(spare) <= clock.left - plan.reserve_s:
+                final["sources"].append(spare)
+                state.save(final_runs=final)
+                queue.append(spare)
+                print(f"final runs: time is left over, so search trial {spare} trains too "
+                      f"({format_seconds(predicted_s(spare))} predicted of {format_seconds(clock.left - plan.reserve_s)} "
+                      "left)", flush=True)
     if result is None:
         raise ConfigError("no final run could be trained in the time left; give a larger --budget")
     state.save(final_skipped=skipped)
