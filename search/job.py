@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 from optuna.trial import TrialState
 
 from phonetune.atomic import atomic_write_json
-from phonetune.errors import ConfigError, StorageError
+from phonetune.errors import ConfigError
 from phonetune.model.budget import count_params
 from phonetune.model.speed import Speed
 from phonetune.model.speed_probe import measure_speed
@@ -250,7 +250,7 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
         state.save(final_runs=dataclasses.asdict(chosen))
         print(f"final runs: search trials {chosen.sources}: {chosen.why}", flush=True)
     final = state.values["final_runs"]
-    promoted_config = _with_overrides(wide, [f"fidelity.full_epochs={final['epochs']}"])
+    final.setdefault("epochs_of", {})  # spare runs may train fewer epochs than the planned ones
     data = None
     result = None
     skipped = []
@@ -258,40 +258,49 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
     # final runs (more ensemble candidates) only when they fit at the speed really seen.
     slowdown: list[float] = []
 
-    def predicted_s(source: int) -> float:
+    def epochs_of(source: int) -> int:
+        return int(final["epochs_of"].get(str(source), final["epochs"]))
+
+    def predicted_s(source: int, epochs: int) -> float:
         factor = max(slowdown) if slowdown else 1.0
-        return factor * run_seconds(speed, params[source], final["epochs"], plan.train_frames, plan.dev_frames)
+        return factor * run_seconds(speed, params[source], epochs, plan.train_frames, plan.dev_frames)
 
     ranked = [trial.number for trial in complete]
     queue = list(final["sources"])
     while queue:
         source = queue.pop(0)
+        epochs = epochs_of(source)
         full_study = open_full_study(config, storage_for(config))
         already = full_study is not None and any(
             trial.user_attrs.get(attrs.SOURCE_TRIAL) == source
             for trial in full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         )
-        if not already and result is not None and predicted_s(source) > clock.left - plan.reserve_s:
+        if not already and result is not None and predicted_s(source, epochs) > clock.left - plan.reserve_s:
             skipped.append(source)
             logger.warning("final run of search trial %d skipped: it needs about %s, %s are left", source,
-                           format_seconds(predicted_s(source)), format_seconds(clock.left - plan.reserve_s))
+                           format_seconds(predicted_s(source, epochs)), format_seconds(clock.left - plan.reserve_s))
             continue
+        promoted_config = _with_overrides(wide, [f"fidelity.full_epochs={epochs}"])
         if data is None and not already:
             data = load_fidelity_data(promoted_config, attrs.FULL_FIDELITY, progress=progress)
         started = time.monotonic()
         result = _promote_one(promoted_config, source, data, progress)
         if not already:
-            planned = run_seconds(speed, params[source], final["epochs"], plan.train_frames, plan.dev_frames)
+            planned = run_seconds(speed, params[source], epochs, plan.train_frames, plan.dev_frames)
             slowdown.append((time.monotonic() - started) / planned)
         if not queue and len(final["sources"]) < MAX_FINAL_RUNS:
             spare = next((number for number in ranked if number not in final["sources"]), None)
-            if spare is not None and predicted_s(spare) <= clock.left - plan.reserve_s:
+            left = clock.left - plan.reserve_s
+            fits = [count for count in range(final["epochs"], 0, -1) if spare is not None
+                    and predicted_s(spare, count) <= left]
+            if fits:
                 final["sources"].append(spare)
+                final["epochs_of"][str(spare)] = fits[0]
                 state.save(final_runs=final)
                 queue.append(spare)
-                print(f"final runs: time is left over, so search trial {spare} trains too "
-                      f"({format_seconds(predicted_s(spare))} predicted of {format_seconds(clock.left - plan.reserve_s)} "
-                      "left)", flush=True)
+                print(f"final runs: time is left over, so search trial {spare} trains too, {fits[0]} epoch"
+                      f"{'s' if fits[0] != 1 else ''} ({format_seconds(predicted_s(spare, fits[0]))} predicted of "
+                      f"{format_seconds(left)} left)", flush=True)
     if result is None:
         raise ConfigError("no final run could be trained in the time left; give a larger --budget")
     state.save(final_skipped=skipped)
@@ -302,18 +311,18 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
 
 
 def _promote_one(config: StudyConfig, source: int, data: Any, progress: bool) -> Any:
-    """Promote one search trial; a run left RUNNING by a killed job is retried once its heartbeat has gone stale."""
-
-    try:
-        return promote_top_trials(config, 1, source_numbers=[source], data=data, progress=progress)
-    except StorageError as exc:
-        if "RUNNING" not in str(exc):
-            raise
+    """Promote one search trial. A run of it left RUNNING by a killed job is resumed from its checkpoint once its
+    heartbeat has gone stale (``grace_period``), so this waits that long first."""
+    full_study = open_full_study(config, storage_for(config))
+    if full_study is not None and any(
+        trial.user_attrs.get(attrs.SOURCE_TRIAL) == source
+        for trial in full_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    ):
         wait = config.study.grace_period + 2
         logger.warning("the final run of search trial %d was left RUNNING by a stopped job; waiting %d s for its "
                        "heartbeat to go stale, then resuming it from its checkpoint", source, wait)
         time.sleep(wait)
-        return promote_top_trials(config, 1, source_numbers=[source], data=data, progress=progress)
+    return promote_top_trials(config, 1, source_numbers=[source], data=data, progress=progress)
 
 
 def _final_model(config: StudyConfig, state: JobState, param_budget: int, max_members: int, progress: bool) -> dict:

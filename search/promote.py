@@ -34,7 +34,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from phonetune.data_pipeline.load import TrainingData
-from phonetune.errors import ConfigError, StorageError
+from phonetune.errors import ConfigError
 from phonetune.search import attributes as attrs
 from phonetune.search.attributes import (
     FULL_FIDELITY,
@@ -46,7 +46,7 @@ from phonetune.search.attributes import (
 )
 from phonetune.search.config import StudyConfig
 from phonetune.search.runner import load_fidelity_data, train_trial
-from phonetune.search.storage import TrialHeartbeat, recover_stale_trials
+from phonetune.search.storage import TrialHeartbeat, recover_stale_trials, trial_start_lock
 from phonetune.search.study import open_study, storage_for
 
 logger = logging.getLogger(__name__)
@@ -142,11 +142,9 @@ def _queue_promotions(config: StudyConfig, full_study: optuna.Study, sources: li
         if source.number in done_or_queued:
             continue
         if source.number in running:
-            raise StorageError(
-                f"search trial {source.number} must not be promoted twice at once, but full-data study "
-                f"{full_study.study_name!r} has it RUNNING (another promote is working on it); wait for it, or "
-                f"for its heartbeat to go stale ({config.study.grace_period} s) after a crash"
-            )
+            # Another promote (here or on another host) is training it; it stays that one's work.
+            logger.info("search trial %d is being promoted by another process; leaving it to that one", source.number)
+            continue
         full_study.enqueue_trial(
             source.params,
             user_attrs={attrs.SOURCE_TRIAL: source.number, attrs.FIDELITY: FULL_FIDELITY},
@@ -213,7 +211,10 @@ def promote_top_trials(
         )
     full_study = open_study(config, FULL_FIDELITY, create=True, storage=storage)
     full_study.set_user_attr(SOURCE_STUDY_ATTR, search_study.study_name)
-    _queue_promotions(config, full_study, sources)
+    # Two promoters (or a promoter and `phonetune run`) on one study, on one host or several: queueing under the
+    # workers' start lock means each source is queued once, and each queued trial is asked by exactly one of them.
+    with trial_start_lock(storage, config.storage_url, full_study.study_name):
+        _queue_promotions(config, full_study, sources)
 
     retrained: set[int] = set()
     search_trials = {trial.number: trial for trial in search_study.get_trials(deepcopy=False)}

@@ -7,7 +7,10 @@ file), so the tests do not depend on each other's order.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -17,7 +20,7 @@ from optuna.trial import TrialState
 from scipy.stats import spearmanr
 from search_study import write_study
 
-from phonetune.data_pipeline import load_split
+from phonetune.data_pipeline import concatenate_splits, load_split
 from phonetune.errors import ConfigError, StorageError
 from phonetune.model import score_submission
 from phonetune.model.trainer import Trainer
@@ -25,7 +28,6 @@ from phonetune.search import attributes as attrs
 from phonetune.search.cli import main
 from phonetune.search.config import load_study_config
 from phonetune.search.promote import promote_top_trials, spearman_correlation, top_complete_trials
-from phonetune.data_pipeline import concatenate_splits
 from phonetune.search.retrain import retrain_winner
 from phonetune.search.space import suggest_run_config
 from phonetune.search.study import open_study, storage_for
@@ -241,3 +243,22 @@ def test_promote_without_complete_trials_is_a_named_error(tmp_path):
         promote_top_trials(config, 2, progress=False)
     with pytest.raises(StorageError, match="'tiny-full'"):
         open_study(config, "full")  # nothing was created on the way to the error
+
+
+def test_two_promotes_at_once_train_each_source_once(study_copy):
+    """Two `phonetune promote --top 3` processes started together split the work: three runs in all, one folder each."""
+    path, config = study_copy
+    command = [sys.executable, "-m", "phonetune.search.cli", "promote", "--config", str(path), "--top", "3"]
+    first, second = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for _ in range(2))
+    for process in (first, second):
+        _out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-2000:]
+    trials = _full_trials(config)
+    sources = [trial.user_attrs[attrs.SOURCE_TRIAL] for trial in trials]
+    assert len(trials) == 3 and len(set(sources)) == 3  # each source trained once, nothing duplicated
+    assert all(trial.state == TrialState.COMPLETE for trial in open_study(config, "full").trials)
+    for trial in trials:
+        assert trial.user_attrs[attrs.RESUMED_FROM_EPOCH] == 0  # nobody "resumed" another's half-written run
+        source = trial.user_attrs[attrs.SOURCE_TRIAL]
+        assert Path(trial.user_attrs[attrs.CHECKPOINT_DIR]) == config.trial_dir(source, "full")
