@@ -128,6 +128,16 @@ def _require_folder(path: Path, kind: str, url: str) -> None:
     )
 
 
+# SQLAlchemy 2.1 made psycopg (version 3) the driver of a bare postgresql:// URL; phonetune installs psycopg2-binary,
+# so a URL that names no driver gets that one. A URL that names its driver (postgresql+psycopg://) is kept as written.
+DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg2"}
+
+
+def _with_default_driver(url: str) -> str:
+    scheme, separator, rest = url.partition("://")
+    return f"{DEFAULT_DRIVERS[scheme]}{separator}{rest}" if separator and scheme in DEFAULT_DRIVERS else url
+
+
 def _require_driver(url: str) -> None:
     """StorageError naming the database kind or the pip package when SQLAlchemy cannot load the URL's driver."""
     import sqlalchemy
@@ -213,6 +223,7 @@ def build_storage(
     import sqlalchemy
 
     engine_kwargs: dict[str, Any]
+    engine_url = _with_default_driver(url)
     sqlite_path = _sqlite_path(url)
     if url.startswith("sqlite:"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
@@ -225,7 +236,7 @@ def build_storage(
                     f"SQLite storage {url} must be a writable database file, but opening it failed: {exc}"
                 ) from exc
     else:
-        _require_driver(url)
+        _require_driver(engine_url)
         # A worker holds its connection for hours; the server or a firewall may drop it in between.
         engine_kwargs = {"pool_pre_ping": True, "pool_recycle": 1800}
         if url.startswith("postgresql") and "connect_timeout" not in url:
@@ -236,7 +247,7 @@ def build_storage(
         warnings.simplefilter("ignore", ExperimentalWarning)
         try:
             storage = RDBStorage(
-                url,
+                engine_url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,

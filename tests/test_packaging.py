@@ -74,5 +74,5 @@ def test_wheel_installs_the_phonetune_command_with_every_subcommand(wheel):
     from phonetune.search.cli import COMMANDS
 
     names = set(wheel.namelist())
-    for module in COMMANDS.values():
+    for module, _summary in COMMANDS.values():
         assert f"phonetune/search/commands/{module}.py" in names
