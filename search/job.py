@@ -170,7 +170,7 @@ def run_job(
     job_dir = config.artifacts_path / "run"
     state = JobState.load(job_dir / STATE_FILE, budget_s)
     with BudgetClock(budget_s, float(state.values["spent_s"]), lambda spent: state.save(spent_s=spent)) as clock:
-        plan = _plan(config, state, clock, workers, top_k, progress)
+        plan = _plan(config, state, clock, top_k, progress)
         searched = _with_overrides(config, [
             f"study.param_budget={plan.search_cap}",
             "study.n_trials=0",
@@ -186,7 +186,7 @@ def run_job(
     return JobOutcome(summary_path, Path(summary["submission"]), summary)
 
 
-def _plan(config: StudyConfig, state: JobState, clock: BudgetClock, workers: int, top_k: int | None,
+def _plan(config: StudyConfig, state: JobState, clock: BudgetClock, top_k: int | None,
           progress: bool) -> Plan:
     if "plan" in state.values:
         plan = Plan.from_dict(state.values["plan"])
