@@ -99,10 +99,13 @@ def arm_phonetune(args, config_path: str, overrides: list[str], seed: int, folde
         raise RuntimeError(f"phonetune run failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
     summary = json.loads((folder / "artifacts" / "run" / "summary.json").read_text())
     model = summary["final_model"]
+    final = summary["final_runs"]
+    epochs = {source: final.get("epochs_of", {}).get(str(source), final["epochs"]) for source in final["sources"]}
     return {"test_accuracy": summary["test_accuracy"], "wall_s": wall,
             "detail": f"{model['chosen']} of trials {model['members']}, {model['param_count']:,} params, "
-                      f"{summary['search_trials']} search trials, K={len(summary['final_runs']['sources'])} x "
-                      f"{summary['final_runs']['epochs']} epochs"}
+                      f"{summary['search_trials']} search trials, final runs (trial: epochs) {epochs}",
+            "job_lines": [line for line in completed.stdout.splitlines()
+                          if line.startswith(("plan:", "search:", "final runs:", "final model:"))]}
 
 
 def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float) -> dict:

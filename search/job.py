@@ -62,7 +62,7 @@ STATE_SAVE_EVERY_S = 5.0
 SEARCH_MARGIN_S = 5.0
 # Time left over after the search (a fast machine, a small corpus) buys the final runs more epochs, up to this many
 # times the study's [fidelity] full_epochs.
-MAX_EPOCHS_FACTOR = 3
+MAX_EPOCHS_FACTOR = 4
 # At most this many final runs, spare ones included (each one more ensemble candidate to predict dev and test with).
 MAX_FINAL_RUNS = 6
 # A trial "widens" for its final run when the final cap gives it at least this many times its search parameters.
@@ -241,11 +241,12 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
     scales = {trial.number: params[trial.number] > WIDENS * int(trial.user_attrs.get(attrs.PARAM_COUNT, 0))
               for trial in complete}
     complete.sort(key=lambda trial: not scales[trial.number])
+    max_epochs = max(plan.full_epochs, MAX_EPOCHS_FACTOR * config.fidelity.full_epochs)
     if "final_runs" not in state.values:
         chosen = plan_final_runs(
             [(trial.number, params[trial.number]) for trial in complete], clock.left - plan.reserve_s, speed,
             train_frames=plan.train_frames, dev_frames=plan.dev_frames, top_k=plan.top_k,
-            min_epochs=plan.full_epochs, max_epochs=max(plan.full_epochs, MAX_EPOCHS_FACTOR * config.fidelity.full_epochs),
+            min_epochs=plan.full_epochs, max_epochs=max_epochs,
         )
         state.save(final_runs=dataclasses.asdict(chosen))
         print(f"final runs: search trials {chosen.sources}: {chosen.why}", flush=True)
@@ -265,16 +266,31 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
         factor = max(slowdown) if slowdown else 1.0
         return factor * run_seconds(speed, params[source], epochs, plan.train_frames, plan.dev_frames)
 
+    def fitting_epochs(source: int, most: int) -> int:
+        left = clock.left - plan.reserve_s
+        return next((count for count in range(most, 0, -1) if predicted_s(source, count) <= left), 0)
+
     ranked = [trial.number for trial in complete]
-    queue = list(final["sources"])
+    best = final["sources"][0]
+    # The best candidate trains last: the runs before it measure how fast a final run really goes here, and it then
+    # takes every epoch the time left allows, since its accuracy is what the job ends with.
+    queue = list(reversed(final["sources"]))
     while queue:
         source = queue.pop(0)
-        epochs = epochs_of(source)
         full_study = open_full_study(config, storage_for(config))
         already = full_study is not None and any(
             trial.user_attrs.get(attrs.SOURCE_TRIAL) == source
             for trial in full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         )
+        if source == best and not already and str(source) not in final["epochs_of"]:
+            fitting = fitting_epochs(source, max_epochs)
+            if fitting:
+                final["epochs_of"][str(source)] = fitting
+                state.save(final_runs=final)  # before training, so a resumed run keeps its schedule
+                print(f"final runs: the best, search trial {source}, trains last for the {fitting} epoch"
+                      f"{'s' if fitting != 1 else ''} that fit ({format_seconds(predicted_s(source, fitting))} "
+                      f"predicted of {format_seconds(clock.left - plan.reserve_s)} left)", flush=True)
+        epochs = epochs_of(source)
         if not already and result is not None and predicted_s(source, epochs) > clock.left - plan.reserve_s:
             skipped.append(source)
             logger.warning("final run of search trial %d skipped: it needs about %s, %s are left", source,
@@ -291,20 +307,20 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
         if not queue and len(final["sources"]) < MAX_FINAL_RUNS:
             spare = next((number for number in ranked if number not in final["sources"]), None)
             left = clock.left - plan.reserve_s
-            fits = [count for count in range(final["epochs"], 0, -1) if spare is not None
-                    and predicted_s(spare, count) <= left]
-            if fits:
+            fitting = fitting_epochs(spare, final["epochs"]) if spare is not None else 0
+            if fitting:
                 final["sources"].append(spare)
-                final["epochs_of"][str(spare)] = fits[0]
+                final["epochs_of"][str(spare)] = fitting
                 state.save(final_runs=final)
                 queue.append(spare)
-                print(f"final runs: time is left over, so search trial {spare} trains too, {fits[0]} epoch"
-                      f"{'s' if fits[0] != 1 else ''} ({format_seconds(predicted_s(spare, fits[0]))} predicted of "
+                print(f"final runs: time is left over, so search trial {spare} trains too, {fitting} epoch"
+                      f"{'s' if fitting != 1 else ''} ({format_seconds(predicted_s(spare, fitting))} predicted of "
                       f"{format_seconds(left)} left)", flush=True)
     if result is None:
         raise ConfigError("no final run could be trained in the time left; give a larger --budget")
     state.save(final_skipped=skipped)
-    return {"sources": final["sources"], "epochs": final["epochs"], "why": final["why"], "skipped": skipped,
+    return {"sources": final["sources"], "epochs": final["epochs"], "epochs_of": final["epochs_of"],
+            "why": final["why"], "skipped": skipped,
             "final_cap": plan.final_cap, "spearman": result.spearman, "promoted": len(result.promoted),
             "runs": [{"search_trial": item.source_number, "search_accuracy": item.search_accuracy,
                       "full_accuracy": item.full_accuracy, "param_count": item.param_count} for item in result.promoted]}

@@ -122,11 +122,14 @@ def test_killed_run_continues_without_retraining_finished_work(tmp_path):
         if state_path.is_file():
             state = json.loads(state_path.read_text())
             if "final_runs" in state:
-                first_final = state["final_runs"]["sources"][0]
-                if (config.trial_dir(first_final, attrs.FULL_FIDELITY) / "last.pt").exists():
+                # The best source trains last, so any source with a checkpoint is the run in progress.
+                first_final = next((source for source in state["final_runs"]["sources"]
+                                    if (config.trial_dir(source, attrs.FULL_FIDELITY) / "last.pt").exists()), None)
+                if first_final is not None:
                     break
         time.sleep(0.1)
     assert process.poll() is None and first_final is not None, "the job ended before it could be killed"
+    planned_sources = state["final_runs"]["sources"]
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     search_before = {t.number: (t.state, t.value) for t in open_study(config).trials if t.state.is_finished()}
@@ -143,3 +146,10 @@ def test_killed_run_continues_without_retraining_finished_work(tmp_path):
     assert resumed.user_attrs[attrs.RESUMED_FROM_EPOCH] >= 1  # continued from the killed run's checkpoint
     summary = json.loads(Path(done.stdout.strip().splitlines()[-1].split(": ", 1)[1]).read_text())
     assert summary["test_accuracy"] is not None
+    # The best candidate trained last, for the epochs recorded before it started (the time left then).
+    best = planned_sources[0]
+    assert summary["final_runs"]["sources"][0] == best
+    best_run = next(t for t in complete if t.user_attrs[attrs.SOURCE_TRIAL] == best)
+    planned_runs = [t for t in complete if t.user_attrs[attrs.SOURCE_TRIAL] in planned_sources]
+    assert best_run.datetime_start == max(t.datetime_start for t in planned_runs)
+    assert best_run.user_attrs[attrs.EPOCHS_RUN] == int(summary["final_runs"]["epochs_of"][str(best)])
