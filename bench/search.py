@@ -27,10 +27,10 @@ import optuna
 from optuna.trial import TrialState
 
 from phonetune.search import attributes as attrs
-from phonetune.search.config import load_study_config
-from phonetune.search.study import open_study
 from phonetune.search.attributes import SEARCH_FIDELITY
+from phonetune.search.config import load_study_config
 from phonetune.search.runner import load_fidelity_data
+from phonetune.search.study import open_study
 from phonetune.search.workers import run_worker
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 from phonetune.data_pipeline.phonemes import HW1P2_PHONEMES
 
 MAX_CONTEXT_FRAMES = 50
+TRAINED_ON_ALL, TRAINED_ON_SUBSAMPLE = "all", "subsample"  # every training utterance, or a fraction of them
 # Labels are stored as int16 in the cache.
 MAX_CLASSES = 32767
 
@@ -72,6 +73,11 @@ class DataConfig:
     @property
     def num_classes(self) -> int:
         return len(self.phonemes)
+
+    @property
+    def trained_on(self) -> str:
+        """What a run of this config trains on, as sheets and metrics.json say it: ``all`` or ``subsample``."""
+        return TRAINED_ON_ALL if self.train_fraction >= 1.0 else TRAINED_ON_SUBSAMPLE
 
     @property
     def input_dim(self) -> int:

@@ -3,7 +3,7 @@
 Layout of ``runs/NAME/``::
 
     config.toml    the resolved run config (load_run_config reads it back)
-    metrics.json   {"history": [EpochMetrics...], "best_dev_acc", "best_epoch", "param_count", "wall_seconds", ...}
+    metrics.json   {"dev_accuracy", "best_epoch", "trained_on", "param_count", "epochs_run", "wall_seconds", "history"}
     last.pt        the newest epoch's training checkpoint (for resuming)
     best.pt        the best-dev-accuracy epoch's model (for predicting)
     curves.html    plotly: loss and accuracy per epoch, train and dev
@@ -63,14 +63,16 @@ class TrainResult:
         return self.out_dir / LAST_CHECKPOINT
 
 
-def write_metrics(result: TrainResult) -> Path:
+def write_metrics(result: TrainResult, trained_on: str) -> Path:
+    """``metrics.json``, under the column names of the ablation sheet (``dev_accuracy``, ``trained_on``, ...)."""
     payload = {
-        "history": [metrics.to_dict() for metrics in result.history],
-        "best_dev_acc": result.best_dev_acc,
+        "dev_accuracy": result.best_dev_acc,
         "best_epoch": result.best_epoch,
+        "trained_on": trained_on,
         "param_count": result.param_count,
+        "epochs_run": len(result.history),
         "wall_seconds": result.wall_seconds,
-        "epochs_completed": len(result.history),
+        "history": [metrics.to_dict() for metrics in result.history],
     }
     return atomic_write_json(result.out_dir / METRICS_FILE, payload)
 

@@ -204,7 +204,7 @@ class Trainer:
             raise CheckpointError(
                 f"{path} must belong to the same run config to resume, but it differs in: "
                 + "; ".join(differences)
-                + f". Use another output folder, or overwrite (phonetune train --overwrite) to start over"
+                + ". Use another output folder, or overwrite (phonetune train --overwrite) to start over"
             )
 
     # ---------------------------------------------------------------- train
@@ -322,7 +322,7 @@ class Trainer:
             "best_dev_acc": result.best_dev_acc,
             "best_epoch": result.best_epoch,
         })
-        write_metrics(result)
+        write_metrics(result, self.run_config.data.trained_on)
 
     # ---------------------------------------------------------------- cleanup
     def cleanup(self) -> None:

@@ -1,7 +1,8 @@
 """Atomic file writes: write to a temporary file beside the target, fsync, then rename over it.
 
 A crash, a kill or a full disk in the middle of a write leaves the previous file intact and no partial file under
-the target name; the temporary file is removed on failure.
+the target name; the temporary file is removed on failure. The file ends with the permissions a plain ``open()``
+would give it (the umask's, or the replaced file's own), not the 0600 of a temporary file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,25 @@ import os
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
+
+
+def _process_umask() -> int:
+    try:  # Linux states it without changing it; os.umask() can only be read by setting it (racy across threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def _final_mode(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_process_umask()
 
 
 @contextlib.contextmanager
@@ -26,6 +46,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, _final_mode(target))
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -5,15 +5,13 @@ User attributes (``trial.user_attrs[...]``), written by ``space.py`` and ``objec
 =====================  ==========================================================================================
 ``base_width``         int: the width the budget-aware space derived from ``width_fraction`` (not an Optuna param)
 ``param_count``        int: trainable parameters of the trial's model (always <= the study's ``param_budget``)
-``curves``             list of dicts, one per finished epoch, oldest first: ``epoch`` (1-based), ``train_loss``,
-                       ``train_accuracy``, ``dev_loss``, ``dev_accuracy``, ``lr``, ``seconds``, ``frames_per_s``
-                       (every key is present; a value may be None when the trainer did not measure it)
 ``best_dev_accuracy``  float: best dev accuracy so far (equals the objective value of a COMPLETE trial)
 ``epochs_run``         int: epochs finished, counting epochs a retried trial inherited from its dead predecessor
 ``pruned_at_epoch``    int: the epoch after which the pruner stopped the trial (only on PRUNED trials)
 ``frames_per_s``       float: mean training throughput over the epochs this attempt ran
 ``wall_seconds``       float: wall time spent on this trial, summed over the attempts of a retried trial
-``checkpoint_dir``     str: absolute path of the run folder (config.toml, last.pt, best.pt, metrics.json)
+``checkpoint_dir``     str: the run folder (config.toml, last.pt, best.pt, metrics.json), relative to the study's
+                       artifacts_dir so a moved study still finds it (older studies: absolute)
 ``retried_from``       int: number of the original trial when this one re-runs a trial whose worker died
 ``resumed_from_epoch`` int: epochs already in the checkpoint this attempt resumed from (0 for a fresh start)
 ``fidelity``           str: "search" (subsampled, short) or "full" (promoted to the full training data)
@@ -22,12 +20,19 @@ User attributes (``trial.user_attrs[...]``), written by ``space.py`` and ``objec
 ``warm_start``         str: on a trial enqueued from a ``[[warm_start]]`` table, that table's name
 =====================  ==========================================================================================
 
+Trial system attribute ``curves`` (read with ``export.epoch_curve``; a user attribute in older studies): a list of
+dicts, one per finished epoch, oldest first: ``epoch`` (1-based), ``train_loss``, ``train_accuracy``, ``dev_loss``,
+``dev_accuracy``, ``lr``, ``seconds``, ``frames_per_s`` (a value may be None when the trainer did not measure it).
+A system attribute because optuna-dashboard lists every user attribute on the trial page, where a 600-character
+JSON list pushes the page off screen; the dashboard plots the dev accuracy per epoch from the reported values.
+
 Optuna parameters are the sampled hyperparameters under their ``[space]`` names, plus ``width_fraction`` (the
 position of ``base_width`` between its low end and the budget bound) and ``<name>_on`` switches of ranges with
 ``zero = true``. System attributes ``failed_trial``/``retry_history`` are Optuna's retry bookkeeping
 (``RetryHeartbeatStaleTrialCallback``), and ``phonetune:heartbeat`` is the journal-storage heartbeat.
 """
 
+from phonetune.data_pipeline.config import TRAINED_ON_ALL, TRAINED_ON_SUBSAMPLE
 from phonetune.errors import ConfigError
 
 # The two fidelities a trial is trained at: its own Optuna study each (``<name>`` and ``<name>-full``).
@@ -40,6 +45,11 @@ SPEARMAN_ATTR = "spearman_search_vs_full"  # rank correlation of search and full
 SPEARMAN_COUNT_ATTR = "spearman_trials"  # how many promoted trials it was computed over
 PROMOTED_SOURCES_ATTR = "promoted_sources"  # search trial numbers that have a completed full-data run
 SOURCE_STUDY_ATTR = "source_study"  # name of the search study the full-data trials came from
+SETTINGS_ATTR = "settings"  # search study: fidelity, data, parameter budget and space it was created with
+ENSEMBLE_ATTR = "ensemble"  # the final model last chosen (single or ensemble): members, parameters, accuracies
+
+# What each fidelity trained on, as the ablation sheet and metrics.json say it.
+TRAINED_ON = {SEARCH_FIDELITY: TRAINED_ON_SUBSAMPLE, FULL_FIDELITY: TRAINED_ON_ALL}
 
 
 def check_fidelity(fidelity: str) -> str:
@@ -57,6 +67,7 @@ PRUNED_AT_EPOCH = "pruned_at_epoch"
 FRAMES_PER_S = "frames_per_s"
 WALL_SECONDS = "wall_seconds"
 CHECKPOINT_DIR = "checkpoint_dir"
+ARTIFACT_FOLDER = "optuna-artifacts"  # under artifacts_dir: Optuna's FileSystemArtifactStore (curves of full-data runs)
 RETRIED_FROM = "retried_from"
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
 FIDELITY = "fidelity"

@@ -12,6 +12,7 @@ import importlib
 import importlib.metadata
 import logging
 import sys
+from typing import Callable
 
 from phonetune.errors import PhonetuneError
 
@@ -53,7 +54,68 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"phonetune.search.commands.{module_name}")
         module.add_parser(subparsers)
+        subparsers.choices[name].formatter_class = argparse.ArgumentDefaultsHelpFormatter
     return parser
+
+
+class _EventFormatter(logging.Formatter):
+    """One line per event: progress as plain lines, warnings and errors with their level, the module only in
+    --verbose (where it helps to find the code)."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.name == "py.warnings":  # warnings.warn text ends in the source line; keep the message itself
+            message = message.strip().splitlines()[0]
+        if record.exc_info and self.verbose:
+            message += "\n" + self.formatException(record.exc_info)
+        where = f" [{record.name}]" if self.verbose else ""
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}{where}: {message}"
+        return f"{message}{where}"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (tqdm and test runners swap it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+def _configure_logging(verbose: bool) -> Callable[[], None]:
+    """Route phonetune's, Optuna's and Python's warnings through one plain handler; returns the undo, so that
+    ``main()`` called in a process that goes on (tests, notebooks) leaves its logging as it found it."""
+    root = logging.getLogger()
+    level = root.level
+    handler = _StderrHandler()
+    handler.setFormatter(_EventFormatter(verbose))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.captureWarnings(True)  # Optuna's and torch's warnings, as one line each through the same handler
+    # Optuna logs every trial it finishes through its own handler; the workers log each trial once themselves.
+    optuna = sys.modules.get("optuna")  # imported by the command's module when the command uses it
+    if optuna is not None:
+        optuna.logging.disable_default_handler()
+        optuna.logging.enable_propagation()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def undo() -> None:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        logging.captureWarnings(False)
+        if optuna is not None:
+            optuna.logging.disable_propagation()
+            optuna.logging.enable_default_handler()
+
+    return undo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,13 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     command = next((arg for arg in argv if arg in COMMANDS), None)
     parser = build_parser(command)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
     if args.command is None:
         parser.print_help()
         return 2
+    undo_logging = _configure_logging(args.verbose)
     try:
         return int(args.handler(args) or 0)
     except PhonetuneError as exc:
@@ -76,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"phonetune {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        undo_logging()
 
 
 if __name__ == "__main__":

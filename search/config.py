@@ -33,7 +33,7 @@ from phonetune.data_pipeline.config import DataConfig
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET
 from phonetune.model.config import ModelConfig
 from phonetune.model.train_config import TrainConfig
-from phonetune.search.attributes import FULL_FIDELITY, SEARCH_FIDELITY, check_fidelity
+from phonetune.search.attributes import ARTIFACT_FOLDER, FULL_FIDELITY, SEARCH_FIDELITY, check_fidelity
 from phonetune.search.space_budget import check_space_budget
 from phonetune.search.space_spec import (
     HYPERPARAMETERS,
@@ -224,6 +224,24 @@ class StudyConfig:
         """Run folder (config.toml, last.pt, best.pt, metrics.json) of trial ``number`` of one fidelity."""
         folder = "trials" if check_fidelity(fidelity) == SEARCH_FIDELITY else FULL_FIDELITY
         return self.artifacts_path / folder / str(number)
+
+    @property
+    def artifact_store_path(self) -> Path:
+        """Folder of the study's Optuna ``FileSystemArtifactStore`` (curves and metrics of full-data runs)."""
+        return self.artifacts_path / ARTIFACT_FOLDER
+
+    def stored_run_dir(self, folder: Path) -> str:
+        """How a trial records its run folder: relative to ``artifacts_path`` when inside it, so that moving the
+        study's folder (database and runs together) keeps the record true."""
+        folder = Path(folder).resolve()
+        try:
+            return str(folder.relative_to(self.artifacts_path))
+        except ValueError:
+            return str(folder)
+
+    def run_dir_of(self, stored: str) -> Path:
+        """The run folder a trial recorded (relative ones are under ``artifacts_path``; older records absolute)."""
+        return self.artifacts_path / stored if stored else Path()
 
     @property
     def storage_url(self) -> str:

@@ -18,10 +18,12 @@ import logging
 import socket
 import socketserver
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
+from optuna.artifacts import FileSystemArtifactStore
 
 from phonetune.errors import ConfigError, StorageError
 
@@ -86,10 +88,13 @@ class DashboardServer:
     host: str
 
     @classmethod
-    def start(cls, storage: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> "DashboardServer":
-        """Bind the dashboard for ``storage`` (an Optuna storage object or URL) to ``host:port``."""
+    def start(cls, storage: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+              artifact_dir: str | Path | None = None) -> "DashboardServer":
+        """Bind the dashboard for ``storage`` (an Optuna storage object or URL) to ``host:port``; with
+        ``artifact_dir`` (an Optuna ``FileSystemArtifactStore`` folder) trial pages list their artifacts."""
         check_port(port)
-        app = optuna_dashboard.wsgi(storage)
+        store = FileSystemArtifactStore(str(artifact_dir)) if artifact_dir is not None else None
+        app = optuna_dashboard.wsgi(storage, artifact_store=store)
         try:
             httpd = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
         except (OSError, OverflowError) as exc:

@@ -36,7 +36,6 @@ from phonetune.search.study import open_full_study, storage_for
 
 logger = logging.getLogger(__name__)
 
-ENSEMBLE_ATTR = "ensemble"  # full-data study user attr: the last ensemble built (members, parameters, accuracies)
 SUBMISSION_FILE = "submission.csv"
 
 
@@ -141,8 +140,8 @@ def build_study_ensemble(
         result.test_accuracy = report.accuracy
     atomic_write_json(out / "ensemble.json", result.to_dict())
     if full_study is not None:
-        full_study.set_user_attr(ENSEMBLE_ATTR, result.to_dict())
-    logger.info(
+        full_study.set_user_attr(attrs.ENSEMBLE_ATTR, result.to_dict())
+    logger.debug(
         "ensemble: %s of trials %s (%s parameters), dev %.4f (best single %.4f)",
         result.chosen, chosen, f"{result.param_count:,}", result.dev_accuracy, result.single_dev_accuracy,
     )

@@ -1,8 +1,13 @@
-"""The ablation sheet: one CSV row per trial of a study (and of its linked full-data study), plus marginals.
+"""The ablation sheet: one CSV row per trial of a study and of its linked full-data study, the final model's row,
+and a second CSV of marginals, in the column names of the HW1P2 ablation table.
 
 Everything here reads an ``optuna.Study`` and nothing else, so the sheet always shows what the storage holds:
-``phonetune export`` opens the study, ``write_ablation_sheet`` turns its trials into rows, and a second CSV
-beside it summarises each hyperparameter value (how many trials drew it, their mean and best dev accuracy).
+``phonetune export`` opens the study, ``write_ablation_sheet`` turns its trials into rows. A row reads as the model
+it trained: hidden layer sizes spelled out (``layer_widths`` such as ``1024-768-512``), hyperparameters the model
+does not use left blank (``space_spec.unused_params``), floats at 4 significant digits, ``trained_on`` saying
+``subsample`` (a search trial) or ``all`` (a promoted run), ``promoted_from`` the search trial a run retrains. The
+marginals CSV summarises each hyperparameter value, numbers in a few readable ranges, and counts pruned trials too:
+its ``mean_dev_accuracy_epoch_1`` compares every trial after the one epoch they all reached.
 
 Example::
 
@@ -13,19 +18,22 @@ Example::
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+import numpy as np
 import optuna
+import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from phonetune.atomic import atomic_write_text
+from phonetune.model.budget import layer_widths
+from phonetune.model.config import ModelConfig
 from phonetune.search import attributes as attrs
+from phonetune.search.space_spec import unused_params
 from phonetune.search.study import open_full_study, open_study, storage_for
 
 if TYPE_CHECKING:
@@ -35,29 +43,35 @@ logger = logging.getLogger(__name__)
 
 SEARCH_FIDELITY, FULL_FIDELITY = attrs.SEARCH_FIDELITY, attrs.FULL_FIDELITY
 
-# Numeric parameters with more distinct values than this are summarised by quantile bins, not value by value.
-MAX_DISCRETE_VALUES = 12
-MARGINAL_BINS = 4
+SIGNIFICANT_DIGITS = 4
+# A numeric hyperparameter with more distinct values than this is summarised in ranges, not value by value.
+MAX_LISTED_VALUES = 5
+MARGINAL_RANGES = 4
+FINAL_STATE = "FINAL"  # the state column of the final model's row
 
 # Leading columns of the sheet, before the hyperparameters; the measurements follow the hyperparameters.
-ID_COLUMNS = ["study", "number", "state", "fidelity", "source_trial"]
+ID_COLUMNS = ["study", "number", "state", "trained_on", "promoted_from"]
 MEASURE_COLUMNS = [
+    "layer_widths",
     "param_count",
-    "best_dev_accuracy",
-    "final_dev_accuracy",
+    "dev_accuracy",  # best over the epochs (the objective of a COMPLETE trial)
+    "dev_accuracy_epoch_1",  # after the first epoch: the rung every trial reached, pruned or not
+    "last_dev_accuracy",  # after the last epoch the trial ran
+    "test_accuracy",  # the final model's row only, when the test split has labels
     "pruned_at_epoch",
     "epochs_run",
     "wall_seconds",
     "frames_per_s",
 ]
 MARGINAL_COLUMNS = [
-    "fidelity",
+    "trained_on",
     "parameter",
     "value",
     "trials",
     "complete",
     "pruned",
-    "mean_best_dev_accuracy",
+    "mean_dev_accuracy_epoch_1",  # over every trial with the value, pruned ones included
+    "mean_dev_accuracy_complete",  # over the complete trials only (blank when none completed)
     "best_dev_accuracy",
 ]
 # Hyperparameters that the space may derive rather than sample; shown when a trial records them as user attrs.
@@ -76,11 +90,11 @@ def open_studies(config: "StudyConfig") -> tuple[optuna.Study, optuna.Study | No
 def epoch_curve(trial: FrozenTrial) -> list[dict[str, Any]]:
     """Per-epoch metrics of a trial, oldest first.
 
-    The objective records them as the ``curves`` user attr (a list of dicts with at least ``epoch`` and
-    ``dev_accuracy``); trials without it fall back to the values reported to Optuna, so a trial recorded by any
-    objective still draws a curve.
+    The objective records them as the ``curves`` system attr (a user attr in older studies): a list of dicts with at
+    least ``epoch`` and ``dev_accuracy``. Trials without it fall back to the values reported to Optuna, so a trial
+    recorded by any objective still draws a curve.
     """
-    curves = trial.user_attrs.get(attrs.CURVES)
+    curves = trial.system_attrs.get(attrs.CURVES, trial.user_attrs.get(attrs.CURVES))
     if isinstance(curves, list) and curves:
         return [dict(point) for point in curves if isinstance(point, dict)]
     return [
@@ -130,40 +144,85 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     return sorted((trial for trial in trials if trial.state.is_finished()), key=lambda trial: trial.number)
 
 
-def _format(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)
-    return value
+def dev_accuracy_after(trial: FrozenTrial, epoch: int) -> float | None:
+    """Dev accuracy after ``epoch`` (1-based), None when the trial stopped before it."""
+    for point in epoch_curve(trial):
+        if int(point.get("epoch", 0)) == epoch and point.get("dev_accuracy") is not None:
+            return float(point["dev_accuracy"])
+    return None
+
+
+def hidden_layer_widths(values: dict[str, Any]) -> str | None:
+    """``1024-768-512`` from a row's depth, base width and shape; ``none`` for the single linear layer, None if
+    unknown."""
+    depth, width = values.get("hidden_layers"), values.get(attrs.BASE_WIDTH)
+    if depth is None or (depth and width is None):
+        return None
+    if depth == 0:
+        return "none"
+    model = ModelConfig(hidden_layers=int(depth), base_width=int(width),
+                        width_shape=values.get("width_shape") or "cylinder")
+    return "-".join(str(size) for size in layer_widths(model))
 
 
 def trial_row(trial: FrozenTrial, study_name: str, default_fidelity: str, param_names: Sequence[str]) -> dict[str, Any]:
-    """One sheet row: identity, every hyperparameter in ``param_names`` (blank when not drawn), measurements."""
+    """One sheet row: identity, every hyperparameter in ``param_names`` the model uses, measurements."""
+    values = {name: trial.params[name] if name in trial.params else trial.user_attrs.get(name) for name in param_names}
+    unused = unused_params(values)
     row: dict[str, Any] = {
         "study": study_name,
         "number": trial.number,
         "state": trial.state.name,
-        "fidelity": trial_fidelity(trial, default_fidelity),
-        "source_trial": trial.user_attrs.get(attrs.SOURCE_TRIAL),
+        "trained_on": attrs.TRAINED_ON.get(trial_fidelity(trial, default_fidelity), default_fidelity),
+        "promoted_from": trial.user_attrs.get(attrs.SOURCE_TRIAL),
+        **{name: None if name in unused else value for name, value in values.items()},
     }
-    for name in param_names:
-        if name in trial.params:
-            row[name] = trial.params[name]
-        else:
-            row[name] = trial.user_attrs.get(name)
-    final = dev_accuracies(trial)
+    accuracies = dev_accuracies(trial)
     row.update(
         {
+            "layer_widths": hidden_layer_widths(values),
             "param_count": trial.user_attrs.get(attrs.PARAM_COUNT),
-            "best_dev_accuracy": best_dev_accuracy(trial),
-            "final_dev_accuracy": final[-1] if final else None,
+            "dev_accuracy": best_dev_accuracy(trial),
+            "dev_accuracy_epoch_1": dev_accuracy_after(trial, 1),
+            "last_dev_accuracy": accuracies[-1] if accuracies else None,
             "pruned_at_epoch": pruned_at_epoch(trial),
             "epochs_run": epochs_run(trial),
             "wall_seconds": trial.user_attrs.get(attrs.WALL_SECONDS),
             "frames_per_s": trial.user_attrs.get(attrs.FRAMES_PER_S),
         }
     )
+    return row
+
+
+def final_model_row(full_study: optuna.Study, full_rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The final model ``phonetune ensemble`` (or ``run``) chose, as one row: a single run repeats that run's
+    hyperparameters; an ensemble names its members in ``promoted_from`` (``13+22+21``)."""
+    chosen = full_study.user_attrs.get(attrs.ENSEMBLE_ATTR)
+    if not isinstance(chosen, dict) or not chosen.get("members"):
+        return None
+    members = [int(member) for member in chosen["members"]]
+    row: dict[str, Any] = {}
+    if chosen.get("chosen") == "single" or len(members) == 1:
+        row = dict(next((item for item in full_rows if item.get("promoted_from") == members[0]), {}))
+    row.update(
+        {
+            "study": full_study.study_name,
+            "number": None,
+            "state": FINAL_STATE,
+            "trained_on": attrs.TRAINED_ON[FULL_FIDELITY],
+            "promoted_from": "+".join(str(member) for member in members),
+            "param_count": chosen.get("param_count"),
+            "dev_accuracy": chosen.get("dev_accuracy"),
+            "dev_accuracy_epoch_1": None,
+            "last_dev_accuracy": None,
+            "test_accuracy": chosen.get("test_accuracy"),
+            "pruned_at_epoch": None,
+            "wall_seconds": None,
+            "frames_per_s": None,
+        }
+    )
+    if len(members) > 1:
+        row["layer_widths"] = f"ensemble of {len(members)}"
     return row
 
 
@@ -180,7 +239,7 @@ def parameter_names(trials: Iterable[FrozenTrial]) -> list[str]:
 def ablation_rows(
     search_study: optuna.Study, full_study: optuna.Study | None
 ) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and rows of the sheet: the search study's trials, then the full-data study's."""
+    """Columns and rows of the sheet: the search study's trials, the full-data study's, then the final model."""
     studies: list[tuple[optuna.Study, str]] = [(search_study, SEARCH_FIDELITY)]
     if full_study is not None:
         studies.append((full_study, FULL_FIDELITY))
@@ -191,88 +250,98 @@ def ablation_rows(
         for study, fidelity in studies
         for trial in finished_trials(study)
     ]
+    if full_study is not None:
+        final = final_model_row(full_study, [row for row in rows if row["trained_on"] == "all"])
+        if final is not None:
+            rows.append(final)
     return ID_COLUMNS + names + MEASURE_COLUMNS, rows
 
 
-def _value_groups(values: list[Any]) -> list[tuple[str, Any]]:
-    """Group keys for a parameter's values: each value itself, or a quantile bin for many-valued numbers."""
-    present = [value for value in values if value is not None]
-    numeric = all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in present)
-    # A float drawn from a continuous range almost never repeats, so its values are binned as soon as there are
-    # more of them than bins; integers (depth, context) stay value by value up to MAX_DISCRETE_VALUES.
-    continuous = numeric and any(isinstance(value, float) for value in present)
-    distinct = len(set(present))
-    if not numeric or distinct <= (MARGINAL_BINS if continuous else MAX_DISCRETE_VALUES):
-        return [(str(value), value) for value in values]
-    ordered = sorted(present)
-    edges = [ordered[min(len(ordered) - 1, (len(ordered) * step) // MARGINAL_BINS)] for step in range(MARGINAL_BINS)]
-    edges.append(ordered[-1])
-    groups = []
-    for value in values:
-        if value is None:
-            groups.append(("None", None))
-            continue
-        index = max(i for i in range(MARGINAL_BINS) if value >= edges[i])
-        groups.append((f"[{edges[index]:.4g}, {edges[index + 1]:.4g}]", (edges[index], edges[index + 1])))
-    return groups
+def _nice(value: float) -> float:
+    """``value`` at 2 significant digits: range edges a person reads at a glance."""
+    return float(f"{value:.2g}") if value else 0.0
 
 
-def marginal_rows(rows: list[dict[str, Any]], param_names: Sequence[str]) -> list[dict[str, Any]]:
-    """Per fidelity, per hyperparameter, per value (or bin): trial count, mean and best of best dev accuracy.
+def _range_labels(values: pd.Series) -> pd.Series:
+    """Each value's label: itself when the parameter took few distinct values, else one of a few readable ranges
+    (integer ranges such as ``8-15``; float ranges on a log scale when they span a decade or more)."""
+    if values.nunique() <= MAX_LISTED_VALUES or not pd.api.types.is_numeric_dtype(values) \
+            or pd.api.types.is_bool_dtype(values):
+        return values.map(format_cell)
+    low, high = float(values.min()), float(values.max())
+    if pd.api.types.is_integer_dtype(values) or all(float(v).is_integer() for v in values):
+        step = max(1, math.ceil((high - low + 1) / MARGINAL_RANGES))
+        starts = ((values - low) // step) * step + low
+        return starts.map(lambda start: f"{int(start)}-{int(min(start + step - 1, high))}")
+    if low > 0 and high / low >= 10:
+        edges = np.geomspace(low, high, MARGINAL_RANGES + 1)
+    else:
+        edges = np.linspace(low, high, MARGINAL_RANGES + 1)
+    edges = sorted({_nice(edge) for edge in edges[1:-1]})
+    edges = [-math.inf, *edges, math.inf]
+    bins = pd.cut(values, edges, right=False)
+    return bins.map(lambda interval: _range_text(interval.left, interval.right, low, high)).astype(str)
 
-    Only COMPLETE and PRUNED trials count; the mean is over complete trials alone, because a pruned trial's
-    accuracy was cut short and would drag a value's mean down for reasons other than the value itself.
-    """
-    summary: list[dict[str, Any]] = []
-    for fidelity in sorted({row["fidelity"] for row in rows}, key=lambda f: (f != SEARCH_FIDELITY, f)):
-        finished = [
-            row for row in rows if row["fidelity"] == fidelity and row["state"] in ("COMPLETE", "PRUNED")
-        ]
+
+def _range_text(left: float, right: float, low: float, high: float) -> str:
+    """``0.0003-0.001``: from the range's lower edge (or the lowest value drawn) up to its upper edge (or the
+    highest value drawn); a value on an edge belongs to the range above it."""
+    return f"{format_cell(low if math.isinf(left) else left)}-{format_cell(high if math.isinf(right) else right)}"
+
+
+def _range_order(label: str) -> tuple:
+    try:
+        return (0, float(label.split("-")[0]), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def marginal_rows(sheet: pd.DataFrame, param_names: Sequence[str]) -> pd.DataFrame:
+    """Per ``trained_on``, per hyperparameter, per value or range: how many trials drew it, how many completed or
+    were pruned, their mean dev accuracy after epoch 1 (every trial), the complete trials' mean, and the best."""
+    finished = sheet[sheet["state"].isin(["COMPLETE", "PRUNED"])].copy()
+    finished["complete_dev_accuracy"] = finished["dev_accuracy"].where(finished["state"] == "COMPLETE")
+    tables = []
+    for trained_on, part in finished.groupby("trained_on", sort=False):
         for name in param_names:
-            drawn = [row for row in finished if row.get(name) is not None]
-            if not drawn:
+            drawn = part[part[name].notna()]
+            if drawn.empty:
                 continue
-            groups = _value_groups([row[name] for row in drawn])
-            labels: dict[str, list[dict[str, Any]]] = {}
-            sort_keys: dict[str, Any] = {}
-            for (label, key), row in zip(groups, drawn):
-                labels.setdefault(label, []).append(row)
-                sort_keys[label] = key
-            for label in sorted(labels, key=lambda lab: _sortable(sort_keys[lab])):
-                members = labels[label]
-                complete = [row["best_dev_accuracy"] for row in members if row["state"] == "COMPLETE"]
-                complete = [value for value in complete if value is not None]
-                reached = [row["best_dev_accuracy"] for row in members if row["best_dev_accuracy"] is not None]
-                summary.append(
-                    {
-                        "fidelity": fidelity,
-                        "parameter": name,
-                        "value": label,
-                        "trials": len(members),
-                        "complete": sum(row["state"] == "COMPLETE" for row in members),
-                        "pruned": sum(row["state"] == "PRUNED" for row in members),
-                        "mean_best_dev_accuracy": sum(complete) / len(complete) if complete else None,
-                        "best_dev_accuracy": max(reached) if reached else None,
-                    }
-                )
-    return summary
+            values = pd.Series(list(drawn[name]), index=drawn.index)  # the drawn values, as their own type
+            grouped = drawn.assign(value=_range_labels(values)).groupby("value", sort=False)
+            table = grouped.agg(
+                trials=("state", "size"),
+                complete=("state", lambda states: int((states == "COMPLETE").sum())),
+                pruned=("state", lambda states: int((states == "PRUNED").sum())),
+                mean_dev_accuracy_epoch_1=("dev_accuracy_epoch_1", "mean"),
+                mean_dev_accuracy_complete=("complete_dev_accuracy", "mean"),
+                best_dev_accuracy=("dev_accuracy", "max"),
+            ).reset_index()
+            table = table.iloc[sorted(range(len(table)), key=lambda i: _range_order(str(table["value"].iloc[i])))]
+            tables.append(table.assign(trained_on=trained_on, parameter=name))
+    if not tables:
+        return pd.DataFrame(columns=MARGINAL_COLUMNS)
+    return pd.concat(tables, ignore_index=True)[MARGINAL_COLUMNS]
 
 
-def _sortable(key: Any) -> tuple:
-    if isinstance(key, tuple):
-        return (0, key[0], "")
-    if isinstance(key, (int, float)) and not isinstance(key, bool):
-        return (0, key, "")
-    return (1, 0, str(key))
+def format_cell(value: Any) -> str:
+    """A CSV cell: blank for missing, floats at ``SIGNIFICANT_DIGITS`` significant digits, never in e-notation."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if float(value).is_integer() and abs(value) < 10**SIGNIFICANT_DIGITS:
+            return str(int(value))
+        return np.format_float_positional(float(value), precision=SIGNIFICANT_DIGITS, unique=True,
+                                          fractional=False, trim="-")
+    return str(value)
 
 
-def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({column: _format(row.get(column)) for column in columns})
-    return buffer.getvalue()
+def csv_text(frame: pd.DataFrame) -> str:
+    return frame.map(format_cell).to_csv(index=False, lineterminator="\n")
 
 
 def marginals_path_for(sheet_path: str | Path) -> Path:
@@ -283,9 +352,9 @@ def marginals_path_for(sheet_path: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class ExportResult:
-    sheet_path: Path  # one row per trial
-    marginals_path: Path  # one row per (fidelity, hyperparameter, value)
-    trial_count: int  # rows in the sheet
+    sheet_path: Path  # one row per trial, then the final model's
+    marginals_path: Path  # one row per (trained_on, hyperparameter, value or range)
+    trial_count: int  # trial rows in the sheet
     full_trial_count: int  # of which from the linked full-data study
 
 
@@ -295,11 +364,14 @@ def write_ablation_sheet(
     """Write the per-trial sheet and its marginals CSV atomically; an existing sheet is replaced only on success."""
     columns, rows = ablation_rows(search_study, full_study)
     param_names = columns[len(ID_COLUMNS) : len(columns) - len(MEASURE_COLUMNS)]
-    marginals = marginal_rows(rows, param_names)
+    sheet = pd.DataFrame(rows, columns=columns, dtype=object)
+    marginals = marginal_rows(sheet, param_names)
     sheet_path = Path(out_path)
     marginals_path = marginals_path_for(sheet_path)
-    atomic_write_text(sheet_path, csv_text(columns, rows))
-    atomic_write_text(marginals_path, csv_text(MARGINAL_COLUMNS, marginals))
-    full_count = sum(row["fidelity"] == FULL_FIDELITY for row in rows)
-    logger.info("wrote %d trial rows to %s and %d marginal rows to %s", len(rows), sheet_path, len(marginals), marginals_path)
-    return ExportResult(sheet_path, marginals_path, len(rows), full_count)
+    atomic_write_text(sheet_path, csv_text(sheet))
+    atomic_write_text(marginals_path, csv_text(marginals))
+    trial_rows = [row for row in rows if row["state"] != FINAL_STATE]
+    full_count = sum(row["trained_on"] == attrs.TRAINED_ON[FULL_FIDELITY] for row in trial_rows)
+    logger.debug("wrote %d rows to %s and %d marginal rows to %s", len(rows), sheet_path, len(marginals),
+                marginals_path)
+    return ExportResult(sheet_path, marginals_path, len(trial_rows), full_count)

@@ -8,7 +8,8 @@ Steps, each skipped when a previous invocation finished it (the state lives in `
 2. **Search.** The study with its ``[[warm_start]]`` trials first, ``--workers`` processes, pruning, models capped
    at the plan's size, until the search share is spent (``study.timeout_seconds`` and a hard stop).
 3. **Final runs.** The best complete trials retrained on all the training data (``promote``), K and the epochs
-   chosen for the time really left, each started only when its predicted time fits.
+   chosen for the time really left, each started only when its predicted time fits; the best candidate last, for
+   every epoch the time then left allows (the runs before it have measured the real speed).
 4. **Final model.** The best promoted run, or the ensemble of promoted runs that beats it on dev within the
    parameter budget (``search.ensemble``); its test submission, scored when labels exist.
 5. **Outputs.** The ablation sheet and the report, then ``summary.json``.

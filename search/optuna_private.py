@@ -44,3 +44,15 @@ def retry_history(trial: optuna.Trial) -> list[int]:
 def storage_backend(storage: BaseStorage) -> BaseStorage:
     """The storage under Optuna's ``_CachedStorage`` wrapper (the storage itself when it is not wrapped)."""
     return getattr(storage, "_backend", storage)
+
+
+def set_trial_system_attr(trial: optuna.Trial, key: str, value: object) -> None:
+    """A system attribute of a live trial: data phonetune reads back but the dashboard's trial page does not list
+    (``Trial.set_system_attr`` was removed from the public API)."""
+    trial.study._storage.set_trial_system_attr(trial._trial_id, key, value)
+
+
+def live_trial(study: optuna.Study, trial: FrozenTrial) -> optuna.Trial:
+    """A ``Trial`` handle on a stored (possibly finished) trial, for APIs that take a live one, such as
+    optuna-dashboard's ``save_note`` (notes live in the study's system attributes, so a finished trial takes one)."""
+    return optuna.trial.Trial(study, trial._trial_id)

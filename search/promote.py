@@ -31,10 +31,13 @@ from typing import Sequence
 
 import numpy as np
 import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
+from optuna_dashboard import save_note
 
 from phonetune.data_pipeline.load import TrainingData
 from phonetune.errors import ConfigError
+from phonetune.model.run_files import CURVES_FILE, METRICS_FILE, TrainResult
 from phonetune.search import attributes as attrs
 from phonetune.search.attributes import (
     FULL_FIDELITY,
@@ -45,6 +48,7 @@ from phonetune.search.attributes import (
     SPEARMAN_COUNT_ATTR,
 )
 from phonetune.search.config import StudyConfig
+from phonetune.search.optuna_private import live_trial
 from phonetune.search.runner import load_fidelity_data, train_trial
 from phonetune.search.storage import TrialHeartbeat, recover_stale_trials, trial_start_lock
 from phonetune.search.study import open_study, storage_for
@@ -154,6 +158,7 @@ def _queue_promotions(config: StudyConfig, full_study: optuna.Study, sources: li
 
 def _train_full_trial(
     config: StudyConfig,
+    search_study: optuna.Study,
     full_study: optuna.Study,
     trial: optuna.Trial,
     source: FrozenTrial,
@@ -172,11 +177,38 @@ def _train_full_trial(
         except BaseException:
             full_study.tell(trial, state=TrialState.FAIL)
             raise
+    _link_runs(config, search_study, full_study, trial, source, result)
     full_study.tell(trial, result.best_dev_acc)
     logger.info(
         "search trial %d on the full data: best dev accuracy %.4f after %d epochs (%.0f s)",
         source.number, result.best_dev_acc, len(result.history), time.perf_counter() - started,
     )
+
+
+def _link_runs(config: StudyConfig, search_study: optuna.Study, full_study: optuna.Study, trial: optuna.Trial,
+               source: FrozenTrial, result: TrainResult) -> None:
+    """What the dashboard shows of a promotion: a note on each of the two trials naming the other, and the run's
+    curves and metrics as Optuna artifacts of the full-data trial (the checkpoints stay in the run folder: copying
+    up to 80 MB per run into the artifact store would only double the disk they take)."""
+    run_dir = config.trial_dir(source.number, FULL_FIDELITY)
+    epochs = len(result.history)
+    save_note(trial, (
+        f"## Full-data run of search trial {source.number}\n\n"
+        f"Retrains trial **{source.number}** of study `{search_study.study_name}` (dev accuracy {source.value:.4f} "
+        f"on the subsample) on all the training data: dev accuracy **{result.best_dev_acc:.4f}** after {epochs} "
+        f"epoch{'s' if epochs != 1 else ''}.\n\nRun folder: `{config.stored_run_dir(run_dir)}` under the study's "
+        "artifacts folder; curves and metrics are this trial's artifacts."
+    ))
+    save_note(live_trial(search_study, source), (
+        f"## Promoted\n\nRetrained on all the training data as trial **{trial.number}** of study "
+        f"`{full_study.study_name}`: dev accuracy **{result.best_dev_acc:.4f}** (here, on the subsample: "
+        f"{source.value:.4f})."
+    ))
+    config.artifact_store_path.mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(str(config.artifact_store_path))
+    for name in (CURVES_FILE, METRICS_FILE):
+        if (run_dir / name).is_file():
+            upload_artifact(artifact_store=store, file_path=str(run_dir / name), study_or_trial=trial)
 
 
 def promote_top_trials(
@@ -232,13 +264,14 @@ def promote_top_trials(
         logger.info("promoting search trial %d to full-data trial %d", source.number, trial.number)
         if data is None:
             data = load_fidelity_data(config, FULL_FIDELITY, progress=progress)
-        _train_full_trial(config, full_study, trial, source, data, progress)
+        _train_full_trial(config, search_study, full_study, trial, source, data, progress)
         retrained.add(trial.number)
 
-    return _summarize(search_study, full_study, retrained)
+    return _summarize(config, search_study, full_study, retrained)
 
 
-def _summarize(search_study: optuna.Study, full_study: optuna.Study, retrained: set[int]) -> PromotionResult:
+def _summarize(config: StudyConfig, search_study: optuna.Study, full_study: optuna.Study,
+               retrained: set[int]) -> PromotionResult:
     search_trials = {trial.number: trial for trial in search_study.get_trials(deepcopy=False)}
     promoted = []
     for full_trial in full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -252,7 +285,7 @@ def _summarize(search_study: optuna.Study, full_study: optuna.Study, retrained: 
                 search_accuracy=float(source.value),
                 full_accuracy=float(full_trial.value),
                 param_count=int(full_trial.user_attrs.get(attrs.PARAM_COUNT, 0)),
-                checkpoint_dir=Path(full_trial.user_attrs.get(attrs.CHECKPOINT_DIR, "")),
+                checkpoint_dir=config.run_dir_of(full_trial.user_attrs.get(attrs.CHECKPOINT_DIR, "")),
                 retrained=full_trial.number in retrained,
             )
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,22 +24,29 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
 
 from phonetune.atomic import atomic_write_text
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET
 from phonetune.search import attributes as attrs
-from phonetune.search.attributes import SPEARMAN_ATTR
+from phonetune.search.attributes import SPEARMAN_ATTR, SPEARMAN_COUNT_ATTR
 from phonetune.search.export import (
     best_dev_accuracy,
     epoch_curve,
     finished_trials,
     pruned_at_epoch,
 )
+from phonetune.search.promote import describe_spearman
 
 logger = logging.getLogger(__name__)
 
 # Importance needs a fitted model of value against params; below this many complete trials it is noise.
-MIN_TRIALS_FOR_IMPORTANCE = 3
+MIN_TRIALS_FOR_IMPORTANCE = 5
+PARALLEL_PARAMS = 6  # parallel coordinates show this many of the most important hyperparameters
+SLICE_COLUMNS = 4
+SLICE_ROW_PX = 260
+LOG_SCALE_PARAMS = ("lr", "weight_decay")  # sampled on a log scale in the shipped studies
+INTEGER_PARAMS = ("hidden_layers", "context_frames", "base_width", "time_mask_max_frames", "freq_mask_max_bands")
 
 _STATE_STYLE = {
     TrialState.COMPLETE: {"dash": "solid", "color": "rgba(31,119,180,0.75)", "symbol": "circle"},
@@ -90,14 +98,55 @@ def summary_section(study: optuna.Study, full_study: optuna.Study | None, param_
         full_complete = _complete(full_study)
         lines.append(f"<p>Full-data study <b>{html.escape(full_study.study_name)}</b>: {len(full_complete)} "
                      "promoted trials retrained.</p>")
+        final = full_study.user_attrs.get(attrs.ENSEMBLE_ATTR)
+        if isinstance(final, dict) and final.get("members"):
+            members = [int(member) for member in final["members"]]
+            what = (f"ensemble of the full-data runs of search trials {', '.join(map(str, members))}"
+                    if len(members) > 1 else f"the full-data run of search trial {members[0]}")
+            test = final.get("test_accuracy")
+            lines.append(
+                f"<p><b>Final model</b>: {html.escape(what)}, {int(final['param_count']):,} parameters; dev accuracy "
+                f"{float(final['dev_accuracy']):.4f}, test accuracy "
+                f"{'not scored (no test labels)' if test is None else f'<b>{float(test):.4f}</b>'}.</p>"
+            )
     return Section("summary", "Summary", "".join(lines))
 
 
 def history_section(study: optuna.Study) -> Section:
-    if not _complete(study):
-        return Section("history", "Optimization history", _message("No trial has completed yet."))
-    figure = optuna.visualization.plot_optimization_history(study, target_name="dev accuracy")
+    """Every finished trial's dev accuracy by trial number (pruned ones at the best they reached before the cut),
+    and the best complete trial so far."""
+    trials = [trial for trial in finished_trials(study) if best_dev_accuracy(trial) is not None]
+    if not trials:
+        return Section("history", "Optimization history", _message("No trial has finished an epoch yet."))
+    figure = go.Figure()
+    for state in (TrialState.COMPLETE, TrialState.PRUNED):
+        shown = [trial for trial in trials if trial.state == state]
+        if shown:
+            style = _STATE_STYLE[state]
+            figure.add_trace(go.Scatter(
+                x=[trial.number for trial in shown], y=[best_dev_accuracy(trial) for trial in shown], mode="markers",
+                name=state.name if state == TrialState.COMPLETE else "PRUNED (best before the cut)",
+                marker={"symbol": style["symbol"], "color": style["color"], "size": 9},
+                hovertemplate="trial %{x}<br>dev accuracy %{y:.4f}<extra></extra>",
+            ))
+    best, steps = -math.inf, []
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE:
+            best = max(best, float(trial.value))
+        steps.append(best if best > -math.inf else None)
+    figure.add_trace(go.Scatter(x=[trial.number for trial in trials], y=steps, mode="lines", name="best so far",
+                                line={"shape": "hv", "color": "black"}))
+    figure.update_layout(title="Dev accuracy by trial", xaxis_title="trial", yaxis_title="dev accuracy")
+    figure.update_xaxes(tickformat="d")
     return Section("history", "Optimization history", _figure_html(figure))
+
+
+def _importances(study: optuna.Study) -> dict[str, float]:
+    with warnings.catch_warnings():
+        # Optuna warns per parameter when a value was drawn by fewer than 2 trials; the section already says
+        # how many trials it rests on, so one line per parameter on the terminal adds nothing.
+        warnings.filterwarnings("ignore", message="Some regimes for parameter")
+        return optuna.importance.get_param_importances(study)
 
 
 def importance_section(study: optuna.Study) -> Section:
@@ -108,39 +157,111 @@ def importance_section(study: optuna.Study) -> Section:
             "Hyperparameter importances",
             _message(
                 f"Importances need at least {MIN_TRIALS_FOR_IMPORTANCE} complete trials, but the study has "
-                f"{len(complete)}; run more trials to see them."
+                f"{len(complete)}; fitted to fewer, they describe noise. Run more trials to see them."
             ),
         )
     try:
-        with warnings.catch_warnings():
-            # Optuna warns per parameter when a value was drawn by fewer than 2 trials; the section already says
-            # how many trials it rests on, so one line per parameter on the terminal adds nothing.
-            warnings.filterwarnings("ignore", message="Some regimes for parameter")
-            figure = optuna.visualization.plot_param_importances(study, target_name="dev accuracy")
+        importances = _importances(study)
     except (RuntimeError, ValueError) as exc:
         # optuna refuses when every complete trial drew the same values (nothing to attribute variance to).
         return Section("importances", "Hyperparameter importances", _message(f"Importances unavailable: {exc}"))
+    names = list(reversed(importances))  # plotly draws the first bar at the bottom
+    values = [importances[name] for name in names]
+    figure = go.Figure(go.Bar(
+        x=values, y=names, orientation="h", text=[f"{value:.2f}" if value >= 0.005 else "<0.01" for value in values],
+        textposition="outside", cliponaxis=False, hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+    ))
+    figure.update_layout(
+        title=f"Share of dev accuracy variance explained (fANOVA over {len(complete)} complete trials)",
+        xaxis={"title": "importance", "range": [0, max(values) * 1.15 if values else 1]},
+        yaxis={"tickmode": "array", "tickvals": names, "automargin": True},
+        height=120 + 26 * len(names),
+    )
     return Section("importances", "Hyperparameter importances", _figure_html(figure))
 
 
+def _most_important(study: optuna.Study, count: int) -> list[str]:
+    try:
+        return list(_importances(study))[:count]
+    except (RuntimeError, ValueError):
+        names = sorted({name for trial in finished_trials(study) for name in trial.params})
+        return names[:count]
+
+
+def _axis_values(name: str, values: list) -> dict:
+    """A parallel-coordinates dimension: numbers as they are (log10 for log-scale ones), choices as indexed ticks."""
+    if all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
+        if name in LOG_SCALE_PARAMS and all(value > 0 for value in values):
+            return {"label": f"log10 {name}", "values": [math.log10(value) for value in values]}
+        return {"label": name, "values": values}
+    choices = sorted({str(value) for value in values})
+    return {"label": name, "values": [choices.index(str(value)) for value in values],
+            "tickvals": list(range(len(choices))), "ticktext": choices}
+
+
 def parallel_section(study: optuna.Study) -> Section:
-    if not _complete(study):
-        return Section("parallel", "Parallel coordinates", _message("No trial has completed yet."))
-    figure = optuna.visualization.plot_parallel_coordinate(study, target_name="dev accuracy")
-    return Section("parallel", "Parallel coordinates", _figure_html(figure))
+    title = "Parallel coordinates"
+    trials = [trial for trial in finished_trials(study)
+              if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and best_dev_accuracy(trial) is not None]
+    if len(trials) < 2:
+        return Section("parallel", title, _message("Parallel coordinates need two finished trials."))
+    names = [name for name in _most_important(study, PARALLEL_PARAMS)
+             if all(name in trial.params for trial in trials)]
+    dimensions = [_axis_values(name, [trial.params[name] for trial in trials]) for name in names]
+    accuracy = [best_dev_accuracy(trial) for trial in trials]
+    dimensions.append({"label": "pruned", "values": [int(trial.state == TrialState.PRUNED) for trial in trials],
+                       "tickvals": [0, 1], "ticktext": ["no", "yes"]})
+    dimensions.append({"label": "dev accuracy", "values": accuracy})
+    figure = go.Figure(go.Parcoords(line={"color": accuracy, "colorscale": "Viridis", "showscale": True},
+                                    dimensions=dimensions))
+    figure.update_layout(title=f"The {len(names)} most important hyperparameters over {len(trials)} trials "
+                               "(pruned ones at the best dev accuracy before the cut)",
+                         margin={"l": 80, "r": 80})
+    return Section("parallel", title, _figure_html(figure))
+
+
+def slice_figure(trials: list[FrozenTrial], names: list[str]) -> go.Figure:
+    """One small panel per hyperparameter, ``SLICE_COLUMNS`` to a row: dev accuracy against its value."""
+    rows = max(1, math.ceil(len(names) / SLICE_COLUMNS))
+    figure = make_subplots(rows=rows, cols=SLICE_COLUMNS, subplot_titles=names, vertical_spacing=0.5 / rows,
+                           horizontal_spacing=0.06)
+    for index, name in enumerate(names):
+        row, col = index // SLICE_COLUMNS + 1, index % SLICE_COLUMNS + 1
+        for state in (TrialState.COMPLETE, TrialState.PRUNED):
+            shown = [trial for trial in trials if trial.state == state and name in trial.params]
+            if not shown:
+                continue
+            style = _STATE_STYLE[state]
+            figure.add_trace(go.Scatter(
+                x=[trial.params[name] if not isinstance(trial.params[name], bool) else str(trial.params[name])
+                   for trial in shown],
+                y=[best_dev_accuracy(trial) for trial in shown], mode="markers", name=state.name,
+                legendgroup=state.name, showlegend=index == 0,
+                customdata=[trial.number for trial in shown],
+                marker={"symbol": style["symbol"], "color": style["color"], "size": 7},
+                hovertemplate=f"trial %{{customdata}}<br>{name} %{{x}}<br>dev accuracy %{{y:.4f}}<extra></extra>",
+            ), row=row, col=col)
+        if name in LOG_SCALE_PARAMS:
+            figure.update_xaxes(type="log", row=row, col=col)
+        elif name in INTEGER_PARAMS:
+            figure.update_xaxes(tickformat="d", row=row, col=col)
+    figure.update_layout(height=SLICE_ROW_PX * rows + 80, title="Dev accuracy against each hyperparameter "
+                         "(pruned trials: x, at the best before the cut)", legend_title="state")
+    return figure
 
 
 def slice_section(study: optuna.Study) -> Section:
-    if not _complete(study):
-        return Section("slices", "Slices", _message("No trial has completed yet."))
-    figure = optuna.visualization.plot_slice(study, target_name="dev accuracy")
-    return Section("slices", "Slices", _figure_html(figure))
+    trials = [trial for trial in finished_trials(study)
+              if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and best_dev_accuracy(trial) is not None]
+    if not trials:
+        return Section("slices", "Slices", _message("No trial has finished an epoch yet."))
+    names = sorted({name for trial in trials for name in trial.params})
+    return Section("slices", "Slices", _figure_html(slice_figure(trials, names)))
 
 
 def learning_curve_figure(trials: list[FrozenTrial], title: str) -> go.Figure:
     """Dev accuracy per epoch for every trial; pruned trials dashed and ending in an x where they were cut."""
     figure = go.Figure()
-    shown_states: set[TrialState] = set()
     for trial in trials:
         curve = [point for point in epoch_curve(trial) if point.get("dev_accuracy") is not None]
         if not curve:
@@ -155,9 +276,7 @@ def learning_curve_figure(trials: list[FrozenTrial], title: str) -> go.Figure:
                 x=epochs,
                 y=accuracies,
                 mode="lines+markers",
-                name=trial.state.name,
-                legendgroup=trial.state.name,
-                showlegend=trial.state not in shown_states,
+                name=f"trial {trial.number}" + ("" if trial.state == TrialState.COMPLETE else f" ({trial.state.name})"),
                 line={"dash": style["dash"], "color": style["color"], "width": 1.5},
                 marker={"symbol": symbols, "size": [4] * (len(curve) - 1) + [9], "color": style["color"]},
                 hovertemplate=(
@@ -167,8 +286,8 @@ def learning_curve_figure(trials: list[FrozenTrial], title: str) -> go.Figure:
                 ),
             )
         )
-        shown_states.add(trial.state)
-    figure.update_layout(title=title, xaxis_title="epoch", yaxis_title="dev accuracy", legend_title="state")
+    figure.update_layout(title=title, xaxis_title="epoch", yaxis_title="dev accuracy", legend_title="trial")
+    figure.update_xaxes(tickformat="d", dtick=1)
     return figure
 
 
@@ -202,15 +321,15 @@ def accuracy_vs_params_figure(trials: list[FrozenTrial], param_budget: int) -> g
                 hovertemplate="trial %{customdata}<br>%{x:,} parameters<br>best dev accuracy %{y:.4f}<extra></extra>",
             )
         )
-    figure.add_vline(
-        x=param_budget,
-        line={"color": "black", "dash": "dash"},
-        annotation_text=f"budget {param_budget:,}",
-        annotation_position="top left",
-    )
+    # The line's own annotation lands at log10(x) on a log axis in plotly, i.e. off the page: placed by hand.
+    figure.add_vline(x=param_budget, line={"color": "black", "dash": "dash"})
+    figure.add_annotation(x=math.log10(param_budget), xref="x", y=1, yref="paper", text=f"budget {param_budget:,}",
+                          showarrow=False, xanchor="right", yanchor="bottom")
+    counts = [x for trace in figure.data for x in trace.x]
+    low = math.log10(min([*counts, param_budget])) - 0.1
     figure.update_layout(
         title="Best dev accuracy against parameter count",
-        xaxis={"title": "parameters", "type": "log"},
+        xaxis={"title": "parameters", "type": "log", "range": [low, math.log10(param_budget) + 0.15]},
         yaxis_title="best dev accuracy",
     )
     return figure
@@ -233,8 +352,11 @@ def fidelity_section(study: optuna.Study, full_study: optuna.Study | None) -> Se
             pairs.append((source.number, best_dev_accuracy(source), full_trial.value))
     parts = []
     correlation = full_study.user_attrs.get(SPEARMAN_ATTR)
-    if correlation is not None:
-        parts.append(_message(f"Spearman rank correlation, subsample vs full-data accuracy: {correlation:.3f}"))
+    count = int(full_study.user_attrs.get(SPEARMAN_COUNT_ATTR, len(pairs)))
+    if correlation is not None or count:
+        # describe_spearman says plainly when the sample is too small to mean anything.
+        parts.append(_message("Spearman rank correlation, subsample vs full-data accuracy: "
+                              f"{describe_spearman(correlation, count)}"))
     if pairs:
         scatter = go.Figure(
             go.Scatter(
@@ -312,5 +434,5 @@ def write_report(
     """Render the report page and write it atomically to ``out_path``."""
     page = render_report(study, full_study, param_budget)
     path = atomic_write_text(out_path, page)
-    logger.info("wrote the report of study %s (%d KiB) to %s", study.study_name, len(page) // 1024, path)
+    logger.debug("wrote the report of study %s (%d KiB) to %s", study.study_name, len(page) // 1024, path)
     return path

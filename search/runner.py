@@ -29,6 +29,7 @@ from phonetune.errors import ConfigError
 from phonetune.model.run_files import EpochMetrics, TrainResult
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
+from phonetune.search.optuna_private import set_trial_system_attr
 from phonetune.search.space import fidelity_data_config, suggest_run_config
 
 
@@ -84,7 +85,7 @@ class EpochRecorder:
 
     def record(self, wall_seconds: float | None) -> None:
         trial, history = self.trial, self.history
-        trial.set_user_attr(attrs.CURVES, [curve_point(metrics) for metrics in history])
+        set_trial_system_attr(trial, attrs.CURVES, [curve_point(metrics) for metrics in history])
         trial.set_user_attr(attrs.EPOCHS_RUN, len(history))
         trial.set_user_attr(attrs.BEST_DEV_ACCURACY, max(metrics.dev_acc for metrics in history))
         attempt = [metrics for metrics in history if metrics.epoch > self.resumed_from_epoch] or history
@@ -118,7 +119,7 @@ def train_trial(
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     trial.set_user_attr(attrs.FIDELITY, fidelity)
-    trial.set_user_attr(attrs.CHECKPOINT_DIR, str(out_dir))
+    trial.set_user_attr(attrs.CHECKPOINT_DIR, config.stored_run_dir(out_dir))
     trial.set_user_attr(attrs.WORKER, f"{socket.gethostname()}:{os.getpid()}")
     searching = fidelity == attrs.SEARCH_FIDELITY
     recorder = EpochRecorder(trial, config.fidelity.trial_epochs if searching else None)

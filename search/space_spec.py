@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from phonetune.data_pipeline.config import MAX_CONTEXT_FRAMES, DataConfig
 from phonetune.model.config import ModelConfig
@@ -151,6 +151,35 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "freq_mask_prob": Hyperparameter("float", "data.freq_mask_prob", 0.0, 1.0),
     "freq_mask_max_bands": Hyperparameter("int", "data.freq_mask_max_bands", 0, 28),
 }
+
+
+# Hyperparameters the sampler draws but a trained model then does not use (the sampler draws every one so TPE sees
+# a fixed set); the ablation sheet leaves them blank so that a row reads as the model it trained.
+_UNUSED_WITHOUT_HIDDEN_LAYERS = frozenset({"base_width", "width_fraction", "width_shape", "activation", "batchnorm",
+                                           "batchnorm_layers", "dropout", "dropout_layers"})
+
+
+def unused_params(values: Mapping[str, Any]) -> set[str]:
+    """The names among ``values`` (a trial's params and base_width) that the model they build ignores."""
+    unused: set[str] = set()
+    depth = values.get("hidden_layers")
+    if depth == 0:
+        unused |= _UNUSED_WITHOUT_HIDDEN_LAYERS
+    elif depth == 1:
+        unused.add("width_shape")  # one layer has one width, whatever the shape
+    if values.get("batchnorm") == "none":
+        unused.add("batchnorm_layers")
+    if values.get("dropout") == 0:
+        unused.add("dropout_layers")
+    if values.get("time_mask_prob") == 0:
+        unused.add("time_mask_max_frames")
+    if values.get("freq_mask_prob") == 0:
+        unused.add("freq_mask_max_bands")
+    if values.get("weight_decay_on") is False:
+        unused.add("weight_decay")
+    if "optimizer" in values and values["optimizer"] not in MOMENTUM_OPTIMIZERS:
+        unused.add("momentum")
+    return unused & set(values)
 
 
 def parse_param(name: str, raw: Any) -> tuple[dict[str, Any], str | None]:

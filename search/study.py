@@ -14,15 +14,19 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
 
-from phonetune.errors import StorageError
-from phonetune.search.attributes import FIDELITY, FULL_FIDELITY, SEARCH_FIDELITY, WARM_START
+from phonetune.errors import ConfigError, StorageError
+from phonetune.search.attributes import FIDELITY, FULL_FIDELITY, SEARCH_FIDELITY, SETTINGS_ATTR, WARM_START
 from phonetune.search.config import StudyConfig
 from phonetune.search.space import warm_start_params
 from phonetune.search.storage import build_storage, require_study, study_names
@@ -140,6 +144,10 @@ def open_study(
             study.set_user_attr(FIDELITY, fidelity)
             study.set_user_attr("param_budget", config.param_budget)
             study.set_user_attr("config_source", config.source)
+            if fidelity == SEARCH_FIDELITY:
+                study.set_user_attr(SETTINGS_ATTR, search_settings(config))
+        elif fidelity == SEARCH_FIDELITY:
+            check_same_settings(study, config)
         return study
     hint = "run `phonetune search --config ...` first" if fidelity == SEARCH_FIDELITY else "run `phonetune promote` first"
     require_study(storage, study_name, config.storage_url, hint)
@@ -147,6 +155,61 @@ def open_study(
         return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError as exc:  # deleted between the check and the load
         raise StorageError(f"study {study_name!r} disappeared from {config.storage_url} while opening it") from exc
+
+
+def check_study_folders(config: StudyConfig) -> None:
+    """StorageError, before the first trial, when the study's artifacts folder (run folders, checkpoints, sheet,
+    report) cannot be created or written: found by the trials instead, every trial would fail the same way."""
+    folder = config.artifacts_path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise StorageError(
+            f"the study's artifacts folder {folder} must be writable (trial run folders and checkpoints go there), "
+            f"but {exc.strerror or exc}; set [study] artifacts_dir (or --set study.artifacts_dir=...) to a "
+            "writable folder, or fix its permissions, then run the same command again"
+        ) from exc
+
+
+def search_settings(config: StudyConfig) -> dict[str, Any]:
+    """What makes two search trials comparable: the fidelity they train at, the data, the parameter budget and the
+    space they are drawn from. Recorded when the study is created, as the JSON the storage gives back."""
+    data = config.data
+    settings = {
+        "fidelity.train_fraction": config.fidelity.train_fraction,
+        "fidelity.trial_epochs": config.fidelity.trial_epochs,
+        "fidelity.subsample_seed": config.fidelity.subsample_seed,
+        "data.root": str(Path(data.root).resolve()),
+        "data.train_split": data.train_split,
+        "data.dev_split": data.dev_split,
+        "data.normalization": data.normalization,
+        "study.param_budget": config.param_budget,
+        **{f"space.{name}": spec for name, spec in sorted(config.space.items())},
+    }
+    return json.loads(json.dumps(settings, default=_as_json))
+
+
+def _as_json(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else str(value)
+
+
+def check_same_settings(study: optuna.Study, config: StudyConfig) -> None:
+    """ConfigError naming each setting that differs from what ``study`` was created with (studies from before this
+    record pass), so that a rerun with other ``--set`` overrides cannot mix incomparable trials into one study."""
+    recorded = study.user_attrs.get(SETTINGS_ATTR)
+    if not isinstance(recorded, dict):
+        return
+    now = search_settings(config)
+    changed = [key for key in sorted(set(recorded) | set(now)) if recorded.get(key) != now.get(key)]
+    if changed:
+        details = "; ".join(f"{key}: {recorded.get(key)!r} -> {now.get(key)!r}" for key in changed)
+        raise ConfigError(
+            f"study {study.study_name!r} in {config.storage_url} was created with other settings than "
+            f"{config.describe()} gives, so its trials would not compare with new ones: {details}. Run with the "
+            f"study's own settings to continue it, or name a new study (--set study.name=<new name>)"
+        )
 
 
 def open_full_study(config: StudyConfig, storage: optuna.storages.BaseStorage) -> optuna.Study | None:

@@ -43,7 +43,7 @@ from phonetune.search.objective import TrialObjective
 from phonetune.search.optuna_private import frozen_trial
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.storage import TrialHeartbeat, recover_stale_trials, retry_callback, trial_start_lock
-from phonetune.search.study import create_sampler, enqueue_warm_starts, open_study, storage_for
+from phonetune.search.study import check_study_folders, create_sampler, enqueue_warm_starts, open_study, storage_for
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +141,22 @@ def trial_line(trial: FrozenTrial) -> str:
     )
 
 
+def running_line(trials: Sequence[FrozenTrial], worker_pids: Sequence[int], epochs: int) -> str:
+    """The trials running now, one clause each: number, worker (``w0``.. for this search's workers, ``host:pid``
+    for others), epochs done of the trial's epochs, the last dev accuracy reported."""
+    clauses = []
+    for trial in sorted(trials, key=lambda item: item.number):
+        if trial.state != TrialState.RUNNING:
+            continue
+        worker = str(trial.user_attrs.get(attrs.WORKER, "?"))
+        pid = worker.rsplit(":", 1)[-1]
+        who = f"w{worker_pids.index(int(pid))}" if pid.isdigit() and int(pid) in worker_pids else worker
+        reported = trial.intermediate_values
+        last = f", dev {reported[max(reported)]:.4f}" if reported else ""
+        clauses.append(f"#{trial.number} {who} epoch {len(reported)}/{epochs}{last}")
+    return "running: " + ("; ".join(clauses) if clauses else "none")
+
+
 def run_trial(study: optuna.Study, trial: optuna.Trial, objective: TrialObjective, config: StudyConfig) -> TrialState:
     """Run one trial under a heartbeat and tell the storage its end state; Ctrl-C fails and re-queues it."""
     value: float | None = None
@@ -191,8 +207,9 @@ def run_worker(
     data: TrainingData | None = None,
 ) -> WorkerSummary:
     """Run trials of ``config``'s search study until its budget is spent (see the module docstring)."""
-    storage = storage_for(config)
+    storage = storage_for(config, must_exist=not create)  # a worker on a mistyped study creates no database
     study = open_study(config, create=create, worker_index=worker_index, storage=storage)
+    check_study_folders(config)
     study.sampler = create_sampler(config, worker_index, trials_before=len(study.get_trials(deepcopy=False)))
     if data is None:
         data = load_fidelity_data(config, attrs.SEARCH_FIDELITY, progress=progress)
@@ -306,6 +323,10 @@ def run_search(
     """
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, but got {workers}")
+    check_study_folders(config)
+    # Validate the data and build its cache once here, before the workers start and each read it, and before the
+    # study exists: a search refused for bad data leaves no empty study behind.
+    load_fidelity_data(config, attrs.SEARCH_FIDELITY, progress=progress)
     study = open_study(config, create=True)
     enqueue_warm_starts(study, config)
     already = {trial.number for trial in study.get_trials(deepcopy=False) if trial.state.is_finished()}
@@ -316,14 +337,24 @@ def run_search(
         return summarize_study(study, config, [])
     if finished:
         logger.info("resuming %s: %d of %s trials already finished", config.describe(), finished, target or "?")
-    # Validate the data and build its cache once here, before the workers start and each read it.
-    load_fidelity_data(config, attrs.SEARCH_FIDELITY, progress=progress)
     processes = start_workers(config, workers, gpus)
     bar = tqdm(total=target or None, initial=finished, unit="trial", desc=config.name, disable=not progress)
+    # The running trials, live: in the bar's tail on a terminal; otherwise a plain line whenever it changes.
+    live = progress and sys.stderr.isatty()
+    pids = [process.pid for process in processes]
+    shown_running = ""
     try:
         while True:
             running = any(process.poll() is None for process in processes)
-            for trial in sorted(study.get_trials(deepcopy=False), key=lambda item: item.number):
+            trials = study.get_trials(deepcopy=False)
+            now_running = running_line(trials, pids, config.fidelity.trial_epochs)
+            if now_running != shown_running:
+                shown_running = now_running
+                if live:
+                    bar.set_postfix_str(now_running)
+                elif now_running != "running: none":
+                    logger.info("%s", now_running)
+            for trial in sorted(trials, key=lambda item: item.number):
                 if trial.state.is_finished() and trial.number not in already:
                     already.add(trial.number)
                     if progress:

@@ -10,13 +10,14 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 from corpus import write_tiny_corpus
+from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
 from optuna.trial import TrialState
+from optuna_dashboard import get_note
 from scipy.stats import spearmanr
 from search_study import write_study
 
@@ -27,6 +28,7 @@ from phonetune.model.trainer import Trainer
 from phonetune.search import attributes as attrs
 from phonetune.search.cli import main
 from phonetune.search.config import load_study_config
+from phonetune.search.optuna_private import live_trial
 from phonetune.search.promote import promote_top_trials, spearman_correlation, top_complete_trials
 from phonetune.search.retrain import retrain_winner
 from phonetune.search.space import suggest_run_config
@@ -86,13 +88,24 @@ def test_promote_links_full_trials_reports_spearman_and_is_idempotent(study_copy
         assert trial.params == source.params
         assert trial.user_attrs[attrs.FIDELITY] == "full"
         assert trial.user_attrs[attrs.PARAM_COUNT] == source.user_attrs[attrs.PARAM_COUNT] <= config.param_budget
-        curves = trial.user_attrs[attrs.CURVES]
+        curves = trial.system_attrs[attrs.CURVES]
         assert [point["epoch"] for point in curves] == [1, 2]
         assert trial.value == max(point["dev_accuracy"] for point in curves)
         assert sorted(trial.intermediate_values) == [1, 2]
         run_dir = config.trial_dir(source.number, "full")
-        assert trial.user_attrs[attrs.CHECKPOINT_DIR] == str(run_dir)
+        assert trial.user_attrs[attrs.CHECKPOINT_DIR] == f"full/{source.number}"  # relative: the study can move
+        assert config.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR]) == run_dir
         assert (run_dir / "last.pt").is_file() and (run_dir / "best.pt").is_file()
+        # The dashboard links the two trials both ways (notes) and lists the run's curves and metrics (artifacts).
+        full_study = open_study(config, "full")
+        assert f"trial **{source.number}** of study `{search.study_name}`" in get_note(live_trial(full_study, trial))
+        assert f"trial **{trial.number}** of study `{full_study.study_name}`" in get_note(live_trial(search, source))
+        artifacts = get_all_artifact_meta(trial, storage=storage_for(config))
+        assert sorted(meta.filename for meta in artifacts) == ["curves.html", "metrics.json"]
+        store = FileSystemArtifactStore(str(config.artifact_store_path))
+        for meta in artifacts:
+            with store.open_reader(meta.artifact_id) as stored:
+                assert stored.read() == (run_dir / meta.filename).read_bytes()
 
     pairs = [(search.trials[t.user_attrs[attrs.SOURCE_TRIAL]].value, t.value) for t in full]
     rho = open_study(config, "full").user_attrs["spearman_search_vs_full"]
@@ -112,7 +125,17 @@ def test_promote_links_full_trials_reports_spearman_and_is_idempotent(study_copy
     sheet = path.parent / "sheet.csv"
     assert main(["export", "--config", str(path), "--out", str(sheet)]) == 0
     rows = sheet.read_text().splitlines()
-    assert sum(",full," in row for row in rows) == 3 and sum(",search," in row for row in rows) == 4
+    assert sum(",COMPLETE,all," in row for row in rows) == 3 and sum(",subsample,," in row for row in rows) == 4
+
+    # The report's promoted section: the search-vs-full scatter of the 3 runs, their curves, the Spearman with its
+    # sample size said to be too small.
+    report = path.parent / "report.html"
+    assert main(["report", "--config", str(path), "--out", str(report)]) == 0
+    section = report.read_text().split('<section id="full">', 1)[1].split("</section>", 1)[0]
+    assert section.count("Plotly.newPlot") == 2
+    assert "over K=3 promoted trials (too few to mean much" in section
+    for trial in _full_trials(config):
+        assert f"trial {trial.user_attrs[attrs.SOURCE_TRIAL]}" in section
 
     # Retrain picks the best full-data trial, and reuses its promoted run: the same config, data and seed would
     # only repeat the same epochs.
@@ -160,7 +183,7 @@ def test_promote_resumes_an_interrupted_full_run(study_copy):
     assert promoted.source_number == source.number and promoted.retrained
     (done,) = _full_trials(config)
     assert done.user_attrs[attrs.RESUMED_FROM_EPOCH] == 1
-    curves = done.user_attrs[attrs.CURVES]
+    curves = done.system_attrs[attrs.CURVES]
     assert [point["epoch"] for point in curves] == [1, 2]
     assert curves[0]["dev_accuracy"] == first_epoch.dev_acc  # epoch 1 comes from the interrupted run's checkpoint
 
@@ -261,4 +284,4 @@ def test_two_promotes_at_once_train_each_source_once(study_copy):
     for trial in trials:
         assert trial.user_attrs[attrs.RESUMED_FROM_EPOCH] == 0  # nobody "resumed" another's half-written run
         source = trial.user_attrs[attrs.SOURCE_TRIAL]
-        assert Path(trial.user_attrs[attrs.CHECKPOINT_DIR]) == config.trial_dir(source, "full")
+        assert config.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR]) == config.trial_dir(source, "full")

@@ -80,6 +80,7 @@ def test_corrupted_cache_file_is_detected_and_rebuilt(tiny_corpus, caplog):
     raw[-100] ^= 0xFF  # one flipped byte inside the data, the size unchanged
     features_file.write_bytes(bytes(raw))
     caplog.set_level(logging.INFO, logger="phonetune.data_pipeline")
+    caplog.clear()  # only the records of the load below (an earlier CLI test may have left the root at INFO)
     repaired = load_split(config, TRAIN, progress=False)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("is corrupted" in message and str(features_file) in message for message in warnings)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from corpus import DEV, TEST, write_tiny_corpus
+
 from phonetune.data_pipeline import HW1P2_PHONEMES
 from phonetune.errors import BudgetError
 from phonetune.model import check_members_fit

@@ -28,11 +28,11 @@ from search_study import write_study
 
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.search import attributes as attrs
+from phonetune.search.attributes import SEARCH_FIDELITY
 from phonetune.search.config import StudyConfig, load_study_config
+from phonetune.search.runner import load_fidelity_data
 from phonetune.search.storage import build_storage
 from phonetune.search.study import open_study
-from phonetune.search.attributes import SEARCH_FIDELITY
-from phonetune.search.runner import load_fidelity_data
 from phonetune.search.workers import worker_env
 
 N_TRIALS = 4
@@ -134,11 +134,11 @@ def _assert_study_recovered(config: StudyConfig, kill: Kill) -> None:
     assert 1 <= kill.checkpoint_epoch < TRIAL_EPOCHS, "the kill must land between the first and the last epoch"
     # Resumed from the killed attempt's epoch checkpoint, not retrained from scratch.
     assert retry.user_attrs[attrs.RESUMED_FROM_EPOCH] == kill.checkpoint_epoch
-    epochs = [point["epoch"] for point in retry.user_attrs[attrs.CURVES]]
+    epochs = [point["epoch"] for point in retry.system_attrs[attrs.CURVES]]
     assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) >= kill.checkpoint_epoch
     if retry.state == TrialState.COMPLETE:
         assert len(epochs) == TRIAL_EPOCHS
-        assert retry.value == pytest.approx(max(point["dev_accuracy"] for point in retry.user_attrs[attrs.CURVES]))
+        assert retry.value == pytest.approx(max(point["dev_accuracy"] for point in retry.system_attrs[attrs.CURVES]))
     resumed = read_checkpoint(config.trial_dir(retry.number) / "last.pt")
     assert resumed["epoch"] == len(epochs)
 

@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
-
 from corpus import write_tiny_corpus
 from search_study import write_study
 
@@ -296,3 +296,53 @@ def test_database_url_without_its_driver_names_the_package_to_install(stored, ca
     code, err = _run(capsys, "worker", "--config", str(stored.path), "--set", "study.storage=nosuchdb://x")
     assert code == 1 and "'nosuchdb'" in err and "does not know" in err
     stored.assert_untouched()
+
+
+@pytest.mark.parametrize(
+    "changes, named",
+    [
+        ({"fidelity.train_fraction": 0.5}, "fidelity.train_fraction: 1.0 -> 0.5"),
+        ({"fidelity.trial_epochs": 2}, "fidelity.trial_epochs: 1 -> 2"),
+        ({"study.param_budget": 50_000}, "study.param_budget: 20000000 -> 50000"),
+        ({"space.lr": {"low": 1e-3, "high": 2e-3, "log": True}}, "space.lr"),
+    ],
+)
+def test_rerunning_a_study_with_other_fidelity_budget_or_space_is_refused_by_name(stored, capsys, changes, named):
+    path = stored.variant(f"mixed-{abs(hash(named))}", **changes)
+    code, err = _run(capsys, "search", "--config", str(path), "--workers", "1", "--quiet")
+    assert code == 1 and named in err and "--set study.name=" in err, err
+    stored.assert_untouched()
+
+
+def test_unwritable_artifacts_folder_stops_the_search_before_its_first_trial(stored, capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    path = stored.variant("unwritable", **{"study.artifacts_dir": str(blocker / "runs")})
+    code, err = _run(capsys, "search", "--config", str(path), "--workers", "2", "--quiet")
+    assert code == 1 and str(blocker / "runs") in err and "must be writable" in err, err
+    assert err.count("must be writable") == 1  # one message, not one per trial or worker
+    stored.assert_untouched()
+
+
+def test_search_refused_for_bad_data_leaves_no_empty_study_behind(tmp_path, capsys):
+    corpus = write_tiny_corpus(tmp_path / "data")
+    broken = sorted((Path(corpus.root) / "dev-clean" / "mfcc").glob("*.npy"))[0]
+    frames = np.load(broken)
+    frames[3, 5] = np.nan
+    np.save(broken, frames)
+    path = write_study(tmp_path, corpus.root, **{"study.n_trials": 1, "fidelity.trial_epochs": 1})
+    config = load_study_config(path)
+    database = Path(config.storage_url.removeprefix("sqlite:///"))
+    code, err = _run(capsys, "search", "--config", str(path), "--workers", "1", "--quiet")
+    assert code == 1 and broken.name in err and "non-finite" in err, err
+    assert not database.exists(), f"{database} was left behind by a search that never started"
+
+
+def test_worker_started_before_its_study_exists_is_told_so_and_creates_nothing(tmp_path, capsys):
+    corpus = write_tiny_corpus(tmp_path / "data")
+    path = write_study(tmp_path, corpus.root, **{"study.n_trials": 1})
+    config = load_study_config(path)
+    database = Path(config.storage_url.removeprefix("sqlite:///"))
+    code, err = _run(capsys, "worker", "--config", str(path), "--quiet")
+    assert code == 1 and "does not exist" in err and "phonetune search" in err, err
+    assert not database.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -100,6 +101,14 @@ def test_run_ends_within_its_budget_with_warm_start_submission_and_summary(tmp_p
     assert summary["spent_s"] <= 90 * 1.1
     assert 0 < summary["test_accuracy"] <= 1
     assert summary["plan"]["search_s"] > 0 and summary["final_runs"]["sources"]
+    # The sheet ends with the final model's row: its members, parameters and test accuracy (4 significant digits).
+    with open(summary["sheet"], newline="") as handle:
+        final_row = list(csv.DictReader(handle))[-1]
+    model = summary["final_model"]
+    assert final_row["state"] == "FINAL" and final_row["trained_on"] == "all"
+    assert final_row["promoted_from"] == "+".join(str(member) for member in model["members"])
+    assert int(final_row["param_count"]) == model["param_count"]
+    assert float(final_row["test_accuracy"]) == pytest.approx(summary["test_accuracy"], rel=5e-4)
     config = load_study_config(path)
     study = open_study(config)
     warm = [trial for trial in study.trials if trial.user_attrs.get(attrs.WARM_START) == "expert"]

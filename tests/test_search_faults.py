@@ -10,6 +10,7 @@ import time
 
 import optuna
 import pytest
+import torch
 from corpus import write_tiny_corpus
 from optuna.trial import TrialState
 from search_study import write_study
@@ -95,10 +96,10 @@ def test_sigkilled_worker_trial_is_retried_and_resumes_from_its_epoch_checkpoint
     killed_history = read_checkpoint(config.trial_dir(victim.number) / "last.pt")["history"]
     assert retry.user_attrs[attrs.RESUMED_FROM_EPOCH] == len(killed_history) >= 1
     assert retry.user_attrs[attrs.EPOCHS_RUN] == 6
-    assert [point["epoch"] for point in retry.user_attrs[attrs.CURVES]] == [1, 2, 3, 4, 5, 6]
+    assert [point["epoch"] for point in retry.system_attrs[attrs.CURVES]] == [1, 2, 3, 4, 5, 6]
     assert sorted(retry.intermediate_values) == [1, 2, 3, 4, 5, 6]
     # The resumed epochs are the dead attempt's own numbers, not a re-run.
-    for point, before in zip(retry.user_attrs[attrs.CURVES], killed_history):
+    for point, before in zip(retry.system_attrs[attrs.CURVES], killed_history):
         assert point["dev_accuracy"] == before["dev_acc"]
 
 
@@ -150,3 +151,49 @@ def test_journal_storage_fails_and_requeues_a_trial_whose_heartbeat_stopped(tmp_
     assert reopened.trials[2].system_attrs["failed_trial"] == dead.number
     # A second recovery pass finds nothing more to do.
     assert recover_stale_trials(reopened, config.study.grace_period, retry_callback(3)) == []
+
+
+def test_a_trial_interrupted_mid_way_ends_bit_identical_to_an_uninterrupted_one(tmp_path):
+    """Search-level resume: augmentation on, a train fraction below 1; the retried trial's value, curves and
+    weights equal those of the same trial run without interruption."""
+    corpus = write_tiny_corpus(tmp_path / "data", n_train=80, n_dev=8, min_frames=100, max_frames=200)
+    settings = {**SLOW_TRIAL, "study.n_trials": 1, "fidelity.trial_epochs": 3, "fidelity.train_fraction": 0.5,
+                "space.time_mask_prob": 0.5, "space.time_mask_max_frames": 3, "space.freq_mask_prob": 0.5,
+                "space.freq_mask_max_bands": 2}
+    finished = {}
+    for name in ("straight", "interrupted"):
+        folder = tmp_path / name
+        folder.mkdir()
+        path = write_study(folder, corpus.root, **settings)
+        config = load_study_config(path)
+        open_study(config, create=True)
+        worker = start_worker(path, 0)
+        if name == "interrupted":
+            # Event-driven: interrupt as soon as the first epoch's checkpoint exists, well before the last epoch.
+            first = config.trial_dir(0) / "last.pt"
+            wait_for(first.exists, 150, "the first epoch checkpoint")
+            worker.send_signal(signal.SIGINT)
+            worker.communicate(timeout=60)
+            assert read_checkpoint(first)["epoch"] < 3, "the interruption came too late to test a resume"
+            worker = start_worker(path, 0)
+        output = worker.communicate(timeout=240)[0].decode()
+        assert worker.returncode == 0, output
+        trials = open_study(config).trials
+        (complete,) = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+        finished[name] = (config, complete, len(trials))
+
+    (_, straight, straight_count), (config, resumed, resumed_count) = finished["straight"], finished["interrupted"]
+    assert straight_count == 1 and resumed_count == 2  # the interrupted attempt, then its retry
+    assert resumed.user_attrs[attrs.RESUMED_FROM_EPOCH] >= 1
+    assert resumed.value == straight.value
+    assert resumed.intermediate_values == straight.intermediate_values
+    weights = read_checkpoint(_best_checkpoint(config, resumed))["model"]
+    expected = read_checkpoint(_best_checkpoint(finished["straight"][0], straight))["model"]
+    assert weights.keys() == expected.keys()
+    for key in weights:
+        assert torch.equal(weights[key], expected[key]), key
+
+
+def _best_checkpoint(config, trial):
+    """The best.pt of the run folder a trial recorded (a retried trial trains in its first attempt's folder)."""
+    return config.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR]) / "best.pt"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import optuna
 import pytest
 from optuna.trial import TrialState
 from search_study import write_study
@@ -12,11 +9,11 @@ from search_study import write_study
 from phonetune.errors import StorageError
 from phonetune.model import count_params
 from phonetune.search import attributes as attrs
+from phonetune.search.attributes import SEARCH_FIDELITY
 from phonetune.search.config import load_study_config
+from phonetune.search.runner import load_fidelity_data
 from phonetune.search.space import run_config_from_params
 from phonetune.search.study import open_study
-from phonetune.search.attributes import SEARCH_FIDELITY
-from phonetune.search.runner import load_fidelity_data
 from phonetune.search.workers import run_worker
 
 FIXED_MODEL = {
@@ -49,12 +46,12 @@ def test_pruner_prunes_the_bad_trial_and_records_attributes(tmp_path, tiny_corpu
     pruned = trials[1]
     assert pruned.user_attrs[attrs.PRUNED_AT_EPOCH] == 1
     assert pruned.user_attrs[attrs.EPOCHS_RUN] == 1
-    assert [point["epoch"] for point in pruned.user_attrs[attrs.CURVES]] == [1]
+    assert [point["epoch"] for point in pruned.system_attrs[attrs.CURVES]] == [1]
     assert list(pruned.intermediate_values) == [1]
     assert pruned.intermediate_values[1] < trials[0].intermediate_values[1]
 
     for trial in (trials[0], trials[2]):
-        curves = trial.user_attrs[attrs.CURVES]
+        curves = trial.system_attrs[attrs.CURVES]
         assert [point["epoch"] for point in curves] == [1, 2]
         assert set(curves[0]) == set(attrs.CURVE_KEYS)
         assert trial.value == max(point["dev_accuracy"] for point in curves)
@@ -64,7 +61,8 @@ def test_pruner_prunes_the_bad_trial_and_records_attributes(tmp_path, tiny_corpu
         assert trial.user_attrs[attrs.FRAMES_PER_S] > 0 and trial.user_attrs[attrs.WALL_SECONDS] > 0
         run_config = run_config_from_params(config, trial.params, fidelity="search")
         assert trial.user_attrs[attrs.PARAM_COUNT] == count_params(run_config.model, run_config.io)
-        folder = Path(trial.user_attrs[attrs.CHECKPOINT_DIR])
+        assert trial.user_attrs[attrs.CHECKPOINT_DIR] == f"trials/{trial.number}"  # relative to the study folder
+        folder = config.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR])
         assert folder == config.trial_dir(trial.number)
         assert {"last.pt", "best.pt", "metrics.json", "config.toml"} <= {item.name for item in folder.iterdir()}
 

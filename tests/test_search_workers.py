@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -30,6 +31,12 @@ def test_two_workers_finish_exactly_n_trials_and_a_rerun_resumes(tmp_path, tiny_
     config = load_study_config(path)
     storage = config.storage_url
     assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == 2
+    # Not a terminal: the running trials are plain lines (which worker, how far), each finished trial one line.
+    output = first.stdout + first.stderr
+    assert re.search(r"^running: #[01] w[01] epoch [0-2]/2", output, re.MULTILINE), output[-3000:]
+    for number in (0, 1):
+        assert len(re.findall(rf"^trial +{number} (COMPLETE|PRUNED) ", output, re.MULTILINE)) == 1, output[-3000:]
+    assert "INFO" not in output and "[I 20" not in output  # no level prefixes, no Optuna's own per-trial log
 
     # The same command with a larger budget continues the study instead of starting over.
     second = search(path, "study.n_trials=4")

@@ -75,8 +75,9 @@ def test_training_learns_the_tiny_corpus_and_writes_the_run_folder(tiny_corpus, 
     for name in ("config.toml", "metrics.json", "last.pt", "best.pt", "curves.html"):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["epochs_completed"] == 3 and metrics["param_count"] == result.param_count
-    assert metrics["best_dev_acc"] == result.best_dev_acc and len(metrics["history"]) == 3
+    assert metrics["epochs_run"] == 3 and metrics["param_count"] == result.param_count
+    assert metrics["dev_accuracy"] == result.best_dev_acc and len(metrics["history"]) == 3
+    assert metrics["trained_on"] == "all"  # the run config's train_fraction is 1
     assert load_run_config(run / "config.toml") == run_config
     assert read_checkpoint(run / "best.pt")["epoch"] == result.best_epoch
     assert "dev acc" in (run / "curves.html").read_text() or "accuracy" in (run / "curves.html").read_text()
@@ -159,7 +160,7 @@ def test_callback_exception_stops_training_and_propagates(tiny_corpus, tmp_path)
         _train(_run_config(tiny_corpus.root, epochs=5), tmp_path / "run", epoch_callback=prune_at_two)
     assert seen == [1, 2]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["epochs_completed"] == 2
+    assert metrics["epochs_run"] == 2
     assert read_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
     assert (tmp_path / "run" / "curves.html").is_file()
 

@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_study_config(args.config, args.overrides)
     storage = storage_for(config, must_exist=True)
     require_study(storage, config.study_name(), config.storage_url, "run `phonetune search --config ...` first")
-    server = DashboardServer.start(storage, host=args.host, port=args.port)
+    artifacts = config.artifact_store_path if config.artifact_store_path.is_dir() else None
+    server = DashboardServer.start(storage, host=args.host, port=args.port, artifact_dir=artifacts)
     warning = network_warning(server, config.name)
     if warning:
         print(warning, file=sys.stderr, flush=True)

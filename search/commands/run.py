@@ -6,8 +6,6 @@ import argparse
 import signal
 import sys
 
-import optuna
-
 from phonetune.search.commands import add_study_arguments
 from phonetune.search.commands.search import parse_gpus
 from phonetune.search.config import load_study_config
@@ -45,7 +43,6 @@ def _interrupt(_signum: int, _frame: object) -> None:
 def run(args: argparse.Namespace) -> int:
     budget_s = parse_budget(args.budget)
     gpus = parse_gpus(args.gpus)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     signal.signal(signal.SIGTERM, _interrupt)
     config = load_study_config(args.config, args.overrides)
     outcome = run_job(
@@ -55,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     summary = outcome.summary
     model = summary["final_model"]
     test = "not scored (no test labels)" if summary["test_accuracy"] is None else f"{summary['test_accuracy']:.4f}"
-    print(f"final runs: {summary['final_runs']['why']}; Spearman search vs full: {summary['spearman']}")
+    print(f"Spearman search vs full: {summary['spearman']}")
     print(f"final model: {model['chosen']} of search trials {model['members']} ({model['param_count']:,} parameters); "
           f"dev {model['dev_accuracy']:.4f} (best single {model['single_dev_accuracy']:.4f}, ensemble "
           f"{model['ensemble_dev_accuracy']:.4f}); test {test}")

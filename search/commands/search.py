@@ -9,8 +9,6 @@ import signal
 import subprocess
 import sys
 
-import optuna
-
 from phonetune.errors import ConfigError
 from phonetune.search.commands import add_study_arguments
 from phonetune.search.config import load_study_config
@@ -91,7 +89,6 @@ def parse_gpus(text: str, count: int | None = None) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     gpus = parse_gpus(args.gpus)  # before anything opens the study or starts a worker
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     signal.signal(signal.SIGTERM, _interrupt)
     config = load_study_config(args.config, args.overrides)
     summary = run_search(config, workers=args.workers, gpus=gpus, progress=not args.quiet and sys.stderr.isatty())

@@ -7,8 +7,6 @@ import logging
 import os
 import signal
 
-import optuna
-
 from phonetune.search.commands import add_study_arguments
 from phonetune.search.config import load_study_config
 from phonetune.search.workers import run_worker
@@ -37,7 +35,6 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.quiet:
         logging.getLogger("phonetune").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _interrupt)
