@@ -7,7 +7,7 @@ DEMO_DATA ?= data/demo
 # elsewhere the same pin takes PyPI's Linux wheel, which is the CUDA build. Override with TORCH_SPEC=... if needed.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo demo-data test bench bench-search bench-quality clean
+.PHONY: setup demo demo-data test bench bench-search bench-quality bench-fidelity clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,15 @@ bench-search: demo-data
 # per arm, two seeds (about an hour on 2 cores).
 bench-quality: demo-data
 	$(BIN)/python bench/quality.py --data $(DEMO_DATA) --budget 10m --seeds 2
+
+# Does the search fidelity rank? 16 search trials of the demo study at the size `phonetune run` searches on this
+# machine (150k parameters), then the top 6 retrained on all training data for 2 epochs: `promote` prints the
+# Spearman of search against full-data accuracy over K=6 (about 10 minutes on 2 cores; study "fidelity").
+FIDELITY_SETTINGS = --set 'study.name="fidelity"' --set study.param_budget=150000 --set study.n_trials=16 \
+	--set data.root=$(DEMO_DATA)
+bench-fidelity: demo-data
+	$(BIN)/phonetune search --config studies/demo.toml --workers 2 $(FIDELITY_SETTINGS)
+	$(BIN)/phonetune promote --config studies/demo.toml --top 6 $(FIDELITY_SETTINGS) --set fidelity.full_epochs=2
 
 clean:
 	rm -rf $(VENV) data/demo runs
