@@ -28,3 +28,36 @@ class StorageError(PhonetuneError):
 
 class CheckpointError(PhonetuneError):
     """A checkpoint is missing, corrupt, or was made for a different configuration."""
+
+
+class DiskFullError(PhonetuneError):
+    """A write failed because the disk (or the quota) under a checkpoint, cache, export or study database is full."""
+
+
+_FULL_ERRNOS = (28, 122)  # ENOSPC, EDQUOT (Linux numbers; errno names them the same on every POSIX system)
+_FULL_TEXTS = ("database or disk is full", "no space left on device", "disk quota exceeded")
+
+
+def as_disk_full(exc: BaseException) -> DiskFullError | None:
+    """The DiskFullError that ``exc`` (or an exception it was raised from, such as Optuna's wrapper of a SQLAlchemy
+    error) amounts to, naming where the disk is full and what to do; None when it is not about a full disk."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and not any(current is earlier for earlier in seen):
+        seen.append(current)
+        where = ""
+        if isinstance(current, OSError) and current.errno in _FULL_ERRNOS:
+            # the folder: the file itself is often an atomic write's temporary name
+            where = f" under {str(current.filename).rsplit('/', 1)[0] or '/'}" if current.filename else ""
+        elif not any(text in str(current).lower() for text in _FULL_TEXTS):
+            current = current.__cause__ or current.__context__
+            continue
+        if "database or disk is full" in str(current).lower():
+            where = " under the study database"
+        detail = " ".join(str(current).split()).split(" (Background on this error")[0][:300]
+        return DiskFullError(
+            f"the disk{where} is full ({detail}). Kept: every finished trial and every epoch checkpoint written so "
+            "far (writes are atomic: no half-written file). Free space there, then run the same command again: an "
+            "interrupted trial or run resumes from its last checkpoint"
+        )
+    return None

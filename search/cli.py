@@ -11,10 +11,11 @@ import argparse
 import importlib
 import importlib.metadata
 import logging
+import re
 import sys
 from typing import Callable
 
-from phonetune.errors import PhonetuneError
+from phonetune.errors import PhonetuneError, as_disk_full
 
 # command name -> (module under phonetune.search.commands, the one line `phonetune --help` shows for it)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -68,8 +69,9 @@ class _EventFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
-        if record.name == "py.warnings":  # warnings.warn text ends in the source line; keep the message itself
+        if record.name == "py.warnings":  # "path:line: Category: text" and the source line; keep the text
             message = message.strip().splitlines()[0]
+            message = re.sub(r"^.*?:\d+: \w+: ", "", message)
         if record.exc_info and self.verbose:
             message += "\n" + self.formatException(record.exc_info)
         where = f" [{record.name}]" if self.verbose else ""
@@ -135,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"phonetune {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # A full disk surfaces as OSError, or as a storage error wrapping SQLite's "database or disk is full":
+        # either way one named error, not a traceback.
+        disk_full = as_disk_full(exc)
+        if disk_full is None:
+            raise
+        print(f"phonetune {args.command}: error: {disk_full}", file=sys.stderr)
+        return 1
     finally:
         undo_logging()
 

@@ -259,6 +259,15 @@ def slice_section(study: optuna.Study) -> Section:
     return Section("slices", "Slices", _figure_html(slice_figure(trials, names)))
 
 
+def _curve_name(trial: FrozenTrial) -> str:
+    """``trial 7``, ``trial 9 (PRUNED)``; a full-data run also names the search trial it retrains."""
+    source = trial.user_attrs.get(attrs.SOURCE_TRIAL)
+    retrains = f", retrains {source}" if source is not None else ""
+    state = "" if trial.state == TrialState.COMPLETE else trial.state.name
+    details = ", ".join(part for part in (state, retrains.lstrip(", ")) if part)
+    return f"trial {trial.number}" + (f" ({details})" if details else "")
+
+
 def learning_curve_figure(trials: list[FrozenTrial], title: str) -> go.Figure:
     """Dev accuracy per epoch for every trial; pruned trials dashed and ending in an x where they were cut."""
     figure = go.Figure()
@@ -276,7 +285,7 @@ def learning_curve_figure(trials: list[FrozenTrial], title: str) -> go.Figure:
                 x=epochs,
                 y=accuracies,
                 mode="lines+markers",
-                name=f"trial {trial.number}" + ("" if trial.state == TrialState.COMPLETE else f" ({trial.state.name})"),
+                name=_curve_name(trial),
                 line={"dash": style["dash"], "color": style["color"], "width": 1.5},
                 marker={"symbol": symbols, "size": [4] * (len(curve) - 1) + [9], "color": style["color"]},
                 hovertemplate=(

@@ -36,7 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from phonetune.data_pipeline.load import TrainingData
-from phonetune.errors import ConfigError, PhonetuneError
+from phonetune.errors import ConfigError, DiskFullError, PhonetuneError, as_disk_full
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.objective import TrialObjective
@@ -162,6 +162,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, objective: TrialObjectiv
     value: float | None = None
     state = TrialState.FAIL
     interrupted = False
+    disk_full: DiskFullError | None = None
     with TrialHeartbeat.for_trial(trial, config.study.heartbeat_interval):
         try:
             value = objective(trial)
@@ -171,7 +172,10 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, objective: TrialObjectiv
         except KeyboardInterrupt:
             interrupted = True
         except Exception as exc:  # one bad trial must not end the study; the worker counts failures in a row
-            logger.error("trial %d failed: %s", trial.number, exc, exc_info=not isinstance(exc, PhonetuneError))
+            # ...but a full disk fails every trial after it the same way: stop, and say so once.
+            disk_full = as_disk_full(exc)
+            if disk_full is None:
+                logger.error("trial %d failed: %s", trial.number, exc, exc_info=not isinstance(exc, PhonetuneError))
     try:
         if state == TrialState.COMPLETE:
             study.tell(trial, value)
@@ -180,12 +184,14 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, objective: TrialObjectiv
     except UpdateFinishedTrialError:
         # Our heartbeat stalled past the grace period and another worker already failed (and re-queued) it.
         logger.warning("trial %d was already marked finished by another worker", trial.number)
-    if interrupted:
+    if interrupted or disk_full is not None:
         frozen = frozen_trial(trial)
         if frozen.state == TrialState.FAIL:
             retry_callback(config.study.max_retry)(study, frozen)
-            logger.warning("trial %d interrupted: marked FAIL and re-queued to resume from its checkpoint",
-                           trial.number)
+            logger.warning("trial %d %s: marked FAIL and re-queued to resume from its checkpoint", trial.number,
+                           "interrupted" if interrupted else "stopped by a full disk")
+        if disk_full is not None:
+            raise disk_full
         raise KeyboardInterrupt
     return frozen_trial(trial).state
 

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 BASE: dict[str, dict[str, Any]] = {
-    "study": {"name": "tiny", "n_trials": 4, "heartbeat_interval": 1, "grace_period": 3},
+    # grace_period: a killed worker's trial is retried after 6 silent seconds; a live one on a loaded machine may
+    # miss a few one-second beats without being failed by another worker.
+    "study": {"name": "tiny", "n_trials": 4, "heartbeat_interval": 1, "grace_period": 6},
     "data": {},
     "train": {"device": "cpu", "seed": 0, "eval_batch_size": 4096},
     "fidelity": {"train_fraction": 1.0, "trial_epochs": 2, "full_epochs": 2},

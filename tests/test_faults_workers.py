@@ -58,8 +58,10 @@ def _fault_study(tmp_path: Path, name: str, **changes) -> StudyConfig:
         **{
             "study.name": name,
             "study.n_trials": N_TRIALS,
+            # A beat every second, a trial declared dead after 8 silent seconds: a live worker on a loaded machine
+            # (four workers on two cores, a CPU hog beside them) can miss several beats without being failed.
             "study.heartbeat_interval": 1,
-            "study.grace_period": 3,
+            "study.grace_period": 8,
             "fidelity.trial_epochs": TRIAL_EPOCHS,
             "space.batch_size": 32,
             **changes,

@@ -9,7 +9,6 @@ import sys
 import time
 
 import optuna
-import pytest
 import torch
 from corpus import write_tiny_corpus
 from optuna.trial import TrialState

@@ -80,7 +80,10 @@ def test_training_learns_the_tiny_corpus_and_writes_the_run_folder(tiny_corpus, 
     assert metrics["trained_on"] == "all"  # the run config's train_fraction is 1
     assert load_run_config(run / "config.toml") == run_config
     assert read_checkpoint(run / "best.pt")["epoch"] == result.best_epoch
-    assert "dev acc" in (run / "curves.html").read_text() or "accuracy" in (run / "curves.html").read_text()
+    page = (run / "curves.html").read_text()
+    for trace in ("train loss", "dev loss", "train accuracy", "dev accuracy"):
+        assert f'"name":"{trace}"' in page, f"curves.html has no {trace} trace"
+    assert '"x":[1,2,3]' in page  # one point per epoch
 
 
 @pytest.mark.parametrize("scheduler", ["onecycle", "plateau"])
