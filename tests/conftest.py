@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import pytest
 from corpus import TinyCorpus, write_tiny_corpus
+from shared import one_torch_thread
 
 
 @pytest.fixture
 def tiny_corpus(tmp_path) -> TinyCorpus:
     """A fresh learnable HW1P2-layout corpus (24 train, 8 dev, 6 test utterances of 20-60 frames) in tmp_path."""
     return write_tiny_corpus(tmp_path / "data")
+
+
+@pytest.fixture
+def single_torch_thread():
+    """Tests that train tiny models in this process: one intra-op thread (see shared.one_torch_thread)."""
+    with one_torch_thread():
+        yield

@@ -18,7 +18,6 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from shared import free_port
 
 DATABASE_NAME = "phonetune_test"
 SERVER_USER = "postgres"
@@ -70,13 +70,6 @@ def _check_can_run() -> None:
         raise PostgresUnavailable(f"the '{SERVER_USER}' system user must exist (Debian's postgresql package creates it)") from exc
     if shutil.which("runuser") is None:
         raise PostgresUnavailable("runuser (util-linux) must be installed to start PostgreSQL as the postgres user")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _run(args: list[str], what: str) -> None:

@@ -10,7 +10,6 @@ import csv
 import json
 import math
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from corpus import write_tiny_corpus
 from optuna.trial import TrialState
 from plotly.offline import get_plotlyjs
 from search_study import write_study
+from shared import free_port
 
 from phonetune.search import attributes as attrs
 from phonetune.search.cli import main
@@ -232,12 +232,6 @@ def test_importances_fall_back_to_a_message_with_too_few_trials():
     assert "at least 5 complete trials" in section.body and "has 2" in section.body
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.status == 200
@@ -246,7 +240,7 @@ def _get_json(url: str) -> dict:
 
 def test_dashboard_serves_the_study_over_http(searched):
     path, config, study = searched
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "phonetune.search.cli", "dashboard", "--config", str(path), "--port", str(port)],
         stdout=subprocess.PIPE,

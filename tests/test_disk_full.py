@@ -3,7 +3,6 @@ command continues once space is freed. Real full disks: a small tmpfs mounted fo
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +12,11 @@ import pytest
 from corpus import write_tiny_corpus
 from optuna.trial import TrialState
 from search_study import write_study
+from shared import ONE_THREAD_ENV
 
 from phonetune.search.config import load_study_config
 from phonetune.search.study import open_study
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 SKIP_REASON = "the disk-full tests mount a small tmpfs, which needs root"
 
 
@@ -40,7 +39,7 @@ def small_disk(tmp_path):
 
 def _search(path: Path) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "phonetune.search.cli", "search", "--config", str(path), "--workers", "1"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=240, env=ENV, check=False)
+    return subprocess.run(command, capture_output=True, text=True, timeout=240, env=ONE_THREAD_ENV, check=False)
 
 
 def _states(config) -> list[TrialState]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from corpus import DEV, TEST, write_tiny_corpus
+from shared import REPO, one_torch_thread
 
 from phonetune.data_pipeline import HW1P2_PHONEMES
 from phonetune.errors import BudgetError
@@ -17,7 +17,6 @@ from phonetune.model.ensemble import ensemble_probabilities, select_ensemble, wr
 from phonetune.model.inference import load_checkpoint, load_checkpoint_split, predict_probabilities, predict_split
 from phonetune.search.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 STARTER = str(REPO / "studies" / "starter.toml")
 # Members that differ in depth, width, context, normalization and seed, so each one windows and normalizes the
 # split its own way and their probabilities are not copies of each other.
@@ -32,9 +31,7 @@ MEMBERS = {
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny corpus and three members trained 2 epochs each through `phonetune train` (a few seconds)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models on a shared 2-core machine run much faster without intra-op threads
-    try:
+    with one_torch_thread():
         base = tmp_path_factory.mktemp("ensemble")
         corpus = write_tiny_corpus(base / "data")
         checkpoints = {}
@@ -47,8 +44,6 @@ def trained(tmp_path_factory):
             assert main(command) == 0
             checkpoints[name] = out / "best.pt"
         yield corpus, checkpoints
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _member_probabilities(checkpoint: Path, root: Path, split: str) -> np.ndarray:

@@ -143,6 +143,10 @@ def _assert_study_recovered(config: StudyConfig, kill: Kill) -> None:
         assert retry.value == pytest.approx(max(point["dev_accuracy"] for point in retry.system_attrs[attrs.CURVES]))
     resumed = read_checkpoint(config.trial_dir(retry.number) / "last.pt")
     assert resumed["epoch"] == len(epochs)
+    # The resumed epochs are the dead attempt's own numbers, not a re-run of them.
+    killed_history = read_checkpoint(config.trial_dir(kill.trial_number) / "last.pt")["history"]
+    for point, before in zip(retry.system_attrs[attrs.CURVES], killed_history[: kill.checkpoint_epoch]):
+        assert point["dev_accuracy"] == before["dev_acc"]
 
 
 def _wait_all(processes: list[subprocess.Popen], deadline: float) -> list[int]:

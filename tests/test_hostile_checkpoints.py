@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from corpus import write_tiny_corpus
+from shared import one_torch_thread
 
 from phonetune.data_pipeline import DataConfig
 from phonetune.errors import CheckpointError
@@ -52,12 +52,8 @@ class TwoRuns:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> TwoRuns:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models on a shared CPU: intra-op threads only contend
-    try:
+    with one_torch_thread():
         yield TwoRuns(tmp_path_factory.mktemp("runs"))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _digest(path: Path) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from corpus import TRAIN, write_tiny_corpus
+from shared import REPO
 
 from phonetune.data_pipeline import (
     CorruptFileError,
@@ -27,8 +28,6 @@ from phonetune.data_pipeline import (
     UnpairedFileError,
     load_split,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _snapshot(folder: Path) -> dict[str, str]:

@@ -20,6 +20,7 @@ import pytest
 import torch
 from corpus import write_tiny_corpus
 from search_study import write_study
+from shared import free_port
 
 from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.search.cli import build_parser, main
@@ -107,15 +108,9 @@ def test_space_whose_smallest_model_is_over_budget_is_refused_before_anything_ru
     stored.assert_untouched()
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.timeout(60)
 def test_storage_on_a_closed_port_is_a_storage_error_naming_the_url(stored, capsys):
-    url = f"postgresql+psycopg2://phonetune@127.0.0.1:{_closed_port()}/studies"
+    url = f"postgresql+psycopg2://phonetune@127.0.0.1:{free_port()}/studies"
     code, err = _run(capsys, "export", "--config", str(stored.path), "--set", f"study.storage={url}",
                      "--out", str(stored.folder / "never.csv"))
     assert code == 1 and "must be reachable" in err and "127.0.0.1" in err

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from shared import REPO
 
 from phonetune.data_pipeline import HW1P2_PHONEMES, DataConfig, load_split
 from phonetune.errors import CheckpointError, ConfigError
@@ -15,17 +15,12 @@ from phonetune.model.checkpoint import read_checkpoint, save_checkpoint
 from phonetune.model.inference import load_checkpoint, predict_split, write_submission
 from phonetune.search.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 STARTER = str(REPO / "studies" / "starter.toml")
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared 2-core machine run an order of magnitude faster without intra-op threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(single_torch_thread):
+    """Every test here trains or predicts tiny models in this process."""
 
 
 @pytest.fixture

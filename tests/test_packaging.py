@@ -15,8 +15,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from shared import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 # folder in the repository -> import name
 FOLDERS = {"phonetune": "phonetune", "data_pipeline": "phonetune.data_pipeline", "model": "phonetune.model",
            "search": "phonetune.search"}

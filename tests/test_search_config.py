@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from shared import REPO
 
 from phonetune.errors import BudgetError, ConfigError
 from phonetune.search.config import load_study_config
 from phonetune.search.space_spec import Choice, FloatRange, IntRange
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def write(tmp_path: Path, text: str) -> Path:

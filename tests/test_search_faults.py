@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import torch
 from corpus import write_tiny_corpus
 from optuna.trial import TrialState
 from search_study import write_study
+from shared import ONE_THREAD_ENV
 
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.search import attributes as attrs
@@ -33,15 +33,13 @@ SLOW_TRIAL = {
 }
 
 
-# One math thread per process: the test machine's cores are shared by every worker (and other tests).
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def start_worker(path, index):
     command = [sys.executable, "-m", "phonetune.search.cli", "worker", "--config", str(path),
                "--worker-index", str(index), "--quiet"]
     return subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=ENV)
+                            env=ONE_THREAD_ENV)
 
 
 def wait_for(condition, timeout, what):
@@ -54,60 +52,14 @@ def wait_for(condition, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def test_sigkilled_worker_trial_is_retried_and_resumes_from_its_epoch_checkpoint(tmp_path):
-    corpus = write_tiny_corpus(tmp_path / "data", n_train=80, n_dev=8, min_frames=100, max_frames=200)
-    path = write_study(tmp_path, corpus.root, **SLOW_TRIAL)
-    config = load_study_config(path)
-    study = open_study(config, create=True)
-    workers = [start_worker(path, index) for index in range(2)]
-    try:
-        def running_with_checkpoint():
-            for trial in study.get_trials(states=(TrialState.RUNNING,)):
-                folder = config.trial_dir(trial.number)
-                if (folder / "last.pt").exists() and attrs.WORKER in trial.user_attrs:
-                    return trial
-            return None
-
-        victim = wait_for(running_with_checkpoint, 150, "a running trial with an epoch checkpoint")
-        victim_pid = int(victim.user_attrs[attrs.WORKER].rsplit(":", 1)[1])
-        os.kill(victim_pid, signal.SIGKILL)
-        killed = next(worker for worker in workers if worker.pid == victim_pid)
-        killed.wait(timeout=10)
-        survivor = next(worker for worker in workers if worker.pid != victim_pid)
-        output = survivor.communicate(timeout=200)[0].decode()
-        assert survivor.returncode == 0, output
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-
-    trials = {trial.number: trial for trial in optuna.load_study(study_name="tiny", storage=config.storage_url).trials}
-    states = {number: trial.state for number, trial in trials.items()}
-    assert TrialState.RUNNING not in states.values()
-    assert sorted(trials) == [0, 1, 2]
-    assert states[victim.number] == TrialState.FAIL
-    assert sum(state == TrialState.COMPLETE for state in states.values()) == 2
-
-    retry = trials[2]
-    assert retry.user_attrs[attrs.RETRIED_FROM] == victim.number
-    # The resume point is the dead attempt's last.pt (metrics.json is written after it and may be missing when the
-    # kill lands between the two writes).
-    killed_history = read_checkpoint(config.trial_dir(victim.number) / "last.pt")["history"]
-    assert retry.user_attrs[attrs.RESUMED_FROM_EPOCH] == len(killed_history) >= 1
-    assert retry.user_attrs[attrs.EPOCHS_RUN] == 6
-    assert [point["epoch"] for point in retry.system_attrs[attrs.CURVES]] == [1, 2, 3, 4, 5, 6]
-    assert sorted(retry.intermediate_values) == [1, 2, 3, 4, 5, 6]
-    # The resumed epochs are the dead attempt's own numbers, not a re-run.
-    for point, before in zip(retry.system_attrs[attrs.CURVES], killed_history):
-        assert point["dev_accuracy"] == before["dev_acc"]
-
-
 def test_interrupted_search_requeues_its_trials_and_the_rerun_finishes(tmp_path):
     corpus = write_tiny_corpus(tmp_path / "data", n_train=80, n_dev=8, min_frames=100, max_frames=200)
-    path = write_study(tmp_path, corpus.root, **{**SLOW_TRIAL, "study.n_trials": 1})
+    # 20 epochs: the interruption follows the first epoch checkpoint even when this test process is starved for
+    # many seconds on a loaded machine.
+    path = write_study(tmp_path, corpus.root, **{**SLOW_TRIAL, "study.n_trials": 1, "fidelity.trial_epochs": 20})
     config = load_study_config(path)
     command = [sys.executable, "-m", "phonetune.search.cli", "search", "--config", str(path), "--workers", "1"]
-    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV)
+    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ONE_THREAD_ENV)
     storage = None
     try:
         def checkpoint_written():
@@ -124,13 +76,13 @@ def test_interrupted_search_requeues_its_trials_and_the_rerun_finishes(tmp_path)
     trials = optuna.load_study(study_name="tiny", storage=storage).trials
     assert [trial.state for trial in trials] == [TrialState.FAIL, TrialState.WAITING]
 
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=240, env=ENV)
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=240, env=ONE_THREAD_ENV)
     assert rerun.returncode == 0, rerun.stderr
     trials = optuna.load_study(study_name="tiny", storage=storage).trials
     assert [trial.state for trial in trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert trials[1].user_attrs[attrs.RETRIED_FROM] == 0
     assert trials[1].user_attrs[attrs.RESUMED_FROM_EPOCH] >= 1
-    assert trials[1].user_attrs[attrs.EPOCHS_RUN] == 6
+    assert trials[1].user_attrs[attrs.EPOCHS_RUN] == 20
 
 
 def test_journal_storage_fails_and_requeues_a_trial_whose_heartbeat_stopped(tmp_path, tiny_corpus):
@@ -155,8 +107,9 @@ def test_journal_storage_fails_and_requeues_a_trial_whose_heartbeat_stopped(tmp_
 def test_a_trial_interrupted_mid_way_ends_bit_identical_to_an_uninterrupted_one(tmp_path):
     """Search-level resume: augmentation on, a train fraction below 1; the retried trial's value, curves and
     weights equal those of the same trial run without interruption."""
+    epochs = 10  # enough that the interruption lands before the last epoch on a loaded machine
     corpus = write_tiny_corpus(tmp_path / "data", n_train=80, n_dev=8, min_frames=100, max_frames=200)
-    settings = {**SLOW_TRIAL, "study.n_trials": 1, "fidelity.trial_epochs": 3, "fidelity.train_fraction": 0.5,
+    settings = {**SLOW_TRIAL, "study.n_trials": 1, "fidelity.trial_epochs": epochs, "fidelity.train_fraction": 0.5,
                 "space.time_mask_prob": 0.5, "space.time_mask_max_frames": 3, "space.freq_mask_prob": 0.5,
                 "space.freq_mask_max_bands": 2}
     finished = {}
@@ -173,7 +126,7 @@ def test_a_trial_interrupted_mid_way_ends_bit_identical_to_an_uninterrupted_one(
             wait_for(first.exists, 150, "the first epoch checkpoint")
             worker.send_signal(signal.SIGINT)
             worker.communicate(timeout=60)
-            assert read_checkpoint(first)["epoch"] < 3, "the interruption came too late to test a resume"
+            assert read_checkpoint(first)["epoch"] < epochs, "the interruption came too late to test a resume"
             worker = start_worker(path, 0)
         output = worker.communicate(timeout=240)[0].decode()
         assert worker.returncode == 0, output

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import collections
 import warnings
-from pathlib import Path
 
 import optuna
 import pytest
+from shared import REPO
 
 from phonetune.model import count_params
 from phonetune.search.config import load_study_config
 from phonetune.search.space import WIDTH_FRACTION, run_config_from_params, suggest_run_config, width_from_fraction
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def sample(config, sampler, count):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import sys
 import optuna
 from optuna.trial import TrialState
 from search_study import write_study
+from shared import ONE_THREAD_ENV
 
 from phonetune.search import attributes as attrs
 from phonetune.search.config import load_study_config
@@ -19,9 +19,7 @@ def search(path, *overrides):
     command = [sys.executable, "-m", "phonetune.search.cli", "search", "--config", str(path), "--workers", "2"]
     for override in overrides:
         command += ["--set", override]
-    # One math thread per worker: the test machine's two cores are shared by every process.
-    return subprocess.run(command, capture_output=True, text=True, timeout=240,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(command, capture_output=True, text=True, timeout=240, env=ONE_THREAD_ENV)
 
 
 def test_two_workers_finish_exactly_n_trials_and_a_rerun_resumes(tmp_path, tiny_corpus):

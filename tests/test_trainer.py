@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from shared import REPO
 
 from phonetune.data_pipeline import DataConfig
 from phonetune.errors import BudgetError, CheckpointError
@@ -21,16 +22,10 @@ from phonetune.model.network import build_model
 from phonetune.model.optim import build_optimizer
 from phonetune.model.trainer import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared 2-core machine run an order of magnitude faster without intra-op threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(single_torch_thread):
+    """Every test here trains or predicts tiny models in this process."""
 
 
 def _run_config(root, **train) -> RunConfig:

@@ -1,0 +1,73 @@
+"""Promises of the study settings, in real runs: ASHA and Hyperband prune real trials at their rungs, and a trial
+whose workers keep dying is retried ``max_retry`` times, then left failed."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from optuna.trial import TrialState
+from search_study import write_study
+
+from phonetune.search import attributes as attrs
+from phonetune.search.config import load_study_config
+from phonetune.search.storage import HEARTBEAT_ATTR, recover_stale_trials, retry_callback
+from phonetune.search.study import open_study
+from phonetune.search.workers import run_worker
+
+TRIAL_EPOCHS = 3
+
+
+@pytest.mark.parametrize(
+    "pruner",
+    [
+        {"pruner.kind": "asha", "pruner.min_resource": 1, "pruner.reduction_factor": 2},
+        {"pruner.kind": "hyperband", "pruner.min_resource": 1, "pruner.reduction_factor": 2},
+    ],
+    ids=["asha", "hyperband"],
+)
+def test_asha_and_hyperband_prune_real_trials_at_their_rungs(tmp_path, tiny_corpus, pruner):
+    # A wide lr range makes the trials differ enough for the pruner to cut some after their first epoch.
+    path = write_study(tmp_path, tiny_corpus.root, **{
+        "study.n_trials": 8, "fidelity.trial_epochs": TRIAL_EPOCHS, "sampler.seed": 3,
+        "space.lr": {"low": 1e-5, "high": 3e-2, "log": True}, **pruner,
+    })
+    config = load_study_config(path)
+    summary = run_worker(config, create=True)
+    trials = open_study(config).trials
+    states = [trial.state for trial in trials]
+    assert len(trials) == 8 and set(summary.trial_states.values()) <= {"COMPLETE", "PRUNED"}
+    pruned = [trial for trial in trials if trial.state == TrialState.PRUNED]
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    assert pruned and complete, states
+    for trial in pruned:
+        cut = trial.user_attrs[attrs.PRUNED_AT_EPOCH]
+        assert 1 <= cut < TRIAL_EPOCHS and sorted(trial.intermediate_values) == list(range(1, cut + 1))
+    for trial in complete:
+        assert sorted(trial.intermediate_values) == list(range(1, TRIAL_EPOCHS + 1))
+
+
+def test_a_trial_whose_workers_keep_dying_is_retried_max_retry_times_then_left_failed(tmp_path, tiny_corpus):
+    path = write_study(tmp_path, tiny_corpus.root, **{
+        "study.storage": f"journal:///{tmp_path / 'study.log'}", "study.max_retry": 2,
+    })
+    config = load_study_config(path)
+    study = open_study(config, create=True)
+    on_stale = retry_callback(config.study.max_retry)
+    trial = study.ask()
+    lr = trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+    first = trial.number
+    for attempt in range(config.study.max_retry + 1):
+        # This attempt's worker dies: its heartbeat stopped a minute ago, and recovery fails the trial.
+        study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT_ATTR, time.time() - 60)
+        assert recover_stale_trials(study, config.study.grace_period, on_stale) == [trial.number]
+        waiting = [item for item in study.get_trials(deepcopy=False) if item.state == TrialState.WAITING]
+        if attempt < config.study.max_retry:
+            assert len(waiting) == 1  # the retry, queued with the same parameters
+            trial = study.ask()
+            assert trial.number == waiting[0].number and trial.suggest_float("lr", 1e-4, 1e-2, log=True) == lr
+        else:
+            assert waiting == []  # max_retry retries spent: nothing more is queued
+    trials = sorted(open_study(config).trials, key=lambda item: item.number)
+    assert [item.state for item in trials] == [TrialState.FAIL] * (config.study.max_retry + 1)
+    assert [item.system_attrs.get("failed_trial") for item in trials[1:]] == [first] * config.study.max_retry
