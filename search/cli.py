@@ -12,7 +12,9 @@ import importlib
 import importlib.metadata
 import logging
 import re
+import signal
 import sys
+import threading
 from typing import Callable
 
 from phonetune.errors import PhonetuneError, as_disk_full
@@ -128,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if threading.current_thread() is threading.main_thread():
+        # A process started in the background of a script inherits SIGINT ignored, and Python then never raises
+        # KeyboardInterrupt: its workers would not stop on their parent's SIGINT, nor `run` at its deadline.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     undo_logging = _configure_logging(args.verbose)
     try:
         return int(args.handler(args) or 0)

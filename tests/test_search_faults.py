@@ -59,7 +59,10 @@ def test_interrupted_search_requeues_its_trials_and_the_rerun_finishes(tmp_path)
     path = write_study(tmp_path, corpus.root, **{**SLOW_TRIAL, "study.n_trials": 1, "fidelity.trial_epochs": 20})
     config = load_study_config(path)
     command = [sys.executable, "-m", "phonetune.search.cli", "search", "--config", str(path), "--workers", "1"]
-    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ONE_THREAD_ENV)
+    # Started with SIGINT ignored, as a script's background job is (POSIX): the search and its workers must still
+    # stop on SIGINT.
+    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ONE_THREAD_ENV,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     storage = None
     try:
         def checkpoint_written():
