@@ -11,7 +11,7 @@ from shared import REPO
 
 from phonetune.model import count_params
 from phonetune.search.config import load_study_config
-from phonetune.search.space import WIDTH_FRACTION, run_config_from_params, suggest_run_config, width_from_fraction
+from phonetune.search.space import run_config_from_params, suggest_run_config, width_from_fraction
 
 
 def sample(config, sampler, count):
@@ -84,4 +84,3 @@ def test_width_fraction_maps_onto_multiples_of_eight_within_bounds():
     assert width_from_fraction(0.5, 64, 1024, log=True) == 256  # geometric middle
     assert width_from_fraction(0.5, 64, 1024, log=False) == 544
     assert width_from_fraction(0.7, 64, 56, log=True) == 56  # bound below the requested low: the bound wins
-    assert WIDTH_FRACTION == "width_fraction"
