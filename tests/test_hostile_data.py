@@ -177,3 +177,30 @@ def test_full_disk_while_rebuilding_the_cache_is_a_data_error_and_the_old_cache_
     # meta.json is the commit point and was never replaced; no half-written array sits under a cache file name.
     cached.assert_cache_untouched()
     cached.assert_reloads_after(lambda: path.write_bytes(original))
+
+
+@pytest.mark.parametrize("damage", ["nan", "unknown_phoneme"])
+def test_bad_data_through_train_is_one_named_error_and_writes_no_checkpoint(tmp_path, damage):
+    corpus = write_tiny_corpus(tmp_path / "data")
+    name = corpus.names[TRAIN][3]
+    if damage == "nan":
+        path = corpus.root / TRAIN / "mfcc" / f"{name}.npy"
+        frames = np.load(path)
+        frames[5, 2] = np.nan
+        np.save(path, frames)
+        expected = ["non-finite", path.name]
+    else:
+        path = corpus.root / TRAIN / "transcript" / f"{name}.npy"
+        labels = np.load(path)
+        labels[4] = "XX"
+        np.save(path, labels)
+        expected = ["XX", path.name]
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "phonetune.search.cli", "train", "--config", str(REPO / "studies/starter.toml"),
+               "--data", str(corpus.root), "--out", str(out), "--epochs", "1", "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("error:") == 1, done.stderr
+    for text in expected:
+        assert text in done.stderr, done.stderr
+    assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
