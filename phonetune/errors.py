@@ -5,6 +5,8 @@ Every error a user can cause (bad data, bad config, a budget that cannot be met,
 must hold, what was found (file, key, value) and what to do.
 """
 
+import errno
+
 
 class PhonetuneError(Exception):
     """Root of all errors raised on purpose by phonetune."""
@@ -34,7 +36,7 @@ class DiskFullError(PhonetuneError):
     """A write failed because the disk (or the quota) under a checkpoint, cache, export or study database is full."""
 
 
-_FULL_ERRNOS = (28, 122)  # ENOSPC, EDQUOT (Linux numbers; errno names them the same on every POSIX system)
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 _FULL_TEXTS = ("database or disk is full", "no space left on device", "disk quota exceeded")
 
 

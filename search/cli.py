@@ -82,24 +82,12 @@ class _EventFormatter(logging.Formatter):
         return f"{message}{where}"
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is when a record comes (tqdm and test runners swap it)."""
-
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: object) -> None:
-        pass
-
-
 def _configure_logging(verbose: bool) -> Callable[[], None]:
     """Route phonetune's, Optuna's and Python's warnings through one plain handler; returns the undo, so that
     ``main()`` called in a process that goes on (tests, notebooks) leaves its logging as it found it."""
     root = logging.getLogger()
     level = root.level
-    handler = _StderrHandler()
+    handler = logging.StreamHandler()  # the sys.stderr of this call (main() removes it again when it returns)
     handler.setFormatter(_EventFormatter(verbose))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

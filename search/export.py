@@ -251,7 +251,8 @@ def ablation_rows(
         for trial in finished_trials(study)
     ]
     if full_study is not None:
-        final = final_model_row(full_study, [row for row in rows if row["trained_on"] == "all"])
+        full_rows = [row for row in rows if row["trained_on"] == attrs.TRAINED_ON[FULL_FIDELITY]]
+        final = final_model_row(full_study, full_rows)
         if final is not None:
             rows.append(final)
     return ID_COLUMNS + names + MEASURE_COLUMNS, rows
@@ -289,13 +290,6 @@ def _range_text(left: float, right: float, low: float, high: float) -> str:
     return f"{format_cell(low if math.isinf(left) else left)}-{format_cell(high if math.isinf(right) else right)}"
 
 
-def _range_order(label: str) -> tuple:
-    try:
-        return (0, float(label.split("-")[0]), label)
-    except ValueError:
-        return (1, 0.0, label)
-
-
 def marginal_rows(sheet: pd.DataFrame, param_names: Sequence[str]) -> pd.DataFrame:
     """Per ``trained_on``, per hyperparameter, per value or range: how many trials drew it, how many completed or
     were pruned, their mean dev accuracy after epoch 1 (every trial), the complete trials' mean, and the best."""
@@ -308,16 +302,16 @@ def marginal_rows(sheet: pd.DataFrame, param_names: Sequence[str]) -> pd.DataFra
             if drawn.empty:
                 continue
             values = pd.Series(list(drawn[name]), index=drawn.index)  # the drawn values, as their own type
-            grouped = drawn.assign(value=_range_labels(values)).groupby("value", sort=False)
+            grouped = drawn.assign(value=_range_labels(values), order=values).groupby("value", sort=False)
             table = grouped.agg(
+                order=("order", "min"),  # ranges and numbers in numeric order, choices alphabetically
                 trials=("state", "size"),
                 complete=("state", lambda states: int((states == "COMPLETE").sum())),
                 pruned=("state", lambda states: int((states == "PRUNED").sum())),
                 mean_dev_accuracy_epoch_1=("dev_accuracy_epoch_1", "mean"),
                 mean_dev_accuracy_complete=("complete_dev_accuracy", "mean"),
                 best_dev_accuracy=("dev_accuracy", "max"),
-            ).reset_index()
-            table = table.iloc[sorted(range(len(table)), key=lambda i: _range_order(str(table["value"].iloc[i])))]
+            ).reset_index().sort_values("order", kind="stable")
             tables.append(table.assign(trained_on=trained_on, parameter=name))
     if not tables:
         return pd.DataFrame(columns=MARGINAL_COLUMNS)

@@ -39,6 +39,7 @@ from optuna.trial import TrialState
 from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
 from phonetune.model.budget import count_params
+from phonetune.model.run_files import LAST_CHECKPOINT
 from phonetune.model.speed import Speed
 from phonetune.model.speed_probe import measure_speed
 from phonetune.search import attributes as attrs
@@ -300,9 +301,11 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
         promoted_config = _with_overrides(wide, [f"fidelity.full_epochs={epochs}"])
         if data is None and not already:
             data = load_fidelity_data(promoted_config, attrs.FULL_FIDELITY, progress=progress)
+        # Only a run trained from its first epoch measures the speed: a resumed one trains fewer epochs than planned.
+        fresh = not already and not (wide.trial_dir(source, attrs.FULL_FIDELITY) / LAST_CHECKPOINT).exists()
         started = time.monotonic()
         result = _promote_one(promoted_config, source, data, progress)
-        if not already:
+        if fresh:
             planned = run_seconds(speed, params[source], epochs, plan.train_frames, plan.dev_frames)
             slowdown.append((time.monotonic() - started) / planned)
         if not queue and len(final["sources"]) < MAX_FINAL_RUNS:
