@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 
+from phonetune.search import space_budget
 from phonetune.search.commands import add_study_arguments
 from phonetune.search.config import load_study_config
 from phonetune.search.workers import run_worker
@@ -26,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="offsets the sampler seed so workers draw different trials (default: derived from the process id)",
     )
     parser.add_argument("--create", action="store_true", help="create the study when it does not exist yet")
-    parser.add_argument("--quiet", action="store_true", help="log warnings only (phonetune search shows trials)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="log warnings only, and not the config's (phonetune search shows those and the trials)")
     parser.set_defaults(handler=run)
 
 
@@ -37,6 +39,8 @@ def _interrupt(_signum: int, _frame: object) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.quiet:
         logging.getLogger("phonetune").setLevel(logging.WARNING)
+        # Started by `phonetune search` or `run`, which loaded this same config and printed its warnings once.
+        logging.getLogger(space_budget.__name__).setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, _interrupt)
     config = load_study_config(args.config, args.overrides)
     worker_index = args.worker_index if args.worker_index is not None else os.getpid() % 100_000
