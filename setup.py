@@ -1,10 +1,12 @@
 """Package layout for setuptools; everything else is in pyproject.toml.
 
 The repository keeps the design card's top-level layout (data_pipeline/, model/, search/) while everything imports
-under one distribution name, so no generic top-level ``model`` or ``search`` module is installed. pyproject.toml
-cannot both rename folders and discover packages, so the package list is computed here: every folder with an
-``__init__.py`` under each mapped folder (``search/commands/`` is ``phonetune.search.commands``), so a new
-subpackage is installed without anyone listing it.
+under one distribution name, so no generic top-level ``model`` or ``search`` module is installed. The rooms of their
+own (the budgeted job, the results, the CLI) are subpackages of the ``phonetune/`` folder itself: ``phonetune/job/``
+is ``phonetune.job``, ``phonetune/cli/commands/`` is ``phonetune.cli.commands``. pyproject.toml cannot both rename
+folders and discover packages, so the package list is computed here: every folder with an ``__init__.py`` under each
+mapped folder (``search/storage/`` is ``phonetune.search.storage``), so a new subpackage is installed without anyone
+listing it (tests/test_packaging.py builds the wheel and checks that every module is in it).
 """
 
 from pathlib import Path

@@ -30,6 +30,8 @@ from pathlib import Path
 import optuna
 
 from phonetune.errors import PhonetuneError
+from phonetune.job.clock import format_seconds, parse_budget
+from phonetune.job.planner import run_seconds
 from phonetune.model import count_params
 from phonetune.model.inference import predict_checkpoint
 from phonetune.model.run_files import BEST_CHECKPOINT
@@ -38,7 +40,6 @@ from phonetune.model.speed_probe import measure_speed
 from phonetune.model.trainer import Trainer
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig, load_study_config
-from phonetune.search.planner import format_seconds, parse_budget, run_seconds
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.space import suggest_run_config, warm_start_params
 
@@ -88,7 +89,7 @@ def arm_phonetune(args, config_path: str, overrides: list[str], seed: int, folde
         f"sampler.seed={seed}",
         f"train.seed={seed}",
     ]
-    command = [sys.executable, "-m", "phonetune.search.cli", "run", "--config", config_path, "--budget",
+    command = [sys.executable, "-m", "phonetune.cli", "run", "--config", config_path, "--budget",
                f"{budget_s:.0f}s", "--workers", str(args.workers), "--quiet"]
     for override in study_overrides:
         command += ["--set", override]

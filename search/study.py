@@ -219,6 +219,14 @@ def open_full_study(config: StudyConfig, storage: optuna.storages.BaseStorage) -
     return open_study(config, FULL_FIDELITY, storage=storage)
 
 
+def open_studies(config: StudyConfig) -> tuple[optuna.Study, optuna.Study | None]:
+    """The study's search trials and, when ``phonetune promote`` has run, its linked full-data study: what the
+    read-only views (sheet, report) show. Raises StorageError (listing the stored studies) when the search study
+    does not exist."""
+    storage = storage_for(config, must_exist=True)
+    return open_study(config, SEARCH_FIDELITY, storage=storage), open_full_study(config, storage)
+
+
 def enqueue_warm_starts(study: optuna.Study, config: StudyConfig) -> list[str]:
     """Queue each ``[[warm_start]]`` configuration once, before any sampled trial; returns the names queued now.
 

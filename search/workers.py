@@ -253,7 +253,7 @@ def worker_command(config: StudyConfig, worker_index: int) -> list[str]:
     """The ``phonetune worker`` command line that loads the same study config (file plus overrides)."""
     if config.source == "<memory>":
         raise ConfigError("worker processes load the study config from its file, but this config was built in memory")
-    command = [sys.executable, "-m", "phonetune.search.cli", "worker", "--config", config.source,
+    command = [sys.executable, "-m", "phonetune.cli", "worker", "--config", config.source,
                "--worker-index", str(worker_index), "--quiet"]
     for override in config.overrides:
         command += ["--set", override]

@@ -25,9 +25,9 @@ from search_study import write_study
 from shared import free_port
 
 from phonetune.search import attributes as attrs
-from phonetune.search.cli import main
+from phonetune.cli.main import main
 from phonetune.search.config import load_study_config
-from phonetune.search.report import (
+from phonetune.results.report import (
     accuracy_vs_params_figure,
     importance_section,
     learning_curve_figure,
@@ -242,7 +242,7 @@ def test_dashboard_serves_the_study_over_http(searched):
     path, config, study = searched
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "phonetune.search.cli", "dashboard", "--config", str(path), "--port", str(port)],
+        [sys.executable, "-m", "phonetune.cli", "dashboard", "--config", str(path), "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -26,7 +26,7 @@ from phonetune.errors import ConfigError, StorageError
 from phonetune.model import score_submission
 from phonetune.model.trainer import Trainer
 from phonetune.search import attributes as attrs
-from phonetune.search.cli import main
+from phonetune.cli.main import main
 from phonetune.search.config import load_study_config
 from phonetune.search.optuna_private import live_trial
 from phonetune.search.promote import promote_top_trials, spearman_correlation, top_complete_trials
@@ -271,7 +271,7 @@ def test_promote_without_complete_trials_is_a_named_error(tmp_path):
 def test_two_promotes_at_once_train_each_source_once(study_copy):
     """Two `phonetune promote --top 3` processes started together split the work: three runs in all, one folder each."""
     path, config = study_copy
-    command = [sys.executable, "-m", "phonetune.search.cli", "promote", "--config", str(path), "--top", "3"]
+    command = [sys.executable, "-m", "phonetune.cli", "promote", "--config", str(path), "--top", "3"]
     first, second = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                      for _ in range(2))
     for process in (first, second):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from corpus import DEV, TEST, TRAIN, write_tiny_corpus
 
-from phonetune.search.cli import main
+from phonetune.cli.main import main
 
 
 def frames_per_class(corpus, split) -> Counter:

@@ -31,7 +31,7 @@ from phonetune.data_pipeline.flite_synth import (
 from phonetune.data_pipeline.phonemes import HW1P2_PHONEMES
 from phonetune.data_pipeline.text_source import plain_sentences, stdlib_sentences
 from phonetune.errors import ConfigError
-from phonetune.search.cli import main
+from phonetune.cli.main import main
 
 pytestmark = pytest.mark.slow
 

@@ -38,7 +38,7 @@ def small_disk(tmp_path):
 
 
 def _search(path: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "phonetune.search.cli", "search", "--config", str(path), "--workers", "1"]
+    command = [sys.executable, "-m", "phonetune.cli", "search", "--config", str(path), "--workers", "1"]
     return subprocess.run(command, capture_output=True, text=True, timeout=240, env=ONE_THREAD_ENV, check=False)
 
 

@@ -15,7 +15,7 @@ from phonetune.model import check_members_fit
 from phonetune.model import ensemble as ensemble_module
 from phonetune.model.ensemble import ensemble_probabilities, select_ensemble, write_ensemble_submission
 from phonetune.model.inference import load_checkpoint, load_checkpoint_split, predict_probabilities, predict_split
-from phonetune.search.cli import main
+from phonetune.cli.main import main
 
 STARTER = str(REPO / "studies" / "starter.toml")
 # Members that differ in depth, width, context, normalization and seed, so each one windows and normalizes the

@@ -71,7 +71,7 @@ def _fault_study(tmp_path: Path, name: str, **changes) -> StudyConfig:
 
 
 def _worker_argv(config: StudyConfig, index: int) -> list[str]:
-    return [sys.executable, "-m", "phonetune.search.cli", "worker", "--config", config.source,
+    return [sys.executable, "-m", "phonetune.cli", "worker", "--config", config.source,
             "--worker-index", str(index)]
 
 
@@ -200,7 +200,7 @@ def test_sigkilled_worker_on_sqlite_is_retried_from_its_checkpoint(tmp_path):
     log_path = tmp_path / "search.log"
     with open(log_path, "wb") as log:
         search = subprocess.Popen(
-            [sys.executable, "-m", "phonetune.search.cli", "search", "--config", config.source,
+            [sys.executable, "-m", "phonetune.cli", "search", "--config", config.source,
              "--workers", str(WORKERS), "--quiet"],
             stdout=log,
             stderr=subprocess.STDOUT,

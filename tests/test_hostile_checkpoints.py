@@ -25,7 +25,7 @@ from phonetune.model import ModelConfig, RunConfig, TrainConfig
 from phonetune.model.checkpoint import read_checkpoint, save_checkpoint
 from phonetune.model.inference import load_checkpoint
 from phonetune.model.trainer import Trainer
-from phonetune.search.cli import main
+from phonetune.cli.main import main
 
 
 class TwoRuns:
@@ -104,7 +104,7 @@ def test_full_disk_while_writing_a_checkpoint_keeps_the_previous_one(runs):
     assert checkpoint_bytes > limit > (run / "config.toml").stat().st_size
 
     # Continue the run for a second epoch on a "disk" with 20 kB of room per file.
-    command = [sys.executable, "-m", "phonetune.search.cli", "train", "--config", str(run / "config.toml"),
+    command = [sys.executable, "-m", "phonetune.cli", "train", "--config", str(run / "config.toml"),
                "--out", str(run), "--epochs", "2", "--quiet"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=_limit_file_size(limit))
 

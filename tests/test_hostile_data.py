@@ -164,7 +164,7 @@ def test_full_disk_while_rebuilding_the_cache_is_a_data_error_and_the_old_cache_
     features = np.load(path)
     np.save(path, (features + 0.5).astype(np.float32))
     command = [
-        sys.executable, "-m", "phonetune.search.cli", "train", "--config", str(REPO / "studies" / "starter.toml"),
+        sys.executable, "-m", "phonetune.cli", "train", "--config", str(REPO / "studies" / "starter.toml"),
         "--data", str(cached.corpus.root), "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet",
         "--set", f"data.cache_dir={cached.cache_dir}", "--set", "data.context_frames=1",
         "--set", 'train.device="cpu"',
@@ -196,7 +196,7 @@ def test_bad_data_through_train_is_one_named_error_and_writes_no_checkpoint(tmp_
         np.save(path, labels)
         expected = ["XX", path.name]
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "phonetune.search.cli", "train", "--config", str(REPO / "studies/starter.toml"),
+    command = [sys.executable, "-m", "phonetune.cli", "train", "--config", str(REPO / "studies/starter.toml"),
                "--data", str(corpus.root), "--out", str(out), "--epochs", "1", "--quiet"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1, done.stdout + done.stderr

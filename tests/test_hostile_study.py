@@ -23,10 +23,10 @@ from search_study import write_study
 from shared import free_port
 
 from phonetune.errors import BudgetError, ConfigError, StorageError
-from phonetune.search.cli import build_parser, main
-from phonetune.search.commands.search import parse_gpus
+from phonetune.cli.main import build_parser, main
+from phonetune.cli.hosts import parse_gpus
 from phonetune.search.config import load_study_config
-from phonetune.search.dashboard import DashboardServer
+from phonetune.results.dashboard import DashboardServer
 from phonetune.search.storage import POSTGRES_CONNECT_TIMEOUT_S, build_storage
 from phonetune.search.workers import run_worker
 
@@ -215,7 +215,7 @@ def test_dashboard_port_out_of_range_is_a_named_error(stored, capsys, port):
 
 def _dashboard(stored, *flags: str) -> tuple[str, str]:
     """Start ``phonetune dashboard`` as a user would, wait for its URL, stop it with Ctrl-C: (stdout, stderr)."""
-    command = [sys.executable, "-m", "phonetune.search.cli", "dashboard", "--config", str(stored.path), *flags]
+    command = [sys.executable, "-m", "phonetune.cli", "dashboard", "--config", str(stored.path), *flags]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = process.stdout.readline()  # the URL line, printed once the socket is bound

@@ -13,7 +13,7 @@ from phonetune.errors import CheckpointError, ConfigError
 from phonetune.model import SubmissionError, score_submission
 from phonetune.model.checkpoint import read_checkpoint, save_checkpoint
 from phonetune.model.inference import load_checkpoint, predict_split, write_submission
-from phonetune.search.cli import main
+from phonetune.cli.main import main
 
 STARTER = str(REPO / "studies" / "starter.toml")
 

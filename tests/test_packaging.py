@@ -1,9 +1,10 @@
 """Packaging: the wheel `pip install .` would install holds every package of the source tree.
 
 The repository's folders data_pipeline/, model/ and search/ install as phonetune.data_pipeline, phonetune.model and
-phonetune.search (setup.py). A subpackage missing from the wheel is invisible in an editable install and breaks only
-a real one (phonetune.search.commands once did: `phonetune` had no subcommands), so this builds the real wheel from a
-copy of the tree, offline (no build isolation), and compares its contents with the tree.
+phonetune.search, and phonetune/'s own subfolders (job/, results/, cli/) as phonetune.job and so on (setup.py). A
+subpackage missing from the wheel is invisible in an editable install and breaks only a real one (the commands
+package once was: `phonetune` had no subcommands), so this builds the real wheel from a copy of the tree, offline
+(no build isolation), and compares its contents with the tree.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
 def test_wheel_holds_every_package_of_the_tree(wheel):
     names = set(wheel.namelist())
     packages = tree_packages()
-    assert "phonetune.search.commands" in packages
+    assert {"phonetune.cli.commands", "phonetune.job", "phonetune.results"} <= set(packages)
     missing = sorted(name for name in packages if f"{name.replace('.', '/')}/__init__.py" not in names)
     assert missing == [], f"packages missing from the wheel: {missing}"
     # Every module of each package, not just its __init__.py.
@@ -70,9 +71,9 @@ def test_wheel_holds_every_package_of_the_tree(wheel):
 
 def test_wheel_installs_the_phonetune_command_with_every_subcommand(wheel):
     entry_points = next(name for name in wheel.namelist() if name.endswith(".dist-info/entry_points.txt"))
-    assert "phonetune = phonetune.search.cli:main" in wheel.read(entry_points).decode()
-    from phonetune.search.cli import COMMANDS
+    assert "phonetune = phonetune.cli.main:main" in wheel.read(entry_points).decode()
+    from phonetune.cli.commands import COMMANDS
 
     names = set(wheel.namelist())
     for module, _summary in COMMANDS.values():
-        assert f"phonetune/search/commands/{module}.py" in names
+        assert f"phonetune/cli/commands/{module}.py" in names

@@ -17,10 +17,11 @@ from optuna.trial import TrialState
 from search_study import write_study
 
 from phonetune.errors import BudgetError, ConfigError
+from phonetune.job.clock import parse_budget
+from phonetune.job.planner import make_plan, plan_final_runs, run_seconds
 from phonetune.model.speed import Speed
 from phonetune.search import attributes as attrs
 from phonetune.search.config import load_study_config
-from phonetune.search.planner import make_plan, parse_budget, plan_final_runs, run_seconds
 from phonetune.search.space import warm_start_params
 from phonetune.search.study import open_study
 
@@ -47,7 +48,7 @@ def _study(tmp_path: Path) -> Path:
 
 
 def _command(path: Path, budget: str) -> list[str]:
-    return [sys.executable, "-m", "phonetune.search.cli", "run", "--config", str(path), "--budget", budget,
+    return [sys.executable, "-m", "phonetune.cli", "run", "--config", str(path), "--budget", budget,
             "--workers", "1", "--quiet"]
 
 

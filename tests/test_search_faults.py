@@ -36,7 +36,7 @@ SLOW_TRIAL = {
 
 
 def start_worker(path, index):
-    command = [sys.executable, "-m", "phonetune.search.cli", "worker", "--config", str(path),
+    command = [sys.executable, "-m", "phonetune.cli", "worker", "--config", str(path),
                "--worker-index", str(index), "--quiet"]
     return subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env=ONE_THREAD_ENV)
@@ -58,7 +58,7 @@ def test_interrupted_search_requeues_its_trials_and_the_rerun_finishes(tmp_path)
     # many seconds on a loaded machine.
     path = write_study(tmp_path, corpus.root, **{**SLOW_TRIAL, "study.n_trials": 1, "fidelity.trial_epochs": 20})
     config = load_study_config(path)
-    command = [sys.executable, "-m", "phonetune.search.cli", "search", "--config", str(path), "--workers", "1"]
+    command = [sys.executable, "-m", "phonetune.cli", "search", "--config", str(path), "--workers", "1"]
     # Started with SIGINT ignored, as a script's background job is (POSIX): the search and its workers must still
     # stop on SIGINT.
     parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ONE_THREAD_ENV,

@@ -16,7 +16,7 @@ from phonetune.search.config import load_study_config
 
 
 def search(path, *overrides):
-    command = [sys.executable, "-m", "phonetune.search.cli", "search", "--config", str(path), "--workers", "2"]
+    command = [sys.executable, "-m", "phonetune.cli", "search", "--config", str(path), "--workers", "2"]
     for override in overrides:
         command += ["--set", override]
     return subprocess.run(command, capture_output=True, text=True, timeout=240, env=ONE_THREAD_ENV)

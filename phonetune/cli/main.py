@@ -1,8 +1,9 @@
 """The ``phonetune`` command: a thin dispatcher over library functions.
 
-Each subcommand lives in ``phonetune.search.commands.<module>`` and exposes ``add_parser(subparsers)``, which
-registers its arguments and sets ``handler`` (a function taking the parsed namespace and returning an exit code).
-Modules are imported only when their command runs, so ``phonetune inspect`` does not pay for importing torch.
+Each subcommand lives in ``phonetune.cli.commands.<module>`` (listed in ``COMMANDS``) and exposes
+``add_parser(subparsers)``, which registers its arguments and sets ``handler`` (a function taking the parsed
+namespace and returning an exit code). Modules are imported only when their command runs, so ``phonetune inspect``
+does not pay for importing torch. ``python -m phonetune.cli`` runs ``main``.
 """
 
 from __future__ import annotations
@@ -17,25 +18,8 @@ import sys
 import threading
 from typing import Callable
 
+from phonetune.cli.commands import COMMANDS
 from phonetune.errors import PhonetuneError, as_disk_full
-
-# command name -> (module under phonetune.search.commands, the one line `phonetune --help` shows for it)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("run", "the whole job under one wall-clock budget: search, promote, final model, submission, sheet"),
-    "inspect": ("inspect_data", "validate a data root (HW1P2 layout) and print per-split counts"),
-    "demo-data": ("demo_data", "synthesize a small HW1P2-layout corpus with flite"),
-    "train": ("train", "train one MLP configuration and write checkpoints, metrics and curves"),
-    "predict": ("predict", "predict every frame of a split with a checkpoint and write the id,label CSV"),
-    "score": ("score", "score a submission CSV against held-apart transcripts"),
-    "search": ("search", "search for the best MLP: create the study once and run N parallel workers on it"),
-    "worker": ("worker", "run trials of an existing study until its budget is spent (one process, one GPU)"),
-    "promote": ("promote", "retrain the best search trials on the full data, in the linked <name>-full study"),
-    "ensemble": ("ensemble", "average the promoted runs that fit the parameter budget best together on dev"),
-    "export": ("export", "write the ablation sheet: one CSV row per trial, plus per-value marginals"),
-    "report": ("report", "write one self-contained HTML page with the study's plots"),
-    "dashboard": ("dashboard", "serve optuna-dashboard on the study's storage (loopback only by default)"),
-    "retrain": ("retrain", "retrain the winner on all training data, write and score the test submission"),
-}
 
 
 def _version() -> str:
@@ -55,7 +39,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             # A placeholder: `phonetune --help` lists every command without importing any of them (torch, optuna).
             subparsers.add_parser(name, help=summary, add_help=False)
             continue
-        module = importlib.import_module(f"phonetune.search.commands.{module_name}")
+        module = importlib.import_module(f"phonetune.cli.commands.{module_name}")
         module.add_parser(subparsers)
         subparsers.choices[name].formatter_class = argparse.ArgumentDefaultsHelpFormatter
     return parser
@@ -141,7 +125,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         undo_logging()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,22 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from phonetune.search.commands import add_study_arguments
-from phonetune.search.config import load_study_config
-from phonetune.search.dashboard import DEFAULT_HOST, DEFAULT_PORT, DashboardServer, check_port, network_warning
+from phonetune.cli.commands import add_command, load_study_args
+from phonetune.results.dashboard import DEFAULT_HOST, DEFAULT_PORT, DashboardServer, check_port, network_warning
 from phonetune.search.storage import require_study
 from phonetune.search.study import storage_for
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "dashboard",
-        help="serve optuna-dashboard on the study's storage (loopback only by default)",
+    parser = add_command(
+        subparsers, "dashboard", study=True,
         description="Serve optuna-dashboard for the study's storage: both the search study and its full-data "
         "study. It binds 127.0.0.1 unless --host says otherwise, because the dashboard can modify studies and "
         "has no login. Stop it with Ctrl-C.",
     )
-    add_study_arguments(parser)
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (0.0.0.0 exposes it to the network)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (0: any free port)")
     parser.set_defaults(handler=run)
@@ -28,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_port(args.port)  # before the storage is opened
-    config = load_study_config(args.config, args.overrides)
+    config = load_study_args(args)
     storage = storage_for(config, must_exist=True)
     require_study(storage, config.study_name(), config.storage_url, "run `phonetune search --config ...` first")
     artifacts = config.artifact_store_path if config.artifact_store_path.is_dir() else None

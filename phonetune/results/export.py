@@ -22,7 +22,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import optuna
@@ -34,10 +34,6 @@ from phonetune.model.budget import layer_widths
 from phonetune.model.config import ModelConfig
 from phonetune.search import attributes as attrs
 from phonetune.search.space_spec import unused_params
-from phonetune.search.study import open_full_study, open_study, storage_for
-
-if TYPE_CHECKING:
-    from phonetune.search.config import StudyConfig
 
 logger = logging.getLogger(__name__)
 
@@ -76,15 +72,6 @@ MARGINAL_COLUMNS = [
 ]
 # Hyperparameters that the space may derive rather than sample; shown when a trial records them as user attrs.
 DERIVED_PARAMS = (attrs.BASE_WIDTH,)
-
-
-def open_studies(config: "StudyConfig") -> tuple[optuna.Study, optuna.Study | None]:
-    """The study's search trials and, when ``phonetune promote`` has run, its linked full-data study.
-
-    Raises StorageError (listing the stored studies) when the search study does not exist.
-    """
-    storage = storage_for(config, must_exist=True)
-    return open_study(config, SEARCH_FIDELITY, storage=storage), open_full_study(config, storage)
 
 
 def epoch_curve(trial: FrozenTrial) -> list[dict[str, Any]]:

@@ -5,23 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 
+from phonetune.cli.commands import add_command, interrupt_on_sigterm, load_study_args
 from phonetune.search import space_budget
-from phonetune.search.commands import add_study_arguments
-from phonetune.search.config import load_study_config
 from phonetune.search.workers import run_worker
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "worker",
-        help="run trials of an existing study until its budget is spent (one process, one GPU)",
+    parser = add_command(
+        subparsers, "worker", study=True,
         description="Join the study of --config on its storage (a PostgreSQL URL lets workers on several machines "
         "share it) and run trials until the study has n_trials COMPLETE or PRUNED trials. Pin a GPU with "
         "CUDA_VISIBLE_DEVICES. The study must exist (phonetune search creates it) unless --create is given.",
     )
-    add_study_arguments(parser)
     parser.add_argument(
         "--worker-index", type=int, default=None,
         help="offsets the sampler seed so workers draw different trials (default: derived from the process id)",
@@ -32,17 +28,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
     if args.quiet:
         logging.getLogger("phonetune").setLevel(logging.WARNING)
         # Started by `phonetune search` or `run`, which loaded this same config and printed its warnings once.
         logging.getLogger(space_budget.__name__).setLevel(logging.ERROR)
-    signal.signal(signal.SIGTERM, _interrupt)
-    config = load_study_config(args.config, args.overrides)
+    interrupt_on_sigterm()
+    config = load_study_args(args)
     worker_index = args.worker_index if args.worker_index is not None else os.getpid() % 100_000
     summary = run_worker(config, worker_index=worker_index, create=args.create)
     if not args.quiet:

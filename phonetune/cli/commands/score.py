@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from phonetune.cli.commands import add_command
 from phonetune.data_pipeline import named_inventory
 from phonetune.data_pipeline.phonemes import INVENTORIES
 from phonetune.model import score_submission, write_score_report
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "score",
-        help="score a submission CSV against held-apart transcripts",
+    parser = add_command(
+        subparsers, "score",
         description="Compare each row of --submission with the transcripts under --labels (the folder holding "
         "transcript/*.npy, e.g. ROOT/test-clean-labels) and print the frame accuracy.",
     )

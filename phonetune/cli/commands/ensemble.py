@@ -5,21 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from phonetune.search.commands import add_study_arguments
-from phonetune.search.config import load_study_config
+from phonetune.cli.commands import add_command, load_study_args
 from phonetune.search.ensemble import build_study_ensemble, format_ensemble
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "ensemble",
+    parser = add_command(
+        subparsers, "ensemble", study=True,
         description="Predict dev with every promoted run's best.pt, pick members by greedy forward selection of "
         "their averaged probabilities while their summed parameters fit the budget (the HW1P2 20M rule counts an "
         "ensemble together), keep the ensemble only when it beats the best single run on dev, then write the test "
         "submission (scored when test labels exist) and record the choice in the <name>-full study.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_study_arguments(parser)
     parser.add_argument("--max-members", type=int, default=4, metavar="M", help="most runs averaged together")
     parser.add_argument("--param-budget", type=int, default=None,
                         help="parameters of all members together (default: the study's param_budget)")
@@ -28,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_study_config(args.config, args.overrides)
+    config = load_study_args(args)
     result = build_study_ensemble(
         config, max_members=args.max_members, param_budget=args.param_budget, out_dir=args.out,
         progress=sys.stderr.isatty(),

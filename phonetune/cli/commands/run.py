@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
-from phonetune.search.commands import add_study_arguments
-from phonetune.search.commands.search import parse_gpus
-from phonetune.search.config import load_study_config
-from phonetune.search.job import run_job
-from phonetune.search.planner import format_seconds, parse_budget
+from phonetune.cli.commands import add_command, interrupt_on_sigterm, load_study_args
+from phonetune.cli.hosts import parse_gpus
+from phonetune.job.clock import format_seconds, parse_budget
+from phonetune.job.run import run_job
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "run",
+    parser = add_command(
+        subparsers, "run", study=True,
         description="Plan the budget from this machine's measured speed, search (warm-start trials first, pruning, "
         "models sized so their full-data runs fit), retrain the best trials on all the training data, keep the "
         "best run or the ensemble that beats it on dev within the parameter budget, write and score the test "
         "submission, the ablation sheet and the report. Finishes by the deadline. Ctrl-C or a kill, then the same "
         "command, continues where it stopped and spends only the budget left.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_study_arguments(parser)
     parser.add_argument("--budget", required=True, help="wall-clock budget for the whole job: 90s, 20m, 1.5h")
     parser.add_argument("--workers", type=int, default=1, help="search worker processes on this machine")
     parser.add_argument("--gpus", default="", metavar="0,1,...", help="pin search worker i to GPU gpus[i %% len(gpus)]")
@@ -36,15 +32,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
     budget_s = parse_budget(args.budget)
     gpus = parse_gpus(args.gpus)
-    signal.signal(signal.SIGTERM, _interrupt)
-    config = load_study_config(args.config, args.overrides)
+    interrupt_on_sigterm()
+    config = load_study_args(args)
     outcome = run_job(
         config, budget_s, workers=args.workers, gpus=gpus, top_k=args.top, max_members=args.max_members,
         sheet_path=args.sheet, progress=not args.quiet and sys.stderr.isatty(),

@@ -5,21 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from phonetune.search.commands import add_study_arguments
-from phonetune.search.config import load_study_config
+from phonetune.cli.commands import add_command, load_study_args
 from phonetune.search.promote import format_promotion, promote_top_trials
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "promote",
-        help="retrain the best search trials on the full data, in the linked <name>-full study",
+    parser = add_command(
+        subparsers, "promote", study=True,
         description="Retrain the K best COMPLETE search trials with [fidelity] full_train_fraction and full_epochs, "
         "as trials of the study <name>-full in the same storage (each pointing to its source trial), and report "
         "the Spearman rank correlation between search and full-data accuracy. Trials already promoted are kept; "
         "an interrupted one resumes from its last checkpoint.",
     )
-    add_study_arguments(parser)
     parser.add_argument(
         "--top", type=int, default=4, metavar="K",
         help="how many of the best trials to promote; the search-vs-full rank correlation needs several (default 4)",
@@ -28,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_study_config(args.config, args.overrides)
+    config = load_study_args(args)
     result = promote_top_trials(config, args.top, progress=sys.stderr.isatty())
     print(format_promotion(result))
     return 0

@@ -23,11 +23,11 @@ Example::
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from phonetune.errors import BudgetError, ConfigError
+from phonetune.errors import BudgetError
+from phonetune.job.clock import format_seconds
 from phonetune.model.speed import Speed
 
 SEARCH_SHARE = 0.3  # of the budget left after calibration: enough trials for TPE to beat its random start
@@ -49,21 +49,6 @@ TRAINER_OVERHEAD = 1.5
 def run_seconds(speed: Speed, params: int, epochs: int, train_frames: int, dev_frames: int) -> float:
     """Predicted wall time of one full-data run: ``epochs`` epochs of a ``params``-parameter model, overhead included."""
     return TRAINER_OVERHEAD * epochs * speed.epoch_seconds(params, train_frames, dev_frames)
-_BUDGET_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([smh]?)\s*$")
-_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_budget(text: str) -> float:
-    """``"90s"``, ``"20m"``, ``"1.5h"`` or a bare number of seconds, as seconds; ConfigError naming the value."""
-    match = _BUDGET_PATTERN.match(str(text))
-    if not match or float(match.group(1)) <= 0:
-        raise ConfigError(f"--budget must be a positive duration such as 90s, 20m or 1.5h, but got {text!r}")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
-def format_seconds(seconds: float) -> str:
-    minutes, rest = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
 
 
 @dataclass(frozen=True)

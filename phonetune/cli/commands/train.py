@@ -6,15 +6,15 @@ import argparse
 import json
 import sys
 
+from phonetune.cli.commands import add_command
 from phonetune.model import load_run_config
 from phonetune.model.run_files import BEST_CHECKPOINT, CURVES_FILE, METRICS_FILE
 from phonetune.model.trainer import Trainer
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "train",
-        help="train one MLP configuration and write checkpoints, metrics and curves",
+    parser = add_command(
+        subparsers, "train",
         description="Train the run config in --config on --data. Writes config.toml, metrics.json, last.pt, "
         "best.pt and curves.html to --out; re-running the same command resumes from last.pt.",
     )

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from phonetune.search.commands import add_study_arguments
-from phonetune.search.config import load_study_config
+from phonetune.cli.commands import add_command, load_study_args
 from phonetune.search.retrain import retrain_winner
 
 
@@ -20,14 +19,12 @@ def _trial_choice(text: str) -> int | None:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "retrain",
-        help="retrain the winner on all training data, write and score the test submission",
+    parser = add_command(
+        subparsers, "retrain", study=True,
         description="Retrain the best full-data trial (or, before promotion, the best search trial; --trial N "
         "picks search trial N) on every training utterance for [fidelity] full_epochs, write submission.csv for "
         "the test split, score it when ROOT/<test_split>-labels exists, and write summary.json.",
     )
-    add_study_arguments(parser)
     parser.add_argument("--trial", type=_trial_choice, default=None, metavar="N|best", help="search trial to retrain")
     parser.add_argument("--with-dev", action="store_true", help="also train on the dev split (final submission)")
     parser.add_argument("--out", default=None, metavar="DIR", help="run folder (default <artifacts>/retrain/...)")
@@ -35,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_study_config(args.config, args.overrides)
+    config = load_study_args(args)
     result = retrain_winner(
         config, trial_number=args.trial, with_dev=args.with_dev, out_dir=args.out, progress=sys.stderr.isatty()
     )

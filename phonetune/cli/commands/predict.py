@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from phonetune.cli.commands import add_command
 from phonetune.model.inference import predict_checkpoint
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "predict",
-        help="predict every frame of a split with a checkpoint and write the id,label CSV",
+    parser = add_command(
+        subparsers, "predict",
         description="Rebuild the model from --checkpoint (it carries its config) and write one row per frame of "
         "--split, in sorted file order.",
     )

@@ -1,37 +1,16 @@
-"""``phonetune search --config studies/x.toml [--workers N] [--gpus 0,1]``: run a study with N worker processes."""
+"""This host's GPUs, as every command that launches worker processes sees them (``phonetune search``, ``run``).
+
+``parse_gpus("0,1")`` checks ``--gpus`` against the CUDA devices of this host before anything starts: each worker
+gets ``CUDA_VISIBLE_DEVICES=<index>``, so an index that does not exist would fail only later, in a worker.
+"""
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
-import signal
 import subprocess
 import sys
 
 from phonetune.errors import ConfigError
-from phonetune.search.commands import add_study_arguments
-from phonetune.search.config import load_study_config
-from phonetune.search.workers import run_search
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "search",
-        help="search for the best MLP: create the study once and run N parallel workers on it",
-        description="Create the study of --config (once; an existing one is resumed), then run --workers worker "
-        "processes on its storage until n_trials trials are COMPLETE or PRUNED (or timeout_seconds passes). "
-        "Ctrl-C stops the workers and re-queues their running trials; the same command resumes the study.",
-    )
-    add_study_arguments(parser)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
-    parser.add_argument("--gpus", default="", metavar="0,1,...", help="pin worker i to GPU gpus[i %% len(gpus)]")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar (one log line per trial instead)")
-    parser.set_defaults(handler=run)
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def host_gpu_count() -> int:
@@ -85,27 +64,3 @@ def parse_gpus(text: str, count: int | None = None) -> list[str]:
             f"{existing}; {advice}"
         )
     return [str(int(gpu)) for gpu in entries]
-
-
-def run(args: argparse.Namespace) -> int:
-    gpus = parse_gpus(args.gpus)  # before anything opens the study or starts a worker
-    signal.signal(signal.SIGTERM, _interrupt)
-    config = load_study_config(args.config, args.overrides)
-    summary = run_search(config, workers=args.workers, gpus=gpus, progress=not args.quiet and sys.stderr.isatty())
-    states = ", ".join(f"{count} {state}" for state, count in sorted(summary.states.items())) or "no trials"
-    print(f"study {summary.study_name} in {summary.storage_url}: {states}")
-    if summary.best_number is not None:
-        shown = " ".join(
-            f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
-            for name, value in sorted(summary.best_params.items())
-        )
-        print(f"best trial {summary.best_number}: dev accuracy {summary.best_value:.4f}")
-        print(f"  {shown}")
-    print(f"trial folders: {config.artifacts_path / 'trials'}")
-    if summary.n_trials and not summary.reached_target:
-        logging.getLogger(__name__).error(
-            "the study has %d of %d finished trials; run the same command again to continue",
-            summary.finished, summary.n_trials,
-        )
-        return 1
-    return 0

@@ -6,15 +6,15 @@ import argparse
 import json
 import sys
 
+from phonetune.cli.commands import add_command
 from phonetune.data_pipeline import DataConfig, named_inventory
 from phonetune.data_pipeline.inspect import format_report, has_errors, inspect_root
 from phonetune.data_pipeline.phonemes import INVENTORIES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "inspect",
-        help="validate a data root (HW1P2 layout) and print per-split counts",
+    parser = add_command(
+        subparsers, "inspect",
         description="Read every split under ROOT the way training will and report counts and the first error.",
     )
     parser.add_argument("--data", required=True, metavar="ROOT", help="data root holding <split>/mfcc/*.npy")

@@ -6,14 +6,14 @@ import argparse
 import json
 import sys
 
+from phonetune.cli.commands import add_command
 from phonetune.data_pipeline.demo_corpus import DemoCorpusConfig, build_demo_corpus, format_summary
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     defaults = DemoCorpusConfig()
-    parser = subparsers.add_parser(
-        "demo-data",
-        help="synthesize a small HW1P2-layout corpus with flite",
+    parser = add_command(
+        subparsers, "demo-data",
         description="Synthesize speech with flite (several voices, rates, pitches, noise and channels), compute "
         "28 log-mel bands every 10 ms and label each frame from flite's phone timings. Re-running with the same "
         "parameters on a finished corpus does nothing.",

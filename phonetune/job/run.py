@@ -3,7 +3,7 @@
 Steps, each skipped when a previous invocation finished it (the state lives in ``<artifacts>/run/state.json``):
 
 1. **Plan.** Load and validate the data (building its cache), time training steps on this machine
-   (``model.speed``) and split the budget (``search.planner``): the search's share, the final runs' share, a
+   (``model.speed``) and split the budget (``job.planner``): the search's share, the final runs' share, a
    reserve, and the parameter cap that lets the final runs fit.
 2. **Search.** The study with its ``[[warm_start]]`` trials first, ``--workers`` processes, pruning, models capped
    at the plan's size, until the search share is spent (``study.timeout_seconds`` and a hard stop).
@@ -26,40 +26,38 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from optuna.trial import TrialState
 
 from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
+from phonetune.job.clock import BudgetClock, format_seconds
+from phonetune.job.planner import Plan, make_plan, plan_final_runs, run_seconds
+from phonetune.job.state import STATE_FILE, JobState
 from phonetune.model.budget import count_params
 from phonetune.model.run_files import LAST_CHECKPOINT
 from phonetune.model.speed import Speed
 from phonetune.model.speed_probe import measure_speed
+from phonetune.results.export import write_ablation_sheet
+from phonetune.results.report import write_report
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig, load_study_config
 from phonetune.search.ensemble import build_study_ensemble
-from phonetune.search.export import open_studies, write_ablation_sheet
-from phonetune.search.planner import Plan, format_seconds, make_plan, plan_final_runs, run_seconds
 from phonetune.search.promote import describe_spearman, promote_top_trials
-from phonetune.search.report import write_report
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.space import run_config_from_params
 from phonetune.search.space_budget import smallest_budget_for_every_trial
-from phonetune.search.study import open_full_study, open_study, storage_for
+from phonetune.search.study import open_full_study, open_studies, open_study, storage_for
 from phonetune.search.workers import run_search
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "state.json"
 SUMMARY_FILE = "summary.json"
-STATE_SAVE_EVERY_S = 5.0
 # Workers stop starting trials this long before the search's end, and are stopped at the end itself.
 SEARCH_MARGIN_S = 5.0
 # Time left over after the search (a fast machine, a small corpus) buys the final runs more epochs, up to this many
@@ -76,78 +74,6 @@ class JobOutcome:
     summary_path: Path
     submission: Path
     summary: dict[str, Any]
-
-
-class BudgetClock:
-    """Wall time spent on one job across invocations; a thread saves it into the state every few seconds."""
-
-    def __init__(self, budget_s: float, spent_before: float, save: Callable[[float], None]) -> None:
-        self.budget_s = budget_s
-        self._started = time.monotonic() - spent_before
-        self._save = save
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._keep_saving, name="budget-clock", daemon=True)
-
-    @property
-    def spent(self) -> float:
-        return time.monotonic() - self._started
-
-    @property
-    def left(self) -> float:
-        return self.budget_s - self.spent
-
-    def deadline_after(self, seconds: float) -> float:
-        """A ``time.monotonic()`` value ``seconds`` from now, never past the job's own end."""
-        return min(time.monotonic() + seconds, self._started + self.budget_s)
-
-    def _keep_saving(self) -> None:
-        while not self._stop.wait(STATE_SAVE_EVERY_S):
-            self._save(self.spent)
-
-    def __enter__(self) -> "BudgetClock":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._save(self.spent)
-
-
-class JobState:
-    """``state.json``: the budget, the plan, the time spent and which steps are done; written atomically."""
-
-    def __init__(self, path: Path, values: dict[str, Any]) -> None:
-        self.path = path
-        self.values = values
-        self._lock = threading.Lock()
-
-    @classmethod
-    def load(cls, path: Path, budget_s: float) -> "JobState":
-        if path.is_file():
-            try:
-                values = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"job state {path} is unreadable ({exc}); delete it to start the job over") from exc
-            if values.get("budget_s") != budget_s:
-                raise ConfigError(
-                    f"job state {path} belongs to a --budget of {format_seconds(values.get('budget_s', 0))}, but this "
-                    f"command gives {format_seconds(budget_s)}; rerun with the same --budget to continue, or delete "
-                    f"{path.parent} (and the study) to start over"
-                )
-            return cls(path, values)
-        return cls(path, {"budget_s": budget_s, "spent_s": 0.0, "done": []})
-
-    def save(self, **changes: Any) -> None:
-        with self._lock:
-            self.values.update(changes)
-            atomic_write_json(self.path, self.values)
-
-    def done(self, step: str) -> bool:
-        return step in self.values["done"]
-
-    def mark_done(self, step: str, **changes: Any) -> None:
-        self.save(done=[*self.values["done"], step], **changes)
 
 
 def _with_overrides(config: StudyConfig, extra: Sequence[str]) -> StudyConfig:

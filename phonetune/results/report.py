@@ -30,7 +30,7 @@ from phonetune.atomic import atomic_write_text
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET
 from phonetune.search import attributes as attrs
 from phonetune.search.attributes import SPEARMAN_ATTR, SPEARMAN_COUNT_ATTR
-from phonetune.search.export import (
+from phonetune.results.export import (
     best_dev_accuracy,
     epoch_curve,
     finished_trials,
