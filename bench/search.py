@@ -31,7 +31,7 @@ from phonetune.search.attributes import SEARCH_FIDELITY
 from phonetune.search.config import load_study_config
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.study import open_study
-from phonetune.search.workers import run_worker
+from phonetune.search.worker import run_worker
 
 
 def parse_args() -> argparse.Namespace:

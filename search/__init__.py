@@ -7,7 +7,7 @@ Example::
 
     from phonetune.search import load_study_config
     from phonetune.search.study import open_study
-    from phonetune.search.workers import run_search
+    from phonetune.search.supervisor import run_search
 
     config = load_study_config("studies/demo.toml", ["study.n_trials=6"])
     summary = run_search(config, workers=2)

@@ -18,7 +18,7 @@ parameter budget (``BudgetError`` otherwise).
 Example::
 
     config = load_study_config("studies/demo.toml", ["study.n_trials=4", "space.context_frames.high=10"])
-    config.name, config.storage_url, config.trial_dir(3)
+    config.name, config.paths.storage_url, config.paths.trial_dir(3)
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from phonetune.data_pipeline.config import DataConfig
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET
 from phonetune.model.config import ModelConfig
 from phonetune.model.train_config import TrainConfig
-from phonetune.search.attributes import ARTIFACT_FOLDER, FULL_FIDELITY, SEARCH_FIDELITY, check_fidelity
+from phonetune.search.attributes import FULL_FIDELITY, SEARCH_FIDELITY, check_fidelity
+from phonetune.search.paths import StudyPaths
 from phonetune.search.space_budget import check_space_budget
 from phonetune.search.space_spec import (
     HYPERPARAMETERS,
@@ -45,6 +46,7 @@ from phonetune.search.space_spec import (
     parse_param,
     spec_problems,
 )
+from phonetune.search.warm_start import WarmStart, load_warm_starts
 
 logger = logging.getLogger(__name__)
 
@@ -176,21 +178,9 @@ def _search_owned_keys() -> tuple[dict[str, str], dict[str, str]]:
 SECTIONS = ("study", "data", "train", "fidelity", "sampler", "pruner", "space", "warm_start")
 
 
-@dataclass(frozen=True)
-class WarmStart:
-    """One ``[[warm_start]]`` table: a known-good configuration the study tries first (Optuna's ``enqueue_trial``).
-
-    ``values`` holds hyperparameters by their ``[space]`` names; ``base_width`` is the width asked for, capped by the
-    same budget rule as sampled trials. Omitted hyperparameters are sampled as usual.
-    """
-
-    name: str
-    values: dict[str, Any]
-
-
 @dataclass
 class StudyConfig:
-    """A whole study file. Paths and URLs are as written; the properties resolve them against the working folder."""
+    """A whole study file. Paths and URLs are as written; ``paths`` resolves them against the working folder."""
 
     study: StudySettings
     data: DataConfig  # the base data settings of every trial
@@ -216,51 +206,13 @@ class StudyConfig:
         return self.name if check_fidelity(fidelity) == SEARCH_FIDELITY else f"{self.name}-{FULL_FIDELITY}"
 
     @property
-    def artifacts_path(self) -> Path:
-        """Folder of this study's files (trial run folders, exports), absolute."""
-        return Path(self.study.artifacts_dir or f"studies/{self.name}").resolve()
-
-    def trial_dir(self, number: int, fidelity: str = SEARCH_FIDELITY) -> Path:
-        """Run folder (config.toml, last.pt, best.pt, metrics.json) of trial ``number`` of one fidelity."""
-        folder = "trials" if check_fidelity(fidelity) == SEARCH_FIDELITY else FULL_FIDELITY
-        return self.artifacts_path / folder / str(number)
-
-    @property
-    def artifact_store_path(self) -> Path:
-        """Folder of the study's Optuna ``FileSystemArtifactStore`` (curves and metrics of full-data runs)."""
-        return self.artifacts_path / ARTIFACT_FOLDER
-
-    def stored_run_dir(self, folder: Path) -> str:
-        """How a trial records its run folder: relative to ``artifacts_path`` when inside it, so that moving the
-        study's folder (database and runs together) keeps the record true."""
-        folder = Path(folder).resolve()
-        try:
-            return str(folder.relative_to(self.artifacts_path))
-        except ValueError:
-            return str(folder)
-
-    def run_dir_of(self, stored: str) -> Path:
-        """The run folder a trial recorded (relative ones are under ``artifacts_path``; older records absolute)."""
-        return self.artifacts_path / stored if stored else Path()
-
-    @property
-    def storage_url(self) -> str:
-        """The storage URL with the default filled in and relative file paths made absolute."""
-        url = self.study.storage or f"sqlite:///studies/{self.name}.db"
-        return resolve_storage_url(url)
+    def paths(self) -> StudyPaths:
+        """Where the study's files live (storage URL, artifacts folder, run folders), resolved against the working
+        folder now."""
+        return StudyPaths.resolve(self.name, self.study.artifacts_dir, self.study.storage)
 
     def describe(self) -> str:
-        return f"study {self.name!r} in {self.storage_url} ({self.source})"
-
-
-def resolve_storage_url(url: str) -> str:
-    """Make the file path of a sqlite:/// or journal:/// URL absolute (relative to the working folder)."""
-    for scheme in ("sqlite:///", "journal:///"):
-        if url.startswith(scheme):
-            path = url[len(scheme):]
-            if path and path != ":memory:" and not path.startswith("/"):
-                return scheme + str(Path(path).resolve())
-    return url
+        return f"study {self.name!r} in {self.paths.storage_url} ({self.source})"
 
 
 def load_study_config(path: str | Path, overrides: Sequence[str] = ()) -> StudyConfig:
@@ -309,7 +261,7 @@ def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") 
                 f"momentum must be above 0 when optimizer can be sgd_nesterov, but its low end is "
                 f"{space['momentum'].bounds()[0]} ({source}, [space.momentum])"
             )
-    warm_start = _load_warm_start(raw.get("warm_start"), source, space, problems)
+    warm_start = load_warm_starts(raw.get("warm_start"), source, space, problems)
     raise_problems(problems, f"invalid study config {source}")
 
     config = StudyConfig(study, data, train, fidelity, sampler, pruner, space, warm_start, source=source)
@@ -353,51 +305,6 @@ def _load_space(
     return space
 
 
-def _load_warm_start(
-    raw: Any, source: str, space: dict[str, ParamSpec] | None, problems: list[str]
-) -> list[WarmStart]:
-    """``[[warm_start]]`` tables; each value must be one the space can produce (a choice it lists, inside a range)."""
-    if raw is None:
-        return []
-    if not isinstance(raw, list) or not all(isinstance(entry, Mapping) for entry in raw):
-        problems.append(f"{source}: warm_start must be an array of tables ([[warm_start]]), but got {raw!r}")
-        return []
-    entries = []
-    for index, table in enumerate(raw):
-        name = str(table.get("name", f"warm_start_{index}"))
-        where = f"{source} [[warm_start]] {name!r}"
-        values = {key: value for key, value in table.items() if key != "name"}
-        for key, value in values.items():
-            if key not in HYPERPARAMETERS:
-                problems.append(f"{where}: unknown hyperparameter {key!r}; known ones are: {', '.join(HYPERPARAMETERS)}")
-            elif key == "base_width":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 8 or value % 8:
-                    problems.append(f"{where}: base_width must be a positive multiple of 8, but got {value!r}")
-            elif space is not None and key in space:
-                problem = _outside(space[key], value)
-                if problem:
-                    problems.append(f"{where}: {key} = {value!r} {problem} of [space.{key}]")
-        entries.append(WarmStart(name, values))
-    names = [entry.name for entry in entries]
-    if len(set(names)) != len(names):
-        problems.append(f"{source}: [[warm_start]] names must be unique, but got {names}")
-    return entries
-
-
-def _outside(spec: ParamSpec, value: Any) -> str:
-    """Why ``value`` is not one the spec can produce, or "" when it is."""
-    if isinstance(spec, Choice):
-        return "" if value in spec.options() else f"is not among the choices {spec.options()}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "is not a number, as required"
-    low, high = spec.bounds()
-    if spec.is_fixed():
-        return "" if value == spec.fixed_value() else f"differs from the fixed value {spec.fixed_value()!r}"
-    if isinstance(spec, FloatRange) and spec.zero and value == 0:
-        return ""
-    return "" if low <= value <= high else f"is outside the range [{low}, {high}]"
-
-
 def _base_value(target: str, data: DataConfig | None, train: TrainConfig | None) -> Any:
     section, field_name = target.split(".")
     owner = {"model": ModelConfig(), "data": data, "train": train}[section]
@@ -412,7 +319,6 @@ __all__ = [
     "StudySettings",
     "WarmStart",
     "load_study_config",
-    "resolve_storage_url",
     "study_config_from_mapping",
     "FloatRange",
     "IntRange",

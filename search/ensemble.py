@@ -67,7 +67,7 @@ def promoted_checkpoints(config: StudyConfig, full_study: optuna.Study) -> dict[
     found = {}
     for trial in full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         source = trial.user_attrs.get(attrs.SOURCE_TRIAL)
-        checkpoint = config.trial_dir(int(source), attrs.FULL_FIDELITY) / BEST_CHECKPOINT if source is not None else None
+        checkpoint = config.paths.trial_dir(int(source), attrs.FULL_FIDELITY) / BEST_CHECKPOINT if source is not None else None
         if checkpoint is not None and checkpoint.is_file():
             found[int(source)] = checkpoint
     return found
@@ -115,7 +115,7 @@ def build_study_ensemble(
     use_ensemble = len(selection.members) > 1 and selection.dev_accuracy > member_dev[best_single]
     chosen = list(selection.members) if use_ensemble else [best_single]
 
-    out = Path(out_dir) if out_dir is not None else config.artifacts_path / "ensemble"
+    out = Path(out_dir) if out_dir is not None else config.paths.artifacts_path / "ensemble"
     test_probs = members_probabilities([members[number] for number in chosen], data.root, data.test_split,
                                        progress=progress)
     symbols = np.asarray(any_member.run_config.data.phonemes)[test_probs.argmax(axis=1)]

@@ -41,7 +41,7 @@ def seed_from_earlier_attempt(config: StudyConfig, lineage: list[int], out_dir: 
     if (out_dir / LAST_CHECKPOINT).exists():
         return None
     for number in reversed(lineage):
-        source = config.trial_dir(number)
+        source = config.paths.trial_dir(number)
         if not (source / LAST_CHECKPOINT).exists():
             continue
         staging = out_dir.with_name(f".{out_dir.name}.copying-{os.getpid()}")
@@ -64,7 +64,7 @@ class TrialObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         config = self.config
-        out_dir = config.trial_dir(trial.number)
+        out_dir = config.paths.trial_dir(trial.number)
         lineage = retry_history(trial)
         if lineage:
             trial.set_user_attr(attrs.RETRIED_FROM, lineage[0])

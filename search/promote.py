@@ -171,7 +171,7 @@ def _train_full_trial(
         try:
             # The live trial replays the enqueued parameters and records them with their distributions.
             result = train_trial(
-                trial, config, FULL_FIDELITY, data, config.trial_dir(source.number, FULL_FIDELITY),
+                trial, config, FULL_FIDELITY, data, config.paths.trial_dir(source.number, FULL_FIDELITY),
                 progress=progress, expected_params=source.params,
             )
         except BaseException:
@@ -190,13 +190,13 @@ def _link_runs(config: StudyConfig, search_study: optuna.Study, full_study: optu
     """What the dashboard shows of a promotion: a note on each of the two trials naming the other, and the run's
     curves and metrics as Optuna artifacts of the full-data trial (the checkpoints stay in the run folder: copying
     up to 80 MB per run into the artifact store would only double the disk they take)."""
-    run_dir = config.trial_dir(source.number, FULL_FIDELITY)
+    run_dir = config.paths.trial_dir(source.number, FULL_FIDELITY)
     epochs = len(result.history)
     save_note(trial, (
         f"## Full-data run of search trial {source.number}\n\n"
         f"Retrains trial **{source.number}** of study `{search_study.study_name}` (dev accuracy {source.value:.4f} "
         f"on the subsample) on all the training data: dev accuracy **{result.best_dev_acc:.4f}** after {epochs} "
-        f"epoch{'s' if epochs != 1 else ''}.\n\nRun folder: `{config.stored_run_dir(run_dir)}` under the study's "
+        f"epoch{'s' if epochs != 1 else ''}.\n\nRun folder: `{config.paths.stored_run_dir(run_dir)}` under the study's "
         "artifacts folder; curves and metrics are this trial's artifacts."
     ))
     save_note(live_trial(search_study, source), (
@@ -204,8 +204,8 @@ def _link_runs(config: StudyConfig, search_study: optuna.Study, full_study: optu
         f"`{full_study.study_name}`: dev accuracy **{result.best_dev_acc:.4f}** (here, on the subsample: "
         f"{source.value:.4f})."
     ))
-    config.artifact_store_path.mkdir(parents=True, exist_ok=True)
-    store = FileSystemArtifactStore(str(config.artifact_store_path))
+    config.paths.artifact_store_path.mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(str(config.paths.artifact_store_path))
     for name in (CURVES_FILE, METRICS_FILE):
         if (run_dir / name).is_file():
             upload_artifact(artifact_store=store, file_path=str(run_dir / name), study_or_trial=trial)
@@ -245,7 +245,7 @@ def promote_top_trials(
     full_study.set_user_attr(SOURCE_STUDY_ATTR, search_study.study_name)
     # Two promoters (or a promoter and `phonetune run`) on one study, on one host or several: queueing under the
     # workers' start lock means each source is queued once, and each queued trial is asked by exactly one of them.
-    with trial_start_lock(storage, config.storage_url, full_study.study_name):
+    with trial_start_lock(storage, config.paths.storage_url, full_study.study_name):
         _queue_promotions(config, full_study, sources)
 
     retrained: set[int] = set()
@@ -285,7 +285,7 @@ def _summarize(config: StudyConfig, search_study: optuna.Study, full_study: optu
                 search_accuracy=float(source.value),
                 full_accuracy=float(full_trial.value),
                 param_count=int(full_trial.user_attrs.get(attrs.PARAM_COUNT, 0)),
-                checkpoint_dir=config.run_dir_of(full_trial.user_attrs.get(attrs.CHECKPOINT_DIR, "")),
+                checkpoint_dir=config.paths.run_dir_of(full_trial.user_attrs.get(attrs.CHECKPOINT_DIR, "")),
                 retrained=full_trial.number in retrained,
             )
         )

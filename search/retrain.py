@@ -121,7 +121,7 @@ def promoted_run(config: StudyConfig, winner: Winner, run_config: RunConfig) -> 
     Retraining it would repeat the same epochs with the same seed, so its checkpoints serve as they are. None when
     there is no such run, it stopped early, or any setting that changes the arithmetic differs.
     """
-    folder = config.trial_dir(winner.search_trial.number, FULL_FIDELITY)
+    folder = config.paths.trial_dir(winner.search_trial.number, FULL_FIDELITY)
     if winner.full_trial is None or not (folder / LAST_CHECKPOINT).is_file():
         return None
     payload = read_checkpoint(folder / LAST_CHECKPOINT)
@@ -146,7 +146,7 @@ def promoted_run(config: StudyConfig, winner: Winner, run_config: RunConfig) -> 
 
 def default_out_dir(config: StudyConfig, winner: Winner, with_dev: bool) -> Path:
     suffix = "-with-dev" if with_dev else ""
-    return config.artifacts_path / "retrain" / f"trial-{winner.search_trial.number}{suffix}"
+    return config.paths.artifacts_path / "retrain" / f"trial-{winner.search_trial.number}{suffix}"
 
 
 def retrain_winner(

@@ -10,7 +10,7 @@ checkpoint are reported again first, so the pruner and the dashboard see the who
 Example::
 
     data = load_fidelity_data(config, SEARCH_FIDELITY)
-    result = train_trial(study.ask(), config, SEARCH_FIDELITY, data, config.trial_dir(0))
+    result = train_trial(study.ask(), config, SEARCH_FIDELITY, data, config.paths.trial_dir(0))
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def train_trial(
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     trial.set_user_attr(attrs.FIDELITY, fidelity)
-    trial.set_user_attr(attrs.CHECKPOINT_DIR, config.stored_run_dir(out_dir))
+    trial.set_user_attr(attrs.CHECKPOINT_DIR, config.paths.stored_run_dir(out_dir))
     trial.set_user_attr(attrs.WORKER, f"{socket.gethostname()}:{os.getpid()}")
     searching = fidelity == attrs.SEARCH_FIDELITY
     recorder = EpochRecorder(trial, config.fidelity.trial_epochs if searching else None)

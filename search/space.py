@@ -31,7 +31,8 @@ from phonetune.model.budget import count_params, max_base_width
 from phonetune.model.config import WIDTH_MULTIPLE, ModelConfig, ModelIO
 from phonetune.model.train_config import RunConfig
 from phonetune.search import attributes as attrs
-from phonetune.search.config import StudyConfig, WarmStart
+from phonetune.search.config import StudyConfig
+from phonetune.search.warm_start import WarmStart
 from phonetune.search.space_spec import HYPERPARAMETERS, Choice, FloatRange, IntRange, ParamSpec
 
 WIDTH_FRACTION = "width_fraction"

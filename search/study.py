@@ -94,16 +94,16 @@ def storage_for(config: StudyConfig, *, must_exist: bool = False) -> optuna.stor
     ``must_exist`` (commands that read a study) refuses a storage file that is not there rather than create it.
     """
     if not config.study.storage and not must_exist:
-        folder = Path(config.storage_url[len("sqlite:///"):]).parent
+        folder = Path(config.paths.storage_url[len("sqlite:///"):]).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(
-                f"the default storage {config.storage_url} needs the folder {folder}, which cannot be created "
+                f"the default storage {config.paths.storage_url} needs the folder {folder}, which cannot be created "
                 f"({exc}); run from a writable folder or set [study] storage"
             ) from exc
     return build_storage(
-        config.storage_url,
+        config.paths.storage_url,
         heartbeat_interval=config.study.heartbeat_interval,
         grace_period=config.study.grace_period,
         max_retry=config.study.max_retry,
@@ -150,17 +150,17 @@ def open_study(
             check_same_settings(study, config)
         return study
     hint = "run `phonetune search --config ...` first" if fidelity == SEARCH_FIDELITY else "run `phonetune promote` first"
-    require_study(storage, study_name, config.storage_url, hint)
+    require_study(storage, study_name, config.paths.storage_url, hint)
     try:
         return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError as exc:  # deleted between the check and the load
-        raise StorageError(f"study {study_name!r} disappeared from {config.storage_url} while opening it") from exc
+        raise StorageError(f"study {study_name!r} disappeared from {config.paths.storage_url} while opening it") from exc
 
 
 def check_study_folders(config: StudyConfig) -> None:
     """StorageError, before the first trial, when the study's artifacts folder (run folders, checkpoints, sheet,
     report) cannot be created or written: found by the trials instead, every trial would fail the same way."""
-    folder = config.artifacts_path
+    folder = config.paths.artifacts_path
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
@@ -206,7 +206,7 @@ def check_same_settings(study: optuna.Study, config: StudyConfig) -> None:
     if changed:
         details = "; ".join(f"{key}: {recorded.get(key)!r} -> {now.get(key)!r}" for key in changed)
         raise ConfigError(
-            f"study {study.study_name!r} in {config.storage_url} was created with other settings than "
+            f"study {study.study_name!r} in {config.paths.storage_url} was created with other settings than "
             f"{config.describe()} gives, so its trials would not compare with new ones: {details}. Run with the "
             f"study's own settings to continue it, or name a new study (--set study.name=<new name>)"
         )

@@ -34,7 +34,7 @@ from phonetune.results.report import (
     slice_figure,
 )
 from phonetune.search.study import open_study
-from phonetune.search.workers import run_worker
+from phonetune.search.worker import run_worker
 
 TRIAL_EPOCHS = 3
 
@@ -87,7 +87,7 @@ def test_export_rows_match_the_storage(searched, tmp_path, capsys):
     assert main(["export", "--config", str(path), "--out", str(out)]) == 0
     assert str(out) in capsys.readouterr().out
 
-    study = optuna.load_study(study_name=config.name, storage=config.storage_url)
+    study = optuna.load_study(study_name=config.name, storage=config.paths.storage_url)
     trials = {trial.number: trial for trial in study.trials}
     columns, rows = _read_csv(out)
     param_names = sorted({name for trial in trials.values() for name in trial.params})

@@ -33,7 +33,7 @@ from phonetune.search.promote import promote_top_trials, spearman_correlation, t
 from phonetune.search.retrain import retrain_winner
 from phonetune.search.space import suggest_run_config
 from phonetune.search.study import open_study, storage_for
-from phonetune.search.workers import run_worker
+from phonetune.search.worker import run_worker
 
 SETTINGS = {
     "study.n_trials": 4,
@@ -92,9 +92,9 @@ def test_promote_links_full_trials_reports_spearman_and_is_idempotent(study_copy
         assert [point["epoch"] for point in curves] == [1, 2]
         assert trial.value == max(point["dev_accuracy"] for point in curves)
         assert sorted(trial.intermediate_values) == [1, 2]
-        run_dir = config.trial_dir(source.number, "full")
+        run_dir = config.paths.trial_dir(source.number, "full")
         assert trial.user_attrs[attrs.CHECKPOINT_DIR] == f"full/{source.number}"  # relative: the study can move
-        assert config.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR]) == run_dir
+        assert config.paths.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR]) == run_dir
         assert (run_dir / "last.pt").is_file() and (run_dir / "best.pt").is_file()
         # The dashboard links the two trials both ways (notes) and lists the run's curves and metrics (artifacts).
         full_study = open_study(config, "full")
@@ -102,7 +102,7 @@ def test_promote_links_full_trials_reports_spearman_and_is_idempotent(study_copy
         assert f"trial **{trial.number}** of study `{full_study.study_name}`" in get_note(live_trial(search, source))
         artifacts = get_all_artifact_meta(trial, storage=storage_for(config))
         assert sorted(meta.filename for meta in artifacts) == ["curves.html", "metrics.json"]
-        store = FileSystemArtifactStore(str(config.artifact_store_path))
+        store = FileSystemArtifactStore(str(config.paths.artifact_store_path))
         for meta in artifacts:
             with store.open_reader(meta.artifact_id) as stored:
                 assert stored.read() == (run_dir / meta.filename).read_bytes()
@@ -143,7 +143,7 @@ def test_promote_links_full_trials_reports_spearman_and_is_idempotent(study_copy
     best_full = max(_full_trials(config), key=lambda t: t.value)
     assert result.winner.full_trial.number == best_full.number
     assert result.winner.search_trial.number == best_full.user_attrs[attrs.SOURCE_TRIAL]
-    promoted_dir = config.trial_dir(best_full.user_attrs[attrs.SOURCE_TRIAL], "full")
+    promoted_dir = config.paths.trial_dir(best_full.user_attrs[attrs.SOURCE_TRIAL], "full")
     assert result.checkpoint == promoted_dir / "best.pt" and result.dev_accuracy == best_full.value
     assert not (result.out_dir / "last.pt").exists()  # nothing was trained into the retrain folder
     summary = json.loads(result.summary_path.read_text())
@@ -164,7 +164,7 @@ def test_promote_resumes_an_interrupted_full_run(study_copy):
     def die_after_first_epoch(metrics):
         raise Killed
 
-    out_dir = config.trial_dir(source.number, "full")
+    out_dir = config.paths.trial_dir(source.number, "full")
     trainer = Trainer(run_config, out_dir, epoch_callback=die_after_first_epoch, progress=False)
     trainer.setup()
     with pytest.raises(Killed):
@@ -195,7 +195,7 @@ def test_retrain_before_promotion_and_with_dev(study_copy, capsys):
 
     assert main(["retrain", "--config", str(path), "--trial", "best"]) == 0
     printed = capsys.readouterr().out
-    summary = json.loads((config.artifacts_path / "retrain" / f"trial-{best.number}" / "summary.json").read_text())
+    summary = json.loads((config.paths.artifacts_path / "retrain" / f"trial-{best.number}" / "summary.json").read_text())
     assert summary["search_trial"] == best.number and summary["full_trial"] is None
     assert summary["params"] == best.params
     assert summary["param_count"] == best.user_attrs[attrs.PARAM_COUNT]
@@ -284,4 +284,4 @@ def test_two_promotes_at_once_train_each_source_once(study_copy):
     for trial in trials:
         assert trial.user_attrs[attrs.RESUMED_FROM_EPOCH] == 0  # nobody "resumed" another's half-written run
         source = trial.user_attrs[attrs.SOURCE_TRIAL]
-        assert config.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR]) == config.trial_dir(source, "full")
+        assert config.paths.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR]) == config.paths.trial_dir(source, "full")

@@ -43,7 +43,7 @@ def _search(path: Path) -> subprocess.CompletedProcess:
 
 
 def _states(config) -> list[TrialState]:
-    return [trial.state for trial in optuna.load_study(study_name=config.name, storage=config.storage_url).trials]
+    return [trial.state for trial in optuna.load_study(study_name=config.name, storage=config.paths.storage_url).trials]
 
 
 def test_full_disk_under_the_run_folders_stops_with_one_named_error_and_a_rerun_finishes(tmp_path, small_disk):

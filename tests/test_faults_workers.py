@@ -33,7 +33,7 @@ from phonetune.search.config import StudyConfig, load_study_config
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.storage import build_storage
 from phonetune.search.study import open_study
-from phonetune.search.workers import worker_env
+from phonetune.search.supervisor import worker_env
 
 N_TRIALS = 4
 TRIAL_EPOCHS = 3
@@ -93,8 +93,8 @@ def _process_state(pid: int) -> str:
 
 def _kill_mid_trial(config: StudyConfig, is_ours, deadline: float) -> Kill:
     """SIGKILL the worker of the first RUNNING trial that has written an epoch checkpoint, then wait for it to die."""
-    storage = build_storage(config.storage_url)
-    trials_root = config.artifacts_path / "trials"
+    storage = build_storage(config.paths.storage_url)
+    trials_root = config.paths.artifacts_path / "trials"
     while time.monotonic() < deadline:
         for checkpoint in sorted(trials_root.glob("*/last.pt")):
             if not checkpoint.parent.name.isdigit():
@@ -115,7 +115,7 @@ def _kill_mid_trial(config: StudyConfig, is_ours, deadline: float) -> Kill:
 
 
 def _assert_study_recovered(config: StudyConfig, kill: Kill) -> None:
-    study = optuna.load_study(study_name=config.name, storage=build_storage(config.storage_url))
+    study = optuna.load_study(study_name=config.name, storage=build_storage(config.paths.storage_url))
     trials = sorted(study.get_trials(deepcopy=True), key=lambda trial: trial.number)
     states = {trial.number: trial.state for trial in trials}
 
@@ -141,10 +141,10 @@ def _assert_study_recovered(config: StudyConfig, kill: Kill) -> None:
     if retry.state == TrialState.COMPLETE:
         assert len(epochs) == TRIAL_EPOCHS
         assert retry.value == pytest.approx(max(point["dev_accuracy"] for point in retry.system_attrs[attrs.CURVES]))
-    resumed = read_checkpoint(config.trial_dir(retry.number) / "last.pt")
+    resumed = read_checkpoint(config.paths.trial_dir(retry.number) / "last.pt")
     assert resumed["epoch"] == len(epochs)
     # The resumed epochs are the dead attempt's own numbers, not a re-run of them.
-    killed_history = read_checkpoint(config.trial_dir(kill.trial_number) / "last.pt")["history"]
+    killed_history = read_checkpoint(config.paths.trial_dir(kill.trial_number) / "last.pt")["history"]
     for point, before in zip(retry.system_attrs[attrs.CURVES], killed_history[: kill.checkpoint_epoch]):
         assert point["dev_accuracy"] == before["dev_acc"]
 

@@ -28,7 +28,7 @@ from phonetune.cli.hosts import parse_gpus
 from phonetune.search.config import load_study_config
 from phonetune.results.dashboard import DashboardServer
 from phonetune.search.storage import POSTGRES_CONNECT_TIMEOUT_S, build_storage
-from phonetune.search.workers import run_worker
+from phonetune.search.worker import run_worker
 
 
 class StoredStudy:
@@ -44,7 +44,7 @@ class StoredStudy:
         assert self.before[1] and self.before[1][0][1] == "COMPLETE"
 
     def contents(self) -> tuple[list[str], list[tuple]]:
-        storage = self.config.storage_url
+        storage = self.config.paths.storage_url
         names = sorted(optuna.get_all_study_names(storage))
         trials = [
             (trial.number, trial.state.name, trial.value, trial.params)
@@ -60,7 +60,7 @@ class StoredStudy:
         return write_study(
             folder,
             self.corpus.root,
-            **{"study.storage": self.config.storage_url, "study.artifacts_dir": str(self.config.artifacts_path),
+            **{"study.storage": self.config.paths.storage_url, "study.artifacts_dir": str(self.config.paths.artifacts_path),
                "study.n_trials": 1, "fidelity.trial_epochs": 1, **changes},
         )
 
@@ -170,7 +170,7 @@ def test_dashboard_binds_loopback_unless_told_otherwise(stored):
     assert args.host == "127.0.0.1"
     assert parser.parse_args(["dashboard", "--config", str(stored.path), "--host", "0.0.0.0"]).host == "0.0.0.0"
     # The socket the server really binds with the command's defaults: loopback only.
-    server = DashboardServer.start(build_storage(stored.config.storage_url), host=args.host, port=args.port)
+    server = DashboardServer.start(build_storage(stored.config.paths.storage_url), host=args.host, port=args.port)
     try:
         assert server.httpd.socket.getsockname()[0] == "127.0.0.1"
         socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
@@ -263,7 +263,7 @@ def test_default_storage_folder_is_still_made_in_the_working_folder(tmp_path, mo
     corpus_root = tmp_path / "data"  # not read: opening the storage needs no data
     config = load_study_config(write_study(tmp_path, corpus_root, **{"study.storage": None}))
     monkeypatch.chdir(tmp_path)  # a working folder without studies/
-    assert config.storage_url == f"sqlite:///{tmp_path / 'studies' / 'tiny.db'}"
+    assert config.paths.storage_url == f"sqlite:///{tmp_path / 'studies' / 'tiny.db'}"
     storage_for(config)
     assert (tmp_path / "studies" / "tiny.db").is_file()
 
@@ -329,7 +329,7 @@ def test_search_refused_for_bad_data_leaves_no_empty_study_behind(tmp_path, caps
     np.save(broken, frames)
     path = write_study(tmp_path, corpus.root, **{"study.n_trials": 1, "fidelity.trial_epochs": 1})
     config = load_study_config(path)
-    database = Path(config.storage_url.removeprefix("sqlite:///"))
+    database = Path(config.paths.storage_url.removeprefix("sqlite:///"))
     code, err = _run(capsys, "search", "--config", str(path), "--workers", "1", "--quiet")
     assert code == 1 and broken.name in err and "non-finite" in err, err
     assert not database.exists(), f"{database} was left behind by a search that never started"
@@ -339,7 +339,7 @@ def test_worker_started_before_its_study_exists_is_told_so_and_creates_nothing(t
     corpus = write_tiny_corpus(tmp_path / "data")
     path = write_study(tmp_path, corpus.root, **{"study.n_trials": 1})
     config = load_study_config(path)
-    database = Path(config.storage_url.removeprefix("sqlite:///"))
+    database = Path(config.paths.storage_url.removeprefix("sqlite:///"))
     code, err = _run(capsys, "worker", "--config", str(path), "--quiet")
     assert code == 1 and "does not exist" in err and "phonetune search" in err, err
     assert not database.exists()

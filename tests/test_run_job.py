@@ -124,7 +124,7 @@ def test_killed_run_continues_without_retraining_finished_work(tmp_path):
     config = load_study_config(path)
     process = subprocess.Popen(_command(path, "120s"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)
-    state_path = config.artifacts_path / "run" / "state.json"
+    state_path = config.paths.artifacts_path / "run" / "state.json"
     first_final = None
     deadline = time.monotonic() + 200
     # Kill once the first final run has written its first epoch checkpoint: the search is over by then.
@@ -134,7 +134,7 @@ def test_killed_run_continues_without_retraining_finished_work(tmp_path):
             if "final_runs" in state:
                 # The best source trains last, so any source with a checkpoint is the run in progress.
                 first_final = next((source for source in state["final_runs"]["sources"]
-                                    if (config.trial_dir(source, attrs.FULL_FIDELITY) / "last.pt").exists()), None)
+                                    if (config.paths.trial_dir(source, attrs.FULL_FIDELITY) / "last.pt").exists()), None)
                 if first_final is not None:
                     break
         time.sleep(0.1)

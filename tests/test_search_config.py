@@ -106,8 +106,8 @@ weight_decay = {low = 1e-6, high = 1e-3, log = true, zero = true}
     # Omitted hyperparameters stay fixed at the run config defaults.
     assert space["optimizer"].is_fixed() and space["optimizer"].fixed_value() == config.train.optimizer
     assert config.study.n_trials == 7
-    assert config.storage_url == f"sqlite:///{Path('studies/s.db').resolve()}"
-    assert config.trial_dir(4) == Path("studies/s/trials/4").resolve()
+    assert config.paths.storage_url == f"sqlite:///{Path('studies/s.db').resolve()}"
+    assert config.paths.trial_dir(4) == Path("studies/s/trials/4").resolve()
     assert config.study_name("full") == "s-full"
 
 

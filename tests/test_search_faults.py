@@ -66,7 +66,7 @@ def test_interrupted_search_requeues_its_trials_and_the_rerun_finishes(tmp_path)
     storage = None
     try:
         def checkpoint_written():
-            return (config.trial_dir(0) / "last.pt").exists()
+            return (config.paths.trial_dir(0) / "last.pt").exists()
 
         wait_for(checkpoint_written, 150, "the first epoch checkpoint")
         parent.send_signal(signal.SIGINT)
@@ -75,7 +75,7 @@ def test_interrupted_search_requeues_its_trials_and_the_rerun_finishes(tmp_path)
         if parent.poll() is None:
             parent.kill()
     assert parent.returncode == 130, output
-    storage = config.storage_url
+    storage = config.paths.storage_url
     trials = optuna.load_study(study_name="tiny", storage=storage).trials
     assert [trial.state for trial in trials] == [TrialState.FAIL, TrialState.WAITING]
 
@@ -125,7 +125,7 @@ def test_a_trial_interrupted_mid_way_ends_bit_identical_to_an_uninterrupted_one(
         worker = start_worker(path, 0)
         if name == "interrupted":
             # Event-driven: interrupt as soon as the first epoch's checkpoint exists, well before the last epoch.
-            first = config.trial_dir(0) / "last.pt"
+            first = config.paths.trial_dir(0) / "last.pt"
             wait_for(first.exists, 150, "the first epoch checkpoint")
             worker.send_signal(signal.SIGINT)
             worker.communicate(timeout=60)
@@ -151,4 +151,4 @@ def test_a_trial_interrupted_mid_way_ends_bit_identical_to_an_uninterrupted_one(
 
 def _best_checkpoint(config, trial):
     """The best.pt of the run folder a trial recorded (a retried trial trains in its first attempt's folder)."""
-    return config.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR]) / "best.pt"
+    return config.paths.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR]) / "best.pt"

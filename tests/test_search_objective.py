@@ -14,7 +14,7 @@ from phonetune.search.config import load_study_config
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.space import run_config_from_params
 from phonetune.search.study import open_study
-from phonetune.search.workers import run_worker
+from phonetune.search.worker import run_worker
 
 FIXED_MODEL = {
     "space.hidden_layers": 1,
@@ -62,8 +62,8 @@ def test_pruner_prunes_the_bad_trial_and_records_attributes(tmp_path, tiny_corpu
         run_config = run_config_from_params(config, trial.params, fidelity="search")
         assert trial.user_attrs[attrs.PARAM_COUNT] == count_params(run_config.model, run_config.io)
         assert trial.user_attrs[attrs.CHECKPOINT_DIR] == f"trials/{trial.number}"  # relative to the study folder
-        folder = config.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR])
-        assert folder == config.trial_dir(trial.number)
+        folder = config.paths.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR])
+        assert folder == config.paths.trial_dir(trial.number)
         assert {"last.pt", "best.pt", "metrics.json", "config.toml"} <= {item.name for item in folder.iterdir()}
 
 

@@ -13,7 +13,7 @@ from phonetune.search import attributes as attrs
 from phonetune.search.config import load_study_config
 from phonetune.search.storage import HEARTBEAT_ATTR, recover_stale_trials, retry_callback
 from phonetune.search.study import open_study
-from phonetune.search.workers import run_worker
+from phonetune.search.worker import run_worker
 
 TRIAL_EPOCHS = 3
 

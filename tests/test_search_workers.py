@@ -27,7 +27,7 @@ def test_two_workers_finish_exactly_n_trials_and_a_rerun_resumes(tmp_path, tiny_
     first = search(path)
     assert first.returncode == 0, first.stderr
     config = load_study_config(path)
-    storage = config.storage_url
+    storage = config.paths.storage_url
     assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == 2
     # Not a terminal: the running trials are plain lines (which worker, how far), each finished trial one line.
     output = first.stdout + first.stderr
@@ -46,11 +46,11 @@ def test_two_workers_finish_exactly_n_trials_and_a_rerun_resumes(tmp_path, tiny_
     workers = {trial.user_attrs[attrs.WORKER] for trial in trials}
     assert len(workers) >= 2  # two runs of two worker processes each
     for trial in trials:
-        assert config.trial_dir(trial.number).joinpath("best.pt").exists()
+        assert config.paths.trial_dir(trial.number).joinpath("best.pt").exists()
 
 
 def test_workers_are_pinned_to_gpus_round_robin_and_cpu_workers_share_threads(tmp_path, tiny_corpus):
-    from phonetune.search.workers import worker_command, worker_env
+    from phonetune.search.supervisor import worker_command, worker_env
 
     pinned = [worker_env(index, 5, ["0", "1", "3"], base={})["CUDA_VISIBLE_DEVICES"] for index in range(5)]
     assert pinned == ["0", "1", "3", "0", "1"]

@@ -53,7 +53,7 @@ from phonetune.search.runner import load_fidelity_data
 from phonetune.search.space import run_config_from_params
 from phonetune.search.space_budget import smallest_budget_for_every_trial
 from phonetune.search.study import open_full_study, open_studies, open_study, storage_for
-from phonetune.search.workers import run_search
+from phonetune.search.supervisor import run_search
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def run_job(
     progress: bool = True,
 ) -> JobOutcome:
     """Run or continue the job of ``config`` under ``budget_s`` seconds of wall time; see the module docstring."""
-    job_dir = config.artifacts_path / "run"
+    job_dir = config.paths.artifacts_path / "run"
     state = JobState.load(job_dir / STATE_FILE, budget_s)
     with BudgetClock(budget_s, float(state.values["spent_s"]), lambda spent: state.save(spent_s=spent)) as clock:
         plan = _plan(config, state, clock, top_k, progress)
@@ -228,7 +228,7 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
         if data is None and not already:
             data = load_fidelity_data(promoted_config, attrs.FULL_FIDELITY, progress=progress)
         # Only a run trained from its first epoch measures the speed: a resumed one trains fewer epochs than planned.
-        fresh = not already and not (wide.trial_dir(source, attrs.FULL_FIDELITY) / LAST_CHECKPOINT).exists()
+        fresh = not already and not (wide.paths.trial_dir(source, attrs.FULL_FIDELITY) / LAST_CHECKPOINT).exists()
         started = time.monotonic()
         result = _promote_one(promoted_config, source, data, progress)
         if fresh:
@@ -281,8 +281,8 @@ def _final_model(config: StudyConfig, state: JobState, param_budget: int, max_me
 def _outputs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, final: dict, ensemble: dict,
              sheet_path: str | Path | None) -> dict:
     search_study, full_study = open_studies(config)
-    sheet = write_ablation_sheet(search_study, full_study, sheet_path or config.artifacts_path / "ablation_sheet.csv")
-    report_path = config.artifacts_path / "report.html"
+    sheet = write_ablation_sheet(search_study, full_study, sheet_path or config.paths.artifacts_path / "ablation_sheet.csv")
+    report_path = config.paths.artifacts_path / "report.html"
     write_report(search_study, full_study, report_path, param_budget=plan.final_cap)
     states: dict[str, int] = {}
     for trial in search_study.get_trials(deepcopy=False):

@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     check_port(args.port)  # before the storage is opened
     config = load_study_args(args)
     storage = storage_for(config, must_exist=True)
-    require_study(storage, config.study_name(), config.storage_url, "run `phonetune search --config ...` first")
-    artifacts = config.artifact_store_path if config.artifact_store_path.is_dir() else None
+    require_study(storage, config.study_name(), config.paths.storage_url, "run `phonetune search --config ...` first")
+    artifacts = config.paths.artifact_store_path if config.paths.artifact_store_path.is_dir() else None
     server = DashboardServer.start(storage, host=args.host, port=args.port, artifact_dir=artifacts)
     warning = network_warning(server, config.name)
     if warning:

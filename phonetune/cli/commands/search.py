@@ -8,7 +8,7 @@ import sys
 
 from phonetune.cli.commands import add_command, interrupt_on_sigterm, load_study_args
 from phonetune.cli.hosts import parse_gpus
-from phonetune.search.workers import run_search
+from phonetune.search.supervisor import run_search
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"best trial {summary.best_number}: dev accuracy {summary.best_value:.4f}")
         print(f"  {shown}")
-    print(f"trial folders: {config.artifacts_path / 'trials'}")
+    print(f"trial folders: {config.paths.artifacts_path / 'trials'}")
     if summary.n_trials and not summary.reached_target:
         logging.getLogger(__name__).error(
             "the study has %d of %d finished trials; run the same command again to continue",

@@ -8,7 +8,7 @@ import os
 
 from phonetune.cli.commands import add_command, interrupt_on_sigterm, load_study_args
 from phonetune.search import space_budget
-from phonetune.search.workers import run_worker
+from phonetune.search.worker import run_worker
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

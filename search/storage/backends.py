@@ -1,4 +1,4 @@
-"""Study storages: build one from a URL, serialize trial starts across workers, detect dead workers.
+"""Opening a study storage from its URL: the driver, SQLite's WAL mode and busy timeout, PostgreSQL's timeouts.
 
 Three kinds of URL work:
 
@@ -11,45 +11,25 @@ Three kinds of URL work:
 
 A file storage's folder must exist (a mistyped path is an error, not a new folder tree; the default
 ``studies/<name>.db`` folder is made by ``phonetune.search.study.storage_for``), and a database URL whose driver
-module is missing names the pip package to install.
-
-Dead workers: on RDB storages Optuna's heartbeat is on (``heartbeat_interval``/``grace_period`` from ``[study]``) and
-a RUNNING trial whose heartbeat stops is failed by the next worker that starts a trial, then re-queued by
-``RetryHeartbeatStaleTrialCallback`` (up to ``max_retry`` times). A journal storage has no heartbeat of its own, so
-``TrialHeartbeat`` writes the time into the trial's system attribute ``phonetune:heartbeat`` instead and
-``recover_stale_trials`` applies the same rule to it (hosts' clocks must roughly agree).
-
-Counting trials against the budget and creating the next one must not interleave between workers, or two workers
-could both start the last trial. ``trial_start_lock`` serializes that step: an ``fcntl`` lock beside a SQLite or
-journal file, a PostgreSQL advisory lock on PostgreSQL (other databases: no lock, a rare extra trial is possible).
+module is missing names the pip package to install. An RDB storage gets Optuna's heartbeat and the retry callback
+of ``heartbeats.py`` when ``heartbeat_interval`` is given.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import datetime
-import fcntl
-import hashlib
-import logging
 import sqlite3
 import sys
-import threading
-import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import optuna
-from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
-from optuna.trial import FrozenTrial, TrialState
 
 from phonetune.errors import StorageError
-from phonetune.search.optuna_private import storage_backend, stored_trial_id, study_storage, trial_id
-
-logger = logging.getLogger(__name__)
+from phonetune.search.storage.heartbeats import retry_callback
 
 JOURNAL_SCHEME = "journal:///"
 SQLITE_SCHEME = "sqlite:///"
@@ -57,7 +37,6 @@ SQLITE_SCHEME = "sqlite:///"
 SQLITE_BUSY_TIMEOUT_S = 120
 # Seconds a PostgreSQL connection attempt may take before the storage counts as unreachable.
 POSTGRES_CONNECT_TIMEOUT_S = 10
-HEARTBEAT_ATTR = "phonetune:heartbeat"
 # Python module a SQLAlchemy dialect imports -> the pip package that provides it.
 DRIVER_PACKAGES = {
     "MySQLdb": "mysqlclient",
@@ -85,24 +64,9 @@ def safe_url(url: str) -> str:
         return url
 
 
-def retry_callback(max_retry: int) -> Callable[[optuna.Study, FrozenTrial], None]:
-    """Re-queue a dead worker's trial with its parameters and attributes.
-
-    Reported epochs are not inherited: the retry re-reports them from the checkpoint it resumes, which may hold one
-    epoch more than the dead worker managed to report.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        requeue = RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=False)
-
-    def retry(study: optuna.Study, trial: FrozenTrial) -> None:
-        # The dead attempt's last heartbeat must not pass to the retry: between the retry's pop and its own first
-        # beat, another worker would see it as long silent and fail it again.
-        trial = copy.deepcopy(trial)
-        trial.system_attrs.pop(HEARTBEAT_ATTR, None)
-        requeue(study, trial)
-
-    return retry
+def storage_file(url: str) -> Path | None:
+    """The file a SQLite or journal URL stores the study in; None for a database server or an in-memory SQLite."""
+    return _sqlite_path(url) or _journal_path(url)
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -203,7 +167,7 @@ def build_storage(
     ``must_exist``: a file storage (SQLite, journal) that is not there is a StorageError instead of a new empty file,
     for commands that only read a study (a mistyped study name must not leave a database behind).
     """
-    file_path = _sqlite_path(url) or _journal_path(url)
+    file_path = storage_file(url)
     if must_exist and file_path is not None and not file_path.exists():
         _require_folder(file_path, "file", url)  # a missing folder is the likelier typo: say that first
         raise StorageError(
@@ -277,135 +241,3 @@ def require_study(storage: BaseStorage, study_name: str, url: str, hint: str = "
             f"study {study_name!r} must exist in {safe_url(url)}, but it holds these studies: {listed}"
             + (f"; {hint}" if hint else "")
         )
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def _advisory_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
-    import sqlalchemy
-
-    # pg_advisory_lock takes a signed 64-bit key; derive a stable one from the study name.
-    key = int.from_bytes(hashlib.sha256(f"phonetune:{study_name}".encode()).digest()[:8], "big", signed=True)
-    with storage.engine.connect() as connection:
-        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
-        try:
-            yield
-        finally:
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-            connection.commit()
-
-
-@contextlib.contextmanager
-def trial_start_lock(storage: BaseStorage, url: str, study_name: str) -> Iterator[None]:
-    """Hold a lock shared by every worker of ``study_name`` on this storage while counting and creating a trial."""
-    file_path = _sqlite_path(url) or _journal_path(url)
-    if file_path is not None:
-        with _file_lock(file_path.with_name(f"{file_path.name}-{study_name}.trial-lock")):
-            yield
-    elif url.startswith("postgresql") and isinstance(storage, RDBStorage):
-        with _advisory_lock(storage, study_name):
-            yield
-    else:
-        yield
-
-
-def uses_optuna_heartbeat(storage: BaseStorage) -> bool:
-    # A Study wraps its RDBStorage in Optuna's _CachedStorage, which forwards the heartbeat calls to it.
-    backend = storage_backend(storage)
-    return isinstance(backend, RDBStorage) and backend.get_heartbeat_interval() is not None
-
-
-class TrialHeartbeat:
-    """While a trial runs, tell the storage every ``interval`` seconds that its worker is alive (a thread).
-
-    RDB storages record Optuna's heartbeat; a journal storage gets the time in the ``phonetune:heartbeat`` system
-    attribute. Used as a context manager around the objective.
-    """
-
-    def __init__(self, storage: BaseStorage, trial_id: int, interval: float) -> None:
-        self._storage = storage
-        self._trial_id = trial_id
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{trial_id}", daemon=True)
-
-    @classmethod
-    def for_trial(cls, trial: optuna.Trial, interval: float) -> "TrialHeartbeat":
-        return cls(study_storage(trial.study), trial_id(trial), interval)
-
-    def _beat_once(self) -> None:
-        if uses_optuna_heartbeat(self._storage):
-            self._storage.record_heartbeat(self._trial_id)  # type: ignore[attr-defined]
-        else:
-            self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT_ATTR, time.time())
-
-    def _beat(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._beat_once()
-            except Exception as exc:  # a storage hiccup must not kill the trial; the next beat retries
-                logger.warning("heartbeat of trial id %d failed: %s", self._trial_id, exc)
-            self._stop.wait(self._interval)
-
-    def __enter__(self) -> "TrialHeartbeat":
-        self._beat_once()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _last_sign_of_life(trial: FrozenTrial) -> float:
-    beat = trial.system_attrs.get(HEARTBEAT_ATTR)
-    if beat is not None:
-        return float(beat)
-    start = trial.datetime_start or datetime.datetime.now()
-    return start.timestamp()
-
-
-def recover_stale_trials(
-    study: optuna.Study,
-    grace_period: float,
-    on_stale: Callable[[optuna.Study, FrozenTrial], None] | None,
-) -> list[int]:
-    """Fail the RUNNING trials whose worker stopped beating, and hand each to ``on_stale`` (the retry callback).
-
-    RDB storages use Optuna's own heartbeat check; others use ``phonetune:heartbeat``. Call it under
-    ``trial_start_lock`` so two workers never fail (and re-queue) the same trial. Returns the failed trial numbers.
-    """
-    storage = study_storage(study)
-    if uses_optuna_heartbeat(storage):
-        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-        failed = sorted(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number in before)
-    else:
-        now = time.time()
-        failed = []
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if now - _last_sign_of_life(trial) <= grace_period:
-                continue
-            try:
-                changed = storage.set_trial_state_values(stored_trial_id(trial), TrialState.FAIL)
-            except UpdateFinishedTrialError:
-                changed = False
-            if changed:
-                failed.append(trial.number)
-                if on_stale is not None:
-                    on_stale(study, copy.deepcopy(storage.get_trial(stored_trial_id(trial))))
-    for number in failed:
-        logger.warning("trial %d: its worker stopped sending heartbeats; marked FAIL and re-queued", number)
-    return failed

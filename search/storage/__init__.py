@@ -1,0 +1,49 @@
+"""Study storages: open one from a URL (``backends.py``), serialize trial starts across workers (``locks.py``),
+detect dead workers and re-queue their trials (``heartbeats.py``).
+
+Example::
+
+    storage = build_storage("sqlite:///studies/demo.db", heartbeat_interval=10, grace_period=60)
+    with trial_start_lock(storage, "sqlite:///studies/demo.db", "demo"):
+        ...  # count the study's trials and ask for the next one
+"""
+
+from phonetune.search.storage.backends import (
+    DRIVER_PACKAGES,
+    JOURNAL_SCHEME,
+    POSTGRES_CONNECT_TIMEOUT_S,
+    SQLITE_BUSY_TIMEOUT_S,
+    SQLITE_SCHEME,
+    build_storage,
+    require_study,
+    safe_url,
+    storage_file,
+    study_names,
+)
+from phonetune.search.storage.heartbeats import (
+    HEARTBEAT_ATTR,
+    TrialHeartbeat,
+    recover_stale_trials,
+    retry_callback,
+    uses_optuna_heartbeat,
+)
+from phonetune.search.storage.locks import trial_start_lock
+
+__all__ = [
+    "DRIVER_PACKAGES",
+    "HEARTBEAT_ATTR",
+    "JOURNAL_SCHEME",
+    "POSTGRES_CONNECT_TIMEOUT_S",
+    "SQLITE_BUSY_TIMEOUT_S",
+    "SQLITE_SCHEME",
+    "TrialHeartbeat",
+    "build_storage",
+    "recover_stale_trials",
+    "require_study",
+    "retry_callback",
+    "safe_url",
+    "storage_file",
+    "study_names",
+    "trial_start_lock",
+    "uses_optuna_heartbeat",
+]

@@ -1,0 +1,141 @@
+"""Dead workers: a running trial's heartbeat, and failing (then re-queueing) the trials whose heartbeat stopped.
+
+On RDB storages Optuna's heartbeat is on (``heartbeat_interval``/``grace_period`` from ``[study]``) and a RUNNING
+trial whose heartbeat stops is failed by the next worker that starts a trial, then re-queued by
+``RetryHeartbeatStaleTrialCallback`` (up to ``max_retry`` times). A journal storage has no heartbeat of its own, so
+``TrialHeartbeat`` writes the time into the trial's system attribute ``phonetune:heartbeat`` instead and
+``recover_stale_trials`` applies the same rule to it (hosts' clocks must roughly agree).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import logging
+import threading
+import time
+import warnings
+from typing import Any, Callable
+
+import optuna
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from phonetune.search.optuna_private import storage_backend, stored_trial_id, study_storage, trial_id
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_ATTR = "phonetune:heartbeat"
+
+
+def retry_callback(max_retry: int) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """Re-queue a dead worker's trial with its parameters and attributes.
+
+    Reported epochs are not inherited: the retry re-reports them from the checkpoint it resumes, which may hold one
+    epoch more than the dead worker managed to report.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        requeue = RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=False)
+
+    def retry(study: optuna.Study, trial: FrozenTrial) -> None:
+        # The dead attempt's last heartbeat must not pass to the retry: between the retry's pop and its own first
+        # beat, another worker would see it as long silent and fail it again.
+        trial = copy.deepcopy(trial)
+        trial.system_attrs.pop(HEARTBEAT_ATTR, None)
+        requeue(study, trial)
+
+    return retry
+
+
+def uses_optuna_heartbeat(storage: BaseStorage) -> bool:
+    # A Study wraps its RDBStorage in Optuna's _CachedStorage, which forwards the heartbeat calls to it.
+    backend = storage_backend(storage)
+    return isinstance(backend, RDBStorage) and backend.get_heartbeat_interval() is not None
+
+
+class TrialHeartbeat:
+    """While a trial runs, tell the storage every ``interval`` seconds that its worker is alive (a thread).
+
+    RDB storages record Optuna's heartbeat; a journal storage gets the time in the ``phonetune:heartbeat`` system
+    attribute. Used as a context manager around the objective.
+    """
+
+    def __init__(self, storage: BaseStorage, trial_id: int, interval: float) -> None:
+        self._storage = storage
+        self._trial_id = trial_id
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{trial_id}", daemon=True)
+
+    @classmethod
+    def for_trial(cls, trial: optuna.Trial, interval: float) -> "TrialHeartbeat":
+        return cls(study_storage(trial.study), trial_id(trial), interval)
+
+    def _beat_once(self) -> None:
+        if uses_optuna_heartbeat(self._storage):
+            self._storage.record_heartbeat(self._trial_id)  # type: ignore[attr-defined]
+        else:
+            self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT_ATTR, time.time())
+
+    def _beat(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._beat_once()
+            except Exception as exc:  # a storage hiccup must not kill the trial; the next beat retries
+                logger.warning("heartbeat of trial id %d failed: %s", self._trial_id, exc)
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> "TrialHeartbeat":
+        self._beat_once()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _last_sign_of_life(trial: FrozenTrial) -> float:
+    beat = trial.system_attrs.get(HEARTBEAT_ATTR)
+    if beat is not None:
+        return float(beat)
+    start = trial.datetime_start or datetime.datetime.now()
+    return start.timestamp()
+
+
+def recover_stale_trials(
+    study: optuna.Study,
+    grace_period: float,
+    on_stale: Callable[[optuna.Study, FrozenTrial], None] | None,
+) -> list[int]:
+    """Fail the RUNNING trials whose worker stopped beating, and hand each to ``on_stale`` (the retry callback).
+
+    RDB storages use Optuna's own heartbeat check; others use ``phonetune:heartbeat``. Call it under
+    ``trial_start_lock`` so two workers never fail (and re-queue) the same trial. Returns the failed trial numbers.
+    """
+    storage = study_storage(study)
+    if uses_optuna_heartbeat(storage):
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        failed = sorted(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number in before)
+    else:
+        now = time.time()
+        failed = []
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if now - _last_sign_of_life(trial) <= grace_period:
+                continue
+            try:
+                changed = storage.set_trial_state_values(stored_trial_id(trial), TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                changed = False
+            if changed:
+                failed.append(trial.number)
+                if on_stale is not None:
+                    on_stale(study, copy.deepcopy(storage.get_trial(stored_trial_id(trial))))
+    for number in failed:
+        logger.warning("trial %d: its worker stopped sending heartbeats; marked FAIL and re-queued", number)
+    return failed

@@ -1,0 +1,198 @@
+"""The parent of a search: ``run_search`` (the ``phonetune search`` command) and the worker processes it starts.
+
+``run_search`` creates the study once, builds the data cache once, starts N ``phonetune worker`` subprocesses
+(``worker.py``; each pinned to one GPU with ``--gpus``, round robin), and shows a progress bar of finished trials
+with one line per trial (``progress_lines.py``). Ctrl-C, SIGTERM or the ``deadline`` sends each worker one SIGINT:
+it fails its running trial and re-queues it, so the same command resumes the study where it stopped.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import optuna
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from phonetune.errors import ConfigError
+from phonetune.search import attributes as attrs
+from phonetune.search.config import StudyConfig
+from phonetune.search.progress_lines import running_line, trial_line
+from phonetune.search.runner import load_fidelity_data
+from phonetune.search.study import check_study_folders, enqueue_warm_starts, open_study
+from phonetune.search.worker import COUNTED_STATES
+
+logger = logging.getLogger(__name__)
+
+# How long the parent waits for interrupted workers to re-queue their trials before killing them.
+INTERRUPT_GRACE_S = 60.0
+
+
+@dataclass
+class SearchSummary:
+    """What a ``phonetune search`` run left in the study."""
+
+    study_name: str
+    storage_url: str
+    states: dict[str, int]  # state name -> trials of the study in that state (all runs so far)
+    n_trials: int  # the study's target (0 = no cap)
+    worker_exit_codes: list[int]
+    best_number: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> int:
+        return self.states.get("COMPLETE", 0) + self.states.get("PRUNED", 0)
+
+    @property
+    def reached_target(self) -> bool:
+        return self.n_trials > 0 and self.finished >= self.n_trials
+
+
+def worker_command(config: StudyConfig, worker_index: int) -> list[str]:
+    """The ``phonetune worker`` command line that loads the same study config (file plus overrides)."""
+    if config.source == "<memory>":
+        raise ConfigError("worker processes load the study config from its file, but this config was built in memory")
+    command = [sys.executable, "-m", "phonetune.cli", "worker", "--config", config.source,
+               "--worker-index", str(worker_index), "--quiet"]
+    for override in config.overrides:
+        command += ["--set", override]
+    return command
+
+
+def worker_env(index: int, workers: int, gpus: Sequence[str] = (), base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of worker ``index`` of ``workers``: pinned to ``gpus[index % len(gpus)]`` when GPUs are given.
+
+    CPU workers share the cores: without a cap each would start one math thread per core, and threads fighting over
+    cores make small-batch training many times slower, so each gets ``cores // workers`` (an explicit
+    ``OMP_NUM_THREADS`` is respected).
+    """
+    env = dict(os.environ if base is None else base)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpus[index % len(gpus)])
+    else:
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    return env
+
+
+def start_workers(config: StudyConfig, workers: int, gpus: Sequence[str] = ()) -> list[subprocess.Popen]:
+    """Start ``workers`` worker processes, each in its own session, so a terminal Ctrl-C reaches only the parent,
+    which forwards exactly one SIGINT to each."""
+    processes = []
+    for index in range(workers):
+        env = worker_env(index, workers, gpus)
+        processes.append(subprocess.Popen(worker_command(config, index), env=env, start_new_session=True))
+        logger.debug("started worker %d (pid %d)%s", index, processes[-1].pid,
+                     f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else "")
+    return processes
+
+
+def _stop_workers(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + INTERRUPT_GRACE_S
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            logger.warning("worker pid %d did not stop within %.0f s; killing it", process.pid, INTERRUPT_GRACE_S)
+            process.kill()
+            process.wait()
+
+
+def summarize_study(study: optuna.Study, config: StudyConfig, exit_codes: list[int]) -> SearchSummary:
+    trials = study.get_trials(deepcopy=False)
+    states = collections.Counter(trial.state.name for trial in trials)
+    summary = SearchSummary(study.study_name, config.paths.storage_url, dict(states), config.study.n_trials, exit_codes)
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE and trial.value is not None]
+    if complete:
+        best = max(complete, key=lambda trial: trial.value)
+        summary.best_number, summary.best_value = best.number, best.value
+        summary.best_params = {**best.params, attrs.BASE_WIDTH: best.user_attrs.get(attrs.BASE_WIDTH)}
+    return summary
+
+
+def run_search(
+    config: StudyConfig,
+    *,
+    workers: int = 1,
+    gpus: Sequence[str] = (),
+    progress: bool = True,
+    poll_seconds: float = 1.0,
+    deadline: float | None = None,
+) -> SearchSummary:
+    """Create the study once, start ``workers`` worker processes on it and follow them until they stop.
+
+    ``deadline`` (a ``time.monotonic()`` value) is a hard stop: the workers still running then are interrupted as
+    by Ctrl-C (their running trials are re-queued to resume from their checkpoints) and the summary is returned.
+    """
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, but got {workers}")
+    check_study_folders(config)
+    # Validate the data and build its cache once here, before the workers start and each read it, and before the
+    # study exists: a search refused for bad data leaves no empty study behind.
+    load_fidelity_data(config, attrs.SEARCH_FIDELITY, progress=progress)
+    study = open_study(config, create=True)
+    enqueue_warm_starts(study, config)
+    already = {trial.number for trial in study.get_trials(deepcopy=False) if trial.state.is_finished()}
+    finished = sum(1 for trial in study.get_trials(deepcopy=False) if trial.state in COUNTED_STATES)
+    target = config.study.n_trials
+    if target and finished >= target:
+        logger.info("%s already has %d of %d finished trials; nothing to run", config.describe(), finished, target)
+        return summarize_study(study, config, [])
+    if finished:
+        logger.info("resuming %s: %d of %s trials already finished", config.describe(), finished, target or "?")
+    processes = start_workers(config, workers, gpus)
+    bar = tqdm(total=target or None, initial=finished, unit="trial", desc=config.name, disable=not progress)
+    # The running trials, live: in the bar's tail on a terminal; otherwise a plain line whenever it changes.
+    live = progress and sys.stderr.isatty()
+    pids = [process.pid for process in processes]
+    shown_running = ""
+    try:
+        while True:
+            running = any(process.poll() is None for process in processes)
+            trials = study.get_trials(deepcopy=False)
+            now_running = running_line(trials, pids, config.fidelity.trial_epochs)
+            if now_running != shown_running:
+                shown_running = now_running
+                if live:
+                    bar.set_postfix_str(now_running)
+                elif now_running != "running: none":
+                    logger.info("%s", now_running)
+            for trial in sorted(trials, key=lambda item: item.number):
+                if trial.state.is_finished() and trial.number not in already:
+                    already.add(trial.number)
+                    if progress:
+                        bar.write(trial_line(trial))
+                    else:
+                        logger.info("%s", trial_line(trial))
+                    if trial.state in COUNTED_STATES:
+                        bar.update(1)
+            if not running:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                bar.write("search deadline reached: stopping workers (their running trials are re-queued)")
+                _stop_workers(processes)
+                continue
+            time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        bar.write("interrupted: stopping workers (their running trials are re-queued)")
+        _stop_workers(processes)
+        raise
+    finally:
+        bar.close()
+    exit_codes = [process.returncode for process in processes]
+    for index, code in enumerate(exit_codes):
+        if code != 0:
+            logger.warning("worker %d exited with status %d", index, code)
+    return summarize_study(study, config, exit_codes)
