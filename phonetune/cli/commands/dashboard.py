@@ -28,13 +28,14 @@ def run(args: argparse.Namespace) -> int:
     config = load_study_args(args)
     storage = storage_for(config, must_exist=True)
     require_study(storage, config.study_name(), config.paths.storage_url, "run `phonetune search --config ...` first")
-    artifacts = config.paths.artifact_store_path if config.paths.artifact_store_path.is_dir() else None
-    server = DashboardServer.start(storage, host=args.host, port=args.port, artifact_dir=artifacts)
+    store = config.paths.artifact_store_path
+    server = DashboardServer.start(storage, host=args.host, port=args.port, artifact_dir=store if store.is_dir() else None)
     warning = network_warning(server, config.name)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    print(f"optuna-dashboard for study {config.name!r}: {server.url}", flush=True)
     try:
+        # Inside the try: a Ctrl-C that lands right after the URL line, before serving starts, stops it the same way.
+        print(f"optuna-dashboard for study {config.name!r}: {server.url}", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         print("dashboard stopped")
