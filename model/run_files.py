@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from phonetune.atomic import atomic_write_json, atomic_write_text
 
@@ -23,6 +23,9 @@ METRICS_FILE = "metrics.json"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 CURVES_FILE = "curves.html"
+# Settings that may differ between a checkpoint and the run resuming (or reusing) it: they do not change the arithmetic.
+RESUME_FREE_KEYS = {("train", "epochs"), ("train", "device"), ("train", "compile"), ("train", "eval_batch_size"),
+                    ("data", "cache_dir")}
 
 
 @dataclass
@@ -54,6 +57,19 @@ class TrainResult:
     wall_seconds: float = 0.0  # training time summed over every session of this run, resumes included
     resumed_from_epoch: int = 0  # completed epochs found in last.pt at start (0 for a fresh run)
 
+    @classmethod
+    def from_checkpoint(cls, payload: Mapping[str, Any], out_dir: Path) -> "TrainResult":
+        """The result a run's checkpoint payload records: its history, best epoch, size and time so far."""
+        return cls(
+            out_dir=Path(out_dir),
+            history=[EpochMetrics(**entry) for entry in payload["history"]],
+            best_dev_acc=payload["best_dev_acc"],
+            best_epoch=payload["best_epoch"],
+            param_count=payload["param_count"],
+            wall_seconds=payload["wall_seconds"],
+            resumed_from_epoch=payload["epoch"],
+        )
+
     @property
     def best_checkpoint(self) -> Path:
         return self.out_dir / BEST_CHECKPOINT
@@ -61,6 +77,21 @@ class TrainResult:
     @property
     def last_checkpoint(self) -> Path:
         return self.out_dir / LAST_CHECKPOINT
+
+
+def run_config_changes(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``[section] key: stored -> current`` for each setting in which two run configs (``RunConfig.to_mapping()``, a
+    checkpoint's ``run_config``) differ, apart from ``RESUME_FREE_KEYS``: empty when ``current`` may resume or reuse
+    the run ``stored`` belongs to."""
+    differences = []
+    for section, table in current.items():
+        stored_table = stored.get(section, {})
+        for key in sorted(set(table) | set(stored_table)):
+            if (section, key) in RESUME_FREE_KEYS:
+                continue
+            if stored_table.get(key) != table.get(key):
+                differences.append(f"[{section}] {key}: {stored_table.get(key)!r} -> {table.get(key)!r}")
+    return differences
 
 
 def write_metrics(result: TrainResult, trained_on: str) -> Path:

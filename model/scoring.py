@@ -3,6 +3,10 @@
 The labels folder holds ``transcript/*.npy`` (for example ``ROOT/test-clean-labels``); its files, in sorted name
 order with ``[SOS]``/``[EOS]`` stripped, give the true label of submission row 0, 1, ...
 
+HW1P2 keeps the test split's transcripts apart; a data root that has them beside the split
+(``ROOT/<test_split>-labels``, as the demo corpus does) gets every test submission scored
+(``score_when_labelled``, used by ``retrain`` and ``ensemble``).
+
 Example::
 
     report = score_submission("submission.csv", "data/demo/test-clean-labels", HW1P2_PHONEMES)
@@ -20,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from phonetune.atomic import atomic_write_json, atomic_write_text
+from phonetune.data_pipeline.config import DataConfig
 from phonetune.data_pipeline.phonemes import EOS, SOS
 from phonetune.data_pipeline.reader import LabelLookup
 from phonetune.errors import DataError
@@ -162,3 +167,19 @@ def write_score_report(report: ScoreReport, out_dir: str | Path) -> list[Path]:
         "frames": report.frames, "accuracy": report.accuracy,
     })
     return [per_phoneme, confusion, summary]
+
+
+def labels_dir_of(data: DataConfig) -> Path:
+    """Where the data's held-apart test transcripts are, when it has them: ``ROOT/<test_split>-labels``."""
+    return Path(data.root) / f"{data.test_split}-labels"
+
+
+def score_when_labelled(submission_csv: str | Path, data: DataConfig, out_dir: str | Path) -> float | None:
+    """Score a test-split submission when the data has test labels (``labels_dir_of``): write the score files
+    (``write_score_report``) to ``out_dir`` and return the accuracy; None, writing nothing, when it has none."""
+    labels_dir = labels_dir_of(data)
+    if not labels_dir.is_dir():
+        return None
+    report = score_submission(submission_csv, labels_dir, data.phonemes)
+    write_score_report(report, out_dir)
+    return report.accuracy

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ from phonetune.model.run_files import (
     LAST_CHECKPOINT,
     EpochMetrics,
     TrainResult,
+    run_config_changes,
     write_curves,
     write_metrics,
 )
@@ -51,9 +53,6 @@ logger = logging.getLogger(__name__)
 
 # Reading the running loss for the progress bar forces a device sync; this many steps apart it costs nothing.
 POSTFIX_EVERY_STEPS = 50
-# Settings that may differ between a checkpoint and the run resuming it: they do not change the arithmetic.
-RESUME_FREE_KEYS = {("train", "epochs"), ("train", "device"), ("train", "compile"), ("train", "eval_batch_size"),
-                    ("data", "cache_dir")}
 # Schedules whose shape depends on the total epoch count, so a resumed run may not change ``epochs``.
 TOTAL_DEPENDENT_SCHEDULES = ("cosine", "onecycle")
 
@@ -171,11 +170,8 @@ class Trainer:
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(payload["scheduler"])
             restore_rng_states(payload["rng"])
-            self.result.history = [EpochMetrics(**entry) for entry in payload["history"]]
-            self.result.best_dev_acc = payload["best_dev_acc"]
-            self.result.best_epoch = payload["best_epoch"]
-            self.result.wall_seconds = payload["wall_seconds"]
-            self.result.resumed_from_epoch = payload["epoch"]
+            resumed = TrainResult.from_checkpoint(payload, self.out_dir)
+            self.result = dataclasses.replace(resumed, param_count=self.result.param_count)
             logger.info("resuming %s after epoch %d", self.out_dir, payload["epoch"])
         else:
             for stale in (LAST_CHECKPOINT, BEST_CHECKPOINT):
@@ -186,14 +182,7 @@ class Trainer:
         )
 
     def _check_same_run(self, stored: dict, current: dict, path: Path) -> None:
-        differences = []
-        for section, table in current.items():
-            stored_table = stored.get(section, {})
-            for key in sorted(set(table) | set(stored_table)):
-                if (section, key) in RESUME_FREE_KEYS:
-                    continue
-                if stored_table.get(key) != table.get(key):
-                    differences.append(f"[{section}] {key}: {stored_table.get(key)!r} -> {table.get(key)!r}")
+        differences = run_config_changes(stored, current)
         stored_epochs, epochs = stored["train"]["epochs"], current["train"]["epochs"]
         if stored_epochs != epochs and current["train"]["scheduler"] in TOTAL_DEPENDENT_SCHEDULES:
             differences.append(

@@ -1,6 +1,11 @@
-"""Names of the attributes every trial records: the one place export, report, promote and retrain read them from.
+"""Names of the attributes every trial records: the one place the writers and the readers (``records.py``, the
+sheet and report in ``phonetune.results``, promote, retrain, the job) take them from.
 
-User attributes (``trial.user_attrs[...]``), written by ``space.py`` and ``objective.py``:
+User attributes (``trial.user_attrs[...]``). ``space.py`` writes ``base_width`` and ``param_count`` as it samples;
+``runner.train_trial`` writes ``fidelity``, ``checkpoint_dir``, ``worker`` and ``wall_seconds``; its
+``records.EpochRecorder`` writes the per-epoch ones (``best_dev_accuracy``, ``epochs_run``, ``pruned_at_epoch``,
+``frames_per_s``, ``resumed_from_epoch``); ``objective.py`` writes ``retried_from``; ``source_trial`` and
+``warm_start`` are set when ``promote.py`` and ``study.enqueue_warm_starts`` queue a trial:
 
 =====================  ==========================================================================================
 ``base_width``         int: the width the budget-aware space derived from ``width_fraction`` (not an Optuna param)
@@ -20,7 +25,7 @@ User attributes (``trial.user_attrs[...]``), written by ``space.py`` and ``objec
 ``warm_start``         str: on a trial enqueued from a ``[[warm_start]]`` table, that table's name
 =====================  ==========================================================================================
 
-Trial system attribute ``curves`` (read with ``export.epoch_curve``; a user attribute in older studies): a list of
+Trial system attribute ``curves`` (written and read by ``records.py``; a user attribute in older studies): a list of
 dicts, one per finished epoch, oldest first: ``epoch`` (1-based), ``train_loss``, ``train_accuracy``, ``dev_loss``,
 ``dev_accuracy``, ``lr``, ``seconds``, ``frames_per_s`` (a value may be None when the trainer did not measure it).
 A system attribute because optuna-dashboard lists every user attribute on the trial page, where a 600-character

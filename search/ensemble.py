@@ -29,7 +29,7 @@ from phonetune.errors import ConfigError
 from phonetune.model.ensemble import load_members, members_probabilities, select_ensemble
 from phonetune.model.inference import load_checkpoint_split, write_submission
 from phonetune.model.run_files import BEST_CHECKPOINT
-from phonetune.model.scoring import score_submission, write_score_report
+from phonetune.model.scoring import score_when_labelled
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.study import open_full_study, storage_for
@@ -133,11 +133,7 @@ def build_study_ensemble(
         test_frames=len(symbols),
         member_dev_accuracy=member_dev,
     )
-    labels_dir = Path(data.root) / f"{data.test_split}-labels"
-    if labels_dir.is_dir():
-        report = score_submission(submission, labels_dir, data.phonemes)
-        write_score_report(report, out / "score")
-        result.test_accuracy = report.accuracy
+    result.test_accuracy = score_when_labelled(submission, data, out / "score")
     atomic_write_json(out / "ensemble.json", result.to_dict())
     if full_study is not None:
         full_study.set_user_attr(attrs.ENSEMBLE_ATTR, result.to_dict())

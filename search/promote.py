@@ -49,6 +49,7 @@ from phonetune.search.attributes import (
 )
 from phonetune.search.config import StudyConfig
 from phonetune.search.optuna_private import live_trial
+from phonetune.search.ranking import rank_complete_trials
 from phonetune.search.runner import load_fidelity_data, train_trial
 from phonetune.search.storage import TrialHeartbeat, recover_stale_trials, trial_start_lock
 from phonetune.search.study import open_study, storage_for
@@ -120,9 +121,7 @@ def top_complete_trials(study: optuna.Study, top_k: int) -> list[FrozenTrial]:
     """The ``top_k`` COMPLETE trials with the highest objective, best first (ties: lower trial number first)."""
     if top_k < 1:
         raise ConfigError(f"--top must be at least 1, but got {top_k}")
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    ranked = sorted(complete, key=lambda trial: (-float(trial.value), trial.number))
-    return ranked[:top_k]
+    return rank_complete_trials(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))[:top_k]
 
 
 def _source_of(trial: FrozenTrial) -> int | None:

@@ -34,13 +34,14 @@ from phonetune.data_pipeline.load import load_training_data
 from phonetune.errors import ConfigError
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.model.inference import predict_checkpoint
-from phonetune.model.run_files import LAST_CHECKPOINT, EpochMetrics, TrainResult
-from phonetune.model.scoring import score_submission, write_score_report
+from phonetune.model.run_files import LAST_CHECKPOINT, TrainResult, run_config_changes
+from phonetune.model.scoring import labels_dir_of, score_when_labelled
 from phonetune.model.train_config import RunConfig
-from phonetune.model.trainer import RESUME_FREE_KEYS, Trainer
+from phonetune.model.trainer import Trainer
 from phonetune.search import attributes as attrs
 from phonetune.search.attributes import FULL_FIDELITY, SEARCH_FIDELITY
 from phonetune.search.config import StudyConfig
+from phonetune.search.ranking import best_trial
 from phonetune.search.space import run_config_from_params
 from phonetune.search.study import open_full_study, open_study, storage_for
 
@@ -94,17 +95,16 @@ def pick_winner(search_study: optuna.Study, full_study: optuna.Study | None, tri
     if full_study is not None:
         promoted = full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         promoted = [trial for trial in promoted if trial.user_attrs.get(attrs.SOURCE_TRIAL) in search_trials]
-        if promoted:
-            best = max(promoted, key=lambda trial: (float(trial.value), -trial.number))
+        best = best_trial(promoted)
+        if best is not None:
             source = search_trials[best.user_attrs[attrs.SOURCE_TRIAL]]
             return Winner(source, best, f"best full-data trial {best.number} (search trial {source.number})")
-    complete = [trial for trial in search_trials.values() if trial.state == TrialState.COMPLETE]
-    if not complete:
+    best = best_trial(search_trials.values())
+    if best is None:
         raise ConfigError(
             f"retrain needs a COMPLETE trial in study {search_study.study_name!r}, but it has none; "
             "run `phonetune search` first (or pick a pruned one with --trial N)"
         )
-    best = max(complete, key=lambda trial: (float(trial.value), -trial.number))
     return Winner(best, None, f"best search trial {best.number} (nothing promoted)")
 
 
@@ -125,23 +125,10 @@ def promoted_run(config: StudyConfig, winner: Winner, run_config: RunConfig) -> 
     if winner.full_trial is None or not (folder / LAST_CHECKPOINT).is_file():
         return None
     payload = read_checkpoint(folder / LAST_CHECKPOINT)
-    stored, wanted = payload["run_config"], run_config.to_mapping()
-    differs = [
-        (section, key)
-        for section, table in wanted.items()
-        for key in table
-        if (section, key) not in RESUME_FREE_KEYS and stored.get(section, {}).get(key) != table[key]
-    ]
-    if differs or payload["epoch"] != run_config.train.epochs:
+    changed = run_config_changes(payload["run_config"], run_config.to_mapping())
+    if changed or payload["epoch"] != run_config.train.epochs:
         return None
-    return TrainResult(
-        out_dir=folder,
-        history=[EpochMetrics(**entry) for entry in payload["history"]],
-        best_dev_acc=payload["best_dev_acc"],
-        best_epoch=payload["best_epoch"],
-        param_count=payload["param_count"],
-        wall_seconds=payload["wall_seconds"],
-    )
+    return TrainResult.from_checkpoint(payload, folder)
 
 
 def default_out_dir(config: StudyConfig, winner: Winner, with_dev: bool) -> Path:
@@ -186,14 +173,9 @@ def retrain_winner(
     submission, frames = predict_checkpoint(
         checkpoint, data.root, data.test_split, out_dir / SUBMISSION_FILE, progress=progress
     )
-    labels_dir = Path(data.root) / f"{data.test_split}-labels"
-    test_accuracy = None
-    if labels_dir.is_dir():
-        report = score_submission(submission, labels_dir, data.phonemes)
-        write_score_report(report, out_dir / "score")
-        test_accuracy = report.accuracy
-    else:
-        logger.info("no labels at %s: the submission is not scored", labels_dir)
+    test_accuracy = score_when_labelled(submission, data, out_dir / "score")
+    if test_accuracy is None:
+        logger.info("no labels at %s: the submission is not scored", labels_dir_of(data))
 
     summary = {
         "study": config.name,

@@ -3,8 +3,8 @@
 Search trials (``objective.py``), promoted full-data runs (``promote.py``) and ``phonetune run`` all go through
 ``train_trial``: the space turns the trial into a ``RunConfig`` (``suggest_run_config``), the model package's
 ``Trainer`` trains it into the run folder with data loaded once per process (``load_fidelity_data``), and after
-every epoch (its checkpoint already written) an ``EpochRecorder`` reports dev accuracy to Optuna, records the
-curves as user attributes and, for search trials, asks the pruner. Epochs inherited from an interrupted attempt's
+every epoch (its checkpoint already written) an ``EpochRecorder`` (``records.py``) reports dev accuracy to
+Optuna, records the curves and the trial's summary attributes and, for search trials, asks the pruner. Epochs inherited from an interrupted attempt's
 checkpoint are reported again first, so the pruner and the dashboard see the whole history.
 
 Example::
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import socket
-import statistics
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,72 +25,16 @@ import optuna
 
 from phonetune.data_pipeline.load import TrainingData, load_training_data
 from phonetune.errors import ConfigError
-from phonetune.model.run_files import EpochMetrics, TrainResult
+from phonetune.model.run_files import TrainResult
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
-from phonetune.search.optuna_private import set_trial_system_attr
+from phonetune.search.records import EpochRecorder
 from phonetune.search.space import fidelity_data_config, suggest_run_config
 
 
 def load_fidelity_data(config: StudyConfig, fidelity: str, *, progress: bool = False) -> TrainingData:
     """Training (subsampled for ``fidelity``) and dev splits shared by every trial of that fidelity in a process."""
     return load_training_data(fidelity_data_config(config, fidelity), progress=progress)
-
-
-def curve_point(metrics: EpochMetrics) -> dict[str, Any]:
-    """One ``curves`` entry (keys in ``attributes.CURVE_KEYS``) from the trainer's ``EpochMetrics``."""
-    return {
-        "epoch": metrics.epoch,
-        "train_loss": metrics.train_loss,
-        "train_accuracy": metrics.train_acc,
-        "dev_loss": metrics.dev_loss,
-        "dev_accuracy": metrics.dev_acc,
-        "lr": metrics.lr,
-        "seconds": metrics.seconds,
-        "frames_per_s": metrics.frames_per_s,
-    }
-
-
-class EpochRecorder:
-    """The trainer's epoch callback for one trial: report, record, and (search trials) prune."""
-
-    def __init__(self, trial: optuna.Trial, prune_before_epoch: int | None) -> None:
-        self.trial = trial
-        self.prune_before_epoch = prune_before_epoch  # None: never prune (full-data runs)
-        self.history: list[EpochMetrics] = []
-        self.resumed_from_epoch = 0
-
-    def inherit(self, result: TrainResult) -> None:
-        """Take over the epochs a resumed run already has: report them again, as this trial's own history."""
-        self.resumed_from_epoch = result.resumed_from_epoch
-        self.trial.set_user_attr(attrs.RESUMED_FROM_EPOCH, result.resumed_from_epoch)
-        self.history = list(result.history)
-        for metrics in self.history:
-            self.trial.report(metrics.dev_acc, metrics.epoch)
-        if self.history:
-            self.record(result.wall_seconds)
-
-    def __call__(self, metrics: EpochMetrics) -> None:
-        self.history.append(metrics)
-        self.record(None)
-        self.trial.report(metrics.dev_acc, metrics.epoch)
-        if (
-            self.prune_before_epoch is not None
-            and metrics.epoch < self.prune_before_epoch
-            and self.trial.should_prune()
-        ):
-            self.trial.set_user_attr(attrs.PRUNED_AT_EPOCH, metrics.epoch)
-            raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch} at dev accuracy {metrics.dev_acc:.4f}")
-
-    def record(self, wall_seconds: float | None) -> None:
-        trial, history = self.trial, self.history
-        set_trial_system_attr(trial, attrs.CURVES, [curve_point(metrics) for metrics in history])
-        trial.set_user_attr(attrs.EPOCHS_RUN, len(history))
-        trial.set_user_attr(attrs.BEST_DEV_ACCURACY, max(metrics.dev_acc for metrics in history))
-        attempt = [metrics for metrics in history if metrics.epoch > self.resumed_from_epoch] or history
-        trial.set_user_attr(attrs.FRAMES_PER_S, statistics.fmean(metrics.frames_per_s for metrics in attempt))
-        if wall_seconds is not None:
-            trial.set_user_attr(attrs.WALL_SECONDS, wall_seconds)
 
 
 def train_trial(

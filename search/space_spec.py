@@ -153,6 +153,16 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
 }
 
 
+# Integer hyperparameters (their axes show whole numbers).
+INTEGER_PARAMS = frozenset(name for name, hyper in HYPERPARAMETERS.items() if hyper.kind == "int")
+
+
+def log_scale_params(space: Mapping[str, "ParamSpec"]) -> frozenset[str]:
+    """The hyperparameters ``space`` (a study's ``[space]``) samples on a log scale (``log = true``): their axes are
+    logarithmic too."""
+    return frozenset(name for name, spec in space.items() if not isinstance(spec, Choice) and spec.log)
+
+
 # Hyperparameters the sampler draws but a trained model then does not use (the sampler draws every one so TPE sees
 # a fixed set); the ablation sheet leaves them blank so that a row reads as the model it trained.
 _UNUSED_WITHOUT_HIDDEN_LAYERS = frozenset({"base_width", "width_fraction", "width_shape", "activation", "batchnorm",

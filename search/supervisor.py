@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import optuna
-from optuna.trial import TrialState
 from tqdm import tqdm
 
 from phonetune.errors import ConfigError
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.progress_lines import running_line, trial_line
+from phonetune.search.ranking import best_trial
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.study import check_study_folders, enqueue_warm_starts, open_study
 from phonetune.search.worker import COUNTED_STATES
@@ -114,9 +114,8 @@ def summarize_study(study: optuna.Study, config: StudyConfig, exit_codes: list[i
     trials = study.get_trials(deepcopy=False)
     states = collections.Counter(trial.state.name for trial in trials)
     summary = SearchSummary(study.study_name, config.paths.storage_url, dict(states), config.study.n_trials, exit_codes)
-    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE and trial.value is not None]
-    if complete:
-        best = max(complete, key=lambda trial: trial.value)
+    best = best_trial(trials)
+    if best is not None:
         summary.best_number, summary.best_value = best.number, best.value
         summary.best_params = {**best.params, attrs.BASE_WIDTH: best.user_attrs.get(attrs.BASE_WIDTH)}
     return summary

@@ -24,15 +24,12 @@ from plotly.offline import get_plotlyjs
 from search_study import write_study
 from shared import free_port
 
-from phonetune.search import attributes as attrs
 from phonetune.cli.main import main
+from phonetune.results.figures import accuracy_vs_params_figure, learning_curve_figure, slice_figure
+from phonetune.results.report import importance_section
+from phonetune.search import attributes as attrs
 from phonetune.search.config import load_study_config
-from phonetune.results.report import (
-    accuracy_vs_params_figure,
-    importance_section,
-    learning_curve_figure,
-    slice_figure,
-)
+from phonetune.search.space_spec import log_scale_params
 from phonetune.search.study import open_study
 from phonetune.search.worker import run_worker
 
@@ -192,9 +189,13 @@ def test_report_page_holds_every_section_and_plotly_once(searched, tmp_path):
     assert "No trial has been promoted yet" in page
     # The slices are a grid of small panels, one per hyperparameter, that fits the page (4 to a row).
     names = sorted({name for trial in study.trials for name in trial.params})
-    figure = slice_figure([t for t in study.trials if t.state.is_finished()], names)
+    figure = slice_figure([t for t in study.trials if t.state.is_finished()], names, log_scale_params(config.space))
     assert {annotation.text for annotation in figure.layout.annotations} == set(names)
     assert figure.layout.height <= 260 * math.ceil(len(names) / 4) + 80
+    # Axis scales come from the study's [space]: lr has log = true, context_frames is an integer hyperparameter.
+    axes = {name: figure.layout[f"xaxis{index + 1 if index else ''}"] for index, name in enumerate(names)}
+    assert axes["lr"].type == "log" and axes["context_frames"].tickformat == "d"
+    assert [name for name, axis in axes.items() if axis.type == "log"] == ["lr"]
 
 
 def test_learning_curves_cut_pruned_trials_and_budget_line(searched):

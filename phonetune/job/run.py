@@ -49,6 +49,7 @@ from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig, load_study_config
 from phonetune.search.ensemble import build_study_ensemble
 from phonetune.search.promote import describe_spearman, promote_top_trials
+from phonetune.search.ranking import rank_complete_trials
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.space import run_config_from_params
 from phonetune.search.space_budget import smallest_budget_for_every_trial
@@ -158,8 +159,7 @@ def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: 
     # The final runs are the search's trials at the final cap: the same parameters, wider where the cap bound them.
     wide = _with_overrides(config, [f"study.param_budget={plan.final_cap}"])
     study = open_study(config)
-    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                      key=lambda trial: (-float(trial.value), trial.number))
+    complete = rank_complete_trials(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     params = {}
     for trial in complete:
         run_config = run_config_from_params(wide, trial.params, attrs.FULL_FIDELITY)
@@ -283,7 +283,8 @@ def _outputs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Pla
     search_study, full_study = open_studies(config)
     sheet = write_ablation_sheet(search_study, full_study, sheet_path or config.paths.artifacts_path / "ablation_sheet.csv")
     report_path = config.paths.artifacts_path / "report.html"
-    write_report(search_study, full_study, report_path, param_budget=plan.final_cap)
+    write_report(search_study, full_study, report_path, param_budget=plan.final_cap,
+                 space=config.space)
     states: dict[str, int] = {}
     for trial in search_study.get_trials(deepcopy=False):
         states[trial.state.name] = states.get(trial.state.name, 0) + 1

@@ -27,12 +27,20 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from phonetune.atomic import atomic_write_text
 from phonetune.model.budget import layer_widths
 from phonetune.model.config import ModelConfig
 from phonetune.search import attributes as attrs
+from phonetune.search.records import (
+    best_dev_accuracy,
+    dev_accuracies,
+    dev_accuracy_after,
+    epochs_run,
+    pruned_at_epoch,
+    trial_fidelity,
+)
 from phonetune.search.space_spec import unused_params
 
 logger = logging.getLogger(__name__)
@@ -74,69 +82,10 @@ MARGINAL_COLUMNS = [
 DERIVED_PARAMS = (attrs.BASE_WIDTH,)
 
 
-def epoch_curve(trial: FrozenTrial) -> list[dict[str, Any]]:
-    """Per-epoch metrics of a trial, oldest first.
-
-    The objective records them as the ``curves`` system attr (a user attr in older studies): a list of dicts with at
-    least ``epoch`` and ``dev_accuracy``. Trials without it fall back to the values reported to Optuna, so a trial
-    recorded by any objective still draws a curve.
-    """
-    curves = trial.system_attrs.get(attrs.CURVES, trial.user_attrs.get(attrs.CURVES))
-    if isinstance(curves, list) and curves:
-        return [dict(point) for point in curves if isinstance(point, dict)]
-    return [
-        {"epoch": int(step), "dev_accuracy": float(value)}
-        for step, value in sorted(trial.intermediate_values.items())
-    ]
-
-
-def dev_accuracies(trial: FrozenTrial) -> list[float]:
-    """Dev accuracy after each epoch the trial ran."""
-    return [float(point["dev_accuracy"]) for point in epoch_curve(trial) if point.get("dev_accuracy") is not None]
-
-
-def best_dev_accuracy(trial: FrozenTrial) -> float | None:
-    """The trial's objective value when complete, else the best dev accuracy it reached before it stopped."""
-    if trial.state == TrialState.COMPLETE and trial.value is not None:
-        return float(trial.value)
-    accuracies = dev_accuracies(trial)
-    return max(accuracies) if accuracies else None
-
-
-def pruned_at_epoch(trial: FrozenTrial) -> int | None:
-    """Epoch after which the pruner stopped the trial (None unless pruned)."""
-    if trial.state != TrialState.PRUNED:
-        return None
-    recorded = trial.user_attrs.get(attrs.PRUNED_AT_EPOCH)
-    if recorded is not None:
-        return int(recorded)
-    curve = epoch_curve(trial)
-    return int(curve[-1]["epoch"]) if curve else None
-
-
-def epochs_run(trial: FrozenTrial) -> int:
-    recorded = trial.user_attrs.get(attrs.EPOCHS_RUN)
-    if recorded is not None:
-        return int(recorded)
-    return len(epoch_curve(trial))
-
-
-def trial_fidelity(trial: FrozenTrial, default: str) -> str:
-    return str(trial.user_attrs.get(attrs.FIDELITY, default))
-
-
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The study's finished trials (COMPLETE, PRUNED and FAIL: the sheet shows failures too) in number order."""
     trials = study.get_trials(deepcopy=False)
     return sorted((trial for trial in trials if trial.state.is_finished()), key=lambda trial: trial.number)
-
-
-def dev_accuracy_after(trial: FrozenTrial, epoch: int) -> float | None:
-    """Dev accuracy after ``epoch`` (1-based), None when the trial stopped before it."""
-    for point in epoch_curve(trial):
-        if int(point.get("epoch", 0)) == epoch and point.get("dev_accuracy") is not None:
-            return float(point["dev_accuracy"])
-    return None
 
 
 def hidden_layer_widths(values: dict[str, Any]) -> str | None:

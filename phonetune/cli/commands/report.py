@@ -23,6 +23,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_study_args(args)
     search_study, full_study = open_studies(config)
-    path = write_report(search_study, full_study, args.out, param_budget=config.param_budget)
+    path = write_report(search_study, full_study, args.out, param_budget=config.param_budget, space=config.space)
     print(f"report: {path.resolve()}")
     return 0
