@@ -163,7 +163,7 @@ class PrunerConfig:
         return found
 
 
-def _search_owned_keys() -> tuple[dict[str, str], dict[str, str]]:
+def search_owned_keys() -> tuple[dict[str, str], dict[str, str]]:
     """Keys of [data] and [train] that the search decides, each with where a study file sets it instead."""
     data_keys = {"train_fraction": "[fidelity] train_fraction", "subsample_seed": "[fidelity] subsample_seed"}
     train_keys = {"epochs": "[fidelity] trial_epochs / full_epochs"}
@@ -191,7 +191,7 @@ class StudyConfig:
     space: dict[str, ParamSpec] = field(default_factory=dict)  # every hyperparameter in HYPERPARAMETERS
     warm_start: list[WarmStart] = field(default_factory=list)  # enqueued before any sampled trial, in this order
     source: str = "<memory>"  # the study file it was read from, for messages
-    overrides: tuple[str, ...] = ()  # the --set overrides applied on top, so workers can load the same config
+    overrides: tuple[str, ...] = ()  # the --set overrides applied on top, for messages (workers load a resolved file)
 
     @property
     def name(self) -> str:
@@ -234,7 +234,7 @@ def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") 
 
     data_table = dict(raw.get("data") or {})
     train_table = dict(raw.get("train") or {})
-    data_owned, train_owned = _search_owned_keys()
+    data_owned, train_owned = search_owned_keys()
     for table, owned, section in ((data_table, data_owned, "data"), (train_table, train_owned, "train")):
         for key in sorted(set(table) & set(owned)):
             problems.append(f"{source} [{section}]: {key} is decided by the search; set it in {owned[key]} instead")

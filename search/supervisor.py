@@ -1,8 +1,9 @@
 """The parent of a search: ``run_search`` (the ``phonetune search`` command) and the worker processes it starts.
 
-``run_search`` creates the study once, builds the data cache once, starts N ``phonetune worker`` subprocesses
-(``worker.py``; each pinned to one GPU with ``--gpus``, round robin), and shows a progress bar of finished trials
-with one line per trial (``progress_lines.py``). Ctrl-C, SIGTERM or the ``deadline`` sends each worker one SIGINT:
+``run_search`` creates the study once, builds the data cache once, writes the study config as this process resolved
+it (``resolved.write_resolved_study``, to ``<artifacts>/resolved-study.toml``), starts N ``phonetune worker``
+subprocesses that load that file and nothing else (``worker.py``; each pinned to one GPU with ``--gpus``, round
+robin), and shows a progress bar of finished trials with one line per trial (``progress_lines.py``). Ctrl-C, SIGTERM or the ``deadline`` sends each worker one SIGINT:
 it fails its running trial and re-queues it, so the same command resumes the study where it stopped.
 """
 
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
@@ -26,6 +28,7 @@ from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.progress_lines import running_line, trial_line
 from phonetune.search.ranking import best_trial
+from phonetune.search.resolved import write_resolved_study
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.study import check_study_folders, enqueue_warm_starts, open_study
 from phonetune.search.worker import COUNTED_STATES
@@ -58,15 +61,11 @@ class SearchSummary:
         return self.n_trials > 0 and self.finished >= self.n_trials
 
 
-def worker_command(config: StudyConfig, worker_index: int) -> list[str]:
-    """The ``phonetune worker`` command line that loads the same study config (file plus overrides)."""
-    if config.source == "<memory>":
-        raise ConfigError("worker processes load the study config from its file, but this config was built in memory")
-    command = [sys.executable, "-m", "phonetune.cli", "worker", "--config", config.source,
-               "--worker-index", str(worker_index), "--quiet"]
-    for override in config.overrides:
-        command += ["--set", override]
-    return command
+def worker_command(study_file: Path, worker_index: int) -> list[str]:
+    """The ``phonetune worker`` command line of worker ``worker_index``: it loads ``study_file``, the resolved study
+    (``resolved.write_resolved_study``), and nothing else."""
+    return [sys.executable, "-m", "phonetune.cli", "worker", "--config", str(study_file),
+            "--worker-index", str(worker_index), "--quiet"]
 
 
 def worker_env(index: int, workers: int, gpus: Sequence[str] = (), base: dict[str, str] | None = None) -> dict[str, str]:
@@ -84,13 +83,13 @@ def worker_env(index: int, workers: int, gpus: Sequence[str] = (), base: dict[st
     return env
 
 
-def start_workers(config: StudyConfig, workers: int, gpus: Sequence[str] = ()) -> list[subprocess.Popen]:
-    """Start ``workers`` worker processes, each in its own session, so a terminal Ctrl-C reaches only the parent,
-    which forwards exactly one SIGINT to each."""
+def start_workers(study_file: Path, workers: int, gpus: Sequence[str] = ()) -> list[subprocess.Popen]:
+    """Start ``workers`` worker processes on the resolved study ``study_file``, each in its own session, so a terminal
+    Ctrl-C reaches only the parent, which forwards exactly one SIGINT to each."""
     processes = []
     for index in range(workers):
         env = worker_env(index, workers, gpus)
-        processes.append(subprocess.Popen(worker_command(config, index), env=env, start_new_session=True))
+        processes.append(subprocess.Popen(worker_command(study_file, index), env=env, start_new_session=True))
         logger.debug("started worker %d (pid %d)%s", index, processes[-1].pid,
                      f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else "")
     return processes
@@ -151,7 +150,9 @@ def run_search(
         return summarize_study(study, config, [])
     if finished:
         logger.info("resuming %s: %d of %s trials already finished", config.describe(), finished, target or "?")
-    processes = start_workers(config, workers, gpus)
+    # The workers load the config as this process resolved it (file and overrides), written once for all of them.
+    study_file = write_resolved_study(config, config.paths.resolved_study_path)
+    processes = start_workers(study_file, workers, gpus)
     bar = tqdm(total=target or None, initial=finished, unit="trial", desc=config.name, disable=not progress)
     # The running trials, live: in the bar's tail on a terminal; otherwise a plain line whenever it changes.
     live = progress and sys.stderr.isatty()

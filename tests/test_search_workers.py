@@ -5,14 +5,18 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 from search_study import write_study
 from shared import ONE_THREAD_ENV
 
+from phonetune.cli.main import main
 from phonetune.search import attributes as attrs
+from phonetune.search import config as study_config
 from phonetune.search.config import load_study_config
+from phonetune.search.paths import StudyPaths
 
 
 def search(path, *overrides):
@@ -58,12 +62,40 @@ def test_workers_are_pinned_to_gpus_round_robin_and_cpu_workers_share_threads(tm
     assert worker_env(0, 64, [], base={})["OMP_NUM_THREADS"] == "1"
     assert worker_env(0, 2, [], base={"OMP_NUM_THREADS": "4"})["OMP_NUM_THREADS"] == "4"
 
-    path = write_study(tmp_path, tiny_corpus.root)
-    config = load_study_config(path, ["study.n_trials=9"])
-    command = worker_command(config, 3)
-    assert command[command.index("--config") + 1] == str(path)
+    resolved = tmp_path / "artifacts" / "resolved-study.toml"
+    command = worker_command(resolved, 3)
+    assert command[command.index("--config") + 1] == str(resolved)
     assert command[command.index("--worker-index") + 1] == "3"
-    assert command[command.index("--set") + 1] == "study.n_trials=9"
+    assert "--set" not in command  # the resolved file carries the overrides
+
+
+def test_the_parent_parses_the_study_file_once_and_workers_load_the_resolved_file(tmp_path, tiny_corpus, monkeypatch,
+                                                                                   capsys):
+    """`phonetune search` reads its study file once; each worker reads the resolved study the parent wrote (with the
+    parent's overrides in it), once, and no --set strings. The study still records the file it was created from, and
+    a rerun is checked against the settings it was created with."""
+    path = write_study(tmp_path, tiny_corpus.root, **{"study.n_trials": 4})
+    parsed: list[Path] = []
+    read_toml = study_config.read_toml
+    monkeypatch.setattr(study_config, "read_toml", lambda file: parsed.append(Path(file)) or read_toml(file))
+    assert main(["search", "--config", str(path), "--set", "study.n_trials=1", "--quiet"]) == 0
+    assert parsed == [path]
+
+    resolved = StudyPaths.resolve("tiny", str(tmp_path / "artifacts")).resolved_study_path
+    assert load_study_config(resolved).study.n_trials == 1  # the override, resolved into the file
+    parsed.clear()
+    assert main(["worker", "--config", str(resolved)]) == 0  # as a worker process starts; the study is done
+    assert parsed == [resolved]
+    trials = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'study.db'}").trials
+    assert [trial.state for trial in trials] == [TrialState.COMPLETE]  # the worker ran nothing more
+
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert study.user_attrs["config_source"] == str(path)
+    capsys.readouterr()
+    assert main(["search", "--config", str(path), "--set", "study.n_trials=1"]) == 0  # the same settings: done
+    changed = ["--set", "study.n_trials=1", "--set", "fidelity.trial_epochs=1"]
+    assert main(["search", "--config", str(path), *changed]) == 1
+    assert "was created with other settings" in capsys.readouterr().err
 
 
 def test_a_config_warning_is_printed_once_not_once_per_worker(tmp_path, tiny_corpus):

@@ -78,7 +78,7 @@ class JobOutcome:
 
 
 def _with_overrides(config: StudyConfig, extra: Sequence[str]) -> StudyConfig:
-    """The same study file with more ``--set`` overrides (workers reload the file, so overrides must carry it all)."""
+    """The same study file with more ``--set`` overrides on top of the command's own."""
     if config.source == "<memory>":
         raise ConfigError("phonetune run loads the study from its file, but this config was built in memory")
     return load_study_config(config.source, [*config.overrides, *extra])
