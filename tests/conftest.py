@@ -1,4 +1,5 @@
-"""Shared pytest fixtures. Corpus writing lives in tests/corpus.py (importable as ``corpus`` from tests)."""
+"""Shared pytest fixtures. The helper modules beside this file (``corpus``, ``shared``, ``postgres``, ``search_study``)
+import by bare name from any test folder: pyproject.toml puts tests/ on the path (``pythonpath``)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,6 @@ from shared import free_port
 
 from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.cli.main import build_parser, main
-from phonetune.cli.hosts import parse_gpus
 from phonetune.search.config import load_study_config
 from phonetune.results.dashboard import DashboardServer
 from phonetune.search.storage import POSTGRES_CONNECT_TIMEOUT_S, build_storage
@@ -193,17 +192,6 @@ def test_gpus_that_this_host_does_not_have_are_refused_by_name(stored, capsys, g
     if torch.cuda.device_count() == 0:  # a CPU-only host: says that --gpus needs CUDA devices
         assert "no CUDA devices" in err and "--gpus needs CUDA devices" in err
     stored.assert_untouched()
-
-
-def test_gpus_are_checked_against_the_devices_of_the_host():
-    # The count is what a host with four GPUs reports; the CLI passes torch's own count.
-    assert parse_gpus("0, 1,3", count=4) == ["0", "1", "3"]
-    assert parse_gpus("", count=0) == []
-    with pytest.raises(ConfigError, match=r"--gpus 2,7 names GPU 7, which does not exist: this host has 4 CUDA "
-                                          r"devices: 0,1,2,3"):
-        parse_gpus("2,7", count=4)
-    with pytest.raises(ConfigError, match=r"--gpus must be .* but got '0,x'.*this host has 4 CUDA devices"):
-        parse_gpus("0,x", count=4)
 
 
 @pytest.mark.parametrize("port", ["70000", "-1"])

@@ -1,0 +1,122 @@
+"""The ablation sheet of a real study (``phonetune export``): every row and marginal against what the storage holds."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from phonetune.cli.main import main
+from phonetune.search import attributes as attrs
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _same_number(text: str, value: float | int | None) -> bool:
+    """``text`` is ``value`` as the sheet writes numbers: exact for integers, else at 4 significant digits (half a
+    unit of the 4th digit away at most, and no more digits than that written)."""
+    if value is None:
+        return text == ""
+    if isinstance(value, int) or float(value).is_integer():
+        return float(text) == float(value)
+    digits = text.lstrip("-0.").replace(".", "").rstrip("0")
+    tolerance = 0.5 * 10 ** (math.floor(math.log10(abs(value))) - 3)
+    return "e" not in text.lower() and len(digits) <= 4 and abs(float(text) - float(value)) <= tolerance * 1.0001
+
+
+def test_export_rows_match_the_storage(searched, tmp_path, capsys):
+    path, config, _ = searched
+    out = tmp_path / "sheet.csv"
+    assert main(["export", "--config", str(path), "--out", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+
+    study = optuna.load_study(study_name=config.name, storage=config.paths.storage_url)
+    trials = {trial.number: trial for trial in study.trials}
+    columns, rows = _read_csv(out)
+    param_names = sorted({name for trial in trials.values() for name in trial.params})
+    for name in ["number", "state", "trained_on", "promoted_from", *param_names, "base_width", "layer_widths",
+                 "param_count", "dev_accuracy", "dev_accuracy_epoch_1", "test_accuracy", "pruned_at_epoch",
+                 "epochs_run", "wall_seconds", "frames_per_s"]:
+        assert name in columns, f"column {name} missing from {columns}"
+    assert sorted(int(row["number"]) for row in rows) == sorted(trials)
+
+    for row in rows:
+        trial = trials[int(row["number"])]
+        assert row["state"] == trial.state.name
+        assert row["trained_on"] == "subsample" and row["promoted_from"] == ""
+        depth = trial.params["hidden_layers"]
+        # What the model does not use is blank: the sampler drew it, but no layer applies it.
+        unused = set()
+        if depth == 0:
+            unused |= {"width_shape", "batchnorm", "batchnorm_layers", "dropout", "activation", "base_width"}
+        if trial.params.get("batchnorm") == "none":
+            unused.add("batchnorm_layers")
+        for name in param_names:
+            if name not in trial.params or name in unused:
+                assert row[name] == "", (name, row[name])
+            elif isinstance(trial.params[name], str):
+                assert row[name] == trial.params[name]
+            else:
+                assert _same_number(row[name], trial.params[name]), (name, row[name], trial.params[name])
+        widths = row["layer_widths"].split("-")
+        if depth == 0:
+            assert row["layer_widths"] == "none" and row["base_width"] == ""
+        else:
+            base = trial.user_attrs[attrs.BASE_WIDTH]
+            assert int(row["base_width"]) == base and len(widths) == depth
+            assert all(int(width) % 8 == 0 for width in widths)
+            if trial.params.get("width_shape", "cylinder") == "cylinder" or depth == 1:
+                assert widths == [str(base)] * depth
+        assert int(row["param_count"]) == trial.user_attrs[attrs.PARAM_COUNT]
+        reached = max(trial.intermediate_values.values())
+        expected_best = trial.value if trial.state == TrialState.COMPLETE else reached
+        assert _same_number(row["dev_accuracy"], expected_best)
+        assert _same_number(row["dev_accuracy_epoch_1"], trial.intermediate_values[1])
+        assert row["test_accuracy"] == ""
+        assert int(row["epochs_run"]) == len(trial.intermediate_values)
+        if trial.state == TrialState.PRUNED:
+            assert int(row["pruned_at_epoch"]) == max(trial.intermediate_values) < config.fidelity.trial_epochs
+        else:
+            assert row["pruned_at_epoch"] == ""
+            assert int(row["epochs_run"]) == config.fidelity.trial_epochs
+        assert _same_number(row["wall_seconds"], trial.user_attrs[attrs.WALL_SECONDS])
+        assert _same_number(row["frames_per_s"], trial.user_attrs[attrs.FRAMES_PER_S])
+
+
+def test_export_marginals_summarise_each_value_pruned_trials_included(searched, tmp_path):
+    path, config, study = searched
+    out = tmp_path / "ablation.csv"
+    assert main(["export", "--config", str(path), "--out", str(out)]) == 0
+    _, marginals = _read_csv(tmp_path / "ablation_marginals.csv")
+    for value in ("relu", "tanh"):
+        drawn = [t for t in study.trials if t.params.get("activation") == value and t.params["hidden_layers"] > 0]
+        if not drawn:
+            continue
+        (row,) = [r for r in marginals if r["parameter"] == "activation" and r["value"] == value]
+        complete = [t.value for t in drawn if t.state == TrialState.COMPLETE]
+        reached = [t.value if t.state == TrialState.COMPLETE else max(t.intermediate_values.values()) for t in drawn]
+        assert int(row["trials"]) == len(drawn)
+        assert int(row["complete"]) == len(complete)
+        assert int(row["pruned"]) == sum(t.state == TrialState.PRUNED for t in drawn)
+        assert _same_number(row["best_dev_accuracy"], max(reached))
+        first = [t.intermediate_values[1] for t in drawn]
+        assert _same_number(row["mean_dev_accuracy_epoch_1"], sum(first) / len(first))
+        if complete:
+            assert _same_number(row["mean_dev_accuracy_complete"], sum(complete) / len(complete))
+    # Every row compares its trials after epoch 1, so none is blank, pruned-only values included.
+    assert marginals and all(row["mean_dev_accuracy_epoch_1"] != "" for row in marginals)
+    # lr is continuous: a few ranges whose counts cover every finished trial once.
+    lr_rows = [r for r in marginals if r["parameter"] == "lr"]
+    assert 1 < len(lr_rows) <= 4 and sum(int(r["trials"]) for r in lr_rows) == len(study.trials)
+    for r in lr_rows:
+        low, high = (float(edge) for edge in r["value"].split("-"))
+        # edges as written: 4 significant digits of the lowest and highest value drawn, 2 in between
+        inside = [t for t in study.trials if low * (1 - 5e-4) <= t.params["lr"] <= high * (1 + 5e-4)]
+        assert len(inside) >= int(r["trials"])
