@@ -95,11 +95,17 @@ class ContextWindows:
         augment: AugmentConfig | None = None,
         *,
         recycle: bool = False,
+        start_batch: int = 0,
+        resume_state: torch.Tensor | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One shuffled epoch of ``(x, y)``; the order (and the masks) depend only on ``generator``'s state.
 
         ``generator`` must live on this object's device (``torch.Generator(device=windows.device)``). Seeding it
         per epoch makes a resumed run repeat the same order. ``augment`` applies time and frequency masks.
+
+        ``start_batch`` with ``resume_state`` (the generator's ``get_state()`` saved after batch ``start_batch - 1``)
+        continues an epoch in its middle: the same order is drawn, then the generator is put back where it was, so
+        the rest of the epoch (masks included) is what it would have been without the interruption.
 
         ``recycle=True`` (a training loop that is done with a batch once it asks for the next but one): on CPU, ``x``
         is gathered into two buffers used in turn, so batch ``n`` is overwritten when batch ``n + 2`` is produced.
@@ -109,10 +115,16 @@ class ContextWindows:
         if self.labels is None:
             raise DataError(f"split {self.split_name!r} has no transcripts, so it cannot be used for training")
         order = torch.randperm(self.num_frames, generator=generator, device=self.device)
+        if start_batch:
+            if resume_state is None:
+                raise ValueError("train_batches needs the generator state saved at start_batch to continue an epoch")
+            generator.set_state(resume_state)
         masking = augment is not None and augment.enabled
         bounds = _batch_bounds(self.num_frames, batch_size)
         buffers = self._recycled_buffers(bounds) if recycle else []
         for step, (start, stop) in enumerate(bounds):
+            if step < start_batch:
+                continue
             frame_indices = order[start:stop]
             out = buffers[step % 2][: stop - start] if buffers else None
             x = self.gather(frame_indices, out)

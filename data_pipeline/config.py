@@ -57,6 +57,7 @@ class DataConfig:
     cache_dir: str = ""  # empty: ROOT/.phonetune-cache, or ~/.cache/phonetune/<hash> when ROOT is read-only
     train_fraction: float = 1.0  # fraction of training utterances used (whole utterances); low-fidelity trials
     subsample_seed: int = 0  # which utterances a fraction < 1 keeps
+    dev_fraction: float = 1.0  # fraction of dev utterances a run evaluates on (by subsample_seed); < 1: cheap checks
     feature_width: int = 28  # columns per mfcc frame; files with another width are rejected
     phonemes: list[str] = field(default_factory=lambda: list(HW1P2_PHONEMES))  # class index = position
     time_mask_prob: float = 0.0  # see AugmentConfig
@@ -98,6 +99,8 @@ class DataConfig:
             )
         if not 0.0 < self.train_fraction <= 1.0:
             found.append(f"train_fraction must be in (0, 1], but got train_fraction={self.train_fraction}")
+        if not 0.0 < self.dev_fraction <= 1.0:
+            found.append(f"dev_fraction must be in (0, 1], but got dev_fraction={self.dev_fraction}")
         if self.feature_width < 1:
             found.append(f"feature_width must be at least 1, but got feature_width={self.feature_width}")
         if not self.phonemes:

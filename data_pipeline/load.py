@@ -113,16 +113,18 @@ class TrainingData:
     """What a training run reads: its (subsampled) training split, the dev split and the normalization statistics."""
 
     train: SplitData  # config.train_fraction of the training utterances (+ dev's when loaded with_dev)
-    dev: SplitData  # the whole dev split, labelled
+    dev: SplitData  # the dev split (dev_fraction of its utterances), labelled
     stats: NormStats | None  # training-split statistics under normalization="global", else None
     train_fraction: float  # the subsample this was built with, so a run given it can check it matches its config
     subsample_seed: int
     with_dev: bool = False
+    dev_fraction: float = 1.0
 
 
 def load_training_data(config: DataConfig, *, with_dev: bool = False, progress: bool = True) -> TrainingData:
     """Training and dev splits for ``config``: statistics first (global normalization), then both splits, then the
-    seeded whole-utterance subsample of train (``train_fraction``), then dev appended to train when ``with_dev``.
+    seeded whole-utterance subsample of train (``train_fraction``), then dev appended to train when ``with_dev``, and
+    last the dev utterances evaluated (``dev_fraction``: a cheaper, noisier measurement for short trials).
 
     Statistics are always the training split's alone, as at prediction time. Raises a DataError naming the split
     when dev has no transcripts (nothing could be scored).
@@ -138,4 +140,5 @@ def load_training_data(config: DataConfig, *, with_dev: bool = False, progress: 
     train = subsample_utterances(train, config.train_fraction, config.subsample_seed)
     if with_dev:
         train = concatenate_splits(train, dev, f"{config.train_split}+{config.dev_split}")
-    return TrainingData(train, dev, stats, config.train_fraction, config.subsample_seed, with_dev)
+    dev = subsample_utterances(dev, config.dev_fraction, config.subsample_seed)
+    return TrainingData(train, dev, stats, config.train_fraction, config.subsample_seed, with_dev, config.dev_fraction)

@@ -55,7 +55,7 @@ def subsample_utterances(split: SplitData, fraction: float, seed: int) -> SplitD
     otherwise the kept frames are copied into memory (a low-fidelity trial's subset is small).
     """
     if not 0.0 < fraction <= 1.0:
-        raise ConfigError(f"train_fraction must be in (0, 1], but got {fraction}")
+        raise ConfigError(f"a subsample fraction must be in (0, 1], but got {fraction}")
     if fraction == 1.0:
         return split
     count = max(1, int(round(fraction * split.num_utterances)))

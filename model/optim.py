@@ -1,7 +1,12 @@
 """Optimizer and learning-rate schedule built from a ``TrainConfig``, and when each schedule steps.
 
-Schedules step once per epoch (step, exponential, cosine; plateau on the dev loss) except one-cycle, which steps
-once per batch because its warm-up and annealing are defined over optimizer steps.
+Schedules step once per epoch (step, exponential, cosine; plateau on the dev loss) except one-cycle and linear,
+which step once per batch because their warm-up and annealing are defined over optimizer steps.
+
+``linear`` is the budgeted-training schedule: a warm-up, an optional hold at the full learning rate, then a straight
+line to zero at the run's last step, so a run sized to its deadline ends exactly annealed. While a run is still in
+its warm-up or hold, its total may be changed (``phonetune run`` sizes a search trial's continuation to the time
+really left): the steps taken so far had the same learning rates under either total.
 """
 
 from __future__ import annotations
@@ -41,11 +46,42 @@ def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device)
     raise ValueError(f"unhandled optimizer {config.optimizer!r}")  # unreachable: TrainConfig validates it
 
 
+def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Optimizer steps of the whole run: ``total_steps`` when set, else ``epochs`` whole epochs."""
+    return config.total_steps or config.epochs * steps_per_epoch
+
+
+def warmup_steps(config: TrainConfig, total: int) -> int:
+    """The linear schedule's warm-up: ``warmup_steps`` when set, else ``warmup_fraction`` of the run."""
+    return config.warmup_steps or max(1, round(config.warmup_fraction * total))
+
+
+def constant_until(config: TrainConfig, total: int) -> int:
+    """The step up to which a linear schedule has not begun to decay (warm-up plus hold); other schedules: 0."""
+    if config.scheduler != "linear":
+        return 0
+    return min(total, warmup_steps(config, total) + config.hold_steps)
+
+
+def linear_factor(step: int, warmup: int, hold: int, total: int) -> float:
+    """Learning-rate multiplier of optimizer step ``step`` (0-based) under the linear schedule."""
+    if step < warmup:
+        return (step + 1) / warmup
+    decay_start = warmup + hold
+    if step < decay_start or total <= decay_start:
+        return 1.0
+    return max(0.0, (total - step) / (total - decay_start))
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None:
     """The configured schedule, or None for a fixed learning rate."""
     schedules = torch.optim.lr_scheduler
+    total = total_steps(config, steps_per_epoch)
+    if config.scheduler == "linear":
+        warmup, hold = warmup_steps(config, total), config.hold_steps
+        return schedules.LambdaLR(optimizer, lambda step: linear_factor(step, warmup, hold, total))
     if config.scheduler == "fixed":
         return None
     if config.scheduler == "step":
@@ -60,7 +96,7 @@ def build_scheduler(
         )
     if config.scheduler == "onecycle":
         return schedules.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
+            optimizer, max_lr=config.lr, total_steps=total,
             pct_start=config.warmup_fraction,
         )
     raise ValueError(f"unhandled scheduler {config.scheduler!r}")  # unreachable: TrainConfig validates it
@@ -68,7 +104,7 @@ def build_scheduler(
 
 def steps_per_batch(config: TrainConfig) -> bool:
     """True when the schedule advances every optimizer step rather than every epoch."""
-    return config.scheduler == "onecycle"
+    return config.scheduler in ("onecycle", "linear")
 
 
 def step_epoch_schedule(scheduler, config: TrainConfig, dev_loss: float) -> None:

@@ -24,22 +24,25 @@ LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 CURVES_FILE = "curves.html"
 # Settings that may differ between a checkpoint and the run resuming (or reusing) it: they do not change the arithmetic.
-RESUME_FREE_KEYS = {("train", "epochs"), ("train", "device"), ("train", "compile"), ("train", "eval_batch_size"),
-                    ("data", "cache_dir")}
+RESUME_FREE_KEYS = {("train", "epochs"), ("train", "total_steps"), ("train", "device"), ("train", "compile"),
+                    ("train", "eval_batch_size"), ("train", "pause_at_step"), ("train", "eval_every_steps"),
+                    ("data", "cache_dir"), ("data", "dev_fraction")}
 
 
 @dataclass
 class EpochMetrics:
     """One epoch's numbers; losses are mean cross-entropy per frame (train includes label smoothing)."""
 
-    epoch: int  # 1-based number of the epoch just finished
+    epoch: int  # 1-based number of this evaluation: the epoch just finished, or a point inside one (eval_every_steps)
     train_loss: float
     train_acc: float  # fraction of training frames classified correctly while training (dropout on)
     dev_loss: float  # unsmoothed cross-entropy on the dev split, eval mode
     dev_acc: float
     lr: float  # learning rate in use at the end of the epoch's last step
     frames_per_s: float  # training frames per second (forward, backward, step, batching)
-    seconds: float  # wall time of the whole epoch, evaluation included
+    seconds: float  # wall time since the previous evaluation, this one included
+    step: int = 0  # optimizer steps taken by the end of this evaluation's training (0 in runs from before steps)
+    epochs_done: float = 0.0  # passes over the training split so far (fractional inside an epoch)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

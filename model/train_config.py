@@ -26,7 +26,7 @@ from phonetune.errors import ConfigError
 from phonetune.model.config import ModelConfig, ModelIO
 
 Optimizer = Literal["adamw", "adam", "sgd", "sgd_nesterov", "rmsprop"]
-Scheduler = Literal["fixed", "step", "plateau", "exponential", "cosine", "onecycle"]
+Scheduler = Literal["fixed", "step", "plateau", "exponential", "cosine", "onecycle", "linear"]
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 RUN_SECTIONS = ("data", "model", "train")
@@ -38,19 +38,25 @@ DATA_OWNED_KEYS = frozenset({"context_frames", "feature_width", "num_classes"})
 class TrainConfig:
     """How one model is trained: epochs, batches, optimizer, schedule, regularisation, device."""
 
-    epochs: int = 10  # passes over the (possibly subsampled) training split
+    epochs: int = 10  # passes over the (possibly subsampled) training split (replaced by total_steps when set)
+    total_steps: int = 0  # the run's length in optimizer steps, ending mid-epoch if need be; 0 = epochs x batches
     batch_size: int = 2048  # frames per optimizer step; larger is faster per frame on a GPU, noisier is smaller
     eval_batch_size: int = 16384  # frames per forward pass when evaluating or predicting; memory only
     optimizer: Optimizer = "adamw"  # adamw decouples weight decay; sgd/sgd_nesterov/rmsprop use momentum
     lr: float = 1e-3  # peak learning rate (the max of a one-cycle schedule)
     weight_decay: float = 0.0  # L2 (adam, sgd, rmsprop) or decoupled (adamw) decay of weight matrices
     momentum: float = 0.9  # for sgd, sgd_nesterov and rmsprop; ignored by adam/adamw
-    scheduler: Scheduler = "fixed"  # fixed lr, or step/plateau/exponential/cosine per epoch, onecycle per batch
+    scheduler: Scheduler = "fixed"  # fixed lr, step/plateau/exponential/cosine per epoch, onecycle/linear per batch
     step_size: int = 2  # step: epochs between lr drops
     gamma: float = 0.5  # step and exponential: lr multiplier per drop / per epoch
     plateau_patience: int = 1  # plateau: epochs without dev-loss improvement before the lr drops
     plateau_factor: float = 0.5  # plateau: lr multiplier on a drop
-    warmup_fraction: float = 0.1  # onecycle: fraction of all steps spent warming up to lr
+    warmup_fraction: float = 0.1  # onecycle, linear: fraction of all steps spent warming up to lr
+    warmup_steps: int = 0  # linear: warm-up steps, overriding warmup_fraction (so a run can be lengthened later)
+    hold_steps: int = 0  # linear: steps at the full lr after the warm-up, then linear decay to 0 at the last step
+    pause_at_step: int = 0  # stop this session after this many steps (0 = run to the end); a later one continues
+    eval_every_steps: int = 0  # also evaluate (and checkpoint) every this many steps; 0 = at epoch ends only
+    ema_decay: float = 0.0  # evaluate and predict with an exponential moving average of the weights; 0 = off
     label_smoothing: float = 0.0  # cross-entropy target smoothing, 0..<1; dev loss is always unsmoothed
     rdrop_alpha: float = 0.0  # R-Drop: two dropout passes per batch, plus alpha x their symmetric KL; 0 = off
     grad_clip: float = 0.0  # max global gradient norm; 0 turns clipping off
@@ -64,6 +70,13 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "step_size"):
             if getattr(self, name) < 1:
                 found.append(f"{name} must be at least 1, but got {name}={getattr(self, name)}")
+        for name in ("total_steps", "warmup_steps", "hold_steps", "pause_at_step", "eval_every_steps"):
+            if getattr(self, name) < 0:
+                found.append(f"{name} must be 0 (off) or more, but got {name}={getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            found.append(f"ema_decay must be in [0, 1) (0 = off), but got ema_decay={self.ema_decay}")
+        if self.hold_steps and self.scheduler != "linear":
+            found.append(f"hold_steps applies to scheduler = \"linear\" only, but the scheduler is {self.scheduler!r}")
         if self.batch_size < 2:
             found.append(f"batch_size must be at least 2 (batch norm needs two frames), but got {self.batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):

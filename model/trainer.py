@@ -1,7 +1,11 @@
 """``Trainer``: one configuration trained end to end, ``setup()`` -> ``train()`` -> ``cleanup()``.
 
 The loop is plain: per epoch, shuffle with a generator seeded by (seed, epoch), step through the batches, evaluate on
-dev, step the schedule, write the checkpoint, call the callback. Loss and correct-frame counts accumulate as device
+dev, step the schedule, write the checkpoint, call the callback. A run's length is ``epochs`` whole epochs, or
+``total_steps`` optimizer steps (a run sized to a deadline ends mid-epoch); ``eval_every_steps`` adds evaluations
+(each one a checkpoint and a callback) inside epochs, and ``pause_at_step`` ends a session early so that a later one
+continues the same run (a search trial that ``phonetune run`` later trains to its end). With ``ema_decay`` the dev
+figures and ``best.pt`` come from an exponential moving average of the weights (``model.ema``). Loss and correct-frame counts accumulate as device
 tensors and are read once per epoch (the progress bar reads them every ``POSTFIX_EVERY_STEPS`` steps), so a CUDA
 run never waits on the host per step. On CUDA the splits live on the GPU and the forward pass runs under bfloat16
 autocast; on CPU everything is float32 and a resumed run is bitwise identical to an uninterrupted one.
@@ -35,8 +39,17 @@ from phonetune.errors import CheckpointError, ConfigError
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET, ensure_fits
 from phonetune.model.checkpoint import capture_rng_states, read_checkpoint, restore_rng_states, save_checkpoint
 from phonetune.model.device import autocast_context, resolve_device
+from phonetune.model.ema import ModelEMA
 from phonetune.model.network import PhonemeMLP, build_model
-from phonetune.model.optim import build_optimizer, build_scheduler, current_lr, step_epoch_schedule, steps_per_batch
+from phonetune.model.optim import (
+    build_optimizer,
+    build_scheduler,
+    constant_until,
+    current_lr,
+    step_epoch_schedule,
+    steps_per_batch,
+    total_steps,
+)
 from phonetune.model.run_files import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
@@ -54,7 +67,7 @@ logger = logging.getLogger(__name__)
 # Reading the running loss for the progress bar forces a device sync; this many steps apart it costs nothing.
 POSTFIX_EVERY_STEPS = 50
 # Schedules whose shape depends on the total epoch count, so a resumed run may not change ``epochs``.
-TOTAL_DEPENDENT_SCHEDULES = ("cosine", "onecycle")
+TOTAL_DEPENDENT_SCHEDULES = ("cosine", "onecycle", "linear")
 
 EpochCallback = Callable[[EpochMetrics], None]
 
@@ -134,9 +147,15 @@ class Trainer:
         self.model = build_model(config.model, config.io, self.param_budget).to(self.device)
         self.step_model = torch.compile(self.model) if config.train.compile else self.model
         self.steps_per_epoch = self.train_windows.num_batches(config.train.batch_size)
+        self.total_steps = total_steps(config.train, self.steps_per_epoch)
         self.optimizer = build_optimizer(self.model, config.train, self.device)
         self.scheduler = build_scheduler(self.optimizer, config.train, self.steps_per_epoch)
+        self.ema = ModelEMA(self.model, config.train.ema_decay) if config.train.ema_decay > 0 else None
         self.result = TrainResult(out_dir=self.out_dir, param_count=self.model.param_count())
+        self.step = 0  # optimizer steps taken so far, over every session of this run
+        self._epoch_batches = None  # the live iterator over the current epoch's remaining batches
+        self._epoch_generator: torch.Generator | None = None
+        self._resume_state: torch.Tensor | None = None  # the shuffle generator's state at a mid-epoch checkpoint
         self._resume_or_start()
 
     def _training_data(self) -> TrainingData:
@@ -144,11 +163,13 @@ class Trainer:
         data = self._given_data
         if data is None:
             return load_training_data(config, progress=self.progress)
-        if (data.train_fraction, data.subsample_seed) != (config.train_fraction, config.subsample_seed):
+        wanted = (config.train_fraction, config.subsample_seed, config.dev_fraction)
+        if (data.train_fraction, data.subsample_seed, data.dev_fraction) != wanted:
             raise ConfigError(
                 f"the training data given to the trainer must be the subsample its config asks for "
-                f"(train_fraction={config.train_fraction}, subsample_seed={config.subsample_seed}), but it was "
-                f"loaded with train_fraction={data.train_fraction}, subsample_seed={data.subsample_seed}"
+                f"(train_fraction={config.train_fraction}, subsample_seed={config.subsample_seed}, dev_fraction="
+                f"{config.dev_fraction}), but it was loaded with train_fraction={data.train_fraction}, "
+                f"subsample_seed={data.subsample_seed}, dev_fraction={data.dev_fraction}"
             )
         return data
 
@@ -157,7 +178,8 @@ class Trainer:
         current = self.run_config.to_mapping()
         if last.exists() and not self.overwrite:
             payload = read_checkpoint(last, map_location=self.device)
-            self._check_same_run(payload["run_config"], current, last)
+            self._check_same_run(payload["run_config"], current, last,
+                                 int(payload.get("step", payload["epoch"] * self.steps_per_epoch)))
             self.model.load_state_dict(payload["model"])
             try:
                 self.optimizer.load_state_dict(payload["optimizer"])
@@ -169,10 +191,15 @@ class Trainer:
                 ) from error
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(payload["scheduler"])
+            if self.ema is not None:
+                self.ema.load_state_dict(payload["ema"])
             restore_rng_states(payload["rng"])
             resumed = TrainResult.from_checkpoint(payload, self.out_dir)
             self.result = dataclasses.replace(resumed, param_count=self.result.param_count)
-            logger.info("resuming %s after epoch %d", self.out_dir, payload["epoch"])
+            # Checkpoints from before step counting were all written at epoch ends.
+            self.step = int(payload.get("step", payload["epoch"] * self.steps_per_epoch))
+            self._resume_state = payload.get("shuffle_state")
+            logger.info("resuming %s after step %d (evaluation %d)", self.out_dir, self.step, payload["epoch"])
         else:
             for stale in (LAST_CHECKPOINT, BEST_CHECKPOINT):
                 (self.out_dir / stale).unlink(missing_ok=True)
@@ -181,14 +208,19 @@ class Trainer:
             header=f"resolved run config of {self.out_dir}, written by the phonetune trainer",
         )
 
-    def _check_same_run(self, stored: dict, current: dict, path: Path) -> None:
+    def _check_same_run(self, stored: dict, current: dict, path: Path, step: int) -> None:
         differences = run_config_changes(stored, current)
-        stored_epochs, epochs = stored["train"]["epochs"], current["train"]["epochs"]
-        if stored_epochs != epochs and current["train"]["scheduler"] in TOTAL_DEPENDENT_SCHEDULES:
-            differences.append(
-                f"[train] epochs: {stored_epochs} -> {epochs} (the {current['train']['scheduler']} schedule "
-                "depends on the total)"
-            )
+        stored_train, train = stored["train"], current["train"]
+        stored_total = stored_train.get("total_steps", 0) or stored_train["epochs"] * self.steps_per_epoch
+        if stored_total != self.total_steps and train["scheduler"] in TOTAL_DEPENDENT_SCHEDULES:
+            # A linear schedule still at its full rate (warm-up or hold) has used the same rates under either total.
+            still_constant = constant_until(self.run_config.train, min(stored_total, self.total_steps))
+            if train["scheduler"] != "linear" or step > still_constant:
+                length = (f"total_steps: {stored_total} -> {self.total_steps}"
+                          if stored_train.get("total_steps", 0) or train["total_steps"]
+                          else f"epochs: {stored_train['epochs']} -> {train['epochs']}")
+                why = " and this run has begun to decay" if train["scheduler"] == "linear" else ""
+                differences.append(f"[train] {length} (the {train['scheduler']} schedule depends on the total{why})")
         if differences:
             raise CheckpointError(
                 f"{path} must belong to the same run config to resume, but it differs in: "
@@ -201,27 +233,34 @@ class Trainer:
         if self.model is None:
             self.setup()
         config = self.run_config
+        pause = config.train.pause_at_step
+        stop = min(pause, self.total_steps) if pause else self.total_steps
         started = time.perf_counter()
         wall_before = self.result.wall_seconds
         try:
-            for epoch in range(len(self.result.history) + 1, config.train.epochs + 1):
-                epoch_started = time.perf_counter()
-                train_loss, train_acc, frames_per_s = self._train_epoch(epoch)
+            while self.step < stop:
+                round_started = time.perf_counter()
+                train_loss, train_acc, frames_per_s = self._train_until(self._next_evaluation(stop))
+                evaluated = self.ema.module if self.ema is not None else self.step_model
                 dev_loss, dev_acc = evaluate(
-                    self.step_model, self.dev_windows, config.train.eval_batch_size, self.device, self.use_bf16
+                    evaluated, self.dev_windows, config.train.eval_batch_size, self.device, self.use_bf16
                 )
                 lr = current_lr(self.optimizer)
-                step_epoch_schedule(self.scheduler, config.train, dev_loss)
+                if self.step % self.steps_per_epoch == 0:
+                    step_epoch_schedule(self.scheduler, config.train, dev_loss)
                 metrics = EpochMetrics(
-                    epoch=epoch, train_loss=train_loss, train_acc=train_acc, dev_loss=dev_loss, dev_acc=dev_acc,
-                    lr=lr, frames_per_s=frames_per_s, seconds=time.perf_counter() - epoch_started,
+                    epoch=len(self.result.history) + 1, train_loss=train_loss, train_acc=train_acc,
+                    dev_loss=dev_loss, dev_acc=dev_acc, lr=lr, frames_per_s=frames_per_s,
+                    seconds=time.perf_counter() - round_started, step=self.step,
+                    epochs_done=self.step / self.steps_per_epoch,
                 )
                 self.result.history.append(metrics)
                 self.result.wall_seconds = wall_before + time.perf_counter() - started
                 self._checkpoint(metrics)
                 logger.info(
-                    "epoch %d/%d: train loss %.4f acc %.4f | dev loss %.4f acc %.4f | lr %.2e | %.0f frames/s",
-                    epoch, config.train.epochs, train_loss, train_acc, dev_loss, dev_acc, lr, frames_per_s,
+                    "step %d/%d (epoch %.2f): train loss %.4f acc %.4f | dev loss %.4f acc %.4f | lr %.2e | "
+                    "%.0f frames/s", self.step, self.total_steps, metrics.epochs_done, train_loss, train_acc,
+                    dev_loss, dev_acc, lr, frames_per_s,
                 )
                 if self.epoch_callback is not None:
                     self.epoch_callback(metrics)
@@ -235,20 +274,45 @@ class Trainer:
             write_curves(self.result, title=f"{self.out_dir.name}: {self.result.param_count:,} parameters")
         return self.result
 
-    def _train_epoch(self, epoch: int) -> tuple[float, float, float]:
+    def _next_evaluation(self, stop: int) -> int:
+        """The step of the next evaluation: the end of this epoch, the next ``eval_every_steps`` multiple, or ``stop``."""
+        epoch_end = (self.step // self.steps_per_epoch + 1) * self.steps_per_epoch
+        every = self.run_config.train.eval_every_steps
+        inside = (self.step // every + 1) * every if every else epoch_end
+        return min(epoch_end, inside, stop)
+
+    def _batches(self):
+        """The current epoch's remaining batches: the live iterator, or a new one at an epoch start or after a
+        resume inside an epoch (same order, the shuffle generator put back where the checkpoint saved it)."""
+        if self._epoch_batches is None:
+            config = self.run_config.train
+            epoch = self.step // self.steps_per_epoch + 1
+            self._epoch_generator = torch.Generator(device=self.device).manual_seed(epoch_seed(config.seed, epoch))
+            start_batch = self.step % self.steps_per_epoch
+            self._epoch_batches = iter(self.train_windows.train_batches(
+                config.batch_size, self._epoch_generator, self.augment, recycle=True, start_batch=start_batch,
+                resume_state=self._resume_state if start_batch else None,
+            ))
+            self._resume_state = None
+        return self._epoch_batches
+
+    def _train_until(self, end_step: int) -> tuple[float, float, float]:
+        """Optimizer steps up to ``end_step`` (never past an epoch end); returns the train loss, accuracy and speed."""
         config = self.run_config.train
-        windows = self.train_windows
         self.model.train()
-        generator = torch.Generator(device=self.device).manual_seed(epoch_seed(config.seed, epoch))
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         per_batch_schedule = self.scheduler is not None and steps_per_batch(config)
+        epoch = self.step // self.steps_per_epoch + 1
         bar = tqdm(
-            total=windows.num_frames, unit="frame", unit_scale=True, leave=False,
-            desc=f"epoch {epoch}/{config.epochs}", disable=not self.progress,
+            total=end_step - self.step, unit="step", leave=False, disable=not self.progress,
+            desc=f"epoch {epoch} step {self.step}/{self.total_steps}",
         )
+        frames = 0
         started = time.perf_counter()
-        for step, (x, y) in enumerate(windows.train_batches(config.batch_size, generator, self.augment, recycle=True)):
+        batches = self._batches()
+        while self.step < end_step:
+            x, y = next(batches)
             with autocast_context(self.device, self.use_bf16):
                 logits = self.step_model(x)  # (batch, num_classes)
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
@@ -261,15 +325,20 @@ class Trainer:
             self.optimizer.step()
             if per_batch_schedule:
                 self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            self.step += 1
             loss_sum += loss.detach() * y.shape[0]
             correct += (logits.detach().argmax(dim=1) == y).sum()
-            bar.update(y.shape[0])
-            if self.progress and step % POSTFIX_EVERY_STEPS == 0:
-                seen = bar.n
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
-        train_loss = float(loss_sum.item()) / windows.num_frames  # the one sync of the epoch
-        train_acc = int(correct.item()) / windows.num_frames
-        frames_per_s = windows.num_frames / (time.perf_counter() - started)
+            frames += y.shape[0]
+            bar.update(1)
+            if self.progress and bar.n % POSTFIX_EVERY_STEPS == 1:
+                bar.set_postfix(loss=f"{loss_sum.item() / frames:.3f}", acc=f"{correct.item() / frames:.3f}")
+        if self.step % self.steps_per_epoch == 0:
+            self._epoch_batches = None  # the epoch is done; the next call draws the next epoch's order
+        train_loss = float(loss_sum.item()) / frames  # the one sync of the round
+        train_acc = int(correct.item()) / frames
+        frames_per_s = frames / (time.perf_counter() - started)
         bar.close()
         return train_loss, train_acc, frames_per_s
 
@@ -290,8 +359,9 @@ class Trainer:
 
     def _checkpoint(self, metrics: EpochMetrics) -> None:
         result = self.result
+        predicting = self.ema.module if self.ema is not None else self.model
         common = {
-            "model": self.model.state_dict(),
+            "model": predicting.state_dict(),
             "run_config": self.run_config.to_mapping(),
             "epoch": metrics.epoch,
             "param_count": result.param_count,
@@ -303,8 +373,13 @@ class Trainer:
             result.best_dev_acc, result.best_epoch = metrics.dev_acc, metrics.epoch
             save_checkpoint(self.out_dir / BEST_CHECKPOINT, {**common, "best_dev_acc": metrics.dev_acc,
                                                              "best_epoch": metrics.epoch})
+        inside_epoch = self.step % self.steps_per_epoch != 0
         save_checkpoint(self.out_dir / LAST_CHECKPOINT, {
             **common,
+            "model": self.model.state_dict(),  # the raw weights training continues from (best.pt: the average)
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "step": self.step,
+            "shuffle_state": self._epoch_generator.get_state() if inside_epoch else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "rng": capture_rng_states(),

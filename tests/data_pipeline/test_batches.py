@@ -181,7 +181,7 @@ def test_subsample_keeps_whole_utterances_deterministically(tiny_corpus):
         np.testing.assert_array_equal(labels, original_labels)
     assert subsample_utterances(split, 1.0, seed=5) is split
     assert subsample_utterances(split, 0.001, seed=5).num_utterances == 1
-    with pytest.raises(ConfigError, match="train_fraction"):
+    with pytest.raises(ConfigError, match="subsample fraction"):
         subsample_utterances(split, 0.0, seed=5)
 
 
