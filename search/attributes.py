@@ -23,6 +23,7 @@ User attributes (``trial.user_attrs[...]``). ``space.py`` writes ``base_width`` 
 ``source_trial``       int: on a full-fidelity trial, the number of the search trial it retrains
 ``worker``             str: ``host:pid`` of the worker process that ran (last attempted) the trial
 ``warm_start``         str: on a trial enqueued from a ``[[warm_start]]`` table, that table's name
+``mutated_from``       int: on a trial the prior sampler made by mutating an earlier one, that trial's number
 =====================  ==========================================================================================
 
 Trial system attribute ``curves`` (written and read by ``records.py``; a user attribute in older studies): a list of
@@ -79,6 +80,7 @@ FIDELITY = "fidelity"
 SOURCE_TRIAL = "source_trial"
 WORKER = "worker"
 WARM_START = "warm_start"
+MUTATED_FROM = "mutated_from"
 
 # Keys of each entry of the ``curves`` list.
 CURVE_KEYS = (

@@ -7,6 +7,7 @@ A study file has these tables (each optional except ``[study]`` with its ``name`
                  the training fraction from ``[fidelity]``)
 - ``[train]``    fixed ``TrainConfig`` settings (device, bf16, seed, clipping...) without the searched keys
 - ``[fidelity]`` training fraction and epochs of a search trial, and epochs of a full-data (promoted) run
+- ``[timing]``   time-boxed trials instead of epochs (``phonetune run`` writes it into the study it resolves)
 - ``[sampler]``, ``[pruner]``  which Optuna sampler and pruner, and their settings
 - ``[space]``    one entry per hyperparameter (see ``search/space_spec.py``); an omitted one stays fixed at the
                  run config default
@@ -119,10 +120,56 @@ class FidelityConfig:
 
 
 @dataclass
+class TimingConfig:
+    """``[timing]``: time-boxed trials, which ``phonetune run`` writes into the study it resolves (a study file
+    normally leaves this table out, and trials then train ``[fidelity]`` epochs).
+
+    With ``trial_seconds`` > 0, a search trial is the first ``trial_seconds`` of a ``final_seconds`` run of its
+    model, both priced in optimizer steps at the speed line below (measured on this machine): the linear schedule
+    warms up, holds the full rate to the trial's end, and would decay to zero at the final run's end, so the best
+    trial continues to that end without starting over (``search.timing``). Every trial then gets the same wall
+    time, whatever its size: the comparison a fixed deadline makes.
+    """
+
+    trial_seconds: float = 0.0  # 0 = trials train [fidelity] trial_epochs epochs; else this long each
+    final_seconds: float = 0.0  # the length of the run a trial is the start of (a promoted run trains all of it)
+    evaluations: int = 9  # dev evaluations per trial, evenly spaced: the pruner's steps
+    dev_fraction: float = 0.3  # share of dev utterances a trial evaluates on (a promoted run: all of them)
+    seconds_per_frame: float = 0.0  # the speed line: seconds per training frame = this
+    seconds_per_frame_per_param: float = 0.0  #   + this x parameters
+    seconds_per_step: float = 0.0  #   + this / batch size (per-step costs: kernel launches, Python)
+
+    @property
+    def enabled(self) -> bool:
+        return self.trial_seconds > 0
+
+    def problems(self) -> list[str]:
+        found = []
+        for name in ("trial_seconds", "final_seconds", "seconds_per_frame", "seconds_per_frame_per_param",
+                     "seconds_per_step"):
+            if getattr(self, name) < 0:
+                found.append(f"{name} must be 0 or more, but got {getattr(self, name)}")
+        if self.evaluations < 1:
+            found.append(f"evaluations must be at least 1, but got {self.evaluations}")
+        if not 0.0 < self.dev_fraction <= 1.0:
+            found.append(f"dev_fraction must be in (0, 1], but got {self.dev_fraction}")
+        if self.enabled:
+            if self.final_seconds < self.trial_seconds:
+                found.append(f"final_seconds must be at least trial_seconds={self.trial_seconds:g} (a trial is the "
+                             f"start of a final run), but got {self.final_seconds:g}")
+            if self.seconds_per_frame + self.seconds_per_frame_per_param <= 0:
+                found.append("seconds_per_frame or seconds_per_frame_per_param must be above 0 when trial_seconds "
+                             "is set (trials are priced at that speed)")
+        return found
+
+
+@dataclass
 class SamplerConfig:
     """``[sampler]``: which Optuna sampler proposes each trial's hyperparameters."""
 
-    kind: Literal["tpe", "random", "gp", "cmaes"] = "tpe"  # gp/cmaes model numeric spaces; cmaes refuses choices
+    kind: Literal["tpe", "random", "gp", "cmaes", "prior"] = "tpe"  # prior: mutations of the best trial, then TPE
+    prior_weight: float = 10.0  # prior: a trial mutates the best one with chance w / (w + finished trials)
+    target_params: int = 0  # prior: mutated trials' width gives this many parameters (phonetune run: its final size)
     seed: int = 0  # worker i seeds its sampler with seed + i, so parallel workers draw different startup trials
     n_startup_trials: int = 10  # random trials before the model-based sampler takes over (tpe, gp)
     multivariate: bool = True  # tpe: model parameters jointly (better with interacting hyperparameters)
@@ -133,6 +180,10 @@ class SamplerConfig:
         found = []
         if self.n_startup_trials < 0:
             found.append(f"n_startup_trials must be 0 or more, but got {self.n_startup_trials}")
+        if self.prior_weight < 0:
+            found.append(f"prior_weight must be 0 or more, but got {self.prior_weight}")
+        if self.target_params < 0:
+            found.append(f"target_params must be 0 (keep the parent's size) or more, but got {self.target_params}")
         if self.group and not self.multivariate and self.kind == "tpe":
             found.append("group = true needs multivariate = true (Optuna's TPE rule)")
         return found
@@ -165,8 +216,11 @@ class PrunerConfig:
 
 def search_owned_keys() -> tuple[dict[str, str], dict[str, str]]:
     """Keys of [data] and [train] that the search decides, each with where a study file sets it instead."""
-    data_keys = {"train_fraction": "[fidelity] train_fraction", "subsample_seed": "[fidelity] subsample_seed"}
+    data_keys = {"train_fraction": "[fidelity] train_fraction", "subsample_seed": "[fidelity] subsample_seed",
+                 "dev_fraction": "[timing] dev_fraction"}
     train_keys = {"epochs": "[fidelity] trial_epochs / full_epochs"}
+    for key in ("total_steps", "hold_steps", "pause_at_step"):
+        train_keys[key] = "[timing] trial_seconds / final_seconds (phonetune run sets them)"
     for name, hyper in HYPERPARAMETERS.items():
         if hyper.section == "data":
             data_keys[hyper.field] = f"[space.{name}]"
@@ -175,7 +229,7 @@ def search_owned_keys() -> tuple[dict[str, str], dict[str, str]]:
     return data_keys, train_keys
 
 
-SECTIONS = ("study", "data", "train", "fidelity", "sampler", "pruner", "space", "warm_start")
+SECTIONS = ("study", "data", "train", "fidelity", "timing", "sampler", "pruner", "space", "warm_start")
 
 
 @dataclass
@@ -190,6 +244,7 @@ class StudyConfig:
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     space: dict[str, ParamSpec] = field(default_factory=dict)  # every hyperparameter in HYPERPARAMETERS
     warm_start: list[WarmStart] = field(default_factory=list)  # enqueued before any sampled trial, in this order
+    timing: TimingConfig = field(default_factory=TimingConfig)  # time-boxed trials (phonetune run)
     source: str = "<memory>"  # the study file it was read from, for messages
     overrides: tuple[str, ...] = ()  # the --set overrides applied on top, for messages (workers load a resolved file)
 
@@ -246,6 +301,7 @@ def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") 
     fidelity = collect_problems(FidelityConfig, raw.get("fidelity"), f"{source} [fidelity]", problems)
     sampler = collect_problems(SamplerConfig, raw.get("sampler"), f"{source} [sampler]", problems)
     pruner = collect_problems(PrunerConfig, raw.get("pruner"), f"{source} [pruner]", problems)
+    timing = collect_problems(TimingConfig, raw.get("timing"), f"{source} [timing]", problems)
     space = _load_space(raw.get("space"), source, data, train, problems)
 
     if sampler is not None and sampler.kind == "cmaes" and space is not None:
@@ -264,7 +320,7 @@ def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") 
     warm_start = load_warm_starts(raw.get("warm_start"), source, space, problems)
     raise_problems(problems, f"invalid study config {source}")
 
-    config = StudyConfig(study, data, train, fidelity, sampler, pruner, space, warm_start, source=source)
+    config = StudyConfig(study, data, train, fidelity, sampler, pruner, space, warm_start, timing, source=source)
     check_space_budget(config)
     return config
 

@@ -56,3 +56,14 @@ def live_trial(study: optuna.Study, trial: FrozenTrial) -> optuna.Trial:
     """A ``Trial`` handle on a stored (possibly finished) trial, for APIs that take a live one, such as
     optuna-dashboard's ``save_note`` (notes live in the study's system attributes, so a finished trial takes one)."""
     return optuna.trial.Trial(study, trial._trial_id)
+
+
+def enqueued_params(trial: FrozenTrial) -> dict:
+    """The parameters a trial was enqueued with (``Study.enqueue_trial``), empty for a sampled trial: Optuna keeps
+    them in the ``fixed_params`` system attribute and uses them before asking the sampler."""
+    return dict(trial.system_attrs.get("fixed_params", {}))
+
+
+def set_frozen_trial_user_attr(study: optuna.Study, trial: FrozenTrial, key: str, value: object) -> None:
+    """A user attribute of a running trial known only as a ``FrozenTrial`` (what a sampler's hooks receive)."""
+    study._storage.set_trial_user_attr(trial._trial_id, key, value)

@@ -33,6 +33,7 @@ from phonetune.model.train_config import RunConfig
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.warm_start import WarmStart
+from phonetune.search.timing import timed_run_config
 from phonetune.search.space_spec import HYPERPARAMETERS, Choice, FloatRange, IntRange, ParamSpec
 
 WIDTH_FRACTION = "width_fraction"
@@ -100,16 +101,32 @@ def _budgeted_width(trial: optuna.trial.BaseTrial, config: StudyConfig, model: M
     return width_from_fraction(fraction, low, high, spec.log), bound
 
 
+def width_fraction_for_params(config: StudyConfig, params: Mapping[str, Any], target: int) -> float | None:
+    """The ``width_fraction`` that gives the model of ``params`` (every parameter but the width) the largest width
+    within ``target`` parameters (and the study's budget), clipped to ``[space.base_width]``; None without hidden
+    layers. The prior sampler uses it to compare structures at one parameter count."""
+    run_config = suggest_run_config(optuna.trial.FixedTrial({**params, WIDTH_FRACTION: 0.0}), config)
+    model, io = run_config.model, run_config.io
+    if model.hidden_layers == 0:
+        return None
+    low, high, _bound = width_bounds(config, model, io)
+    width = min(high, max(low, max_base_width(model, io, min(target, config.param_budget))))
+    return fraction_for_width(width, low, high, config.space[DERIVED].log)
+
+
 def _applies(name: str, values: Mapping[str, Any]) -> bool:
     condition = HYPERPARAMETERS[name].only_when
     return condition is None or values.get(condition[0]) in condition[1]
 
 
 def fidelity_data_config(config: StudyConfig, fidelity: str) -> DataConfig:
-    """The study's data settings with the training fraction and subsample of ``fidelity``."""
+    """The study's data settings with the training fraction and subsample of ``fidelity``, and the share of dev a
+    time-boxed search trial evaluates on."""
     searching = attrs.check_fidelity(fidelity) == attrs.SEARCH_FIDELITY
     fraction = config.fidelity.train_fraction if searching else config.fidelity.full_train_fraction
-    return dataclasses.replace(config.data, train_fraction=fraction, subsample_seed=config.fidelity.subsample_seed)
+    dev_fraction = config.timing.dev_fraction if searching and config.timing.enabled else 1.0
+    return dataclasses.replace(config.data, train_fraction=fraction, subsample_seed=config.fidelity.subsample_seed,
+                               dev_fraction=dev_fraction)
 
 
 def fidelity_epochs(config: StudyConfig, fidelity: str) -> int:
@@ -141,6 +158,8 @@ def suggest_run_config(
     run_config = RunConfig(data, model, dataclasses.replace(config.train, **changes["train"]))
 
     param_count = count_params(model, io)
+    if config.timing.enabled:
+        run_config = timed_run_config(run_config, config.timing, fidelity, param_count)
     if param_count > config.param_budget:
         raise BudgetError(
             f"sampled model must fit param_budget={config.param_budget:,}, but has {param_count:,} parameters "

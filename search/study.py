@@ -29,6 +29,7 @@ from phonetune.errors import ConfigError, StorageError
 from phonetune.search.attributes import FIDELITY, FULL_FIDELITY, SEARCH_FIDELITY, SETTINGS_ATTR, WARM_START
 from phonetune.search.config import StudyConfig
 from phonetune.search.space import warm_start_params
+from phonetune.search.prior_sampler import PriorSampler
 from phonetune.search.storage import build_storage, require_study, study_names
 
 logger = logging.getLogger(__name__)
@@ -53,13 +54,17 @@ def create_sampler(config: StudyConfig, worker_index: int = 0, trials_before: in
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=settings.n_startup_trials)
         if settings.kind == "cmaes":
             return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=settings.n_startup_trials)
-        return optuna.samplers.TPESampler(
+        tpe = optuna.samplers.TPESampler(
             seed=seed,
             n_startup_trials=settings.n_startup_trials,
             multivariate=settings.multivariate,
             group=settings.group and settings.multivariate,
             constant_liar=settings.constant_liar,
         )
+        if settings.kind == "prior":
+            return PriorSampler(config, tpe, seed=seed, prior_weight=settings.prior_weight,
+                                target_params=settings.target_params)
+        return tpe
 
 
 def create_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:

@@ -1,0 +1,150 @@
+"""``PriorSampler``: search around the known-good configurations first, and widen as evidence comes.
+
+With few trials (a CPU budget pays for about ten) a model-based sampler is still drawing at random, and random MLP
+configurations mostly lose to a good recipe. This sampler starts where the recipes are, in the spirit of piBO
+(Hvarfner et al., 2022: a prior whose weight decays as trials accumulate) and of evolutionary local search:
+
+- with probability ``prior_weight / (prior_weight + finished trials)`` a new trial is a *mutation of the incumbent*
+  (the best COMPLETE trial, or before any completes the first ``[[warm_start]]`` trial): its parameters are copied
+  and ``k`` of them are redrawn near the incumbent's values (a categorical takes another choice; a number moves by a
+  log-normal factor or a normal step of about a sixth of its range), ``k`` growing by one for every three finished
+  trials since the incumbent last changed. The hyperparameters that move HW1P2 scores most (context, depth, shape,
+  dropout, learning rate, batch size, masking, smoothing, decay) are picked three times as often as the others;
+- otherwise the base sampler (TPE, ``[sampler]`` settings) proposes the trial, exploring the whole space.
+
+A parameter the incumbent does not have (one that applies only to a choice the mutation made, such as momentum
+after a switch to SGD) is drawn by the base sampler. With ``target_params`` > 0 a mutated trial's width is the one
+that gives its model that many parameters (``phonetune run`` sets it to its final size), so depth, context and
+shape are compared at a fixed parameter count; otherwise the width fraction mutates like any number.
+Enqueued trials (warm starts) keep their parameters; what they leave open is drawn by the base sampler.
+
+Example::
+
+    sampler = PriorSampler(config, optuna.samplers.TPESampler(seed=0), seed=0, target_params=1_280_000)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.samplers import BaseSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from phonetune.search import attributes as attrs
+from phonetune.search.config import StudyConfig
+from phonetune.search.optuna_private import enqueued_params, set_frozen_trial_user_attr
+from phonetune.search.ranking import best_trial
+from phonetune.search.space import WIDTH_FRACTION, width_fraction_for_params
+
+# Hyperparameters that move frame-level phoneme accuracy most (the handout's ablations and public HW1P2 write-ups).
+MAJOR = frozenset({"context_frames", "hidden_layers", "width_shape", "dropout", "lr", "batch_size", "time_mask_prob",
+                   "freq_mask_prob", "label_smoothing", "weight_decay", "activation", "batchnorm"})
+MAJOR_WEIGHT = 3.0
+MAX_MUTATIONS = 4
+FINISHED_PER_EXTRA_MUTATION = 3
+LOG_STEP = 0.5  # standard deviation of a log-scale move (a factor of about 1.65)
+LINEAR_STEP = 1 / 6  # standard deviation of a linear move, as a share of the range
+
+
+class PriorSampler(BaseSampler):
+    """See the module docstring. ``base`` proposes the exploring trials and what a mutation cannot copy."""
+
+    def __init__(self, config: StudyConfig, base: BaseSampler, *, seed: int | None = None,
+                 prior_weight: float = 10.0, target_params: int = 0) -> None:
+        self.config = config
+        self.base = base
+        self.prior_weight = prior_weight
+        self.target_params = target_params
+        self._rng = np.random.default_rng(seed)
+        self._plans: dict[int, dict[str, Any]] = {}  # trial number -> {"parent": params, "mutate": set of names}
+
+    def reseed_rng(self) -> None:
+        self._rng = np.random.default_rng()
+        self.base.reseed_rng()
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self.base.before_trial(study, trial)
+        if enqueued_params(trial):
+            return
+        trials = study.get_trials(deepcopy=False)
+        finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        if self._rng.random() >= self.prior_weight / (self.prior_weight + len(finished)):
+            return  # an exploring trial: the base sampler proposes it
+        parent = best_trial(trials) or next(
+            (t for t in trials if t.user_attrs.get(attrs.WARM_START) and t.params), None
+        )
+        if parent is None:
+            return
+        since = [t for t in finished if t.number > parent.number]
+        count = min(MAX_MUTATIONS, 1 + len(since) // FINISHED_PER_EXTRA_MUTATION)
+        names = [name for name in parent.params if not (self.target_params and name == WIDTH_FRACTION)]
+        if not names:
+            return
+        weights = np.array([MAJOR_WEIGHT if name in MAJOR else 1.0 for name in names])
+        chosen = self._rng.choice(len(names), size=min(count, len(names)), replace=False, p=weights / weights.sum())
+        self._plans[trial.number] = {
+            "parent": dict(parent.params),
+            "parent_number": parent.number,
+            "mutate": {names[index] for index in chosen},
+        }
+        # Recorded so that the sheet and the dashboard show where a trial came from.
+        set_frozen_trial_user_attr(study, trial, attrs.MUTATED_FROM, parent.number)
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        if trial.number in self._plans:
+            return {}
+        return self.base.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict:
+        if trial.number in self._plans or not search_space:
+            return {}
+        return self.base.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        plan = self._plans.get(trial.number)
+        if plan is None:
+            return self.base.sample_independent(study, trial, param_name, param_distribution)
+        if param_name == WIDTH_FRACTION and self.target_params:
+            fraction = width_fraction_for_params(self.config, trial.params, self.target_params)
+            if fraction is not None:
+                return fraction
+        parent = plan["parent"]
+        if param_name not in parent or not param_distribution._contains(param_distribution.to_internal_repr(
+                parent[param_name])):
+            return self.base.sample_independent(study, trial, param_name, param_distribution)
+        if param_name not in plan["mutate"]:
+            return parent[param_name]
+        return self._mutate(parent[param_name], param_distribution)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values) -> None:
+        self._plans.pop(trial.number, None)
+        self.base.after_trial(study, trial, state, values)
+
+    def _mutate(self, value: Any, distribution: BaseDistribution) -> Any:
+        rng = self._rng
+        if isinstance(distribution, CategoricalDistribution):
+            others = [choice for choice in distribution.choices if choice != value]
+            return others[rng.integers(len(others))] if others else value
+        assert isinstance(distribution, (FloatDistribution, IntDistribution))
+        low, high = distribution.low, distribution.high
+        if distribution.log and value > 0:
+            moved = math.exp(math.log(value) + rng.normal(0.0, LOG_STEP))
+        else:
+            moved = value + rng.normal(0.0, LINEAR_STEP * (high - low))
+        moved = min(high, max(low, moved))
+        if isinstance(distribution, IntDistribution):
+            step = distribution.step
+            moved = low + step * round((moved - low) / step)
+            if moved == value and high > low:  # an integer must move by at least one step
+                moved = value + step if value + step <= high else value - step
+            return int(min(high, max(low, moved)))
+        if distribution.step is not None:
+            moved = low + distribution.step * round((moved - low) / distribution.step)
+        return float(moved)
