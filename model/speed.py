@@ -1,14 +1,16 @@
 """How fast this machine trains MLPs: ``Speed``, seconds per training frame as a line in the parameter count.
 
 A training step of an MLP costs about 6 multiply-adds per parameter per frame (forward, two backward products), plus
-a per-frame cost that does not grow with the model (gathering windows, the loss, the optimizer's fixed overheads), so
-``seconds_per_frame = fixed + per_param * params`` prices a full-data run of any candidate before it starts.
-``model.speed_probe.measure_speed`` measures the two coefficients (torch); this module is plain arithmetic.
+a per-frame cost that does not grow with the model (gathering windows, the loss, the optimizer's fixed overheads),
+plus a per-step cost that does not grow with the batch (kernel launches and Python around each step: small on a CPU,
+most of a small-batch step on a GPU). So ``seconds_per_frame = fixed + per_param * params + per_step / batch_size``
+prices a run of any candidate before it starts. ``model.speed_probe.measure_speed`` measures the coefficients
+(torch); this module is plain arithmetic.
 
 Example::
 
     speed = measure_speed(device="cpu")    # from phonetune.model.speed_probe
-    speed.frames_per_s(1_000_000)          # training frames per second of a 1M-parameter MLP here
+    speed.frames_per_s(1_000_000)          # training frames per second of a 1M-parameter MLP here, batch 1024
 """
 
 from __future__ import annotations
@@ -17,29 +19,37 @@ from dataclasses import asdict, dataclass
 
 # Evaluating a frame (forward only) costs about a third of training it (forward + backward).
 EVAL_COST_FRACTION = 1 / 3
+DEFAULT_BATCH = 1024
 
 
 @dataclass(frozen=True)
 class Speed:
-    """``seconds_per_frame(params) = fixed + per_param * params`` for training; evaluation costs a third of it."""
+    """``seconds_per_frame(params, batch) = fixed + per_param * params + per_step / batch``; evaluation a third."""
 
     fixed: float  # seconds per training frame that do not depend on the model size
     per_param: float  # seconds per training frame per parameter
     device: str
+    per_step: float = 0.0  # seconds per optimizer step that do not depend on the batch size
+    threads: int = 0  # the torch threads it was measured with (0: not recorded)
 
-    def seconds_per_frame(self, params: int) -> float:
-        return self.fixed + self.per_param * params
+    def seconds_per_frame(self, params: int, batch_size: int = DEFAULT_BATCH) -> float:
+        return self.fixed + self.per_param * params + self.per_step / batch_size
 
-    def frames_per_s(self, params: int) -> float:
-        return 1.0 / self.seconds_per_frame(params)
+    def frames_per_s(self, params: int, batch_size: int = DEFAULT_BATCH) -> float:
+        return 1.0 / self.seconds_per_frame(params, batch_size)
 
-    def epoch_seconds(self, params: int, train_frames: int, dev_frames: int) -> float:
+    def epoch_seconds(self, params: int, train_frames: int, dev_frames: int, batch_size: int = DEFAULT_BATCH) -> float:
         """One epoch: every training frame trained once, then every dev frame evaluated."""
-        return self.seconds_per_frame(params) * (train_frames + EVAL_COST_FRACTION * dev_frames)
+        return (self.seconds_per_frame(params, batch_size) * train_frames
+                + self.predict_seconds(params, dev_frames))
 
-    def largest_params(self, seconds_per_frame: float) -> int:
+    def predict_seconds(self, params: int, frames: int) -> float:
+        """Evaluating or predicting ``frames`` frames with a ``params``-parameter model (large batches)."""
+        return EVAL_COST_FRACTION * (self.fixed + self.per_param * params) * frames
+
+    def largest_params(self, seconds_per_frame: float, batch_size: int = DEFAULT_BATCH) -> int:
         """The most parameters a model may have to train at ``seconds_per_frame`` (0 when even a tiny one cannot)."""
-        return max(0, int((seconds_per_frame - self.fixed) / self.per_param))
+        return max(0, int((seconds_per_frame - self.fixed - self.per_step / batch_size) / self.per_param))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -199,6 +199,10 @@ class Trainer:
             # Checkpoints from before step counting were all written at epoch ends.
             self.step = int(payload.get("step", payload["epoch"] * self.steps_per_epoch))
             self._resume_state = payload.get("shuffle_state")
+            stored_dev = payload["run_config"]["data"].get("dev_fraction", 1.0)
+            if stored_dev != self.run_config.data.dev_fraction:
+                # The earlier evaluations measured another share of dev: the next evaluation sets best.pt afresh.
+                self.result.best_dev_acc, self.result.best_epoch = 0.0, 0
             logger.info("resuming %s after step %d (evaluation %d)", self.out_dir, self.step, payload["epoch"])
         else:
             for stale in (LAST_CHECKPOINT, BEST_CHECKPOINT):
@@ -238,15 +242,23 @@ class Trainer:
         started = time.perf_counter()
         wall_before = self.result.wall_seconds
         try:
-            while self.step < stop:
+            while self.step < stop or (self.result.history and self.result.best_epoch == 0):
                 round_started = time.perf_counter()
-                train_loss, train_acc, frames_per_s = self._train_until(self._next_evaluation(stop))
+                if self.step < stop:
+                    train_loss, train_acc, frames_per_s = self._train_until(self._next_evaluation(stop))
+                else:
+                    # Nothing left to train, but no evaluation of this run's dev share yet (a continued run that
+                    # evaluates on all of dev): evaluate once, so that best.pt holds the model as it stands.
+                    last = self.result.history[-1]
+                    train_loss, train_acc, frames_per_s = last.train_loss, last.train_acc, 0.0
                 evaluated = self.ema.module if self.ema is not None else self.step_model
                 dev_loss, dev_acc = evaluate(
                     evaluated, self.dev_windows, config.train.eval_batch_size, self.device, self.use_bf16
                 )
                 lr = current_lr(self.optimizer)
-                if self.step % self.steps_per_epoch == 0:
+                if config.train.eval_every_steps == 0 or config.train.scheduler == "plateau":
+                    # Epoch-end evaluations step a per-epoch schedule here (plateau watches the dev loss); with
+                    # evaluations inside epochs the other per-epoch schedules step at each epoch end as it passes.
                     step_epoch_schedule(self.scheduler, config.train, dev_loss)
                 metrics = EpochMetrics(
                     epoch=len(self.result.history) + 1, train_loss=train_loss, train_acc=train_acc,
@@ -275,11 +287,10 @@ class Trainer:
         return self.result
 
     def _next_evaluation(self, stop: int) -> int:
-        """The step of the next evaluation: the end of this epoch, the next ``eval_every_steps`` multiple, or ``stop``."""
-        epoch_end = (self.step // self.steps_per_epoch + 1) * self.steps_per_epoch
-        every = self.run_config.train.eval_every_steps
-        inside = (self.step // every + 1) * every if every else epoch_end
-        return min(epoch_end, inside, stop)
+        """The step of the next evaluation: the next ``eval_every_steps`` multiple when set (however many epochs that
+        spans: a small split must not evaluate every few steps), else the end of this epoch; never past ``stop``."""
+        every = self.run_config.train.eval_every_steps or self.steps_per_epoch
+        return min((self.step // every + 1) * every, stop)
 
     def _batches(self):
         """The current epoch's remaining batches: the live iterator, or a new one at an epoch start or after a
@@ -297,7 +308,7 @@ class Trainer:
         return self._epoch_batches
 
     def _train_until(self, end_step: int) -> tuple[float, float, float]:
-        """Optimizer steps up to ``end_step`` (never past an epoch end); returns the train loss, accuracy and speed."""
+        """Optimizer steps up to ``end_step``, across epoch ends; returns the train loss, accuracy and speed."""
         config = self.run_config.train
         self.model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -312,7 +323,14 @@ class Trainer:
         started = time.perf_counter()
         batches = self._batches()
         while self.step < end_step:
-            x, y = next(batches)
+            batch = next(batches, None)
+            if batch is None:  # an epoch ended inside this round
+                self._epoch_batches = None
+                if config.eval_every_steps and config.scheduler != "plateau":
+                    step_epoch_schedule(self.scheduler, config, 0.0)
+                batches = self._batches()
+                batch = next(batches)
+            x, y = batch
             with autocast_context(self.device, self.use_bf16):
                 logits = self.step_model(x)  # (batch, num_classes)
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
@@ -336,6 +354,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss_sum.item() / frames:.3f}", acc=f"{correct.item() / frames:.3f}")
         if self.step % self.steps_per_epoch == 0:
             self._epoch_batches = None  # the epoch is done; the next call draws the next epoch's order
+            if config.eval_every_steps and config.scheduler != "plateau":
+                step_epoch_schedule(self.scheduler, config, 0.0)
         train_loss = float(loss_sum.item()) / frames  # the one sync of the round
         train_acc = int(correct.item()) / frames
         frames_per_s = frames / (time.perf_counter() - started)

@@ -35,23 +35,27 @@ logger = logging.getLogger(__name__)
 def seed_from_earlier_attempt(config: StudyConfig, lineage: list[int], out_dir: Path) -> int | None:
     """Copy the newest earlier attempt's run folder that holds a checkpoint into ``out_dir``; return its number.
 
-    The copy goes to a temporary sibling first and is renamed into place, so a worker killed while copying leaves
-    no half-copied checkpoint for the next attempt to trip over.
     """
     if (out_dir / LAST_CHECKPOINT).exists():
         return None
     for number in reversed(lineage):
         source = config.paths.trial_dir(number)
-        if not (source / LAST_CHECKPOINT).exists():
-            continue
-        staging = out_dir.with_name(f".{out_dir.name}.copying-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(source, staging)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-        return number
+        if (source / LAST_CHECKPOINT).exists():
+            copy_run_folder(source, out_dir)
+            return number
     return None
+
+
+def copy_run_folder(source: Path, out_dir: Path) -> None:
+    """Replace ``out_dir`` by a copy of the run folder ``source``, through a temporary sibling renamed into place, so
+    a process killed while copying leaves no half-copied checkpoint for the next attempt to trip over."""
+    staging = out_dir.with_name(f".{out_dir.name}.copying-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, staging)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
 
 
 class TrialObjective:

@@ -37,7 +37,7 @@ from optuna_dashboard import save_note
 
 from phonetune.data_pipeline.load import TrainingData
 from phonetune.errors import ConfigError
-from phonetune.model.run_files import CURVES_FILE, METRICS_FILE, TrainResult
+from phonetune.model.run_files import CURVES_FILE, LAST_CHECKPOINT, METRICS_FILE, TrainResult
 from phonetune.search import attributes as attrs
 from phonetune.search.attributes import (
     FULL_FIDELITY,
@@ -48,10 +48,11 @@ from phonetune.search.attributes import (
     SPEARMAN_COUNT_ATTR,
 )
 from phonetune.search.config import StudyConfig
+from phonetune.search.objective import copy_run_folder
 from phonetune.search.optuna_private import live_trial
 from phonetune.search.ranking import rank_complete_trials
 from phonetune.search.runner import load_fidelity_data, train_trial
-from phonetune.search.storage import TrialHeartbeat, recover_stale_trials, trial_start_lock
+from phonetune.search.storage import TrialHeartbeat, fail_orphaned_trials, recover_stale_trials, trial_start_lock
 from phonetune.search.study import open_study, storage_for
 
 logger = logging.getLogger(__name__)
@@ -133,7 +134,8 @@ def _queue_promotions(config: StudyConfig, full_study: optuna.Study, sources: li
     """Enqueue each source that has neither a completed nor a queued full-data trial."""
     # A trial left RUNNING by a killed promote is failed once its heartbeat is older than the grace period; its
     # source is then queued again and the new trial resumes from the run folder's last.pt.
-    failed = recover_stale_trials(full_study, config.study.grace_period, on_stale=None)
+    failed = fail_orphaned_trials(full_study, on_stale=None)
+    failed += recover_stale_trials(full_study, config.study.grace_period, on_stale=None)
     if failed:
         logger.warning("full-data trials %s were left running by a stopped promote; retrying them", failed)
     trials = full_study.get_trials(deepcopy=False)
@@ -166,12 +168,18 @@ def _train_full_trial(
 ) -> None:
     """Train the asked trial on the full data, recording curves as it goes, and tell the study its result."""
     started = time.perf_counter()
+    out_dir = config.paths.trial_dir(source.number, FULL_FIDELITY)
+    searched = config.paths.run_dir_of(source.user_attrs.get(attrs.CHECKPOINT_DIR, ""))
+    if config.timing.enabled and not (out_dir / LAST_CHECKPOINT).exists() and (searched / LAST_CHECKPOINT).exists():
+        # A time-boxed search trial is the start of this very run (same data, schedule held at full rate): the run
+        # continues from it rather than training its first minutes again. The trainer checks the two configs agree.
+        copy_run_folder(searched, out_dir)
+        logger.info("search trial %d's run continues from its checkpoint in %s", source.number, searched)
     with TrialHeartbeat.for_trial(trial, config.study.heartbeat_interval):
         try:
             # The live trial replays the enqueued parameters and records them with their distributions.
             result = train_trial(
-                trial, config, FULL_FIDELITY, data, config.paths.trial_dir(source.number, FULL_FIDELITY),
-                progress=progress, expected_params=source.params,
+                trial, config, FULL_FIDELITY, data, out_dir, progress=progress, expected_params=source.params,
             )
         except BaseException:
             full_study.tell(trial, state=TrialState.FAIL)

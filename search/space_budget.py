@@ -100,3 +100,17 @@ def smallest_budget_for_every_trial(config: "StudyConfig") -> int:
         for depth in range(depth_low, depth_high + 1)
         for model, io in _model_corner(config, depth, WIDTH_MULTIPLE, context_high)
     )
+
+
+def largest_model_of_space(config: "StudyConfig") -> int:
+    """The most parameters any model of the space can have (its widest, deepest, widest-context corner, within the
+    budget): a planner must not size final models beyond what the space can build."""
+    context_high = config.space["context_frames"].bounds()[1]
+    depth_low, depth_high = config.space["hidden_layers"].bounds()
+    width_high = config.space["base_width"].bounds()[1]
+    largest = max(
+        count_params(dataclasses.replace(model, base_width=width_high), io)
+        for depth in range(depth_low, depth_high + 1)
+        for model, io in _model_corner(config, depth, WIDTH_MULTIPLE, context_high)
+    )
+    return min(largest, config.param_budget)

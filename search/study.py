@@ -193,6 +193,10 @@ def search_settings(config: StudyConfig) -> dict[str, Any]:
         "study.param_budget": config.param_budget,
         **{f"space.{name}": spec for name, spec in sorted(config.space.items())},
     }
+    if config.timing.enabled:
+        # Time-boxed trials compare only at the same box, evaluations and speed line.
+        settings.update({f"timing.{key}": value for key, value in dataclasses.asdict(config.timing).items()
+                         if key != "final_seconds"})
     return json.loads(json.dumps(settings, default=_as_json))
 
 

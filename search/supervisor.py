@@ -31,7 +31,7 @@ from phonetune.search.ranking import best_trial
 from phonetune.search.resolved import write_resolved_study
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.study import check_study_folders, enqueue_warm_starts, open_study
-from phonetune.search.worker import COUNTED_STATES
+from phonetune.search.worker import COUNTED_STATES, SUPERVISOR_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def worker_env(index: int, workers: int, gpus: Sequence[str] = (), base: dict[st
     ``OMP_NUM_THREADS`` is respected).
     """
     env = dict(os.environ if base is None else base)
+    env[SUPERVISOR_ENV] = str(os.getpid())  # the worker stops when this process is gone (worker.watch_supervisor)
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = str(gpus[index % len(gpus)])
     else:

@@ -6,7 +6,7 @@ params + seconds_per_step / batch_size`` per training frame), so a smaller model
 Every trial is the start of a ``final_seconds`` run on the linear schedule:
 
 - ``total_steps``: the steps ``final_seconds`` buys this model;
-- ``warmup_steps``: short, at most the first evaluation's steps, so even the first comparison is at full rate;
+- ``warmup_steps``: the first evaluation's steps, so every later comparison is at full rate;
 - ``hold_steps``: the full rate to the end of the trial (``pause_at_step``), so a trial ends undecayed and the
   best one continues where it stopped, decaying to zero at its run's end (``search.promote`` copies its folder);
 - ``eval_every_steps``: ``[timing] evaluations`` evenly spaced, the pruner's steps;
@@ -58,7 +58,7 @@ def timed_run_config(run_config: RunConfig, timing: TimingConfig, fidelity: str,
     total = max(box, steps_in(timing, timing.final_seconds, params, batch))
     every = max(1, math.ceil(box / timing.evaluations))
     searching = fidelity == attrs.SEARCH_FIDELITY
-    warmup = max(1, min(every, total // 20))
+    warmup = every  # from the trial alone, so the run it continues into keeps the same schedule
     train = dataclasses.replace(
         run_config.train,
         scheduler="linear",

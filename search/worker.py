@@ -14,9 +14,12 @@ checkpoint; running the command again continues the study where it stopped.
 
 from __future__ import annotations
 
+import _thread
 import collections
 import logging
+import os
 import statistics
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -33,7 +36,13 @@ from phonetune.search.objective import TrialObjective
 from phonetune.search.optuna_private import frozen_trial
 from phonetune.search.progress_lines import trial_line
 from phonetune.search.runner import load_fidelity_data
-from phonetune.search.storage import TrialHeartbeat, recover_stale_trials, retry_callback, trial_start_lock
+from phonetune.search.storage import (
+    TrialHeartbeat,
+    fail_orphaned_trials,
+    recover_stale_trials,
+    retry_callback,
+    trial_start_lock,
+)
 from phonetune.search.study import check_study_folders, create_sampler, open_study, storage_for
 
 logger = logging.getLogger(__name__)
@@ -131,6 +140,27 @@ def _ask(study: optuna.Study) -> optuna.Trial:
         return study.ask()
 
 
+SUPERVISOR_ENV = "PHONETUNE_SUPERVISOR_PID"
+SUPERVISOR_POLL_S = 1.0
+
+
+def watch_supervisor() -> None:
+    """When started by ``phonetune search`` or ``run`` (``PHONETUNE_SUPERVISOR_PID``), stop as Ctrl-C would once
+    that process is gone: a killed job must not leave workers training on as orphans. The running trial is failed
+    and re-queued, so the next job resumes it from its checkpoint."""
+    supervisor = os.environ.get(SUPERVISOR_ENV, "")
+    if not supervisor.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(supervisor):
+            time.sleep(SUPERVISOR_POLL_S)
+        logger.warning("the phonetune process that started this worker (pid %s) is gone; stopping", supervisor)
+        _thread.interrupt_main()
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
+
+
 def run_worker(
     config: StudyConfig,
     *,
@@ -151,10 +181,12 @@ def run_worker(
     timeout = config.study.timeout_seconds
     deadline = time.monotonic() + timeout if timeout else None
     summary = WorkerSummary(worker_index)
+    watch_supervisor()
     failures_in_a_row = 0
     logger.info("worker %d joined %s", worker_index, config.describe())
     while True:
         with trial_start_lock(storage, config.paths.storage_url, study.study_name):
+            fail_orphaned_trials(study, on_stale)
             recover_stale_trials(study, config.study.grace_period, on_stale)
             step, reason = budget_step(study, config, deadline)
             trial = _ask(study) if step == "ask" else None

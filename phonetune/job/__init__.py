@@ -1,9 +1,10 @@
-"""The budgeted job, ``phonetune run``: plan the budget from this machine's speed, search, train the final runs,
-choose the final model, write the outputs, all within one wall-clock budget and resumable.
+"""The budgeted job, ``phonetune run``: plan the budget from this machine's speed, screen time-boxed candidates,
+continue the best one to the deadline, write the submission and the outputs, all within one wall-clock budget and
+resumable.
 
 ``clock.py`` counts the budget (``BudgetClock``, ``parse_budget``, ``format_seconds``), ``planner.py`` splits it
-(``make_plan``, ``plan_final_runs``), ``state.py`` keeps the job's ``state.json`` (``JobState``) and ``run.py`` runs
-the steps (``run_job``). The top level holds what imports neither torch nor Optuna.
+(``make_plan``), ``state.py`` keeps the job's ``state.json`` (``JobState``) and ``run.py`` runs the steps
+(``run_job``). The top level holds what imports neither torch nor Optuna.
 
 Example::
 
@@ -14,7 +15,6 @@ Example::
 """
 
 from phonetune.job.clock import BudgetClock, format_seconds, parse_budget
-from phonetune.job.planner import FinalRuns, Plan, make_plan, plan_final_runs, run_seconds
+from phonetune.job.planner import Plan, compute_optimal_params, make_plan
 
-__all__ = ["BudgetClock", "FinalRuns", "Plan", "format_seconds", "make_plan", "parse_budget", "plan_final_runs",
-           "run_seconds"]
+__all__ = ["BudgetClock", "Plan", "compute_optimal_params", "format_seconds", "make_plan", "parse_budget"]

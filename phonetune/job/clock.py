@@ -3,7 +3,7 @@ invocations (``BudgetClock``).
 
 Example::
 
-    budget_s = parse_budget("20m")                      # 1200.0
+    budget_s = parse_budget("20m")                      # 1200.0; "2m30s" is 150.0
     with BudgetClock(budget_s, spent_before=0.0, save=print) as clock:
         deadline = clock.deadline_after(60)             # a time.monotonic() value, never past the job's end
     format_seconds(clock.left)                          # "19 min 59 s"
@@ -19,21 +19,51 @@ from typing import Any, Callable
 from phonetune.errors import ConfigError
 
 STATE_SAVE_EVERY_S = 5.0
-_BUDGET_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([smh]?)\s*$")
-_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([hms]?)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
+# A budget past this is almost surely a typo (99999h); a real multi-week job can be run in parts.
+MAX_BUDGET_S = 30 * 24 * 3600.0
 
 
 def parse_budget(text: str) -> float:
-    """``"90s"``, ``"20m"``, ``"1.5h"`` or a bare number of seconds, as seconds; ConfigError naming the value."""
-    match = _BUDGET_PATTERN.match(str(text))
-    if not match or float(match.group(1)) <= 0:
-        raise ConfigError(f"--budget must be a positive duration such as 90s, 20m or 1.5h, but got {text!r}")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    """``"90s"``, ``"20m"``, ``"1.5h"``, ``"2m30s"``, ``"1h 30m"`` or a bare number of seconds, as seconds.
+
+    Units go from hours down to seconds, each at most once; ConfigError naming the value otherwise, or when the total
+    is not positive or over 30 days."""
+    compact = str(text).strip().lower()
+    position, total, units = 0, 0.0, []
+    while position < len(compact):
+        match = _PART.match(compact, position)
+        if match is None:
+            break
+        units.append(match.group(2))
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+        while position < len(compact) and compact[position] == " ":
+            position += 1
+    ordered = [unit or "s" for unit in units]
+    well_formed = (units and position == len(compact) and len(set(ordered)) == len(ordered)
+                   and ordered == sorted(ordered, key="hms".index) and ("" not in units or len(units) == 1))
+    if not well_formed or total <= 0:
+        raise ConfigError(
+            f"--budget must be a positive duration such as 90s, 20m, 1.5h or 2m30s, but got {text!r}"
+        )
+    if total > MAX_BUDGET_S:
+        raise ConfigError(f"--budget must be at most 30 days ({MAX_BUDGET_S:.0f} s), but got {text!r} "
+                          f"({format_seconds(total)}); split a longer job into parts")
+    return total
 
 
 def format_seconds(seconds: float) -> str:
-    minutes, rest = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
+    """``45 s``, ``3 min 05 s``, ``2 h 07 min``; a negative duration (time overrun) as ``-3 min 05 s``."""
+    if seconds < 0:
+        return "-" + format_seconds(-seconds)
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 class BudgetClock:
@@ -53,6 +83,10 @@ class BudgetClock:
     @property
     def left(self) -> float:
         return self.budget_s - self.spent
+
+    def deadline_at(self, spent: float) -> float:
+        """The ``time.monotonic()`` value at which the job's spent time reaches ``spent`` (never past its end)."""
+        return self._started + min(spent, self.budget_s)
 
     def deadline_after(self, seconds: float) -> float:
         """A ``time.monotonic()`` value ``seconds`` from now, never past the job's own end."""

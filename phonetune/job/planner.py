@@ -1,54 +1,69 @@
 """The planner of ``phonetune run``: how one wall-clock budget is split, from the speed measured on this machine.
 
-The budget pays for three things: the search (cheap trials on the subsample), the final runs (the top K search
-trials retrained on all the training data for E epochs each), and a reserve for predicting, ensembling, the sheet and
-the report. The final runs are the expensive part and decide the accuracy. With ``speed`` (seconds per training
-frame against parameter count, ``model.speed``), the largest model whose K full-data runs of E epochs fit the final
-share is the final cap (never above the study's ``param_budget``, the HW1P2 20M); K and E are the most that keep it
-above ``MIN_FINAL_PARAMS``. The search runs the same family narrower: its cap is what ``SEARCH_TRIALS`` trials can
-afford in the search share, and a trial's sampled ``width_fraction`` maps onto the wider final cap when it is
-promoted (width is one more fidelity, like the subsample and the epochs). A CPU budget therefore trains small models
-and a GPU budget large ones.
+The budget pays for four things: preparing (validating the data, building its cache, timing this machine), the
+screen (time-boxed search trials: each the first minutes of the run it would become), the final run (the screen's
+best trial continued to its end, its learning rate decaying to zero exactly then), and a reserve for predicting dev
+and test, the sheet and the report. The winner's own trial is not lost: the final run continues it.
 
-After the search, ``plan_final_runs`` prices each COMPLETE candidate's full-data epoch from its actual parameter
-count and picks K and E for the time really left: the best candidates first, as many epochs as fit (at most
-``max_epochs``), dropping the weakest candidate while fewer than the planned epochs would fit.
+Three numbers decide the split; each is a design choice stated here, not a value fitted to one corpus:
+
+- ``SCREEN_SHARE``: the share of the training time the screen gets (the rest goes to the final run). A quarter pays
+  for about ten pruned comparisons on a CPU budget, and on a GPU budget far more, since there the final run's
+  length is bounded by ``max_epochs`` and the surplus goes to the screen.
+- ``TRIAL_SHARE``: a trial's length as a share of the final run it starts. Long enough that a comparison is not
+  won by the fastest starter alone (see FRAMES_PER_PARAM), short enough for several trials.
+- ``FRAMES_PER_PARAM``: the model size. At a fixed time a model can be wide and see the data few times, or narrow
+  and see it often; the compute-optimal size grows with the square root of the compute (Hoffmann et al. 2022), so
+  the final run's model is the largest that still sees about this many training frames per parameter in its
+  time. Measured on two flite corpora on the 2-core development machine (BENCHMARKS.md, "model size at a fixed
+  time"): the expert recipe's shape trained for equal time at three widths peaked at 4.7 frames per parameter on
+  the demo corpus (1,280,552 parameters, 6.2 epochs in a 10-minute job's final time) and at 5.0 on the second
+  corpus (2,313,000, 6 epochs in a 20-minute job's). Never above ``[study] param_budget`` (the HW1P2 20M): on a GPU
+  the rule asks for more than 20M, so the final model is capped and trains up to ``max_epochs``.
 
 Example::
 
-    plan = make_plan(600, speed, train_frames=977_855, dev_frames=142_000, param_budget=20_000_000,
-                     target_epochs=2, search_fraction=0.2, search_epochs=3)
+    plan = make_plan(600, speed, train_frames=977_855, dev_frames=142_000, test_frames=142_398,
+                     param_budget=20_000_000, max_epochs=25, batch_size=1024, workers=2)
     print(plan.describe())
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping, Sequence
 
-from phonetune.errors import BudgetError
+from phonetune.errors import BudgetError, ConfigError
 from phonetune.job.clock import format_seconds
 from phonetune.model.speed import Speed
 
-SEARCH_SHARE = 0.3  # of the budget left after calibration: enough trials for TPE to beat its random start
-RESERVE_SHARE = 0.06  # predicting dev and test per member, ensembling, the sheet and the report
-MIN_RESERVE_S = 20.0
-TARGET_FINAL_RUNS = 4  # K: several promoted runs rank the search's guesses and feed the ensemble
-MIN_FINAL_RUNS = 2
-# Below this many parameters a final model loses more to narrowness than more epochs or another ensemble member
-# give back. Measured on the demo corpus (2026-11-28, test accuracy): 3.6M parameters after 1 epoch 0.817, 0.92M
-# after 3 epochs 0.816, 0.43M after 3 epochs 0.805. So the planner trades runs and epochs for width down to this.
-MIN_FINAL_PARAMS = 2_000_000
-SEARCH_TRIALS = 12  # search trials the search share should pay for at the search cap
-MIN_SEARCH_PARAMS = 20_000  # a cap below this cannot hold even a narrow hidden layer over a context window
-# Real epochs cost more than the calibrated steps: batch gathering, dev evaluation in eval batches, the checkpoint
-# and Python around each step. On the demo corpus (2 CPU cores, 2026-11-28) a planned 1 min 43 s took 2 min 39 s.
-TRAINER_OVERHEAD = 1.5
+SCREEN_SHARE = 0.25
+TRIAL_SHARE = 0.10
+FRAMES_PER_PARAM = 5.0
+MIN_RESERVE_S = 15.0  # the sheet, the report, summary.json; predicting is priced on top
+MIN_FINAL_STEPS = 50  # a final run shorter than this is not worth starting: the budget is refused instead
+FINAL_EVALUATIONS = 8  # the final run evaluates on all of dev this often (search.timing.FULL_RUN_EVALUATIONS)
 
 
-def run_seconds(speed: Speed, params: int, epochs: int, train_frames: int, dev_frames: int) -> float:
-    """Predicted wall time of one full-data run: ``epochs`` epochs of a ``params``-parameter model, overhead included."""
-    return TRAINER_OVERHEAD * epochs * speed.epoch_seconds(params, train_frames, dev_frames)
+def compute_optimal_params(speed: Speed, seconds: float, batch_size: int, param_budget: int,
+                           min_params: int) -> int:
+    """The largest model that still sees ``FRAMES_PER_PARAM`` training frames per parameter in ``seconds``, within
+    ``[min_params, param_budget]`` (frames per parameter fall as the model grows, so a bisection finds it)."""
+    def frames_per_param(params: int) -> float:
+        return seconds / speed.seconds_per_frame(params, batch_size) / params
+
+    low, high = max(1, min_params), max(min_params, param_budget)
+    if frames_per_param(high) >= FRAMES_PER_PARAM:
+        return high
+    if frames_per_param(low) < FRAMES_PER_PARAM:
+        return low
+    while high - low > max(1, low // 1000):
+        middle = (low + high) // 2
+        if frames_per_param(middle) >= FRAMES_PER_PARAM:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 @dataclass(frozen=True)
@@ -56,31 +71,60 @@ class Plan:
     """How the budget is split, decided once per job and kept in its state file so a resumed job keeps it."""
 
     budget_s: float
-    search_s: float  # wall time for search trials
-    final_s: float  # wall time for the promoted full-data runs
-    reserve_s: float  # predicting, ensembling, sheet, report
-    top_k: int  # final runs planned (revised after the search by plan_final_runs)
-    full_epochs: int  # epochs planned per final run (likewise revised)
-    search_cap: int  # the search's parameter budget: cheap enough for SEARCH_TRIALS trials in search_s
-    final_cap: int  # the final runs' parameter budget: the largest model whose K runs of E epochs fit final_s
+    prepare_s: float  # spent validating data, building caches and timing this machine, before the plan
+    reserve_s: float  # predicting dev and test, the sheet, the report
+    screen_s: float  # wall time of the screen (time-boxed search trials), from prepare_s on
+    trial_seconds: float  # one trial's training time at the measured speed (a box: equal for every candidate)
+    final_seconds: float  # the whole final run's training time at that speed, its trial included
+    final_params: int  # the size searched trials are given: the compute-optimal model for final_seconds
+    final_epochs: float  # passes over the training split that final_seconds buys a final_params model
     train_frames: int
     dev_frames: int
+    test_frames: int
+    batch_size: int  # the batch size the sizes were priced at (the first warm start's)
+    workers: int
     speed: dict  # Speed.to_dict()
-    why: str  # one sentence on the choice of K, E and the caps
+    why: str
+
+    @property
+    def screen_end(self) -> float:
+        """The job's spent time (its clock) at which the screen ends."""
+        return self.prepare_s + self.screen_s
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Plan":
-        return cls(**values)
+    def from_dict(cls, values: Any, source: str) -> "Plan":
+        """The plan kept in a state file; ConfigError naming ``source`` and the key when it is not one."""
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: plan must be a table of the planner's numbers, but got {values!r}")
+        problems = []
+        kept = {}
+        for field in fields(cls):
+            value = values.get(field.name)
+            wanted = {"int": int, "float": (int, float), "str": str, "dict": dict}[str(field.type)]
+            if isinstance(value, bool) or not isinstance(value, wanted):
+                problems.append(f"plan.{field.name} must be a {field.type}, but got {value!r}")
+            elif wanted in ((int, float), int) and value < 0:
+                problems.append(f"plan.{field.name} must be 0 or more, but got {value!r}")
+            else:
+                kept[field.name] = value
+        unknown = sorted(set(values) - {field.name for field in fields(cls)})
+        if unknown:
+            problems.append(f"plan has keys this phonetune does not know: {unknown}")
+        if problems:
+            raise ConfigError(f"{source} is not a job state this phonetune wrote: " + "; ".join(problems))
+        return cls(**kept)
 
     def describe(self) -> str:
         return (
-            f"budget {format_seconds(self.budget_s)}: search {format_seconds(self.search_s)} (models up to "
-            f"{self.search_cap:,} parameters), final runs {format_seconds(self.final_s)} (K={self.top_k} of "
-            f"{self.full_epochs} epoch{'s' if self.full_epochs != 1 else ''} on {self.train_frames:,} frames, models "
-            f"up to {self.final_cap:,} parameters), reserve {format_seconds(self.reserve_s)}; {self.why}"
+            f"budget {format_seconds(self.budget_s)}: preparing {format_seconds(self.prepare_s)}, screen "
+            f"{format_seconds(self.screen_s)} ({self.workers} worker{'s' if self.workers != 1 else ''}; each trial "
+            f"the first {format_seconds(self.trial_seconds)} of its final run), final run "
+            f"{format_seconds(self.final_seconds)} of models near {self.final_params:,} parameters (about "
+            f"{self.final_epochs:.1f} epochs of {self.train_frames:,} frames), reserve {format_seconds(self.reserve_s)}; "
+            f"{self.why}"
         )
 
 
@@ -90,104 +134,65 @@ def make_plan(
     *,
     train_frames: int,
     dev_frames: int,
+    test_frames: int,
     param_budget: int,
-    target_epochs: int,
-    search_fraction: float,
-    search_epochs: int,
+    max_epochs: float,
+    batch_size: int,
+    workers: int,
     elapsed_s: float = 0.0,
-    top_k: int | None = None,
-    min_search_cap: int = MIN_SEARCH_PARAMS,
+    min_params: int = 1,
+    max_params: int = 0,
+    predict_params: Sequence[int] = (),
 ) -> Plan:
-    """Split ``budget_s`` (``elapsed_s`` already spent on loading and calibration); see the module docstring.
+    """Split ``budget_s`` (``elapsed_s`` already spent preparing); see the module docstring.
 
-    ``search_fraction`` and ``search_epochs`` are the study's ``[fidelity]`` of a search trial; ``min_search_cap`` is
-    the least budget under which every model of the space can be built. Raises BudgetError
-    naming the budget when not even the smallest useful plan fits.
+    ``max_epochs`` (the study's ``[fidelity] full_epochs``) bounds the final run's length: time a capped model cannot
+    use goes to the screen. ``min_params`` and ``max_params`` are the smallest and largest model of the space (0: no
+    bound beyond ``param_budget``), ``predict_params`` the sizes that
+    may predict dev and test at the end (the warm starts' own sizes). BudgetError naming the numbers when not even
+    a short final run fits.
     """
-    left = budget_s - elapsed_s
-    reserve = max(MIN_RESERVE_S, RESERVE_SHARE * budget_s)
-    search = SEARCH_SHARE * (left - reserve)
-    final = left - reserve - search
-    epoch_frames = train_frames + dev_frames / 3
-
-    def final_cap(runs: int, epochs: int) -> int:
-        if final <= 0:
-            return 0
-        return min(param_budget, speed.largest_params(final / (TRAINER_OVERHEAD * runs * epochs * epoch_frames)))
-
-    # (K, E) from most runs to fewest: the first whose models reach MIN_FINAL_PARAMS wins. Epochs give way before
-    # runs drop below two (an ensemble and a rank correlation need two), then a single run takes what is left.
-    epochs = max(1, target_epochs)
-    menu = [(runs, epochs) for runs in range(TARGET_FINAL_RUNS, MIN_FINAL_RUNS - 1, -1)]
-    menu += [(MIN_FINAL_RUNS, fewer) for fewer in range(epochs - 1, 0, -1)]
-    menu += [(1, fewer) for fewer in range(epochs, 0, -1)]
-    if top_k is not None:
-        menu = [(top_k, fewer) for fewer in range(epochs, 0, -1)]
-    wanted = min(MIN_FINAL_PARAMS, param_budget)
-    runs, epochs = next((choice for choice in menu if final_cap(*choice) >= wanted), menu[-1])
-    why = (f"K={runs} x {epochs} epochs is the most final runs whose models reach {wanted:,} parameters"
-           if final_cap(runs, epochs) >= wanted else f"even K={runs} x {epochs} cannot reach {wanted:,} parameters")
-    cap = final_cap(runs, epochs)
-    smallest = max(MIN_SEARCH_PARAMS, min_search_cap)
-    if cap < smallest:
-        needed = run_seconds(speed, smallest, 1, train_frames, dev_frames)
+    budget_cap = param_budget
+    if max_params:
+        param_budget = min(param_budget, max_params)
+    final_guess = max([min(param_budget, max(min_params, size)) for size in predict_params] or [min_params])
+    predicting = speed.predict_seconds(final_guess, dev_frames + test_frames)
+    reserve = MIN_RESERVE_S + predicting
+    available = budget_s - elapsed_s - reserve
+    screen = SCREEN_SHARE * max(0.0, available)
+    # The final run is its trial (run during the screen) plus its continuation, which is what the screen leaves;
+    # its evaluations on all of dev come out of that.
+    final_params = compute_optimal_params(speed, (available - screen) / (1.0 - TRIAL_SHARE), batch_size,
+                                          param_budget, min_params)
+    evaluating = FINAL_EVALUATIONS * speed.predict_seconds(final_params, dev_frames)
+    final = (available - screen - evaluating) / (1.0 - TRIAL_SHARE)
+    step_s = speed.seconds_per_frame(final_params, batch_size) * batch_size
+    if final < MIN_FINAL_STEPS * step_s:
+        needed = elapsed_s + reserve + (MIN_FINAL_STEPS * step_s) / (1.0 - SCREEN_SHARE)
         raise BudgetError(
-            f"--budget {format_seconds(budget_s)} cannot be met on this machine: after {format_seconds(elapsed_s)} of "
-            f"loading and calibration, one full-data epoch of even a {smallest:,}-parameter model "
-            f"({train_frames:,} frames) needs about {format_seconds(needed)} of the {format_seconds(max(final, 0))} "
-            f"left for it; give a larger budget (over {format_seconds(budget_s + needed - max(final, 0))}) or a "
-            "smaller training split"
+            f"--budget {format_seconds(budget_s)} cannot be met on this machine: preparing took "
+            f"{format_seconds(elapsed_s)} and predicting dev and test needs about {format_seconds(reserve)}, which "
+            f"leaves no time for {MIN_FINAL_STEPS} training steps of even a {final_params:,}-parameter model "
+            f"({format_seconds(step_s)} each here); give a --budget of at least {format_seconds(needed * 1.2)}, or "
+            "make the training split smaller ([data] root pointing at a corpus with fewer utterances)"
         )
-    # Search trials are narrow versions of the final models (the width fraction they sample maps onto the final
-    # cap when promoted), cheap enough that SEARCH_TRIALS of them fit the search share.
-    trial_frames = search_epochs * (search_fraction * train_frames + dev_frames / 3)
-    search_cap = min(cap, speed.largest_params(search / (TRAINER_OVERHEAD * SEARCH_TRIALS * trial_frames)))
-    search_cap = min(cap, max(search_cap, MIN_SEARCH_PARAMS, min_search_cap))
+    epochs = final / (speed.seconds_per_frame(final_params, batch_size) * train_frames)
+    why = (f"the largest model that sees {FRAMES_PER_PARAM:g} training frames per parameter in the final run's time "
+           "(compute-optimal size)")
+    if final_params >= param_budget:
+        why = (f"the parameter budget ({param_budget:,}) caps the model" if param_budget == budget_cap
+               else f"the largest model of the space ({param_budget:,} parameters) caps it")
+        if epochs > max_epochs:
+            # A capped model needs no more than max_epochs: the rest of its time buys more trials.
+            final = max_epochs * speed.seconds_per_frame(final_params, batch_size) * train_frames
+            screen = available - evaluating - (1.0 - TRIAL_SHARE) * final
+            epochs = float(max_epochs)
+            why += f", which needs only [fidelity] full_epochs = {max_epochs:g} epochs: the time left buys more trials"
+    elif final_params <= min_params:
+        why = "the smallest model of the space"
     return Plan(
-        budget_s=budget_s, search_s=search, final_s=final, reserve_s=reserve, top_k=runs, full_epochs=epochs,
-        search_cap=search_cap, final_cap=cap, train_frames=train_frames, dev_frames=dev_frames,
-        speed=speed.to_dict(), why=why,
-    )
-
-
-@dataclass(frozen=True)
-class FinalRuns:
-    """The promoted runs ``plan_final_runs`` chose for the time left."""
-
-    sources: list[int]  # search trial numbers, best first
-    epochs: int
-    predicted_s: float  # their predicted total wall time
-    why: str
-
-
-def plan_final_runs(
-    candidates: Sequence[tuple[int, int]],
-    seconds_left: float,
-    speed: Speed,
-    *,
-    train_frames: int,
-    dev_frames: int,
-    top_k: int,
-    min_epochs: int,
-    max_epochs: int,
-) -> FinalRuns:
-    """Pick the final runs among ``candidates`` ((trial number, parameter count at the final cap), best first).
-
-    The best ``top_k`` candidates get as many epochs as fit ``seconds_left`` (at most ``max_epochs``); while fewer
-    than ``min_epochs`` would fit, the weakest of them is dropped; a last single run takes whatever whole epochs fit.
-    BudgetError when not even one epoch of the best candidate fits.
-    """
-    chosen = list(candidates[:top_k])
-    while chosen:
-        epoch_s = sum(run_seconds(speed, params, 1, train_frames, dev_frames) for _number, params in chosen)
-        epochs = min(max_epochs, int(seconds_left // epoch_s)) if epoch_s > 0 else max_epochs
-        if epochs >= max(1, min_epochs) or (len(chosen) == 1 and epochs >= 1):
-            why = (f"{len(chosen)} of the best {len(candidates)} complete trials, {epochs} epoch"
-                   f"{'s' if epochs != 1 else ''} each ({format_seconds(epochs * epoch_s)} predicted of "
-                   f"{format_seconds(seconds_left)} left)")
-            return FinalRuns([number for number, _params in chosen], epochs, epochs * epoch_s, why)
-        chosen.pop()
-    raise BudgetError(
-        f"no final run fits the {format_seconds(seconds_left)} left for it: even one epoch of the best candidate on "
-        f"{train_frames:,} frames takes longer; give a larger --budget"
+        budget_s=budget_s, prepare_s=elapsed_s, reserve_s=reserve, screen_s=screen,
+        trial_seconds=TRIAL_SHARE * final, final_seconds=final, final_params=final_params, final_epochs=epochs,
+        train_frames=train_frames, dev_frames=dev_frames, test_frames=test_frames, batch_size=batch_size,
+        workers=workers, speed=speed.to_dict(), why=why,
     )

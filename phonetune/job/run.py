@@ -2,20 +2,26 @@
 
 Steps, each skipped when a previous invocation finished it (the state lives in ``<artifacts>/run/state.json``):
 
-1. **Plan.** Load and validate the data (building its cache), time training steps on this machine
-   (``model.speed``) and split the budget (``job.planner``): the search's share, the final runs' share, a
-   reserve, and the parameter cap that lets the final runs fit.
-2. **Search.** The study with its ``[[warm_start]]`` trials first, ``--workers`` processes, pruning, models capped
-   at the plan's size, until the search share is spent (``study.timeout_seconds`` and a hard stop).
-3. **Final runs.** The best complete trials retrained on all the training data (``promote``), K and the epochs
-   chosen for the time really left, each started only when its predicted time fits; the best candidate last, for
-   every epoch the time then left allows (the runs before it have measured the real speed).
-4. **Final model.** The best promoted run, or the ensemble of promoted runs that beats it on dev within the
-   parameter budget (``search.ensemble``); its test submission, scored when labels exist.
-5. **Outputs.** The ablation sheet and the report, then ``summary.json``.
+1. **Prepare and plan.** Validate every split the job will read (train, dev and test: a missing test split is
+   found now, not after the training), build their caches, time training steps on this machine
+   (``model.speed_probe``) and split the budget (``job.planner``): the screen, the final run, a reserve. Nothing is
+   written before the plan exists, so a refused start leaves no state behind.
+2. **Screen.** A time-boxed search (``search.timing``): every candidate trains for the same wall time as the first
+   minutes of the run it would become, on all the training data, at full learning rate, evaluated through a weight
+   average; ASHA stops the weak ones early. The candidates: each ``[[warm_start]]`` recipe at its own size, each
+   recipe also at the planned size (``expert@1.3M``), then the prior sampler's mutations of the best so far at that
+   size, widening to TPE as trials accumulate. ``--workers`` processes share the screen.
+3. **Final run.** The screen's best trial continues from its checkpoint to the deadline, its learning rate falling
+   linearly to zero exactly when its time is up; the steps that time buys are priced from this very model's
+   measured speed. It is the full-data run of the ``<name>-full`` study (``search.promote``).
+4. **Final model.** The final run (or the ensemble of full-data runs that beats it on dev within the parameter
+   budget, when the study has several); its test submission, scored when labels exist.
+5. **Outputs.** The ablation sheet, the report and ``summary.json``, which says which candidate won and by how much
+   over each warm start at the screen's equal fidelity.
 
 The budget counts wall time across invocations: a killed job, started again with the same command, spends only
-what is left. The state records the time spent every few seconds.
+what is left (the time spent is saved every few seconds). A second ``phonetune run`` of the same study is refused
+while one runs; changed options on a finished job are refused rather than ignored.
 
 Example::
 
@@ -26,48 +32,60 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from optuna.trial import TrialState
+import optuna
 
 from phonetune.atomic import atomic_write_json
-from phonetune.errors import ConfigError
+from phonetune.data_pipeline.load import load_split
+from phonetune.errors import BudgetError, ConfigError
 from phonetune.job.clock import BudgetClock, format_seconds
-from phonetune.job.planner import Plan, make_plan, plan_final_runs, run_seconds
-from phonetune.job.state import STATE_FILE, JobState
-from phonetune.model.budget import count_params
-from phonetune.model.run_files import LAST_CHECKPOINT
+from phonetune.job.planner import FINAL_EVALUATIONS, Plan, make_plan
+from phonetune.job.state import STATE_FILE, JobState, job_lock
+from phonetune.model.budget import count_params, max_base_width
+from phonetune.model.config import ModelConfig, ModelIO
 from phonetune.model.speed import Speed
-from phonetune.model.speed_probe import measure_speed
+from phonetune.model.speed_probe import measure_run_step_seconds, measure_speed
+from phonetune.model.train_config import RunConfig
 from phonetune.results.export import write_ablation_sheet
 from phonetune.results.report import write_report
 from phonetune.search import attributes as attrs
-from phonetune.search.config import StudyConfig, load_study_config
+from phonetune.search.config import PrunerConfig, StudyConfig, TimingConfig, WarmStart
 from phonetune.search.ensemble import build_study_ensemble
-from phonetune.search.promote import describe_spearman, promote_top_trials
+from phonetune.search.promote import promote_top_trials
 from phonetune.search.ranking import rank_complete_trials
+from phonetune.search.resolved import study_tables
 from phonetune.search.runner import load_fidelity_data
-from phonetune.search.space import run_config_from_params
-from phonetune.search.space_budget import smallest_budget_for_every_trial
-from phonetune.search.study import open_full_study, open_studies, open_study, storage_for
+from phonetune.search.space import STRUCTURE, run_config_from_params, suggest_run_config, warm_start_params
+from phonetune.search.space_budget import largest_model_of_space, smallest_budget_for_every_trial
+from phonetune.search.space_spec import Choice
+from phonetune.search.study import open_studies, open_study
 from phonetune.search.supervisor import run_search
+from phonetune.search.timing import seconds_per_step
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
-# Workers stop starting trials this long before the search's end, and are stopped at the end itself.
+# Workers stop starting trials this long before the screen's end, and are stopped at the end itself.
 SEARCH_MARGIN_S = 5.0
-# Time left over after the search (a fast machine, a small corpus) buys the final runs more epochs, up to this many
-# times the study's [fidelity] full_epochs.
-MAX_EPOCHS_FACTOR = 4
-# At most this many final runs, spare ones included (each one more ensemble candidate to predict dev and test with).
-MAX_FINAL_RUNS = 6
-# A trial "widens" for its final run when the final cap gives it at least this many times its search parameters.
-WIDENS = 1.5
+# Evaluations per trial: ASHA with reduction factor 3 compares trials after 1, 3 and 9 of them.
+SCREEN_EVALUATIONS = 9
+SCREEN_PRUNER = PrunerConfig(kind="asha", min_resource=1, reduction_factor=3, min_early_stopping_rate=0)
+# A warm start is screened at the planned size too when its own size differs from it by more than this factor.
+RESIZE_FACTOR = 1.5
+# A screen that ends with no complete trial is extended (at most this often, by at least this long), leaving the
+# final run at least this share of its planned time.
+SCREEN_EXTENSIONS = 3
+MIN_EXTENSION_S = 15.0
+MIN_FINAL_SHARE = 0.25
+# The schedule every screened run follows (search.timing); the space's scheduler is fixed to it.
+SCREEN_SCHEDULER = "linear"
 
 
 @dataclass
@@ -77,11 +95,11 @@ class JobOutcome:
     summary: dict[str, Any]
 
 
-def _with_overrides(config: StudyConfig, extra: Sequence[str]) -> StudyConfig:
-    """The same study file with more ``--set`` overrides on top of the command's own."""
-    if config.source == "<memory>":
-        raise ConfigError("phonetune run loads the study from its file, but this config was built in memory")
-    return load_study_config(config.source, [*config.overrides, *extra])
+def job_settings(config: StudyConfig, workers: int, gpus: Sequence[str], max_members: int) -> dict[str, Any]:
+    """What a job's results depend on besides its budget: the study as resolved (a digest), and the options."""
+    resolved = json.dumps(study_tables(config), sort_keys=True, default=str)
+    return {"config": hashlib.sha256(resolved.encode()).hexdigest()[:16], "workers": workers, "gpus": list(gpus),
+            "max_members": max_members}
 
 
 def run_job(
@@ -90,214 +108,293 @@ def run_job(
     *,
     workers: int = 1,
     gpus: Sequence[str] = (),
-    top_k: int | None = None,
     max_members: int = 4,
     sheet_path: str | Path | None = None,
     progress: bool = True,
 ) -> JobOutcome:
     """Run or continue the job of ``config`` under ``budget_s`` seconds of wall time; see the module docstring."""
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, but got {workers}")
     job_dir = config.paths.artifacts_path / "run"
-    state = JobState.load(job_dir / STATE_FILE, budget_s)
-    with BudgetClock(budget_s, float(state.values["spent_s"]), lambda spent: state.save(spent_s=spent)) as clock:
-        plan = _plan(config, state, clock, top_k, progress)
-        searched = _with_overrides(config, [
-            f"study.param_budget={plan.search_cap}",
-            "study.n_trials=0",
-            f"study.timeout_seconds={max(1.0, plan.search_s - float(state.values.get('search_spent_s', 0.0)) - SEARCH_MARGIN_S):.0f}",
-        ])
-        if not state.done("search"):
-            _search(searched, state, clock, plan, workers, gpus, progress)
-        final = _final_runs(searched, state, clock, plan, progress)
-        ensemble = _final_model(searched, state, config.param_budget, max_members, progress)
-        summary = _outputs(searched, state, clock, plan, final, ensemble, sheet_path)
-    summary["spent_s"] = clock.spent
-    summary_path = atomic_write_json(job_dir / SUMMARY_FILE, summary)
+    settings = job_settings(config, workers, gpus, max_members)
+    with job_lock(job_dir, config.name):
+        state = JobState.load(job_dir / STATE_FILE)
+        if state is not None:
+            finished = _check_rerun(state, budget_s, settings, job_dir)
+            if finished is not None:
+                return finished
+        started = time.monotonic()
+        test_frames = _prepare(config, progress)
+        spent_before = state.spent_s if state is not None else 0.0
+        clock = BudgetClock(budget_s, spent_before + time.monotonic() - started, lambda spent: None)
+        if state is None:
+            plan = _plan(config, clock, workers, test_frames)  # BudgetError here leaves nothing behind
+            state = JobState.new(job_dir / STATE_FILE, budget_s, settings)
+            state.save(plan=plan.to_dict(), spent_s=clock.spent)
+            logger.info("plan: %s", plan.describe())
+        else:
+            plan = Plan.from_dict(state.values.get("plan"), str(state.path))
+            state.save(budget_s=budget_s, settings=settings)
+            logger.info("continuing the job: %s spent of %s", format_seconds(clock.spent), format_seconds(budget_s))
+        clock._save = lambda spent: state.save(spent_s=spent)
+        with clock:
+            screen = screen_study(config, plan)
+            if not state.done("screen"):
+                _screen(screen, state, clock, plan, workers, gpus, progress)
+            final = _final_run(screen, state, clock, plan, progress)
+            model = _final_model(screen, state, config.param_budget, max_members, progress)
+            summary = _outputs(config, screen, state, clock, plan, final, model, sheet_path)
+        summary["spent_s"] = clock.spent
+        summary_path = atomic_write_json(job_dir / SUMMARY_FILE, summary)
+        state.mark_done("outputs")
     return JobOutcome(summary_path, Path(summary["submission"]), summary)
 
 
-def _plan(config: StudyConfig, state: JobState, clock: BudgetClock, top_k: int | None,
-          progress: bool) -> Plan:
-    if "plan" in state.values:
-        plan = Plan.from_dict(state.values["plan"])
-        logger.info("continuing the job: %s spent of %s", format_seconds(clock.spent), format_seconds(clock.budget_s))
-        return plan
-
-    data = load_fidelity_data(config, attrs.FULL_FIDELITY, progress=progress)  # validates and caches the data
-    speed = measure_speed(config.train.device)
-    plan = make_plan(
-        clock.budget_s, speed, train_frames=data.train.num_frames, dev_frames=data.dev.num_frames,
-        param_budget=config.param_budget, target_epochs=config.fidelity.full_epochs,
-        search_fraction=config.fidelity.train_fraction, search_epochs=config.fidelity.trial_epochs,
-        elapsed_s=clock.spent, top_k=top_k, min_search_cap=smallest_budget_for_every_trial(config),
-    )
-    state.save(plan=plan.to_dict())
-    print(f"plan: {plan.describe()}", flush=True)
-    return plan
-
-
-def _search(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, workers: int,
-            gpus: Sequence[str], progress: bool) -> None:
-    left = plan.search_s - float(state.values.get("search_spent_s", 0.0))
-    started = clock.spent
-    print(f"search: {format_seconds(left)} with {workers} worker(s), models up to {plan.search_cap:,} parameters",
-          flush=True)
-    try:
-        summary = run_search(config, workers=workers, gpus=gpus, progress=progress,
-                             deadline=clock.deadline_after(max(0.0, left)))
-    finally:
-        state.save(search_spent_s=float(state.values.get("search_spent_s", 0.0)) + clock.spent - started)
-    if summary.best_number is None:
+def _check_rerun(state: JobState, budget_s: float, settings: dict, job_dir: Path) -> JobOutcome | None:
+    """A finished job's outcome when this command repeats it exactly; ConfigError when it asks for something else.
+    None: the job is unfinished and continues (a new budget counts from the job's start)."""
+    changed = state.changed_settings(settings)
+    if budget_s != state.budget_s:
+        changed.append(f"--budget: {format_seconds(state.budget_s)} -> {format_seconds(budget_s)}")
+    if state.done("outputs"):
+        summary_path = job_dir / SUMMARY_FILE
+        if changed:
+            raise ConfigError(
+                f"this study's job is finished, and this command differs from the one that ran it ({'; '.join(changed)}), "
+                f"so repeating its result would misreport what ran. To run the job again with these settings, name a "
+                f"new study (--set study.name=<new name>) or delete {job_dir} and the study's -full study"
+            )
+        if summary_path.is_file():
+            summary = json.loads(summary_path.read_text())
+            logger.info("this job finished earlier; its result:")
+            return JobOutcome(summary_path, Path(summary["submission"]), summary)
+        return None
+    config_changed = [line for line in changed if line.startswith("config:")]
+    if config_changed:
         raise ConfigError(
-            f"the search share ({format_seconds(plan.search_s)}) ended with no COMPLETE trial in {config.describe()}; "
-            "give a larger --budget"
+            f"the job in {job_dir} was started with another study config (its settings digest changed: "
+            f"{config_changed[0]}); rerun with the same study file and --set options to continue it, or name a new "
+            "study (--set study.name=<new name>)"
         )
-    state.mark_done("search", search_states=summary.states)
+    for line in changed:
+        logger.info("continuing with a changed setting: %s", line)
+    return None
 
 
-def _final_runs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, progress: bool) -> dict:
+def _prepare(config: StudyConfig, progress: bool) -> int:
+    """Validate and cache every split the job reads (train and dev through the training loader, test on its own);
+    returns the test split's frame count."""
+    load_fidelity_data(config, attrs.FULL_FIDELITY, progress=progress)
+    test = load_split(config.data, config.data.test_split, progress=progress)
+    return test.num_frames
+
+
+def _recipe_sizes(config: StudyConfig) -> list[int]:
+    """Each warm start's own parameter count (a warm start without a width: the space's bound at the budget)."""
+    sizes = []
+    for warm_start in config.warm_start:
+        run_config = _warm_start_run_config(config, warm_start)
+        sizes.append(count_params(run_config.model, run_config.io))
+    return sizes
+
+
+def _warm_start_run_config(config: StudyConfig, warm_start: WarmStart) -> RunConfig:
+    """The run config a warm start trains at the study's budget (what it leaves open drawn as a search would)."""
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(warm_start_params(config, warm_start))
+    return suggest_run_config(study.ask(), config, attrs.FULL_FIDELITY)
+
+
+def _plan(config: StudyConfig, clock: BudgetClock, workers: int, test_frames: int) -> Plan:
+    data = load_fidelity_data(config, attrs.FULL_FIDELITY)
+    speed = measure_speed(config.train.device, split=data.train)
+    recipes = _recipe_sizes(config)
+    first = config.warm_start[0] if config.warm_start else None
+    batch = int(first.values.get("batch_size", config.train.batch_size)) if first else config.train.batch_size
+    return make_plan(
+        clock.budget_s, speed, train_frames=data.train.num_frames, dev_frames=data.dev.num_frames,
+        test_frames=test_frames, param_budget=config.param_budget, max_epochs=config.fidelity.full_epochs,
+        batch_size=batch, workers=workers, elapsed_s=clock.spent,
+        min_params=smallest_budget_for_every_trial(config), max_params=largest_model_of_space(config),
+        predict_params=recipes,
+    )
+
+
+def screen_study(config: StudyConfig, plan: Plan) -> StudyConfig:
+    """The study as the screen runs it, decided once from the plan (a resumed job rebuilds the same one): time-boxed
+    trials on all the training data, the prior sampler aimed at the planned size, ASHA over the evaluations, the
+    linear schedule, and each warm start also resized to the planned size."""
     speed = Speed(**plan.speed)
-    # The final runs are the search's trials at the final cap: the same parameters, wider where the cap bound them.
-    wide = _with_overrides(config, [f"study.param_budget={plan.final_cap}"])
-    study = open_study(config)
-    complete = rank_complete_trials(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    params = {}
-    for trial in complete:
-        run_config = run_config_from_params(wide, trial.params, attrs.FULL_FIDELITY)
-        params[trial.number] = count_params(run_config.model, run_config.io)
-    # A trial that the wider cap cannot widen (no hidden layers) was searched at its full capacity, while the others
-    # were searched narrower than they will train: its search accuracy is not comparable, so it ranks after them.
-    scales = {trial.number: params[trial.number] > WIDENS * int(trial.user_attrs.get(attrs.PARAM_COUNT, 0))
-              for trial in complete}
-    complete.sort(key=lambda trial: not scales[trial.number])
-    max_epochs = max(plan.full_epochs, MAX_EPOCHS_FACTOR * config.fidelity.full_epochs)
-    if "final_runs" not in state.values:
-        chosen = plan_final_runs(
-            [(trial.number, params[trial.number]) for trial in complete], clock.left - plan.reserve_s, speed,
-            train_frames=plan.train_frames, dev_frames=plan.dev_frames, top_k=plan.top_k,
-            min_epochs=plan.full_epochs, max_epochs=max_epochs,
-        )
-        state.save(final_runs=dataclasses.asdict(chosen))
-        print(f"final runs: search trials {chosen.sources}: {chosen.why}", flush=True)
-    final = state.values["final_runs"]
-    final.setdefault("epochs_of", {})  # spare runs may train fewer epochs than the planned ones
-    data = None
-    result = None
-    skipped = []
-    # Measured wall time over predicted, of the runs trained so far: time left over after the plan buys further
-    # final runs (more ensemble candidates) only when they fit at the speed really seen.
-    slowdown: list[float] = []
+    timing = TimingConfig(
+        trial_seconds=plan.trial_seconds, final_seconds=plan.final_seconds, evaluations=SCREEN_EVALUATIONS,
+        seconds_per_frame=speed.fixed, seconds_per_frame_per_param=speed.per_param,
+        seconds_per_step=speed.per_step,
+    )
+    space = dict(config.space)
+    space["scheduler"] = Choice(value=SCREEN_SCHEDULER)
+    warm_starts = [WarmStart(entry.name, {key: value for key, value in entry.values.items() if key != "scheduler"})
+                   for entry in config.warm_start]
+    own_sizes = _recipe_sizes(config)
+    resized = _resized_warm_starts(config, warm_starts, own_sizes, plan.final_params)
+    budget = min(config.param_budget, max([plan.final_params, *own_sizes]))
+    return dataclasses.replace(
+        config,
+        study=dataclasses.replace(config.study, n_trials=0, timeout_seconds=max(1.0, plan.screen_s),
+                                  param_budget=budget),
+        fidelity=dataclasses.replace(config.fidelity, train_fraction=1.0, full_train_fraction=1.0),
+        timing=timing,
+        sampler=dataclasses.replace(config.sampler, kind="prior", target_params=plan.final_params),
+        pruner=SCREEN_PRUNER,
+        space=space,
+        warm_start=[*warm_starts, *resized],
+    )
 
-    def epochs_of(source: int) -> int:
-        return int(final["epochs_of"].get(str(source), final["epochs"]))
 
-    def predicted_s(source: int, epochs: int) -> float:
-        factor = max(slowdown) if slowdown else 1.0
-        return factor * run_seconds(speed, params[source], epochs, plan.train_frames, plan.dev_frames)
-
-    def fitting_epochs(source: int, most: int) -> int:
-        left = clock.left - plan.reserve_s
-        return next((count for count in range(most, 0, -1) if predicted_s(source, count) <= left), 0)
-
-    ranked = [trial.number for trial in complete]
-    best = final["sources"][0]
-    # The best candidate trains last: the runs before it measure how fast a final run really goes here, and it then
-    # takes every epoch the time left allows, since its accuracy is what the job ends with.
-    queue = list(reversed(final["sources"]))
-    while queue:
-        source = queue.pop(0)
-        full_study = open_full_study(config, storage_for(config))
-        already = full_study is not None and any(
-            trial.user_attrs.get(attrs.SOURCE_TRIAL) == source
-            for trial in full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        )
-        if source == best and not already and str(source) not in final["epochs_of"]:
-            fitting = fitting_epochs(source, max_epochs)
-            if fitting:
-                final["epochs_of"][str(source)] = fitting
-                state.save(final_runs=final)  # before training, so a resumed run keeps its schedule
-                print(f"final runs: the best, search trial {source}, trains last for the {fitting} epoch"
-                      f"{'s' if fitting != 1 else ''} that fit ({format_seconds(predicted_s(source, fitting))} "
-                      f"predicted of {format_seconds(clock.left - plan.reserve_s)} left)", flush=True)
-        epochs = epochs_of(source)
-        if not already and result is not None and predicted_s(source, epochs) > clock.left - plan.reserve_s:
-            skipped.append(source)
-            logger.warning("final run of search trial %d skipped: it needs about %s, %s are left", source,
-                           format_seconds(predicted_s(source, epochs)), format_seconds(clock.left - plan.reserve_s))
+def _resized_warm_starts(config: StudyConfig, warm_starts: list[WarmStart], own_sizes: list[int],
+                         target: int) -> list[WarmStart]:
+    """Each warm start with hidden layers and a width whose own size is more than RESIZE_FACTOR from ``target``,
+    again at the largest width within ``target`` parameters (named ``<name>@<size>``)."""
+    resized = []
+    for warm_start, own in zip(warm_starts, own_sizes):
+        values = warm_start.values
+        if "base_width" not in values or not values.get("hidden_layers"):
             continue
-        promoted_config = _with_overrides(wide, [f"fidelity.full_epochs={epochs}"])
-        if data is None and not already:
-            data = load_fidelity_data(promoted_config, attrs.FULL_FIDELITY, progress=progress)
-        # Only a run trained from its first epoch measures the speed: a resumed one trains fewer epochs than planned.
-        fresh = not already and not (wide.paths.trial_dir(source, attrs.FULL_FIDELITY) / LAST_CHECKPOINT).exists()
-        started = time.monotonic()
-        result = _promote_one(promoted_config, source, data, progress)
-        if fresh:
-            planned = run_seconds(speed, params[source], epochs, plan.train_frames, plan.dev_frames)
-            slowdown.append((time.monotonic() - started) / planned)
-        if not queue and len(final["sources"]) < MAX_FINAL_RUNS:
-            spare = next((number for number in ranked if number not in final["sources"]), None)
-            left = clock.left - plan.reserve_s
-            fitting = fitting_epochs(spare, final["epochs"]) if spare is not None else 0
-            if fitting:
-                final["sources"].append(spare)
-                final["epochs_of"][str(spare)] = fitting
-                state.save(final_runs=final)
-                queue.append(spare)
-                print(f"final runs: time is left over, so search trial {spare} trains too, {fitting} epoch"
-                      f"{'s' if fitting != 1 else ''} ({format_seconds(predicted_s(spare, fitting))} predicted of "
-                      f"{format_seconds(left)} left)", flush=True)
-    if result is None:
-        raise ConfigError("no final run could be trained in the time left; give a larger --budget")
-    state.save(final_skipped=skipped)
-    return {"sources": final["sources"], "epochs": final["epochs"], "epochs_of": final["epochs_of"],
-            "why": final["why"], "skipped": skipped,
-            "final_cap": plan.final_cap, "spearman": result.spearman, "promoted": len(result.promoted),
-            "runs": [{"search_trial": item.source_number, "search_accuracy": item.search_accuracy,
-                      "full_accuracy": item.full_accuracy, "param_count": item.param_count} for item in result.promoted]}
+        if own / RESIZE_FACTOR <= target <= own * RESIZE_FACTOR:
+            continue
+        structure = {name: values[name] for name in STRUCTURE if name in values and name != "context_frames"}
+        model = ModelConfig(**structure)
+        io = ModelIO.of(dataclasses.replace(config.data, context_frames=values.get(
+            "context_frames", config.data.context_frames)))
+        width = max(8, max_base_width(model, io, target))
+        low, high = config.space["base_width"].bounds()
+        width = min(high, max(low, width))
+        if width == values["base_width"]:
+            continue
+        label = f"{target / 1e6:.1f}M" if target >= 1e6 else f"{target // 1000}k"
+        resized.append(WarmStart(f"{warm_start.name}@{label}", {**values, "base_width": width}))
+    return resized
 
 
-def _promote_one(config: StudyConfig, source: int, data: Any, progress: bool) -> Any:
-    """Promote one search trial. A run of it left RUNNING by a killed job is resumed from its checkpoint once its
-    heartbeat has gone stale (``grace_period``), so this waits that long first."""
-    full_study = open_full_study(config, storage_for(config))
-    if full_study is not None and any(
-        trial.user_attrs.get(attrs.SOURCE_TRIAL) == source
-        for trial in full_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    ):
-        wait = config.study.grace_period + 2
-        logger.warning("the final run of search trial %d was left RUNNING by a stopped job; waiting %d s for its "
-                       "heartbeat to go stale, then resuming it from its checkpoint", source, wait)
-        time.sleep(wait)
-    return promote_top_trials(config, 1, source_numbers=[source], data=data, progress=progress)
+def _screen(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, workers: int,
+            gpus: Sequence[str], progress: bool) -> None:
+    left = plan.screen_end - clock.spent
+    if left > SEARCH_MARGIN_S:
+        logger.info("screen: %s left with %d worker(s); every trial the first %s of its final run, models near %s "
+                    "parameters", format_seconds(left), workers, format_seconds(plan.trial_seconds),
+                    f"{plan.final_params:,}")
+        timed = dataclasses.replace(screen, study=dataclasses.replace(
+            screen.study, timeout_seconds=max(1.0, left - SEARCH_MARGIN_S)))
+        run_search(timed, workers=workers, gpus=gpus, progress=progress, deadline=clock.deadline_at(plan.screen_end))
+    for _attempt in range(SCREEN_EXTENSIONS):
+        if rank_complete_trials(open_study(screen).get_trials(deepcopy=False)):
+            break
+        # The deadline cut every trial (a slow machine, a tiny budget): the interrupted trials were re-queued to
+        # resume from their checkpoints, so a little more time completes one rather than ending with nothing.
+        most = clock.left - plan.reserve_s - MIN_FINAL_SHARE * plan.final_seconds
+        extra = min(most, max(plan.trial_seconds * workers, MIN_EXTENSION_S))
+        if extra < MIN_EXTENSION_S:
+            break
+        logger.warning("the screen ended with no complete trial; extending it by %s", format_seconds(extra))
+        timed = dataclasses.replace(screen, study=dataclasses.replace(screen.study, timeout_seconds=extra))
+        run_search(timed, workers=workers, gpus=gpus, progress=progress,
+                   deadline=clock.deadline_at(clock.spent + extra))
+    if not rank_complete_trials(open_study(screen).get_trials(deepcopy=False)):
+        raise BudgetError(
+            f"the screen ended with no complete trial, and the {format_seconds(clock.left)} left cannot pay for one "
+            f"at this machine's speed (a trial is {format_seconds(plan.trial_seconds)} of training plus starting its "
+            "worker); give a larger --budget"
+        )
+    state.mark_done("screen")
 
 
-def _final_model(config: StudyConfig, state: JobState, param_budget: int, max_members: int, progress: bool) -> dict:
+def _final_run(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, progress: bool) -> dict:
+    """Continue the screen's best trial to the deadline (see the module docstring); its result as a dict."""
+    if "final" not in state.values:
+        winner = rank_complete_trials(open_study(screen).get_trials(deepcopy=False))[0]
+        run_config = run_config_from_params(screen, winner.params, attrs.FULL_FIDELITY)
+        data = load_fidelity_data(screen, attrs.FULL_FIDELITY)
+        params = count_params(run_config.model, run_config.io)
+        batch = run_config.train.batch_size
+        # The speed line priced the trial; this model's own steps, timed here with this process's threads, price
+        # the rest of its run, so the decay reaches zero when the time is really up.
+        measured = measure_run_step_seconds(run_config, data.train)
+        predicted = seconds_per_step(screen.timing, params, batch)
+        evaluating = FINAL_EVALUATIONS * Speed(**plan.speed).predict_seconds(params, data.dev.num_frames) * (
+            measured / predicted)
+        wall = clock.left - plan.reserve_s - evaluating
+        if wall <= 0:
+            logger.warning("no time is left to continue the final run (%s left, %s reserved for predicting): the "
+                           "final model is the screen's best trial as it stands", format_seconds(clock.left),
+                           format_seconds(plan.reserve_s))
+            wall = 0.0
+        final_seconds = screen.timing.trial_seconds + wall * predicted / measured
+        state.save(final={"source": winner.number, "final_seconds": final_seconds,
+                          "measured_step_s": measured, "predicted_step_s": predicted})
+        logger.info("final run: search trial %d continues for %s (%s at %.1f ms a step, measured)", winner.number,
+                    format_seconds(wall), f"{int(wall / measured):,} steps", 1000 * measured)
+    final = state.values["final"]
+    final_config = dataclasses.replace(
+        screen, timing=dataclasses.replace(screen.timing, final_seconds=float(final["final_seconds"])))
+    if not state.done("final"):
+        result = promote_top_trials(final_config, 1, source_numbers=[int(final["source"])], progress=progress)
+        promoted = next(item for item in result.promoted if item.source_number == int(final["source"]))
+        state.mark_done("final", final={**final, "dev_accuracy": promoted.full_accuracy,
+                                        "param_count": promoted.param_count,
+                                        "screen_accuracy": promoted.search_accuracy})
+    return state.values["final"]
+
+
+def _final_model(screen: StudyConfig, state: JobState, param_budget: int, max_members: int, progress: bool) -> dict:
     if not state.done("final_model"):
-        result = build_study_ensemble(config, max_members=max_members, param_budget=param_budget, progress=progress)
+        result = build_study_ensemble(screen, max_members=max_members, param_budget=param_budget, progress=progress)
         state.mark_done("final_model", final_model=result.to_dict())
     return state.values["final_model"]
 
 
-def _outputs(config: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, final: dict, ensemble: dict,
-             sheet_path: str | Path | None) -> dict:
-    search_study, full_study = open_studies(config)
+def screen_standings(screen: StudyConfig) -> dict[str, Any]:
+    """How the screen ended, for the summary: the winner, and each warm start's result at the same fidelity."""
+    trials = open_study(screen).get_trials(deepcopy=False)
+    ranked = rank_complete_trials(trials)
+    winner = ranked[0]
+    evaluations = screen.timing.evaluations
+
+    def standing(trial) -> dict[str, Any]:
+        reported = trial.intermediate_values
+        last_step = max(reported) if reported else 0
+        value = trial.value if trial.value is not None else (reported[last_step] if reported else None)
+        return {"trial": trial.number, "state": trial.state.name, "screen_accuracy": value,
+                "evaluations": f"{last_step}/{evaluations}", "param_count": trial.user_attrs.get(attrs.PARAM_COUNT),
+                "behind_winner_points": None if value is None else round(100 * (winner.value - value), 2)}
+
+    recipes = {trial.user_attrs[attrs.WARM_START]: standing(trial) for trial in trials
+               if trial.user_attrs.get(attrs.WARM_START)}
+    origin = winner.user_attrs.get(attrs.WARM_START)
+    if origin is None and attrs.MUTATED_FROM in winner.user_attrs:
+        origin = f"a mutation of trial {winner.user_attrs[attrs.MUTATED_FROM]}"
+    return {"winner": {**standing(winner), "from": origin or "the base sampler"}, "warm_starts": recipes,
+            "complete_trials": len(ranked), "trials": len(trials)}
+
+
+def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan,
+             final: dict, model: dict, sheet_path: str | Path | None) -> dict:
+    search_study, full_study = open_studies(screen)
     sheet = write_ablation_sheet(search_study, full_study, sheet_path or config.paths.artifacts_path / "ablation_sheet.csv")
     report_path = config.paths.artifacts_path / "report.html"
-    write_report(search_study, full_study, report_path, param_budget=plan.final_cap,
-                 space=config.space)
+    write_report(search_study, full_study, report_path, param_budget=config.param_budget, space=screen.space)
     states: dict[str, int] = {}
     for trial in search_study.get_trials(deepcopy=False):
         states[trial.state.name] = states.get(trial.state.name, 0) + 1
+    standings = screen_standings(screen)
     return {
         "study": config.name,
-        "budget_s": plan.budget_s,
+        "budget_s": clock.budget_s,
         "plan": plan.to_dict(),
         "search_trials": states,
-        "final_runs": final,
-        "spearman": describe_spearman(final["spearman"], final["promoted"]),
-        "final_model": ensemble,
-        "submission": ensemble["submission"],
-        "test_accuracy": ensemble["test_accuracy"],
+        "screen": standings,
+        "final_run": final,
+        "final_model": model,
+        "submission": model["submission"],
+        "test_accuracy": model["test_accuracy"],
         "sheet": str(sheet.sheet_path),
         "report": str(report_path),
     }

@@ -1,22 +1,79 @@
-"""``JobState``: the job's ``<artifacts>/run/state.json`` (the budget, the plan, the time spent, the steps done),
-written atomically after every change so that a stopped job continues where it stopped."""
+"""``JobState``: the job's ``<artifacts>/run/state.json``, and the lock that keeps one ``phonetune run`` per study.
+
+The state holds the budget, the time spent (saved every few seconds, so a kill loses at most that), the settings
+the job was started with, the plan, the final run's length once decided, and the steps done. It is written
+atomically after every change, and only once a job has a plan: a start refused for bad data, a budget that cannot
+be met or a mistyped option leaves nothing behind. Read back, every value is checked for its type and range; a
+state file that is not one this phonetune wrote is a ConfigError naming the key, not a traceback.
+
+Example::
+
+    with job_lock(artifacts / "run"):
+        state = JobState.load(artifacts / "run" / STATE_FILE)   # None before the first plan
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import math
+import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
-from phonetune.job.clock import format_seconds
 
 STATE_FILE = "state.json"
+LOCK_FILE = "job.lock"
+VERSION = 2
+STEPS = ("screen", "final", "final_model", "outputs")
+# Settings of a job that its outputs depend on: a rerun with others is refused rather than silently ignored.
+SETTING_KEYS = ("config", "workers", "gpus", "max_members")
+
+
+@contextlib.contextmanager
+def job_lock(job_dir: Path, study: str) -> Iterator[None]:
+    """Hold ``<job_dir>/job.lock`` for the whole job: a second ``phonetune run`` of the study is refused at once
+    (the lock is an flock, released by the kernel when its holder dies, also after a kill -9)."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    with open(job_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(
+                f"study {study!r} is already being run by {holder} (lock {job_dir / LOCK_FILE}); two jobs on one "
+                "study would search against each other and overwrite each other's state. Wait for it to finish or "
+                "stop it (Ctrl-C), then run the same command again"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"phonetune run pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _number(values: Mapping[str, Any], key: str, source: str, *, positive: bool = False) -> float:
+    value = values.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (
+            positive and value <= 0):
+        wanted = "a positive number" if positive else "a number of 0 or more"
+        raise ConfigError(f"{source}: {key} must be {wanted}, but got {value!r}; this is not a state this phonetune "
+                          f"wrote (delete {source} to plan the job again; the study's trials are kept)")
+    return float(value)
 
 
 class JobState:
-    """``state.json``: the budget, the plan, the time spent and which steps are done; written atomically."""
+    """``state.json``; see the module docstring. ``values`` is the validated content."""
 
     def __init__(self, path: Path, values: dict[str, Any]) -> None:
         self.path = path
@@ -24,20 +81,56 @@ class JobState:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path, budget_s: float) -> "JobState":
-        if path.is_file():
-            try:
-                values = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"job state {path} is unreadable ({exc}); delete it to start the job over") from exc
-            if values.get("budget_s") != budget_s:
-                raise ConfigError(
-                    f"job state {path} belongs to a --budget of {format_seconds(values.get('budget_s', 0))}, but this "
-                    f"command gives {format_seconds(budget_s)}; rerun with the same --budget to continue, or delete "
-                    f"{path.parent} (and the study) to start over"
-                )
-            return cls(path, values)
-        return cls(path, {"budget_s": budget_s, "spent_s": 0.0, "done": []})
+    def new(cls, path: Path, budget_s: float, settings: Mapping[str, Any]) -> "JobState":
+        return cls(path, {"version": VERSION, "budget_s": budget_s, "spent_s": 0.0, "settings": dict(settings),
+                          "done": []})
+
+    @classmethod
+    def load(cls, path: Path) -> "JobState | None":
+        """The state at ``path``, validated; None when there is none yet."""
+        if not path.exists():
+            return None
+        source = str(path)
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"job state {source} is unreadable ({exc}); delete it to plan the job again (the "
+                              "study's trials are kept)") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(f"job state {source} must be a JSON object, but holds {type(values).__name__}; delete "
+                              "it to plan the job again (the study's trials are kept)")
+        if values.get("version") != VERSION:
+            raise ConfigError(f"job state {source} was written by another phonetune version (version "
+                              f"{values.get('version')!r}, this one reads {VERSION}); delete {path.parent} to plan the "
+                              "job again (the study's trials are kept)")
+        _number(values, "budget_s", source, positive=True)
+        _number(values, "spent_s", source)
+        done = values.get("done")
+        if not isinstance(done, list) or any(step not in STEPS for step in done):
+            raise ConfigError(f"{source}: done must list steps among {list(STEPS)}, but got {done!r}")
+        if not isinstance(values.get("settings"), dict):
+            raise ConfigError(f"{source}: settings must be a table, but got {values.get('settings')!r}")
+        final = values.get("final")
+        if final is not None:
+            if not isinstance(final, dict) or isinstance(final.get("source"), bool) or not isinstance(
+                    final.get("source"), int):
+                raise ConfigError(f"{source}: final must name its source trial, but got {final!r}")
+            _number(final, "final_seconds", f"{source} final", positive=True)
+        return cls(path, values)
+
+    def changed_settings(self, settings: Mapping[str, Any]) -> list[str]:
+        """``key: before -> now`` for each job setting that differs from what the job was started with."""
+        before = self.values["settings"]
+        return [f"{key}: {before.get(key)!r} -> {settings.get(key)!r}" for key in SETTING_KEYS
+                if before.get(key) != settings.get(key)]
+
+    @property
+    def budget_s(self) -> float:
+        return float(self.values["budget_s"])
+
+    @property
+    def spent_s(self) -> float:
+        return float(self.values["spent_s"])
 
     def save(self, **changes: Any) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ from phonetune.search.storage.backends import (
 from phonetune.search.storage.heartbeats import (
     HEARTBEAT_ATTR,
     TrialHeartbeat,
+    fail_orphaned_trials,
     recover_stale_trials,
     retry_callback,
     uses_optuna_heartbeat,
@@ -38,6 +39,7 @@ __all__ = [
     "SQLITE_SCHEME",
     "TrialHeartbeat",
     "build_storage",
+    "fail_orphaned_trials",
     "recover_stale_trials",
     "require_study",
     "retry_callback",

@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import datetime
 import logging
+import os
+import socket
 import threading
 import time
 import warnings
@@ -22,6 +24,7 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from phonetune.search.attributes import WORKER as WORKER_ATTR
 from phonetune.search.optuna_private import storage_backend, stored_trial_id, study_storage, trial_id
 
 logger = logging.getLogger(__name__)
@@ -138,4 +141,40 @@ def recover_stale_trials(
                     on_stale(study, copy.deepcopy(storage.get_trial(stored_trial_id(trial))))
     for number in failed:
         logger.warning("trial %d: its worker stopped sending heartbeats; marked FAIL and re-queued", number)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def fail_orphaned_trials(
+    study: optuna.Study, on_stale: Callable[[optuna.Study, FrozenTrial], None] | None
+) -> list[int]:
+    """Fail the RUNNING trials whose recorded worker (``host:pid``) is a process of this host that no longer exists,
+    at once rather than after the heartbeat's grace period, and hand each to ``on_stale``. A job that holds its
+    study's lock knows such trials were left by a killed run; a reused pid only falls back to the grace period."""
+    host = socket.gethostname()
+    storage = study_storage(study)
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        recorded_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+        if recorded_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            changed = storage.set_trial_state_values(stored_trial_id(trial), TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            changed = False
+        if changed:
+            failed.append(trial.number)
+            if on_stale is not None:
+                on_stale(study, copy.deepcopy(storage.get_trial(stored_trial_id(trial))))
+    for number in failed:
+        logger.warning("trial %d: its worker process on this host is gone; marked FAIL", number)
     return failed

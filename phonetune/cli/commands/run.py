@@ -14,17 +14,16 @@ from phonetune.job.run import run_job
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = add_command(
         subparsers, "run", study=True,
-        description="Plan the budget from this machine's measured speed, search (warm-start trials first, pruning, "
-        "models sized so their full-data runs fit), retrain the best trials on all the training data, keep the "
-        "best run or the ensemble that beats it on dev within the parameter budget, write and score the test "
-        "submission, the ablation sheet and the report. Finishes by the deadline. Ctrl-C or a kill, then the same "
-        "command, continues where it stopped and spends only the budget left.",
+        description="Plan the budget from this machine's measured speed; screen candidates (the study's warm-start "
+        "recipes at their own size and at the size the budget trains best, then mutations of the best so far) for "
+        "equal time as the start of their final runs, pruning the weak; continue the best to the deadline with a "
+        "learning rate that reaches zero exactly then; write and score the test submission, the ablation sheet, "
+        "the report and summary.json. Ctrl-C or a kill, then the same command, continues where it stopped and "
+        "spends only the budget left.",
     )
-    parser.add_argument("--budget", required=True, help="wall-clock budget for the whole job: 90s, 20m, 1.5h")
+    parser.add_argument("--budget", required=True, help="wall-clock budget for the whole job: 90s, 20m, 1.5h, 2m30s")
     parser.add_argument("--workers", type=int, default=1, help="search worker processes on this machine")
     parser.add_argument("--gpus", default="", metavar="0,1,...", help="pin search worker i to GPU gpus[i %% len(gpus)]")
-    parser.add_argument("--top", type=int, default=None, metavar="K",
-                        help="final runs to train (default: the planner picks 2-4 from the budget)")
     parser.add_argument("--max-members", type=int, default=4, metavar="M", help="most runs in the final ensemble")
     parser.add_argument("--sheet", default=None, metavar="CSV",
                         help="where the ablation sheet goes (default: <artifacts>/ablation_sheet.csv)")
@@ -38,16 +37,19 @@ def run(args: argparse.Namespace) -> int:
     interrupt_on_sigterm()
     config = load_study_args(args)
     outcome = run_job(
-        config, budget_s, workers=args.workers, gpus=gpus, top_k=args.top, max_members=args.max_members,
+        config, budget_s, workers=args.workers, gpus=gpus, max_members=args.max_members,
         sheet_path=args.sheet, progress=not args.quiet and sys.stderr.isatty(),
     )
     summary = outcome.summary
     model = summary["final_model"]
+    screen = summary["screen"]
+    winner = screen["winner"]
     test = "not scored (no test labels)" if summary["test_accuracy"] is None else f"{summary['test_accuracy']:.4f}"
-    print(f"Spearman search vs full: {summary['spearman']}")
+    print(f"screen winner: trial {winner['trial']} ({winner['from']}), screen dev {winner['screen_accuracy']:.4f}; "
+          + "; ".join(f"{name} {item['screen_accuracy']:.4f} ({item['state'].lower()} after {item['evaluations']})"
+                      for name, item in screen["warm_starts"].items() if item["screen_accuracy"] is not None))
     print(f"final model: {model['chosen']} of search trials {model['members']} ({model['param_count']:,} parameters); "
-          f"dev {model['dev_accuracy']:.4f} (best single {model['single_dev_accuracy']:.4f}, ensemble "
-          f"{model['ensemble_dev_accuracy']:.4f}); test {test}")
+          f"dev {model['dev_accuracy']:.4f}; test {test}")
     print(f"spent {format_seconds(summary['spent_s'])} of {format_seconds(budget_s)}")
     print(f"sheet: {summary['sheet']}")
     print(f"report: {summary['report']}")
