@@ -200,6 +200,7 @@ class PrunerConfig:
     min_resource: int = 1  # asha/hyperband: epochs before the first rung
     reduction_factor: int = 3  # asha/hyperband: keep the top 1/reduction_factor at each rung
     min_early_stopping_rate: int = 0  # asha: skip this many rungs at the bottom
+    prune_warm_starts: bool = True  # false: [[warm_start]] trials always run to their end (phonetune run's screen)
 
     def problems(self) -> list[str]:
         found = []

@@ -41,6 +41,7 @@ from phonetune.search.config import StudyConfig
 from phonetune.search.optuna_private import enqueued_params, set_frozen_trial_user_attr
 from phonetune.search.ranking import best_trial
 from phonetune.search.space import WIDTH_FRACTION, width_fraction_for_params
+from phonetune.search.space_spec import unused_params
 
 # Hyperparameters that move frame-level phoneme accuracy most (the handout's ablations and public HW1P2 write-ups).
 MAJOR = frozenset({"context_frames", "hidden_layers", "width_shape", "dropout", "lr", "batch_size", "time_mask_prob",
@@ -83,7 +84,11 @@ class PriorSampler(BaseSampler):
             return
         since = [t for t in finished if t.number > parent.number]
         count = min(MAX_MUTATIONS, 1 + len(since) // FINISHED_PER_EXTRA_MUTATION)
-        names = [name for name in parent.params if not (self.target_params and name == WIDTH_FRACTION)]
+        # Only what the parent's model uses: redrawing an activation of a model without hidden layers changes
+        # nothing, and such a "mutation" would only train the parent again.
+        ignored = unused_params({**parent.params, **parent.user_attrs})
+        names = [name for name in parent.params
+                 if name not in ignored and not (self.target_params and name == WIDTH_FRACTION)]
         if not names:
             return
         weights = np.array([MAJOR_WEIGHT if name in MAJOR else 1.0 for name in names])

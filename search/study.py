@@ -67,8 +67,24 @@ def create_sampler(config: StudyConfig, worker_index: int = 0, trials_before: in
         return tpe
 
 
+class SparingWarmStarts(optuna.pruners.BasePruner):
+    """``base``, except that a ``[[warm_start]]`` trial is never pruned: a known-good recipe reaches the end of its
+    trial and is compared there, at the fidelity every complete trial had, not after its first minutes."""
+
+    def __init__(self, base: optuna.pruners.BasePruner) -> None:
+        self.base = base
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return WARM_START not in trial.user_attrs and self.base.prune(study, trial)
+
+
 def create_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
-    """The configured pruner; its resource unit is one epoch of a search trial."""
+    """The configured pruner; its resource unit is one epoch (or one evaluation of a time-boxed trial)."""
+    pruner = _base_pruner(config)
+    return pruner if config.pruner.prune_warm_starts else SparingWarmStarts(pruner)
+
+
+def _base_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
     settings = config.pruner
     if settings.kind == "median":
         return optuna.pruners.MedianPruner(

@@ -74,9 +74,11 @@ logger = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
 # Workers stop starting trials this long before the screen's end, and are stopped at the end itself.
 SEARCH_MARGIN_S = 5.0
-# Evaluations per trial: ASHA with reduction factor 3 compares trials after 1, 3 and 9 of them.
 SCREEN_EVALUATIONS = 9
-SCREEN_PRUNER = PrunerConfig(kind="asha", min_resource=1, reduction_factor=3, min_early_stopping_rate=0)
+# Evaluations per trial; ASHA compares trials after 3 of them and at the end (a third of a trial is the earliest
+# comparison: before it, the trials warming up fastest lead whatever they become), and never prunes a warm start.
+SCREEN_PRUNER = PrunerConfig(kind="asha", min_resource=3, reduction_factor=3, min_early_stopping_rate=0,
+                             prune_warm_starts=False)
 # A warm start is screened at the planned size too when its own size differs from it by more than this factor.
 RESIZE_FACTOR = 1.5
 # A screen that ends with no complete trial is extended (at most this often, by at least this long), leaving the
@@ -232,11 +234,21 @@ def screen_study(config: StudyConfig, plan: Plan) -> StudyConfig:
     )
     space = dict(config.space)
     space["scheduler"] = Choice(value=SCREEN_SCHEDULER)
-    warm_starts = [WarmStart(entry.name, {key: value for key, value in entry.values.items() if key != "scheduler"})
-                   for entry in config.warm_start]
-    own_sizes = _recipe_sizes(config)
-    resized = _resized_warm_starts(config, warm_starts, own_sizes, plan.final_params)
-    budget = min(config.param_budget, max([plan.final_params, *own_sizes]))
+    depth = space["hidden_layers"]
+    if depth.bounds()[1] >= 1 and depth.bounds()[0] < 1:
+        # A model without hidden layers cannot be made the planned size, and at a tenth of the final run's time a
+        # far smaller model leads for its speed alone: the screen compares models that have hidden layers.
+        space["hidden_layers"] = dataclasses.replace(depth, low=1)
+    recipes = [WarmStart(entry.name, {key: value for key, value in entry.values.items() if key != "scheduler"})
+               for entry in config.warm_start]
+    sizes = _recipe_sizes(config)
+    # A recipe is screened at its own size unless it is far smaller than the planned size (a short trial would
+    # favour it for its speed); a larger one is screened as it is, since the same bias only works against it.
+    screened = [(recipe, own) for recipe, own in zip(recipes, sizes)
+                if own * RESIZE_FACTOR >= plan.final_params and recipe.values.get("hidden_layers", 1) >= 1]
+    resized = _resized_warm_starts(config, recipes, sizes, plan.final_params)
+    budget = min(config.param_budget, max([plan.final_params, *(own for _recipe, own in screened)]))
+    warm_starts = [recipe for recipe, _own in screened]
     return dataclasses.replace(
         config,
         study=dataclasses.replace(config.study, n_trials=0, timeout_seconds=max(1.0, plan.screen_s),
@@ -246,7 +258,7 @@ def screen_study(config: StudyConfig, plan: Plan) -> StudyConfig:
         sampler=dataclasses.replace(config.sampler, kind="prior", target_params=plan.final_params),
         pruner=SCREEN_PRUNER,
         space=space,
-        warm_start=[*warm_starts, *resized],
+        warm_start=[*resized, *warm_starts],  # the planned size first: the likelier winner starts early
     )
 
 
@@ -351,7 +363,7 @@ def _final_model(screen: StudyConfig, state: JobState, param_budget: int, max_me
     return state.values["final_model"]
 
 
-def screen_standings(screen: StudyConfig) -> dict[str, Any]:
+def screen_standings(screen: StudyConfig, config_warm_starts: Sequence[WarmStart]) -> dict[str, Any]:
     """How the screen ended, for the summary: the winner, and each warm start's result at the same fidelity."""
     trials = open_study(screen).get_trials(deepcopy=False)
     ranked = rank_complete_trials(trials)
@@ -371,8 +383,16 @@ def screen_standings(screen: StudyConfig) -> dict[str, Any]:
     origin = winner.user_attrs.get(attrs.WARM_START)
     if origin is None and attrs.MUTATED_FROM in winner.user_attrs:
         origin = f"a mutation of trial {winner.user_attrs[attrs.MUTATED_FROM]}"
+    screened = {entry.name for entry in screen.warm_start}
+    not_screened = {
+        entry.name: ("it has no hidden layer, so it cannot be sized to the plan, and a far smaller model wins a "
+                     "short trial for its speed alone") if not entry.values.get("hidden_layers", 1)
+        else ("it is far smaller than the planned size; screened resized instead")
+        for entry in config_warm_starts if entry.name not in screened
+    }
     return {"winner": {**standing(winner), "from": origin or "the base sampler"}, "warm_starts": recipes,
-            "complete_trials": len(ranked), "trials": len(trials)}
+            "not_screened": not_screened, "complete_trials": len(ranked), "trials": len(trials),
+            "trial_seconds": screen.timing.trial_seconds, "dev_share": screen.timing.dev_fraction}
 
 
 def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan,
@@ -384,7 +404,7 @@ def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: B
     states: dict[str, int] = {}
     for trial in search_study.get_trials(deepcopy=False):
         states[trial.state.name] = states.get(trial.state.name, 0) + 1
-    standings = screen_standings(screen)
+    standings = screen_standings(screen, config.warm_start)
     return {
         "study": config.name,
         "budget_s": clock.budget_s,

@@ -1,46 +1,108 @@
-"""The planner of ``phonetune run``: ``--budget`` parsed, the budget split by what final runs cost on a machine of a
-given speed, and the final runs chosen for the time really left."""
+"""The planner of ``phonetune run``: ``--budget`` parsed and shown, and the budget split by what this machine's speed
+buys, from a 2-core CPU and a small corpus to one H200 (four of them) and HW1P2's 36M training frames."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
 from phonetune.errors import BudgetError, ConfigError
-from phonetune.job.clock import parse_budget
-from phonetune.job.planner import make_plan, plan_final_runs, run_seconds
+from phonetune.job.clock import format_seconds, parse_budget
+from phonetune.job.planner import (
+    FRAMES_PER_PARAM,
+    SCREEN_SHARE,
+    Plan,
+    compute_optimal_params,
+    make_plan,
+)
 from phonetune.model.speed import Speed
 
+# The 2-core development machine, fitted from the trainer's own steps (BENCHMARKS.md): a 1.28M-parameter model
+# trains about 8,000 frames a second here.
+CPU = Speed(fixed=5e-7, per_param=7.5e-11, device="cpu")
+# One H200 (issue 21, bench/trainer.py): an 18,481,192-parameter model trains 2,033,655 frames/s at batch 8192 and
+# 258,473 at batch 1024; a step's launch cost of ~4 ms does not shrink with the batch.
+H200 = Speed(fixed=0.0, per_param=4.3e-16, device="cuda", per_step=3.97e-3)
+HW1P2 = dict(train_frames=36_000_000, dev_frames=1_930_000, test_frames=1_940_000)
+DEMO = dict(train_frames=977_855, dev_frames=146_806, test_frames=142_398)
 
-def test_parse_budget_and_unmeetable_budgets_are_named_errors():
+
+def test_budgets_parse_in_compound_units_and_print_in_hours():
     assert parse_budget("90s") == 90 and parse_budget("20m") == 1200 and parse_budget("1.5h") == 5400
-    assert parse_budget("45") == 45
-    for bad in ("", "10 minutes", "-5m", "0s", "m"):
+    assert parse_budget("2m30s") == 150 and parse_budget("1h 30m") == 5400 and parse_budget("45") == 45
+    for bad in ("", "10 minutes", "-5m", "0s", "m", "30s2m", "2m2m", "1h30"):
         with pytest.raises(ConfigError, match="--budget must be a positive duration"):
             parse_budget(bad)
+    with pytest.raises(ConfigError, match="at most 30 days"):
+        parse_budget("99999h")
+    assert format_seconds(45) == "45 s" and format_seconds(185) == "3 min 05 s"
+    assert format_seconds(7620) == "2 h 07 min" and format_seconds(-116) == "-1 min 56 s"
+
+
+def test_the_final_model_sees_the_planned_frames_per_parameter_and_grows_with_the_square_root_of_time():
+    sizes = []
+    for seconds in (600, 2400):
+        params = compute_optimal_params(CPU, seconds, 1024, param_budget=20_000_000, min_params=10_000)
+        frames = seconds / CPU.seconds_per_frame(params, 1024)
+        assert frames / params == pytest.approx(FRAMES_PER_PARAM, rel=0.01)
+        sizes.append(params)
+    # Compute-optimal: four times the time, about twice the model (the per-frame cost bends it a little).
+    assert 1.7 < sizes[1] / sizes[0] < 2.3
+    assert compute_optimal_params(CPU, 1e9, 1024, param_budget=20_000_000, min_params=10_000) == 20_000_000
+    assert compute_optimal_params(CPU, 0.01, 1024, param_budget=20_000_000, min_params=10_000) == 10_000
+
+
+def test_a_cpu_budget_screens_a_quarter_and_continues_a_mid_sized_model():
+    plan = make_plan(600, CPU, **DEMO, param_budget=20_000_000, max_epochs=25, batch_size=1024, workers=2,
+                     elapsed_s=20, predict_params=[3_609_640])
+    training = plan.budget_s - plan.prepare_s - plan.reserve_s
+    assert plan.screen_s == pytest.approx(SCREEN_SHARE * training)
+    # The winner's trial is the first tenth of its run; the rest is what the screen leaves, minus its evaluations.
+    continuation = plan.final_seconds - plan.trial_seconds
+    assert continuation < training - plan.screen_s and continuation > 0.9 * (training - plan.screen_s)
+    assert plan.trial_seconds == pytest.approx(0.1 * plan.final_seconds)
+    assert 500_000 < plan.final_params < 3_609_640  # smaller than the expert recipe as written, for more epochs
+    assert 2 < plan.final_epochs < 12
+    assert plan.screen_end == pytest.approx(plan.prepare_s + plan.screen_s)
+
+
+def test_six_hours_on_h200s_train_a_20m_model_for_the_studys_epochs_and_screen_with_the_rest():
+    plan = make_plan(6 * 3600, H200, **HW1P2, param_budget=20_000_000, max_epochs=25, batch_size=8192, workers=4,
+                     elapsed_s=120, predict_params=[18_481_192])
+    assert plan.final_params == 20_000_000 and plan.final_epochs == 25
+    # 25 epochs of 36M frames at ~1.9M frames/s take minutes; everything else buys trials.
+    assert plan.final_seconds < 15 * 60 and plan.screen_s > 5 * 3600
+    assert plan.trial_seconds * 4 < plan.screen_s / 100  # hundreds of trials on four GPUs
+    assert "caps the model" in plan.why
+
+
+def test_twenty_minutes_on_an_h200_still_train_near_the_20m_rule_and_screen_a_few_dozen_trials():
+    plan = make_plan(1200, H200, **HW1P2, param_budget=20_000_000, max_epochs=25, batch_size=8192, workers=1,
+                     elapsed_s=120, predict_params=[18_481_192])
+    assert plan.final_params == 20_000_000 and 10 <= plan.final_epochs <= 25
+    assert plan.prepare_s + plan.screen_s + plan.final_seconds * 0.9 + plan.reserve_s <= 1200
+    assert plan.screen_s / plan.trial_seconds > 10
+    # At batch 1024 the step's launch cost dominates: the same 20 minutes buy a far smaller model.
+    small_batch = make_plan(1200, H200, **HW1P2, param_budget=20_000_000, max_epochs=25, batch_size=1024,
+                            workers=1, elapsed_s=120)
+    assert small_batch.final_epochs < plan.final_epochs
+
+
+def test_an_unmeetable_budget_is_one_named_error_with_the_budget_that_would_do():
     slow = Speed(fixed=1e-3, per_param=1e-9, device="cpu")  # 1,000 frames/s at best
-    with pytest.raises(BudgetError, match="cannot be met"):
-        make_plan(60, slow, train_frames=1_000_000, dev_frames=100_000, param_budget=20_000_000, target_epochs=3,
-                  search_fraction=0.2, search_epochs=3)
+    with pytest.raises(BudgetError, match=r"--budget 40 s cannot be met on this machine.*at least"):
+        make_plan(40, slow, **DEMO, param_budget=20_000_000, max_epochs=3, batch_size=1024, workers=1,
+                  elapsed_s=20, min_params=50_000)
 
 
-def test_plan_caps_models_by_what_their_final_runs_cost():
-    speed = Speed(fixed=3.6e-6, per_param=5e-11, device="cpu")  # this 2-core machine, measured
-    frames = dict(train_frames=1_000_000, dev_frames=150_000)
-    fidelity = dict(param_budget=20_000_000, target_epochs=2, search_fraction=0.2, search_epochs=3)
-    small = make_plan(600, speed, **frames, **fidelity)
-    large = make_plan(20_000, speed, **frames, **fidelity)
-    assert small.search_s + small.final_s + small.reserve_s == pytest.approx(600)
-    assert small.search_cap <= small.final_cap < large.final_cap <= 20_000_000
-    assert large.top_k == 4 and small.top_k < large.top_k  # a short budget trades runs for width
-    assert small.final_cap >= 2_000_000 or small.top_k == 1
-    # The final runs at the cap fit the final share.
-    final = plan_final_runs([(0, small.final_cap)] * small.top_k, small.final_s, speed, **frames,
-                            top_k=small.top_k, min_epochs=small.full_epochs, max_epochs=small.full_epochs)
-    assert final.epochs == small.full_epochs and final.predicted_s <= small.final_s
-    # Less time left than planned: the weakest candidate goes before the epochs drop below the plan's two.
-    one_epoch = run_seconds(speed, 400_000, 1, 1_000_000, 150_000)
-    short = plan_final_runs([(3, 400_000), (5, 400_000), (7, 400_000)], 2.5 * one_epoch, speed, **frames,
-                            top_k=3, min_epochs=2, max_epochs=3)
-    assert short.sources == [3] and short.epochs == 2
-    with pytest.raises(BudgetError, match="no final run fits"):
-        plan_final_runs([(3, 400_000)], 0.5 * one_epoch, speed, **frames, top_k=3, min_epochs=1, max_epochs=3)
+def test_a_state_files_plan_with_wrong_types_is_a_named_error():
+    plan = make_plan(600, CPU, **DEMO, param_budget=20_000_000, max_epochs=25, batch_size=1024, workers=2)
+    assert Plan.from_dict(plan.to_dict(), "state.json") == plan
+    for key, value in (("budget_s", "abc"), ("final_params", None), ("screen_s", -5), ("why", 3)):
+        broken = {**plan.to_dict(), key: value}
+        with pytest.raises(ConfigError, match=rf"state.json.*plan\.{key}"):
+            Plan.from_dict(broken, "state.json")
+    with pytest.raises(ConfigError, match="plan must be a table"):
+        Plan.from_dict("x", "state.json")
+    assert not math.isnan(plan.final_epochs)

@@ -45,9 +45,16 @@ def run(args: argparse.Namespace) -> int:
     screen = summary["screen"]
     winner = screen["winner"]
     test = "not scored (no test labels)" if summary["test_accuracy"] is None else f"{summary['test_accuracy']:.4f}"
-    print(f"screen winner: trial {winner['trial']} ({winner['from']}), screen dev {winner['screen_accuracy']:.4f}; "
-          + "; ".join(f"{name} {item['screen_accuracy']:.4f} ({item['state'].lower()} after {item['evaluations']})"
-                      for name, item in screen["warm_starts"].items() if item["screen_accuracy"] is not None))
+    recipes = "; ".join(
+        f"{name} {item['screen_accuracy']:.4f} ({item['state'].lower()} after {item['evaluations']} evaluations)"
+        if item["screen_accuracy"] is not None else f"{name} not evaluated ({item['state'].lower()})"
+        for name, item in screen["warm_starts"].items()
+    )
+    print(f"screen winner: trial {winner['trial']} ({winner['from']}), dev {winner['screen_accuracy']:.4f} on "
+          f"{screen['dev_share']:.0%} of dev after its {screen['trial_seconds']:.0f} s of training"
+          + (f"; warm starts: {recipes}" if recipes else ""))
+    for name, why in screen["not_screened"].items():
+        print(f"  {name}: not screened, {why}")
     print(f"final model: {model['chosen']} of search trials {model['members']} ({model['param_count']:,} parameters); "
           f"dev {model['dev_accuracy']:.4f}; test {test}")
     print(f"spent {format_seconds(summary['spent_s'])} of {format_seconds(budget_s)}")
