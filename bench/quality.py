@@ -1,15 +1,19 @@
 """Accuracy at an equal wall-clock budget: ``phonetune run`` against the expert recipe alone and a plain Optuna script.
 
-Three arms, each given the same budget B on this machine, each scored on the demo corpus's held-apart test labels:
+Three arms, each given the same budget B on this machine, each scored on the corpus's held-apart test labels:
 
-(a) ``phonetune run --budget B``: planner, warm-started search with pruning, final runs, ensemble.
-(b) the study's ``expert`` warm-start recipe alone (as written, uncapped), trained on all the training data for as
-    many epochs as fit B (epochs chosen from this machine's measured speed, as a person sizing one run would).
-(c) a plain Optuna script: TPE over the same space under the study's parameter budget, no pruning, promotion or warm
-    start; each trial trains on all the training data for a fixed 2 epochs; the best dev trial is the answer.
+(a) ``phonetune run --budget B``: plan, time-boxed screen (warm starts first, prior sampler, ASHA), the winner
+    continued to the deadline.
+(b) the study's ``expert`` warm-start recipe alone, as written (its own width, context and optimizer), at its
+    strongest for the budget as a careful person would run it: all the training data, its own batch size, a
+    schedule that ends at the deadline (warm-up, then the learning rate falling linearly to zero at the last step
+    the time buys, priced from the recipe's own measured step time) and a weight average (the same trainer as
+    phonetune's final runs). Loading the data and predicting are inside B.
+(c) a plain Optuna script: TPE over the same space under the study's parameter budget, no pruning, screening or
+    warm start; each trial trains on all the training data for a fixed 2 epochs; the best dev trial is the answer.
 
-Arms (b) and (c) stop an epoch early rather than overrun B; every arm's own wall time is printed. The last line is
-``ratio: X`` = arm (a)'s mean test accuracy / the best other arm's mean.
+Every arm's own wall time is printed. The last line is ``ratio: X`` = arm (a)'s mean test accuracy / the best other
+arm's mean. Arms (b) and (c) do not use the job's code, so one measurement of them serves later changes of the job.
 
 Usage: python bench/quality.py [--data data/demo] [--budget 10m] [--seeds 2 | --seed-list 0,1] [--arms a,b,c]
 """
@@ -31,12 +35,11 @@ import optuna
 
 from phonetune.errors import PhonetuneError
 from phonetune.job.clock import format_seconds, parse_budget
-from phonetune.job.planner import run_seconds
 from phonetune.model import count_params
 from phonetune.model.inference import predict_checkpoint
 from phonetune.model.run_files import BEST_CHECKPOINT
 from phonetune.model.scoring import score_submission
-from phonetune.model.speed_probe import measure_speed
+from phonetune.model.speed_probe import measure_run_step_seconds, measure_speed
 from phonetune.model.trainer import Trainer
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig, load_study_config
@@ -45,7 +48,9 @@ from phonetune.search.space import suggest_run_config, warm_start_params
 
 REPO = Path(__file__).resolve().parents[1]
 PLAIN_EPOCHS = 2  # arm (c): every trial trains all the data for this many epochs
-PREDICT_RESERVE_S = 15.0  # arms (b) and (c): predicting and scoring the test split after training
+PREDICT_RESERVE_S = 15.0  # arms (b) and (c): scoring, writing and slack after training
+EVALUATIONS = 8  # arm (b): dev evaluations along its run
+TEST_FRAMES_GUESS = 200_000  # arm (b): the test split's frames, priced before it is read
 
 
 class DeadlineReached(Exception):
@@ -99,14 +104,17 @@ def arm_phonetune(args, config_path: str, overrides: list[str], seed: int, folde
     if completed.returncode != 0:
         raise RuntimeError(f"phonetune run failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
     summary = json.loads((folder / "artifacts" / "run" / "summary.json").read_text())
-    model = summary["final_model"]
-    final = summary["final_runs"]
-    epochs = {source: final.get("epochs_of", {}).get(str(source), final["epochs"]) for source in final["sources"]}
-    return {"test_accuracy": summary["test_accuracy"], "wall_s": wall,
-            "detail": f"{model['chosen']} of trials {model['members']}, {model['param_count']:,} params, "
-                      f"{summary['search_trials']} search trials, final runs (trial: epochs) {epochs}",
-            "job_lines": [line for line in completed.stdout.splitlines()
-                          if line.startswith(("plan:", "search:", "final runs:", "final model:"))]}
+    plan, screen, final = summary["plan"], summary["screen"], summary["final_run"]
+    winner = screen["winner"]
+    recipes = ", ".join(f"{name} {item['screen_accuracy']:.4f}" for name, item in screen["warm_starts"].items()
+                        if item["screen_accuracy"] is not None)
+    return {"test_accuracy": summary["test_accuracy"], "wall_s": wall, "spent_s": summary["spent_s"],
+            "detail": f"plan: {plan['final_params']:,} params, {plan['final_epochs']:.1f} epochs, screen "
+                      f"{plan['screen_s']:.0f} s of {plan['trial_seconds']:.0f} s trials; "
+                      f"{screen['complete_trials']} complete of {screen['trials']} trials; winner trial "
+                      f"{winner['trial']} ({winner['from']}) {winner['screen_accuracy']:.4f} vs {recipes}; final "
+                      f"{final['param_count']:,} params, dev {final['dev_accuracy']:.4f}",
+            "summary": {key: summary[key] for key in ("plan", "screen", "final_run", "final_model")}}
 
 
 def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float) -> dict:
@@ -120,16 +128,29 @@ def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float) ->
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
     study.enqueue_trial(warm_start_params(config, expert))
     run_config = suggest_run_config(study.ask(), config, attrs.FULL_FIDELITY)
-    speed = measure_speed(config.train.device)
     params = count_params(run_config.model, run_config.io)
-    left = deadline - time.monotonic() - PREDICT_RESERVE_S
-    epoch_s = run_seconds(speed, params, 1, data.train.num_frames, data.dev.num_frames)
-    epochs = max(1, int(left // epoch_s))
-    run_config = dataclasses.replace(run_config, train=dataclasses.replace(run_config.train, epochs=epochs, seed=seed))
-    train_until(run_config, folder / "expert", data, deadline - PREDICT_RESERVE_S)
+    step_s = measure_run_step_seconds(run_config, data.train)
+    speed = measure_speed(config.train.device, split=data.train)
+    # The time left after predicting test (and the evaluations on dev along the way) buys this many steps.
+    predicting = speed.predict_seconds(params, data.dev.num_frames * (1 + EVALUATIONS) + TEST_FRAMES_GUESS)
+    seconds = deadline - time.monotonic() - predicting - PREDICT_RESERVE_S
+    steps = max(1, int(seconds / step_s))
+    train = dataclasses.replace(
+        run_config.train, seed=seed, scheduler="linear", total_steps=steps, warmup_fraction=0.05,
+        eval_every_steps=max(1, steps // EVALUATIONS), ema_decay=1.0 - 1.0 / max(10, steps // 50),
+    )
+    run_config = dataclasses.replace(run_config, train=train)
+    trainer = Trainer(run_config, folder / "expert", data=data, progress=False, curves=False)
+    try:
+        trainer.setup()
+        trainer.train()
+    finally:
+        trainer.cleanup()
     accuracy = test_accuracy(folder / "expert" / BEST_CHECKPOINT, config, folder / "expert" / "submission.csv")
     return {"test_accuracy": accuracy, "wall_s": time.monotonic() - started,
-            "detail": f"{params:,} params, {epochs} epochs planned"}
+            "detail": f"{params:,} params, {steps:,} steps of batch {run_config.train.batch_size} "
+                      f"({steps * run_config.train.batch_size / data.train.num_frames:.2f} epochs), "
+                      f"{1000 * step_s:.1f} ms a step measured"}
 
 
 def arm_plain_optuna(config: StudyConfig, seed: int, folder: Path, budget_s: float) -> dict:
@@ -139,12 +160,12 @@ def arm_plain_optuna(config: StudyConfig, seed: int, folder: Path, budget_s: flo
     plain = load_study_config(config.source, [*config.overrides, f"fidelity.full_epochs={PLAIN_EPOCHS}",
                                               "fidelity.full_train_fraction=1.0", f"train.seed={seed}"])
 
-    speed = measure_speed(config.train.device)
+    speed = measure_speed(config.train.device, split=data.train)
 
     def objective(trial: optuna.Trial) -> float:
         run_config = suggest_run_config(trial, plain, attrs.FULL_FIDELITY)
-        epoch_s = run_seconds(speed, count_params(run_config.model, run_config.io), 1, data.train.num_frames,
-                              data.dev.num_frames)
+        epoch_s = speed.epoch_seconds(count_params(run_config.model, run_config.io), data.train.num_frames,
+                                      data.dev.num_frames, run_config.train.batch_size)
         if time.monotonic() + epoch_s > deadline:
             # Not even one epoch of this draw fits: the script would overrun the budget, so it stops here.
             trial.study.stop()
@@ -152,7 +173,7 @@ def arm_plain_optuna(config: StudyConfig, seed: int, folder: Path, budget_s: flo
         out_dir = folder / "plain" / str(trial.number)
         train_until(run_config, out_dir, data, deadline)
         metrics = json.loads((out_dir / "metrics.json").read_text())
-        return float(metrics["best_dev_acc"])
+        return float(metrics["dev_accuracy"])
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, timeout=max(1.0, deadline - time.monotonic()), catch=(DeadlineReached,))

@@ -37,6 +37,11 @@ def load_fidelity_data(config: StudyConfig, fidelity: str, *, progress: bool = F
     return load_training_data(fidelity_data_config(config, fidelity), progress=progress)
 
 
+def worker_name() -> str:
+    """``host:pid`` of this process, as a trial records the worker that runs it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def train_trial(
     trial: optuna.Trial,
     config: StudyConfig,
@@ -63,7 +68,7 @@ def train_trial(
     out_dir.mkdir(parents=True, exist_ok=True)
     trial.set_user_attr(attrs.FIDELITY, fidelity)
     trial.set_user_attr(attrs.CHECKPOINT_DIR, config.paths.stored_run_dir(out_dir))
-    trial.set_user_attr(attrs.WORKER, f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr(attrs.WORKER, worker_name())
     searching = fidelity == attrs.SEARCH_FIDELITY
     recorder = EpochRecorder(trial, config.fidelity.trial_epochs if searching else None)
     started = time.perf_counter()

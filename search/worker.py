@@ -35,7 +35,7 @@ from phonetune.search.config import StudyConfig
 from phonetune.search.objective import TrialObjective
 from phonetune.search.optuna_private import frozen_trial
 from phonetune.search.progress_lines import trial_line
-from phonetune.search.runner import load_fidelity_data
+from phonetune.search.runner import load_fidelity_data, worker_name
 from phonetune.search.storage import (
     TrialHeartbeat,
     fail_orphaned_trials,
@@ -190,6 +190,10 @@ def run_worker(
             recover_stale_trials(study, config.study.grace_period, on_stale)
             step, reason = budget_step(study, config, deadline)
             trial = _ask(study) if step == "ask" else None
+            if trial is not None:
+                # Claimed under the lock: a retry inherits its dead predecessor's worker, and another worker's
+                # orphan check must not take this live trial for that dead one's.
+                trial.set_user_attr(attrs.WORKER, worker_name())
         if step == "done":
             summary.stop_reason = reason
             break
