@@ -18,6 +18,7 @@ from corpus import write_tiny_corpus
 from optuna.trial import TrialState
 from search_study import write_study
 
+from phonetune.errors import StorageError
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.search import attributes as attrs
 from phonetune.search.config import load_study_config
@@ -138,9 +139,14 @@ def test_a_job_killed_in_its_screen_and_in_its_final_run_continues_and_still_hol
     # Killed (SIGKILL) while the screen trains: its workers must not train on as orphans.
     first = subprocess.Popen(_command(path, f"{budget}s", 2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              start_new_session=True)
-    in_screen = _wait_for(lambda: state_path.is_file() and (tmp_path / "study.db").is_file() and any(
-        trial.state == TrialState.RUNNING and trial.intermediate_values for trial in open_study(config).trials),
-        120, first)
+    def screen_training() -> bool:
+        try:
+            trials = open_study(config).trials
+        except StorageError:  # the screen has not created its study yet
+            return False
+        return any(trial.state == TrialState.RUNNING and trial.intermediate_values for trial in trials)
+
+    in_screen = _wait_for(screen_training, 120, first)
     assert in_screen, "the job ended before its screen could be killed"
     time.sleep(3)
     os.killpg(first.pid, signal.SIGKILL)
