@@ -73,6 +73,35 @@ def linear_factor(step: int, warmup: int, hold: int, total: int) -> float:
     return max(0.0, (total - step) / (total - decay_start))
 
 
+class LinearSchedule:
+    """The linear schedule as a callable for ``LambdaLR`` (which saves a callable object's attributes in its state,
+    so a replanned end survives a checkpoint): ``linear_factor`` until a ``replan``, then a straight line from the
+    rate at the replanned step to zero at the new end. ``phonetune run``'s final run replans when the machine turns
+    out slower or faster than predicted, so the rate still reaches zero when the time is up."""
+
+    def __init__(self, warmup: int, hold: int, total: int) -> None:
+        self.warmup, self.hold, self.total = warmup, hold, total
+        self.anchor_step: int | None = None  # the step of the last replan, with the factor it had then
+        self.anchor_factor = 1.0
+
+    def __call__(self, step: int) -> float:
+        if self.anchor_step is None or step < self.anchor_step:
+            return linear_factor(step, self.warmup, self.hold, self.total)
+        if self.total <= self.anchor_step:
+            return 0.0
+        return max(0.0, self.anchor_factor * (self.total - step) / (self.total - self.anchor_step))
+
+    @property
+    def decay_start(self) -> int:
+        return self.warmup + self.hold
+
+    def replan(self, step: int, total: int) -> None:
+        """End the schedule at ``total`` instead, falling linearly from the rate of ``step`` (a step in the decay)."""
+        self.anchor_factor = self(step)
+        self.anchor_step = step
+        self.total = total
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None:
@@ -81,7 +110,7 @@ def build_scheduler(
     total = total_steps(config, steps_per_epoch)
     if config.scheduler == "linear":
         warmup, hold = warmup_steps(config, total), config.hold_steps
-        return schedules.LambdaLR(optimizer, lambda step: linear_factor(step, warmup, hold, total))
+        return schedules.LambdaLR(optimizer, LinearSchedule(warmup, hold, total))
     if config.scheduler == "fixed":
         return None
     if config.scheduler == "step":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -42,6 +43,7 @@ from phonetune.model.device import autocast_context, resolve_device
 from phonetune.model.ema import ModelEMA
 from phonetune.model.network import PhonemeMLP, build_model
 from phonetune.model.optim import (
+    LinearSchedule,
     build_optimizer,
     build_scheduler,
     constant_until,
@@ -66,6 +68,8 @@ logger = logging.getLogger(__name__)
 
 # Reading the running loss for the progress bar forces a device sync; this many steps apart it costs nothing.
 POSTFIX_EVERY_STEPS = 50
+# A deadline moves a schedule's end only when the time left buys this share of the remaining steps more or fewer.
+DEADLINE_SLACK = 0.03
 # Schedules whose shape depends on the total epoch count, so a resumed run may not change ``epochs``.
 TOTAL_DEPENDENT_SCHEDULES = ("cosine", "onecycle", "linear")
 
@@ -116,6 +120,7 @@ class Trainer:
         overwrite: bool = False,
         param_budget: int = DEFAULT_PARAM_BUDGET,
         curves: bool = True,
+        deadline: float | None = None,
     ) -> None:
         self.run_config = run_config
         self.out_dir = Path(out_dir)
@@ -124,6 +129,9 @@ class Trainer:
         self.overwrite = overwrite
         self.param_budget = param_budget
         self.curves = curves  # curves.html inlines plotly (~5 MB): a search of many trials may skip it
+        # A time.monotonic() value the last step must end by: a linear schedule's end is replanned at each
+        # evaluation to the step the time left buys at the speed just measured (phonetune run's final run).
+        self.deadline = deadline
         self._given_data = data
         self.device: torch.device | None = None
         self.model: PhonemeMLP | None = None
@@ -191,6 +199,9 @@ class Trainer:
                 ) from error
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(payload["scheduler"])
+                schedule = self._linear_schedule()
+                if schedule is not None and schedule.anchor_step is not None:
+                    self.total_steps = schedule.total  # the end a replan moved it to, not the config's
             if self.ema is not None:
                 self.ema.load_state_dict(payload["ema"])
             restore_rng_states(payload["rng"])
@@ -251,6 +262,7 @@ class Trainer:
                     # evaluates on all of dev): evaluate once, so that best.pt holds the model as it stands.
                     last = self.result.history[-1]
                     train_loss, train_acc, frames_per_s = last.train_loss, last.train_acc, 0.0
+                evaluated_at = time.perf_counter()
                 evaluated = self.ema.module if self.ema is not None else self.step_model
                 dev_loss, dev_acc = evaluate(
                     evaluated, self.dev_windows, config.train.eval_batch_size, self.device, self.use_bf16
@@ -268,6 +280,9 @@ class Trainer:
                 )
                 self.result.history.append(metrics)
                 self.result.wall_seconds = wall_before + time.perf_counter() - started
+                if self.deadline is not None and frames_per_s > 0:
+                    self._meet_deadline(config.train.batch_size / frames_per_s, time.perf_counter() - evaluated_at)
+                    stop = min(pause, self.total_steps) if pause else self.total_steps
                 self._checkpoint(metrics)
                 logger.info(
                     "step %d/%d (epoch %.2f): train loss %.4f acc %.4f | dev loss %.4f acc %.4f | lr %.2e | "
@@ -285,6 +300,27 @@ class Trainer:
         if self.curves:
             write_curves(self.result, title=f"{self.out_dir.name}: {self.result.param_count:,} parameters")
         return self.result
+
+    def _linear_schedule(self) -> LinearSchedule | None:
+        lambdas = getattr(self.scheduler, "lr_lambdas", None)
+        return lambdas[0] if lambdas and isinstance(lambdas[0], LinearSchedule) else None
+
+    def _meet_deadline(self, step_seconds: float, evaluation_seconds: float) -> None:
+        """Move the linear schedule's end to the step that the time left before ``deadline`` buys, at the step and
+        evaluation times just measured, when it differs from the plan by more than DEADLINE_SLACK."""
+        schedule = self._linear_schedule()
+        if schedule is None or self.step < schedule.decay_start or self.step >= self.total_steps:
+            return
+        every = self.run_config.train.eval_every_steps or self.steps_per_epoch
+        evaluations_left = math.ceil((self.total_steps - self.step) / every)
+        seconds = self.deadline - time.monotonic() - evaluations_left * evaluation_seconds
+        total = self.step + max(1, int(seconds / step_seconds))
+        if abs(total - self.total_steps) <= DEADLINE_SLACK * (self.total_steps - self.step):
+            return
+        logger.info("the deadline moves the schedule's end from step %d to %d (%.1f ms a step measured)",
+                    self.total_steps, total, 1000 * step_seconds)
+        schedule.replan(self.step, total)
+        self.total_steps = total
 
     def _next_evaluation(self, stop: int) -> int:
         """The step of the next evaluation: the next ``eval_every_steps`` multiple when set (however many epochs that

@@ -8,6 +8,7 @@ from typing import Sequence
 from optuna.trial import FrozenTrial, TrialState
 
 from phonetune.search import attributes as attrs
+from phonetune.search.ranking import best_trial
 
 # Parameters shown in a trial's log line, in this order, when the trial sampled them.
 SUMMARY_PARAMS = ("hidden_layers", "width_shape", "activation", "context_frames", "batchnorm", "dropout",
@@ -35,9 +36,14 @@ def trial_line(trial: FrozenTrial) -> str:
     )
 
 
-def running_line(trials: Sequence[FrozenTrial], worker_pids: Sequence[int], epochs: int) -> str:
-    """The trials running now, one clause each: number, worker (``w0``.. for this search's workers, ``host:pid``
-    for others), epochs done of the trial's epochs, the last dev accuracy reported."""
+def running_line(
+    trials: Sequence[FrozenTrial], worker_pids: Sequence[int], epochs: int, unit: str = "epoch"
+) -> str:
+    """The best trial so far, then the trials running now, one clause each: number, worker (``w0``.. for this
+    search's workers, ``host:pid`` for others), reports done of the trial's ``epochs`` (``unit``: ``epoch``, or
+    ``check`` for the evaluations of a time-boxed trial), the last dev accuracy reported."""
+    best = best_trial(trials)
+    leader = f"best #{best.number} {best.value:.4f} | " if best is not None else ""
     clauses = []
     for trial in sorted(trials, key=lambda item: item.number):
         if trial.state != TrialState.RUNNING:
@@ -47,5 +53,5 @@ def running_line(trials: Sequence[FrozenTrial], worker_pids: Sequence[int], epoc
         who = f"w{worker_pids.index(int(pid))}" if pid.isdigit() and int(pid) in worker_pids else worker
         reported = trial.intermediate_values
         last = f", dev {reported[max(reported)]:.4f}" if reported else ""
-        clauses.append(f"#{trial.number} {who} epoch {len(reported)}/{epochs}{last}")
-    return "running: " + ("; ".join(clauses) if clauses else "none")
+        clauses.append(f"#{trial.number} {who} {unit} {len(reported)}/{epochs}{last}")
+    return leader + "running: " + ("; ".join(clauses) if clauses else "none")

@@ -27,7 +27,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import optuna
@@ -37,7 +37,7 @@ from optuna_dashboard import save_note
 
 from phonetune.data_pipeline.load import TrainingData
 from phonetune.errors import ConfigError
-from phonetune.model.run_files import CURVES_FILE, LAST_CHECKPOINT, METRICS_FILE, TrainResult
+from phonetune.model.run_files import CURVES_FILE, LAST_CHECKPOINT, METRICS_FILE, EpochMetrics, TrainResult
 from phonetune.search import attributes as attrs
 from phonetune.search.attributes import (
     FULL_FIDELITY,
@@ -165,6 +165,8 @@ def _train_full_trial(
     source: FrozenTrial,
     data: TrainingData,
     progress: bool,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    deadline: float | None = None,
 ) -> None:
     """Train the asked trial on the full data, recording curves as it goes, and tell the study its result."""
     started = time.perf_counter()
@@ -180,6 +182,7 @@ def _train_full_trial(
             # The live trial replays the enqueued parameters and records them with their distributions.
             result = train_trial(
                 trial, config, FULL_FIDELITY, data, out_dir, progress=progress, expected_params=source.params,
+                on_epoch=on_epoch, deadline=deadline,
             )
         except BaseException:
             full_study.tell(trial, state=TrialState.FAIL)
@@ -226,12 +229,16 @@ def promote_top_trials(
     storage: optuna.storages.BaseStorage | None = None,
     source_numbers: Sequence[int] | None = None,
     data: TrainingData | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    deadline: float | None = None,
 ) -> PromotionResult:
     """Retrain the ``top_k`` best complete search trials on the full data (skipping ones already done).
 
     ``source_numbers`` picks the search trials instead (``phonetune run`` promotes its plan one at a time), and
-    ``data`` is the full training data when the caller has it loaded already. Raises StorageError when the search
-    study does not exist, ConfigError when it has no complete trial (or a named source is not COMPLETE).
+    ``data`` is the full training data when the caller has it loaded already; ``on_epoch`` sees each evaluation of
+    the runs trained here, and ``deadline`` (a ``time.monotonic()`` value) is when a linear schedule's run must
+    end. Raises StorageError when the search study does not exist, ConfigError when it has no complete trial (or a
+    named source is not COMPLETE).
     """
     storage = storage if storage is not None else storage_for(config, must_exist=True)
     search_study = open_study(config, SEARCH_FIDELITY, storage=storage)
@@ -271,7 +278,7 @@ def promote_top_trials(
         logger.info("promoting search trial %d to full-data trial %d", source.number, trial.number)
         if data is None:
             data = load_fidelity_data(config, FULL_FIDELITY, progress=progress)
-        _train_full_trial(config, search_study, full_study, trial, source, data, progress)
+        _train_full_trial(config, search_study, full_study, trial, source, data, progress, on_epoch, deadline)
         retrained.add(trial.number)
 
     return _summarize(config, search_study, full_study, retrained)

@@ -13,7 +13,7 @@ keys of ``attributes.CURVE_KEYS`` (``curve_point``).
 from __future__ import annotations
 
 import statistics
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -40,9 +40,11 @@ def curve_point(metrics: EpochMetrics) -> dict[str, Any]:
 class EpochRecorder:
     """The trainer's epoch callback for one trial: report, record, and (search trials) prune."""
 
-    def __init__(self, trial: optuna.Trial, prune_before_epoch: int | None) -> None:
+    def __init__(self, trial: optuna.Trial, prune_before_epoch: int | None,
+                 on_epoch: Callable[[EpochMetrics], None] | None = None) -> None:
         self.trial = trial
         self.prune_before_epoch = prune_before_epoch  # None: never prune (full-data runs)
+        self.on_epoch = on_epoch  # called after each recorded epoch (phonetune run: its progress line)
         self.history: list[EpochMetrics] = []
         self.resumed_from_epoch = 0
 
@@ -60,6 +62,8 @@ class EpochRecorder:
         self.history.append(metrics)
         self.record(None)
         self.trial.report(metrics.dev_acc, metrics.epoch)
+        if self.on_epoch is not None:
+            self.on_epoch(metrics)
         if (
             self.prune_before_epoch is not None
             and metrics.epoch < self.prune_before_epoch

@@ -19,13 +19,13 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import optuna
 
 from phonetune.data_pipeline.load import TrainingData, load_training_data
 from phonetune.errors import ConfigError
-from phonetune.model.run_files import TrainResult
+from phonetune.model.run_files import EpochMetrics, TrainResult
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.records import EpochRecorder
@@ -51,6 +51,8 @@ def train_trial(
     *,
     progress: bool = False,
     expected_params: Mapping[str, Any] | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    deadline: float | None = None,
 ) -> TrainResult:
     """Train ``trial`` at ``fidelity`` into ``out_dir`` (resuming its ``last.pt``) and record it; see the module doc.
 
@@ -70,7 +72,9 @@ def train_trial(
     trial.set_user_attr(attrs.CHECKPOINT_DIR, config.paths.stored_run_dir(out_dir))
     trial.set_user_attr(attrs.WORKER, worker_name())
     searching = fidelity == attrs.SEARCH_FIDELITY
-    recorder = EpochRecorder(trial, config.fidelity.trial_epochs if searching else None)
+    # A trial's last report is never a pruning point: its epochs, or the evaluations of a time-boxed trial.
+    reports = config.timing.evaluations if config.timing.enabled else config.fidelity.trial_epochs
+    recorder = EpochRecorder(trial, reports if searching else None, on_epoch=on_epoch)
     started = time.perf_counter()
     trainer = Trainer(
         run_config,
@@ -80,6 +84,7 @@ def train_trial(
         progress=progress,
         param_budget=config.param_budget,
         curves=not searching,  # curves.html inlines plotly (~5 MB): not worth it for every search trial
+        deadline=deadline,
     )
     try:
         trainer.setup()

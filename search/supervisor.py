@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import optuna
 from tqdm import tqdm
@@ -129,11 +129,13 @@ def run_search(
     progress: bool = True,
     poll_seconds: float = 1.0,
     deadline: float | None = None,
+    status: Callable[[], str] | None = None,
 ) -> SearchSummary:
     """Create the study once, start ``workers`` worker processes on it and follow them until they stop.
 
     ``deadline`` (a ``time.monotonic()`` value) is a hard stop: the workers still running then are interrupted as
     by Ctrl-C (their running trials are re-queued to resume from their checkpoints) and the summary is returned.
+    ``status`` (``phonetune run``: the phase and the time left of its budget) leads the progress line.
     """
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, but got {workers}")
@@ -159,17 +161,21 @@ def run_search(
     live = progress and sys.stderr.isatty()
     pids = [process.pid for process in processes]
     shown_running = ""
+    reports, unit = ((config.timing.evaluations, "check") if config.timing.enabled
+                     else (config.fidelity.trial_epochs, "epoch"))
     try:
         while True:
             running = any(process.poll() is None for process in processes)
             trials = study.get_trials(deepcopy=False)
-            now_running = running_line(trials, pids, config.fidelity.trial_epochs)
+            now_running = running_line(trials, pids, reports, unit)
+            if live and status is not None:
+                bar.set_description_str(status())
             if now_running != shown_running:
                 shown_running = now_running
                 if live:
                     bar.set_postfix_str(now_running)
-                elif now_running != "running: none":
-                    logger.info("%s", now_running)
+                elif not now_running.endswith("running: none"):
+                    logger.info("%s%s", f"{status()} | " if status is not None else "", now_running)
             for trial in sorted(trials, key=lambda item: item.number):
                 if trial.state.is_finished() and trial.number not in already:
                     already.add(trial.number)

@@ -50,6 +50,7 @@ from phonetune.job.planner import FINAL_EVALUATIONS, Plan, make_plan
 from phonetune.job.state import STATE_FILE, JobState, job_lock
 from phonetune.model.budget import count_params, max_base_width
 from phonetune.model.config import ModelConfig, ModelIO
+from phonetune.model.run_files import EpochMetrics
 from phonetune.model.speed import Speed
 from phonetune.model.speed_probe import measure_run_step_seconds, measure_speed
 from phonetune.model.train_config import RunConfig
@@ -296,7 +297,8 @@ def _screen(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan
                     f"{plan.final_params:,}")
         timed = dataclasses.replace(screen, study=dataclasses.replace(
             screen.study, timeout_seconds=max(1.0, left - SEARCH_MARGIN_S)))
-        run_search(timed, workers=workers, gpus=gpus, progress=progress, deadline=clock.deadline_at(plan.screen_end))
+        run_search(timed, workers=workers, gpus=gpus, progress=progress, deadline=clock.deadline_at(plan.screen_end),
+                   status=lambda: _status("screen", clock, plan.screen_end))
     for _attempt in range(SCREEN_EXTENSIONS):
         if rank_complete_trials(open_study(screen).get_trials(deepcopy=False)):
             break
@@ -348,12 +350,30 @@ def _final_run(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: P
     final_config = dataclasses.replace(
         screen, timing=dataclasses.replace(screen.timing, final_seconds=float(final["final_seconds"])))
     if not state.done("final"):
-        result = promote_top_trials(final_config, 1, source_numbers=[int(final["source"])], progress=progress)
+        def report(metrics: EpochMetrics) -> None:
+            logger.info("%s | final run: step %s of %s, epoch %.2f, dev %.4f", _status("final", clock, None),
+                        f"{metrics.step:,}", f"{total_steps:,}", metrics.epochs_done, metrics.dev_acc)
+
+        total_steps = run_config_from_params(final_config, _winner_params(screen, int(final["source"])),
+                                             attrs.FULL_FIDELITY).train.total_steps
+        result = promote_top_trials(final_config, 1, source_numbers=[int(final["source"])], progress=progress,
+                                    on_epoch=report, deadline=clock.deadline_at(clock.budget_s - plan.reserve_s))
         promoted = next(item for item in result.promoted if item.source_number == int(final["source"]))
         state.mark_done("final", final={**final, "dev_accuracy": promoted.full_accuracy,
                                         "param_count": promoted.param_count,
                                         "screen_accuracy": promoted.search_accuracy})
     return state.values["final"]
+
+
+def _status(phase: str, clock: BudgetClock, phase_end: float | None) -> str:
+    """``screen, 1 min 02 s left of it, 7 min 40 s of 10 min 00 s left``: where the job is, for its progress lines."""
+    of_phase = f", {format_seconds(max(0.0, phase_end - clock.spent))} left of it" if phase_end is not None else ""
+    return f"{phase}{of_phase}, {format_seconds(max(0.0, clock.left))} of {format_seconds(clock.budget_s)} left"
+
+
+def _winner_params(screen: StudyConfig, number: int) -> dict[str, Any]:
+    trial = next(t for t in open_study(screen).get_trials(deepcopy=False) if t.number == number)
+    return dict(trial.params)
 
 
 def _final_model(screen: StudyConfig, state: JobState, param_budget: int, max_members: int, progress: bool) -> dict:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,20 @@ def test_the_weight_average_is_what_best_pt_predicts_with(tiny_corpus, tmp_path)
     if best["best_epoch"] == len(result.history):
         assert _same_weights(best["model"], last["ema"]["module"])
     assert torch.isfinite(torch.tensor(result.best_dev_acc))
+
+
+def test_a_deadline_moves_the_linear_schedules_end_to_what_the_time_left_buys(tiny_corpus, tmp_path):
+    # Planned for far more steps than a few seconds buy: the run replans its end at each evaluation and stops in
+    # time, its rate falling to zero at the replanned end; the replanned end survives a resume.
+    config = _stepped(tiny_corpus.root, total_steps=200_000, warmup_steps=2, eval_every_steps=20)
+    started = time.monotonic()
+    trainer = Trainer(config, tmp_path / "run", progress=False, deadline=started + 4.0)
+    trainer.setup()
+    try:
+        result = trainer.train()
+    finally:
+        trainer.cleanup()
+    assert time.monotonic() - started < 8.0
+    assert result.history[-1].step < 200_000 and result.history[-1].lr == 0.0
+    schedule = read_checkpoint(tmp_path / "run" / "last.pt")["scheduler"]["lr_lambdas"][0]
+    assert schedule["total"] == result.history[-1].step and schedule["anchor_step"] is not None
