@@ -245,11 +245,15 @@ def promote_top_trials(
     if source_numbers is None:
         sources = top_complete_trials(search_study, top_k)
     else:
-        complete = {trial.number: trial for trial in search_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
-        missing = [number for number in source_numbers if number not in complete]
+        # A named source may also be a trial that a deadline cut (phonetune run ends with the best it has): it
+        # reported evaluations, and its checkpoint holds them.
+        usable = {trial.number: trial for trial in search_study.get_trials(deepcopy=False)
+                  if trial.state == TrialState.COMPLETE or (trial.state.is_finished() and trial.intermediate_values)}
+        missing = [number for number in source_numbers if number not in usable]
         if missing:
-            raise ConfigError(f"promotion sources must be COMPLETE search trials, but {missing} are not")
-        sources = [complete[number] for number in source_numbers]
+            raise ConfigError(f"promotion sources must be search trials that completed or reported an evaluation, "
+                              f"but {missing} did not")
+        sources = [usable[number] for number in source_numbers]
     if not sources:
         raise ConfigError(
             f"promotion needs at least one COMPLETE search trial, but study {search_study.study_name!r} has none; "
@@ -290,13 +294,14 @@ def _summarize(config: StudyConfig, search_study: optuna.Study, full_study: optu
     promoted = []
     for full_trial in full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         source = search_trials.get(_source_of(full_trial))
-        if source is None or source.value is None:
+        if source is None or (source.value is None and not source.intermediate_values):
             continue
         promoted.append(
             PromotedTrial(
                 source_number=source.number,
                 full_number=full_trial.number,
-                search_accuracy=float(source.value),
+                search_accuracy=float(source.value if source.value is not None
+                                      else source.intermediate_values[max(source.intermediate_values)]),
                 full_accuracy=float(full_trial.value),
                 param_count=int(full_trial.user_attrs.get(attrs.PARAM_COUNT, 0)),
                 checkpoint_dir=config.paths.run_dir_of(full_trial.user_attrs.get(attrs.CHECKPOINT_DIR, "")),

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from phonetune.atomic import atomic_write_json
 from phonetune.data_pipeline.load import load_split
@@ -312,19 +313,37 @@ def _screen(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan
         timed = dataclasses.replace(screen, study=dataclasses.replace(screen.study, timeout_seconds=extra))
         run_search(timed, workers=workers, gpus=gpus, progress=progress,
                    deadline=clock.deadline_at(clock.spent + extra))
-    if not rank_complete_trials(open_study(screen).get_trials(deepcopy=False)):
+    if screen_winner(screen) is None:
         raise BudgetError(
-            f"the screen ended with no complete trial, and the {format_seconds(clock.left)} left cannot pay for one "
-            f"at this machine's speed (a trial is {format_seconds(plan.trial_seconds)} of training plus starting its "
-            "worker); give a larger --budget"
+            f"the screen ended before any trial reported an evaluation, and the {format_seconds(clock.left)} left "
+            f"cannot pay for one at this machine's speed (a trial is {format_seconds(plan.trial_seconds)} of training "
+            "plus starting its worker); nothing was kept to continue from: give a larger --budget"
         )
     state.mark_done("screen")
+
+
+def screen_winner(screen: StudyConfig) -> FrozenTrial | None:
+    """The screen's best COMPLETE trial; when the deadline cut every trial, the cut trial that got furthest (most
+    evaluations, then the best last one), whose checkpoint the final run continues; None when none reported."""
+    trials = open_study(screen).get_trials(deepcopy=False)
+    ranked = rank_complete_trials(trials)
+    if ranked:
+        return ranked[0]
+    cut = [trial for trial in trials if trial.state.is_finished() and trial.intermediate_values]
+    if not cut:
+        return None
+    return max(cut, key=lambda trial: (len(trial.intermediate_values),
+                                       trial.intermediate_values[max(trial.intermediate_values)], -trial.number))
 
 
 def _final_run(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, progress: bool) -> dict:
     """Continue the screen's best trial to the deadline (see the module docstring); its result as a dict."""
     if "final" not in state.values:
-        winner = rank_complete_trials(open_study(screen).get_trials(deepcopy=False))[0]
+        winner = screen_winner(screen)
+        if winner.state != TrialState.COMPLETE:
+            logger.warning("no screen trial completed: the final run continues trial %d, which the screen's end cut "
+                           "after %d of its %d evaluations", winner.number, len(winner.intermediate_values),
+                           screen.timing.evaluations)
         run_config = run_config_from_params(screen, winner.params, attrs.FULL_FIDELITY)
         data = load_fidelity_data(screen, attrs.FULL_FIDELITY)
         params = count_params(run_config.model, run_config.io)
@@ -387,16 +406,21 @@ def screen_standings(screen: StudyConfig, config_warm_starts: Sequence[WarmStart
     """How the screen ended, for the summary: the winner, and each warm start's result at the same fidelity."""
     trials = open_study(screen).get_trials(deepcopy=False)
     ranked = rank_complete_trials(trials)
-    winner = ranked[0]
+    winner = screen_winner(screen)
     evaluations = screen.timing.evaluations
 
-    def standing(trial) -> dict[str, Any]:
+    def last_value(trial: FrozenTrial) -> float | None:
         reported = trial.intermediate_values
-        last_step = max(reported) if reported else 0
-        value = trial.value if trial.value is not None else (reported[last_step] if reported else None)
+        return trial.value if trial.value is not None else (reported[max(reported)] if reported else None)
+
+    best = last_value(winner)
+
+    def standing(trial: FrozenTrial) -> dict[str, Any]:
+        value = last_value(trial)
         return {"trial": trial.number, "state": trial.state.name, "screen_accuracy": value,
-                "evaluations": f"{last_step}/{evaluations}", "param_count": trial.user_attrs.get(attrs.PARAM_COUNT),
-                "behind_winner_points": None if value is None else round(100 * (winner.value - value), 2)}
+                "evaluations": f"{max(trial.intermediate_values, default=0)}/{evaluations}",
+                "param_count": trial.user_attrs.get(attrs.PARAM_COUNT),
+                "behind_winner_points": None if value is None else round(100 * (best - value), 2)}
 
     recipes = {trial.user_attrs[attrs.WARM_START]: standing(trial) for trial in trials
                if trial.user_attrs.get(attrs.WARM_START)}

@@ -90,14 +90,15 @@ def test_run_holds_its_budget_continues_the_screens_winner_and_refuses_changed_o
     winner = screen["winner"]["trial"]
 
     # The final run is the winner's own trial continued: same folder lineage, its evaluations inherited, its
-    # learning rate at zero at its last step, which is its planned total.
+    # learning rate at zero at its last step, the end its schedule had (replanned to the deadline as it ran).
     config = load_study_config(path)
     full = open_study(config, attrs.FULL_FIDELITY)
     (final,) = [trial for trial in full.trials if trial.state == TrialState.COMPLETE]
     assert final.user_attrs[attrs.SOURCE_TRIAL] == winner
     assert final.user_attrs[attrs.RESUMED_FROM_EPOCH] >= 1
     last = read_checkpoint(config.paths.trial_dir(winner, attrs.FULL_FIDELITY) / "last.pt")
-    assert last["step"] == last["run_config"]["train"]["total_steps"] and last["history"][-1]["lr"] == 0.0
+    schedule = last["scheduler"]["lr_lambdas"][0]
+    assert last["step"] == schedule["total"] and last["history"][-1]["lr"] == 0.0
     trial_checkpoint = read_checkpoint(config.paths.trial_dir(winner) / "last.pt")
     assert trial_checkpoint["step"] == trial_checkpoint["run_config"]["train"]["pause_at_step"] < last["step"]
 
