@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +46,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from phonetune.atomic import atomic_write_json
 from phonetune.data_pipeline.load import load_split
-from phonetune.errors import BudgetError, ConfigError
+from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.job.clock import BudgetClock, format_seconds
 from phonetune.job.planner import FINAL_EVALUATIONS, Plan, make_plan
-from phonetune.job.state import STATE_FILE, JobState, job_lock
+from phonetune.job.state import LOCK_FILE, STATE_FILE, JobState, job_lock
 from phonetune.model.budget import count_params, max_base_width
 from phonetune.model.config import ModelConfig, ModelIO
 from phonetune.model.run_files import EpochMetrics
@@ -67,7 +68,9 @@ from phonetune.search.runner import load_fidelity_data
 from phonetune.search.space import STRUCTURE, run_config_from_params, suggest_run_config, warm_start_params
 from phonetune.search.space_budget import largest_model_of_space, smallest_budget_for_every_trial
 from phonetune.search.space_spec import Choice
-from phonetune.search.study import open_studies, open_study
+from phonetune.search.storage import job_lock as storage_job_lock
+from phonetune.search.storage import study_names
+from phonetune.search.study import open_studies, open_study, storage_for
 from phonetune.search.supervisor import run_search
 from phonetune.search.timing import seconds_per_step
 
@@ -115,13 +118,19 @@ def run_job(
     max_members: int = 4,
     sheet_path: str | Path | None = None,
     progress: bool = True,
+    fresh: bool = False,
 ) -> JobOutcome:
-    """Run or continue the job of ``config`` under ``budget_s`` seconds of wall time; see the module docstring."""
+    """Run or continue the job of ``config`` under ``budget_s`` seconds of wall time; see the module docstring.
+    ``fresh`` starts the study's job over: its trials, run folders and state are deleted first."""
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, but got {workers}")
     job_dir = config.paths.artifacts_path / "run"
     settings = job_settings(config, workers, gpus, max_members)
-    with job_lock(job_dir, config.name):
+    # One job per study: this machine's run folder, and the study's storage (a PostgreSQL study run from two
+    # machines has two run folders but one storage).
+    with job_lock(job_dir, config.name), storage_job_lock(config.paths.storage_url, config.name):
+        if fresh:
+            _start_over(config, job_dir)
         state = JobState.load(job_dir / STATE_FILE)
         if state is not None:
             finished = _check_rerun(state, budget_s, settings, job_dir)
@@ -154,6 +163,35 @@ def run_job(
     return JobOutcome(summary_path, Path(summary["submission"]), summary)
 
 
+def _start_over(config: StudyConfig, job_dir: Path) -> None:
+    """Delete what a job of this study left (both Optuna studies, every run folder, the state), keeping the lock."""
+    storage_file_path = config.paths.storage_url
+    removed = []
+    try:
+        storage = storage_for(config, must_exist=True)
+    except StorageError:
+        storage = None  # no storage yet: nothing stored to delete
+    if storage is not None:
+        for fidelity in (attrs.SEARCH_FIDELITY, attrs.FULL_FIDELITY):
+            name = config.study_name(fidelity)
+            if name in study_names(storage):
+                optuna.delete_study(study_name=name, storage=storage)
+                removed.append(f"study {name!r}")
+    artifacts = config.paths.artifacts_path
+    for entry in sorted(artifacts.iterdir()) if artifacts.is_dir() else []:
+        if entry == job_dir:
+            for item in job_dir.iterdir():
+                if item.name != LOCK_FILE:
+                    shutil.rmtree(item) if item.is_dir() else item.unlink()
+        elif entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        removed.append(str(entry))
+    logger.warning("--fresh: deleted %s (storage %s)", ", ".join(removed) or "nothing (no earlier job)",
+                   storage_file_path)
+
+
 def _check_rerun(state: JobState, budget_s: float, settings: dict, job_dir: Path) -> JobOutcome | None:
     """A finished job's outcome when this command repeats it exactly; ConfigError when it asks for something else.
     None: the job is unfinished and continues (a new budget counts from the job's start)."""
@@ -166,7 +204,7 @@ def _check_rerun(state: JobState, budget_s: float, settings: dict, job_dir: Path
             raise ConfigError(
                 f"this study's job is finished, and this command differs from the one that ran it ({'; '.join(changed)}), "
                 f"so repeating its result would misreport what ran. To run the job again with these settings, name a "
-                f"new study (--set study.name=<new name>) or delete {job_dir} and the study's -full study"
+                f"new study (--set study.name=<new name>) or start this one over with --fresh"
             )
         if summary_path.is_file():
             summary = json.loads(summary_path.read_text())
@@ -178,7 +216,7 @@ def _check_rerun(state: JobState, budget_s: float, settings: dict, job_dir: Path
         raise ConfigError(
             f"the job in {job_dir} was started with another study config (its settings digest changed: "
             f"{config_changed[0]}); rerun with the same study file and --set options to continue it, or name a new "
-            "study (--set study.name=<new name>)"
+            "study (--set study.name=<new name>), or start this one over with --fresh"
         )
     for line in changed:
         logger.info("continuing with a changed setting: %s", line)

@@ -68,7 +68,8 @@ def _number(values: Mapping[str, Any], key: str, source: str, *, positive: bool 
             positive and value <= 0):
         wanted = "a positive number" if positive else "a number of 0 or more"
         raise ConfigError(f"{source}: {key} must be {wanted}, but got {value!r}; this is not a state this phonetune "
-                          f"wrote (delete {source} to plan the job again; the study's trials are kept)")
+                          f"wrote: delete {source} to plan the job again (the study's trials are kept), or run "
+                          "with --fresh to start it over")
     return float(value)
 
 

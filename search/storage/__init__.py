@@ -28,7 +28,7 @@ from phonetune.search.storage.heartbeats import (
     retry_callback,
     uses_optuna_heartbeat,
 )
-from phonetune.search.storage.locks import trial_start_lock
+from phonetune.search.storage.locks import job_lock, trial_start_lock
 
 __all__ = [
     "DRIVER_PACKAGES",
@@ -40,6 +40,7 @@ __all__ = [
     "TrialHeartbeat",
     "build_storage",
     "fail_orphaned_trials",
+    "job_lock",
     "recover_stale_trials",
     "require_study",
     "retry_callback",

@@ -97,7 +97,7 @@ def _require_folder(path: Path, kind: str, url: str) -> None:
 DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg2"}
 
 
-def _with_default_driver(url: str) -> str:
+def with_default_driver(url: str) -> str:
     scheme, separator, rest = url.partition("://")
     return f"{DEFAULT_DRIVERS[scheme]}{separator}{rest}" if separator and scheme in DEFAULT_DRIVERS else url
 
@@ -187,7 +187,7 @@ def build_storage(
     import sqlalchemy
 
     engine_kwargs: dict[str, Any]
-    engine_url = _with_default_driver(url)
+    engine_url = with_default_driver(url)
     sqlite_path = _sqlite_path(url)
     if url.startswith("sqlite:"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}

@@ -214,7 +214,9 @@ def test_starts_that_cannot_succeed_are_refused_before_training_and_leave_nothin
         (job_dir / "state.json").write_text(json.dumps(broken))
         refused = _run(path, "60s", timeout=120)
         assert refused.returncode == 1 and named in refused.stderr and "Traceback" not in refused.stderr
-    (job_dir / "state.json").unlink()
+    assert "--fresh" in refused.stderr  # the way out is named; with it the broken state goes (and this budget is
+    fresh = _run(path, "1s", 1, 120, "--fresh")  # refused again, leaving nothing)
+    assert fresh.returncode == 1 and "cannot be met" in fresh.stderr and not (job_dir / "state.json").exists()
 
     # Two jobs on one study: the second is refused while the first runs.
     first = subprocess.Popen(_command(path, "60s"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

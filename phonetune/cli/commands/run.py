@@ -27,6 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-members", type=int, default=4, metavar="M", help="most runs in the final ensemble")
     parser.add_argument("--sheet", default=None, metavar="CSV",
                         help="where the ablation sheet goes (default: <artifacts>/ablation_sheet.csv)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start this study's job over: delete its trials, run folders and state first "
+                        "(other studies are untouched)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_study_args(args)
     outcome = run_job(
         config, budget_s, workers=args.workers, gpus=gpus, max_members=args.max_members,
-        sheet_path=args.sheet, progress=not args.quiet and sys.stderr.isatty(),
+        sheet_path=args.sheet, progress=not args.quiet and sys.stderr.isatty(), fresh=args.fresh,
     )
     summary = outcome.summary
     model = summary["final_model"]
