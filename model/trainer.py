@@ -435,7 +435,7 @@ class Trainer:
             "model": self.model.state_dict(),  # the raw weights training continues from (best.pt: the average)
             "ema": None if self.ema is None else self.ema.state_dict(),
             "step": self.step,
-            "shuffle_state": self._epoch_generator.get_state() if inside_epoch else None,
+            "shuffle_state": self._shuffle_state() if inside_epoch else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "rng": capture_rng_states(),
@@ -443,6 +443,13 @@ class Trainer:
             "best_epoch": result.best_epoch,
         })
         write_metrics(result, self.run_config.data.trained_on)
+
+    def _shuffle_state(self) -> torch.Tensor | None:
+        """The shuffle generator's state at this step inside an epoch: the live one's, or, when this session has not
+        stepped since resuming there (a run continued with nothing left to train), the state it resumed from."""
+        if self._epoch_batches is not None and self._epoch_generator is not None:
+            return self._epoch_generator.get_state()
+        return self._resume_state
 
     # ---------------------------------------------------------------- cleanup
     def cleanup(self) -> None:

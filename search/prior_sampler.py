@@ -71,7 +71,8 @@ class PriorSampler(BaseSampler):
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self.base.before_trial(study, trial)
-        if enqueued_params(trial):
+        if trial.state != TrialState.RUNNING or trial.params or enqueued_params(trial):
+            # A handle on a stored trial (a note added after it finished) or a warm start: nothing to sample.
             return
         trials = study.get_trials(deepcopy=False)
         finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]

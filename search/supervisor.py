@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
+from optuna.trial import TrialState
 from tqdm import tqdm
 
 from phonetune.errors import ConfigError
@@ -96,10 +97,20 @@ def start_workers(study_file: Path, workers: int, gpus: Sequence[str] = ()) -> l
     return processes
 
 
-def _stop_workers(processes: list[subprocess.Popen]) -> None:
+def _stop_workers(processes: list[subprocess.Popen], study: optuna.Study | None = None) -> None:
+    """Stop the workers: Ctrl-C (SIGINT) to those running a trial, which then re-queue it from its checkpoint; a
+    worker with no trial has nothing to save and may still be starting Python, which a SIGINT would crash with a
+    fatal error: it is killed instead."""
+    busy = None
+    if study is not None:
+        busy = {str(trial.user_attrs.get(attrs.WORKER, "")).rpartition(":")[2]
+                for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     for process in processes:
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+            if busy is None or str(process.pid) in busy:
+                process.send_signal(signal.SIGINT)
+            else:
+                process.kill()
     deadline = time.monotonic() + INTERRUPT_GRACE_S
     for process in processes:
         try:
@@ -189,7 +200,7 @@ def run_search(
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 bar.write("search deadline reached: stopping workers (their running trials are re-queued)")
-                _stop_workers(processes)
+                _stop_workers(processes, study)
                 continue
             time.sleep(poll_seconds)
     except KeyboardInterrupt:

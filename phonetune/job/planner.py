@@ -42,6 +42,9 @@ TRIAL_SHARE = 0.10
 FRAMES_PER_PARAM = 5.0
 MIN_RESERVE_S = 15.0  # the sheet, the report, summary.json; predicting is priced on top
 MIN_FINAL_STEPS = 50  # a final run shorter than this is not worth starting: the budget is refused instead
+# The screen must at least start a worker (Python, torch, the data: seconds on a loaded 2-core machine) and run a
+# trial; a shorter one would only interrupt its workers while they start.
+MIN_SCREEN_S = 10.0
 FINAL_EVALUATIONS = 8  # the final run evaluates on all of dev this often (search.timing.FULL_RUN_EVALUATIONS)
 
 
@@ -165,16 +168,19 @@ def make_plan(
     final_params = compute_optimal_params(speed, (available - screen) / (1.0 - TRIAL_SHARE), batch_size,
                                           param_budget, min_params)
     evaluating = FINAL_EVALUATIONS * speed.predict_seconds(final_params, dev_frames)
+    # A short budget's quarter may not start a worker and run a trial: the screen then takes what that needs.
+    screen = max(screen, MIN_SCREEN_S * (1.0 - TRIAL_SHARE) + TRIAL_SHARE * (available - evaluating))
     final = (available - screen - evaluating) / (1.0 - TRIAL_SHARE)
     step_s = speed.seconds_per_frame(final_params, batch_size) * batch_size
-    if final < MIN_FINAL_STEPS * step_s:
-        needed = elapsed_s + reserve + (MIN_FINAL_STEPS * step_s) / (1.0 - SCREEN_SHARE)
+    continuation = (1.0 - TRIAL_SHARE) * final
+    if continuation < MIN_FINAL_STEPS * step_s:
+        needed = (elapsed_s + reserve + evaluating + MIN_SCREEN_S + MIN_FINAL_STEPS * step_s / (1.0 - TRIAL_SHARE))
         raise BudgetError(
             f"--budget {format_seconds(budget_s)} cannot be met on this machine: preparing took "
             f"{format_seconds(elapsed_s)} and predicting dev and test needs about {format_seconds(reserve)}, which "
-            f"leaves no time for {MIN_FINAL_STEPS} training steps of even a {final_params:,}-parameter model "
-            f"({format_seconds(step_s)} each here); give a --budget of at least {format_seconds(needed * 1.2)}, or "
-            "make the training split smaller ([data] root pointing at a corpus with fewer utterances)"
+            f"leaves too little for a screen of at least {MIN_SCREEN_S:.0f} s and {MIN_FINAL_STEPS} training steps of "
+            f"even a {final_params:,}-parameter model ({1000 * step_s:.1f} ms each here); give a --budget of at "
+            f"least {format_seconds(needed * 1.2)}"
         )
     epochs = final / (speed.seconds_per_frame(final_params, batch_size) * train_frames)
     why = (f"the largest model that sees {FRAMES_PER_PARAM:g} training frames per parameter in the final run's time "

@@ -137,11 +137,12 @@ def run_job(
             if finished is not None:
                 return finished
         started = time.monotonic()
-        test_frames = _prepare(config, progress)
+        test_frames = prepare_data(config, progress)
         spent_before = state.spent_s if state is not None else 0.0
         clock = BudgetClock(budget_s, spent_before + time.monotonic() - started, lambda spent: None)
         if state is None:
-            plan = _plan(config, clock, workers, test_frames)  # BudgetError here leaves nothing behind
+            # BudgetError here leaves nothing behind.
+            plan = plan_job(config, clock.budget_s, clock.spent, workers, test_frames)
             state = JobState.new(job_dir / STATE_FILE, budget_s, settings)
             state.save(plan=plan.to_dict(), spent_s=clock.spent)
             logger.info("plan: %s", plan.describe())
@@ -223,7 +224,7 @@ def _check_rerun(state: JobState, budget_s: float, settings: dict, job_dir: Path
     return None
 
 
-def _prepare(config: StudyConfig, progress: bool) -> int:
+def prepare_data(config: StudyConfig, progress: bool) -> int:
     """Validate and cache every split the job reads (train and dev through the training loader, test on its own);
     returns the test split's frame count."""
     load_fidelity_data(config, attrs.FULL_FIDELITY, progress=progress)
@@ -247,16 +248,19 @@ def _warm_start_run_config(config: StudyConfig, warm_start: WarmStart) -> RunCon
     return suggest_run_config(study.ask(), config, attrs.FULL_FIDELITY)
 
 
-def _plan(config: StudyConfig, clock: BudgetClock, workers: int, test_frames: int) -> Plan:
+def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: int, test_frames: int) -> Plan:
+    """Time this machine on the study's training data and split ``budget_s`` (``elapsed_s`` of it spent before the
+    call; the timing itself counts too)."""
+    started = time.monotonic()
     data = load_fidelity_data(config, attrs.FULL_FIDELITY)
     speed = measure_speed(config.train.device, split=data.train)
     recipes = _recipe_sizes(config)
     first = config.warm_start[0] if config.warm_start else None
     batch = int(first.values.get("batch_size", config.train.batch_size)) if first else config.train.batch_size
     return make_plan(
-        clock.budget_s, speed, train_frames=data.train.num_frames, dev_frames=data.dev.num_frames,
+        budget_s, speed, train_frames=data.train.num_frames, dev_frames=data.dev.num_frames,
         test_frames=test_frames, param_budget=config.param_budget, max_epochs=config.fidelity.full_epochs,
-        batch_size=batch, workers=workers, elapsed_s=clock.spent,
+        batch_size=batch, workers=workers, elapsed_s=elapsed_s + time.monotonic() - started,
         min_params=smallest_budget_for_every_trial(config), max_params=largest_model_of_space(config),
         predict_params=recipes,
     )
@@ -330,16 +334,17 @@ def _resized_warm_starts(config: StudyConfig, warm_starts: list[WarmStart], own_
 def _screen(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan, workers: int,
             gpus: Sequence[str], progress: bool) -> None:
     left = plan.screen_end - clock.spent
-    if left > SEARCH_MARGIN_S:
+    margin = min(SEARCH_MARGIN_S, 0.1 * plan.screen_s)
+    if left > margin:
         logger.info("screen: %s left with %d worker(s); every trial the first %s of its final run, models near %s "
                     "parameters", format_seconds(left), workers, format_seconds(plan.trial_seconds),
                     f"{plan.final_params:,}")
         timed = dataclasses.replace(screen, study=dataclasses.replace(
-            screen.study, timeout_seconds=max(1.0, left - SEARCH_MARGIN_S)))
+            screen.study, timeout_seconds=max(1.0, left - margin)))
         run_search(timed, workers=workers, gpus=gpus, progress=progress, deadline=clock.deadline_at(plan.screen_end),
                    status=lambda: _status("screen", clock, plan.screen_end))
     for _attempt in range(SCREEN_EXTENSIONS):
-        if rank_complete_trials(open_study(screen).get_trials(deepcopy=False)):
+        if _screened(screen) and rank_complete_trials(open_study(screen).get_trials(deepcopy=False)):
             break
         # The deadline cut every trial (a slow machine, a tiny budget): the interrupted trials were re-queued to
         # resume from their checkpoints, so a little more time completes one rather than ending with nothing.
@@ -351,13 +356,22 @@ def _screen(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan
         timed = dataclasses.replace(screen, study=dataclasses.replace(screen.study, timeout_seconds=extra))
         run_search(timed, workers=workers, gpus=gpus, progress=progress,
                    deadline=clock.deadline_at(clock.spent + extra))
-    if screen_winner(screen) is None:
+    if not _screened(screen) or screen_winner(screen) is None:
         raise BudgetError(
             f"the screen ended before any trial reported an evaluation, and the {format_seconds(clock.left)} left "
             f"cannot pay for one at this machine's speed (a trial is {format_seconds(plan.trial_seconds)} of training "
             "plus starting its worker); nothing was kept to continue from: give a larger --budget"
         )
     state.mark_done("screen")
+
+
+def _screened(screen: StudyConfig) -> bool:
+    """Whether the screen's study exists yet (a screen whose time was gone before it began created none)."""
+    try:
+        open_study(screen)
+    except StorageError:
+        return False
+    return True
 
 
 def screen_winner(screen: StudyConfig) -> FrozenTrial | None:

@@ -1,0 +1,70 @@
+"""Every benchmark runs end to end at a tiny size, so a renamed key or a changed API breaks CI, not the next
+measurement. Each prints its figures and ends with ``ratio: X``; the figures themselves are in BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from corpus import write_tiny_corpus
+from search_study import write_study
+from shared import ONE_THREAD_ENV, REPO
+
+pytestmark = pytest.mark.slow
+
+EXPERT = """
+[[warm_start]]
+name = "expert"
+hidden_layers = 1
+base_width = 64
+activation = "tanh"
+context_frames = 3
+lr = 5e-3
+batch_size = 64
+"""
+
+
+def _bench(script: str, *args: str, timeout: float = 300, ratio: bool = True) -> str:
+    done = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], capture_output=True, text=True,
+                          timeout=timeout, env=ONE_THREAD_ENV, cwd=REPO, check=False)
+    assert done.returncode == 0, f"{script}: {done.stderr[-3000:]}"
+    last = done.stdout.strip().splitlines()[-1]
+    if ratio:
+        assert re.fullmatch(r"ratio: \d+\.\d+", last), f"{script} must end with its ratio, but ended: {last!r}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("bench")
+    corpus = write_tiny_corpus(folder / "data", n_train=80, n_dev=12, n_test=8)
+    path = write_study(folder, corpus.root, **{"study.n_trials": 4, "fidelity.full_epochs": 20,
+                                               "space.base_width": {"low": 16, "high": 128, "log": True}})
+    path.write_text(path.read_text() + EXPERT)
+    return path
+
+
+def test_quality_bench_runs_every_arm(small_study):
+    data = small_study.parent / "data"
+    # The job needs a minute or so even on a tiny corpus (starting Python and a worker, timing the machine); the
+    # other arms only train until their deadline, so a short one tests them as well.
+    for arms, budget in (("a", "80s"), ("b,c", "30s")):
+        output = _bench("quality.py", "--config", str(small_study), "--data", str(data), "--budget", budget,
+                        "--seeds", "1", "--arms", arms, "--workers", "1", timeout=400, ratio=False)
+        for arm in arms.split(","):
+            assert re.search(rf"^arm \({arm}\) seed 0: test accuracy 0\.\d{{4}}", output, re.MULTILINE), output
+
+
+def test_fidelity_bench_continues_every_screened_trial(small_study):
+    output = _bench("fidelity.py", "--config", str(small_study), "--data", str(small_study.parent / "data"),
+                    "--budget", "80s", "--trials", "2", "--workers", "1")
+    assert "Spearman screen vs final over K=2" in output
+
+
+def test_the_quick_benchmarks_run(tmp_path, small_study):
+    _bench("trainer.py", "--frames", "4000", "--epochs", "1", "--base-width", "64", "--batch-size", "256")
+    _bench("loader.py", "--data", str(small_study.parent / "data"))
+    _bench("storage.py", "--workers", "2", "--trials-per-worker", "3")
