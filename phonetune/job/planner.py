@@ -31,7 +31,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from phonetune.errors import BudgetError, ConfigError
 from phonetune.job.clock import format_seconds
@@ -46,6 +46,12 @@ MIN_FINAL_STEPS = 50  # a final run shorter than this is not worth starting: the
 # trial; a shorter one would only interrupt its workers while they start.
 MIN_SCREEN_S = 10.0
 FINAL_EVALUATIONS = 8  # the final run evaluates on all of dev this often (search.timing.FULL_RUN_EVALUATIONS)
+
+
+def reserve_seconds(speed: Speed, params: int, predicted_frames: int) -> float:
+    """The end of a job: predicting ``predicted_frames`` (dev and test) with a ``params``-parameter model, the sheet,
+    the report and the summary."""
+    return MIN_RESERVE_S + speed.predict_seconds(params, predicted_frames)
 
 
 def compute_optimal_params(speed: Speed, seconds: float, batch_size: int, param_budget: int,
@@ -145,28 +151,24 @@ def make_plan(
     elapsed_s: float = 0.0,
     min_params: int = 1,
     max_params: int = 0,
-    predict_params: Sequence[int] = (),
 ) -> Plan:
     """Split ``budget_s`` (``elapsed_s`` already spent preparing); see the module docstring.
 
     ``max_epochs`` (the study's ``[fidelity] full_epochs``) bounds the final run's length: time a capped model cannot
     use goes to the screen. ``min_params`` and ``max_params`` are the smallest and largest model of the space (0: no
-    bound beyond ``param_budget``), ``predict_params`` the sizes that
-    may predict dev and test at the end (the warm starts' own sizes). BudgetError naming the numbers when not even
-    a short final run fits.
+    bound beyond ``param_budget``). BudgetError naming the numbers when not even a short final run fits.
     """
     budget_cap = param_budget
     if max_params:
         param_budget = min(param_budget, max_params)
-    final_guess = max([min(param_budget, max(min_params, size)) for size in predict_params] or [min_params])
-    predicting = speed.predict_seconds(final_guess, dev_frames + test_frames)
-    reserve = MIN_RESERVE_S + predicting
+    # The final run is its trial (run during the screen) plus its continuation, which is what the screen leaves;
+    # its evaluations on all of dev come out of that, and predicting dev and test with it out of the reserve (its
+    # size decides both, so it is sized first on the fixed part of the reserve).
+    rough = (1.0 - SCREEN_SHARE) * (budget_s - elapsed_s - MIN_RESERVE_S) / (1.0 - TRIAL_SHARE)
+    final_params = compute_optimal_params(speed, rough, batch_size, param_budget, min_params)
+    reserve = reserve_seconds(speed, final_params, dev_frames + test_frames)
     available = budget_s - elapsed_s - reserve
     screen = SCREEN_SHARE * max(0.0, available)
-    # The final run is its trial (run during the screen) plus its continuation, which is what the screen leaves;
-    # its evaluations on all of dev come out of that.
-    final_params = compute_optimal_params(speed, (available - screen) / (1.0 - TRIAL_SHARE), batch_size,
-                                          param_budget, min_params)
     evaluating = FINAL_EVALUATIONS * speed.predict_seconds(final_params, dev_frames)
     # A short budget's quarter may not start a worker and run a trial: the screen then takes what that needs.
     screen = max(screen, MIN_SCREEN_S * (1.0 - TRIAL_SHARE) + TRIAL_SHARE * (available - evaluating))

@@ -48,7 +48,7 @@ from phonetune.atomic import atomic_write_json
 from phonetune.data_pipeline.load import load_split
 from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.job.clock import BudgetClock, format_seconds
-from phonetune.job.planner import FINAL_EVALUATIONS, Plan, make_plan
+from phonetune.job.planner import FINAL_EVALUATIONS, Plan, make_plan, reserve_seconds
 from phonetune.job.state import LOCK_FILE, STATE_FILE, JobState, job_lock
 from phonetune.model.budget import count_params, max_base_width
 from phonetune.model.config import ModelConfig, ModelIO
@@ -254,7 +254,6 @@ def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: in
     started = time.monotonic()
     data = load_fidelity_data(config, attrs.FULL_FIDELITY)
     speed = measure_speed(config.train.device, split=data.train)
-    recipes = _recipe_sizes(config)
     first = config.warm_start[0] if config.warm_start else None
     batch = int(first.values.get("batch_size", config.train.batch_size)) if first else config.train.batch_size
     return make_plan(
@@ -262,7 +261,6 @@ def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: in
         test_frames=test_frames, param_budget=config.param_budget, max_epochs=config.fidelity.full_epochs,
         batch_size=batch, workers=workers, elapsed_s=elapsed_s + time.monotonic() - started,
         min_params=smallest_budget_for_every_trial(config), max_params=largest_model_of_space(config),
-        predict_params=recipes,
     )
 
 
@@ -404,16 +402,19 @@ def _final_run(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: P
         # the rest of its run, so the decay reaches zero when the time is really up.
         measured = measure_run_step_seconds(run_config, data.train)
         predicted = seconds_per_step(screen.timing, params, batch)
-        evaluating = FINAL_EVALUATIONS * Speed(**plan.speed).predict_seconds(params, data.dev.num_frames) * (
-            measured / predicted)
-        wall = clock.left - plan.reserve_s - evaluating
+        speed = Speed(**plan.speed)
+        evaluating = FINAL_EVALUATIONS * speed.predict_seconds(params, data.dev.num_frames) * (measured / predicted)
+        # What predicting with this very model costs (the plan priced the planned size, and a recipe screened at
+        # its own size may have won).
+        reserve = reserve_seconds(speed, params, plan.dev_frames + plan.test_frames) * (measured / predicted)
+        wall = clock.left - reserve - evaluating
         if wall <= 0:
             logger.warning("no time is left to continue the final run (%s left, %s reserved for predicting): the "
                            "final model is the screen's best trial as it stands", format_seconds(clock.left),
-                           format_seconds(plan.reserve_s))
+                           format_seconds(reserve))
             wall = 0.0
         final_seconds = screen.timing.trial_seconds + wall * predicted / measured
-        state.save(final={"source": winner.number, "final_seconds": final_seconds,
+        state.save(final={"source": winner.number, "final_seconds": final_seconds, "reserve_s": reserve,
                           "measured_step_s": measured, "predicted_step_s": predicted})
         logger.info("final run: search trial %d continues for %s (%s at %.1f ms a step, measured)", winner.number,
                     format_seconds(wall), f"{int(wall / measured):,} steps", 1000 * measured)
@@ -428,7 +429,8 @@ def _final_run(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: P
         total_steps = run_config_from_params(final_config, _winner_params(screen, int(final["source"])),
                                              attrs.FULL_FIDELITY).train.total_steps
         result = promote_top_trials(final_config, 1, source_numbers=[int(final["source"])], progress=progress,
-                                    on_epoch=report, deadline=clock.deadline_at(clock.budget_s - plan.reserve_s))
+                                    on_epoch=report,
+                                    deadline=clock.deadline_at(clock.budget_s - float(final["reserve_s"])))
         promoted = next(item for item in result.promoted if item.source_number == int(final["source"]))
         state.mark_done("final", final={**final, "dev_accuracy": promoted.full_accuracy,
                                         "param_count": promoted.param_count,

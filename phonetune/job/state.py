@@ -117,6 +117,7 @@ class JobState:
                     final.get("source"), int):
                 raise ConfigError(f"{source}: final must name its source trial, but got {final!r}")
             _number(final, "final_seconds", f"{source} final", positive=True)
+            _number(final, "reserve_s", f"{source} final")
         return cls(path, values)
 
     def changed_settings(self, settings: Mapping[str, Any]) -> list[str]:
