@@ -7,7 +7,8 @@ configurations mostly lose to a good recipe. This sampler starts where the recip
 - with probability ``prior_weight / (prior_weight + finished trials)`` a new trial is a *mutation of the incumbent*
   (the best COMPLETE trial, or before any completes the first ``[[warm_start]]`` trial): its parameters are copied
   and ``k`` of them are redrawn near the incumbent's values (a categorical takes another choice; a number moves by a
-  log-normal factor or a normal step of about a sixth of its range), ``k`` growing by one for every three finished
+  log-normal factor of about 2 or a normal step of about a third of its range, and never by less than a factor of
+  1.3 or a tenth of its range), ``k`` growing by one for every three finished
   trials since the incumbent last changed. The hyperparameters that move HW1P2 scores most (context, depth, shape,
   dropout, learning rate, batch size, masking, smoothing, decay) are picked three times as often as the others;
 - otherwise the base sampler (TPE, ``[sampler]`` settings) proposes the trial, exploring the whole space.
@@ -49,8 +50,12 @@ MAJOR = frozenset({"context_frames", "hidden_layers", "width_shape", "dropout", 
 MAJOR_WEIGHT = 3.0
 MAX_MUTATIONS = 4
 FINISHED_PER_EXTRA_MUTATION = 3
-LOG_STEP = 0.5  # standard deviation of a log-scale move (a factor of about 1.65)
-LINEAR_STEP = 1 / 6  # standard deviation of a linear move, as a share of the range
+# A move is a normal step of this standard deviation (log scale: a factor of about 2; linear: a third of the range),
+# and at least the minimum: with a handful of trials, a move too small to change the result wastes one.
+LOG_STEP = 0.7
+LINEAR_STEP = 1 / 3
+MIN_LOG_MOVE = 0.25  # a factor of about 1.3
+MIN_LINEAR_MOVE = 0.1  # a tenth of the range
 
 
 class PriorSampler(BaseSampler):
@@ -140,10 +145,17 @@ class PriorSampler(BaseSampler):
             return others[rng.integers(len(others))] if others else value
         assert isinstance(distribution, (FloatDistribution, IntDistribution))
         low, high = distribution.low, distribution.high
+        sign = 1.0 if rng.random() < 0.5 else -1.0
         if distribution.log and value > 0:
-            moved = math.exp(math.log(value) + rng.normal(0.0, LOG_STEP))
+            step = rng.normal(0.0, LOG_STEP)
+            step = step if abs(step) >= MIN_LOG_MOVE else sign * MIN_LOG_MOVE
+            moved = math.exp(math.log(value) + step)
         else:
-            moved = value + rng.normal(0.0, LINEAR_STEP * (high - low))
+            step = rng.normal(0.0, LINEAR_STEP * (high - low))
+            step = step if abs(step) >= MIN_LINEAR_MOVE * (high - low) else sign * MIN_LINEAR_MOVE * (high - low)
+            moved = value + step
+        if not low <= moved <= high:
+            moved = value - (moved - value)  # bounce off the edge rather than sit on it
         moved = min(high, max(low, moved))
         if isinstance(distribution, IntDistribution):
             step = distribution.step

@@ -48,6 +48,14 @@ def test_trials_mutate_the_incumbent_in_a_few_parameters_at_the_target_size():
         changed = {name for name in trial.params if name != "width_fraction"
                    and trial.params[name] != expert.params.get(name)}
         assert 1 <= len(changed) <= 4, changed
+        for name in changed & {"lr", "dropout", "label_smoothing", "context_frames"}:
+            before, after = expert.params[name], trial.params[name]
+            low, high = config.space[name].bounds()
+            # A move large enough to matter: a factor of 1.28 on a log scale, a tenth of the range otherwise.
+            if name == "lr":
+                assert max(after / before, before / after) > 1.27 or after in (low, high), (name, before, after)
+            else:
+                assert abs(after - before) >= 0.1 * (high - low) - 1e-9 or after in (low, high), (name, before, after)
         if trial.params.get("hidden_layers", 0) > 0:
             params = trial.user_attrs[attrs.PARAM_COUNT]
             # The largest width (a multiple of 8) within the target: a step of 8 more would pass it.
