@@ -43,6 +43,7 @@ class EpochMetrics:
     seconds: float  # wall time since the previous evaluation, this one included
     step: int = 0  # optimizer steps taken by the end of this evaluation's training (0 in runs from before steps)
     epochs_done: float = 0.0  # passes over the training split so far (fractional inside an epoch)
+    total_steps: int = 0  # the run's end as planned at this evaluation (a deadline may have moved it)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -276,7 +276,7 @@ class Trainer:
                     epoch=len(self.result.history) + 1, train_loss=train_loss, train_acc=train_acc,
                     dev_loss=dev_loss, dev_acc=dev_acc, lr=lr, frames_per_s=frames_per_s,
                     seconds=time.perf_counter() - round_started, step=self.step,
-                    epochs_done=self.step / self.steps_per_epoch,
+                    epochs_done=self.step / self.steps_per_epoch, total_steps=self.total_steps,
                 )
                 self.result.history.append(metrics)
                 self.result.wall_seconds = wall_before + time.perf_counter() - started

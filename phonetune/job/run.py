@@ -424,10 +424,8 @@ def _final_run(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: P
     if not state.done("final"):
         def report(metrics: EpochMetrics) -> None:
             logger.info("%s | final run: step %s of %s, epoch %.2f, dev %.4f", _status("final", clock, None),
-                        f"{metrics.step:,}", f"{total_steps:,}", metrics.epochs_done, metrics.dev_acc)
+                        f"{metrics.step:,}", f"{metrics.total_steps:,}", metrics.epochs_done, metrics.dev_acc)
 
-        total_steps = run_config_from_params(final_config, _winner_params(screen, int(final["source"])),
-                                             attrs.FULL_FIDELITY).train.total_steps
         result = promote_top_trials(final_config, 1, source_numbers=[int(final["source"])], progress=progress,
                                     on_epoch=report,
                                     deadline=clock.deadline_at(clock.budget_s - float(final["reserve_s"])))
@@ -442,11 +440,6 @@ def _status(phase: str, clock: BudgetClock, phase_end: float | None) -> str:
     """``screen, 1 min 02 s left of it, 7 min 40 s of 10 min 00 s left``: where the job is, for its progress lines."""
     of_phase = f", {format_seconds(max(0.0, phase_end - clock.spent))} left of it" if phase_end is not None else ""
     return f"{phase}{of_phase}, {format_seconds(max(0.0, clock.left))} of {format_seconds(clock.budget_s)} left"
-
-
-def _winner_params(screen: StudyConfig, number: int) -> dict[str, Any]:
-    trial = next(t for t in open_study(screen).get_trials(deepcopy=False) if t.number == number)
-    return dict(trial.params)
 
 
 def _final_model(screen: StudyConfig, state: JobState, param_budget: int, max_members: int, progress: bool) -> dict:
