@@ -252,6 +252,7 @@ class Trainer:
         stop = min(pause, self.total_steps) if pause else self.total_steps
         started = time.perf_counter()
         wall_before = self.result.wall_seconds
+        step_seconds: float | None = None
         try:
             while self.step < stop or (self.result.history and self.result.best_epoch == 0):
                 round_started = time.perf_counter()
@@ -281,7 +282,11 @@ class Trainer:
                 self.result.history.append(metrics)
                 self.result.wall_seconds = wall_before + time.perf_counter() - started
                 if self.deadline is not None and frames_per_s > 0:
-                    self._meet_deadline(config.train.batch_size / frames_per_s, time.perf_counter() - evaluated_at)
+                    # The step time of the last few evaluations (a moving average, half from the latest): a busy
+                    # machine's noise does not swing the end, a lasting change of load moves it within a few.
+                    latest = config.train.batch_size / frames_per_s
+                    step_seconds = latest if step_seconds is None else 0.5 * (step_seconds + latest)
+                    self._meet_deadline(step_seconds, time.perf_counter() - evaluated_at)
                     stop = min(pause, self.total_steps) if pause else self.total_steps
                 self._checkpoint(metrics)
                 logger.info(
