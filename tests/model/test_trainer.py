@@ -303,7 +303,7 @@ def test_a_deadline_moves_the_linear_schedules_end_to_what_the_time_left_buys(ti
         result = trainer.train()
     finally:
         trainer.cleanup()
-    assert time.monotonic() - started < 8.0
+    assert time.monotonic() - started < 12.0  # 200,000 steps would take minutes
     assert result.history[-1].step < 200_000 and result.history[-1].lr == 0.0
     schedule = read_checkpoint(tmp_path / "run" / "last.pt")["scheduler"]["lr_lambdas"][0]
     assert schedule["total"] == result.history[-1].step and schedule["anchor_step"] is not None
