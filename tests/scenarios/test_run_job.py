@@ -66,11 +66,19 @@ def _summary(done) -> dict:
     return json.loads(Path(done.stdout.strip().splitlines()[-1].split(": ", 1)[1]).read_text())
 
 
-def test_run_holds_its_budget_continues_the_screens_winner_and_refuses_changed_options_once_done(tmp_path):
+def test_run_holds_its_budget_beside_a_cpu_hog_continues_the_screens_winner_and_refuses_changed_options_once_done(
+        tmp_path):
     path = _study(tmp_path)
-    started = time.monotonic()
-    done = _run(path, "75s")
-    wall = time.monotonic() - started
+    # Another process takes a core for the whole job (on this 2-core machine, half of it): the plan, the screen's
+    # trials and the final run's replanned end must still keep to the budget.
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        started = time.monotonic()
+        done = _run(path, "75s")
+        wall = time.monotonic() - started
+    finally:
+        hog.kill()
+        hog.wait()
     assert done.returncode == 0, done.stderr[-3000:]
     assert wall <= 75 * 1.12, f"a 75 s budget took {wall:.0f} s"
     lines = done.stdout.strip().splitlines()
