@@ -4,7 +4,9 @@
 each member's ``best.pt``, and picks members by greedy forward selection (``model.ensemble.select_ensemble``) while
 their summed parameters fit the budget (the HW1P2 rule counts an ensemble's parameters together). The ensemble is
 used only when it beats the best single run on dev; either way the chosen model(s) predict the test split into one
-submission, scored when ``ROOT/<test_split>-labels`` exists, and the choice is recorded in the full-data study.
+submission, scored when ``ROOT/<test_split>-labels`` exists (and then every run's own test accuracy too, for the
+leaderboard), and the choice is recorded in the full-data study. Beside the submission: ``model_metadata.json`` and
+the final model's per-phoneme accuracy and confusion matrix on dev (``search/final_model.py``).
 
 Dev picks the members, so the ensemble's dev accuracy is optimistic by a little; the test accuracy is the honest one.
 
@@ -29,9 +31,10 @@ from phonetune.errors import ConfigError
 from phonetune.model.ensemble import load_members, members_probabilities, select_ensemble
 from phonetune.model.inference import load_checkpoint_split, write_submission
 from phonetune.model.run_files import BEST_CHECKPOINT
-from phonetune.model.scoring import score_when_labelled
+from phonetune.model.scoring import labels_dir_of, read_true_labels, score_when_labelled
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
+from phonetune.search.final_model import METADATA_FILE, final_model_metadata, write_dev_diagnostics
 from phonetune.search.study import open_full_study, storage_for
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,10 @@ class StudyEnsemble:
     test_frames: int
     test_accuracy: float | None = None  # None without test labels
     member_dev_accuracy: dict[int, float] = field(default_factory=dict)
+    member_test_accuracy: dict[int, float] = field(default_factory=dict)  # each run alone; empty without labels
+    dev_score_dir: str | None = None  # per_phoneme.csv and confusion.html of the chosen model on dev
+    test_score_dir: str | None = None  # the same on test, when it has labels
+    metadata: str | None = None  # model_metadata.json
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -116,8 +123,12 @@ def build_study_ensemble(
     chosen = list(selection.members) if use_ensemble else [best_single]
 
     out = Path(out_dir) if out_dir is not None else config.paths.artifacts_path / "ensemble"
-    test_probs = members_probabilities([members[number] for number in chosen], data.root, data.test_split,
-                                       progress=progress)
+    # With test labels every run predicts test alone (its own test accuracy, for the leaderboard); without them
+    # only the chosen ones predict, as the submission needs.
+    labelled = labels_dir_of(data).is_dir()
+    test_probs_of = {number: members_probabilities([member], data.root, data.test_split, progress=progress)
+                     for number, member in members.items() if labelled or number in chosen}
+    test_probs = _mean([test_probs_of[number] for number in chosen])
     symbols = np.asarray(any_member.run_config.data.phonemes)[test_probs.argmax(axis=1)]
     submission = write_submission(out / SUBMISSION_FILE, symbols)
     result = StudyEnsemble(
@@ -134,6 +145,16 @@ def build_study_ensemble(
         member_dev_accuracy=member_dev,
     )
     result.test_accuracy = score_when_labelled(submission, data, out / "score")
+    if result.test_accuracy is not None:
+        truth = read_true_labels(labels_dir_of(data), any_member.run_config.data.phonemes)
+        result.member_test_accuracy = {number: float((probs.argmax(axis=1) == truth).mean())
+                                       for number, probs in test_probs_of.items()}
+        result.test_score_dir = str(out / "score")
+    dev_folder = write_dev_diagnostics(_mean([dev_probs[number] for number in chosen]), labels,
+                                       any_member.run_config.data.phonemes, chosen, data.dev_split, out)
+    result.dev_score_dir = str(dev_folder)
+    result.metadata = str(out / METADATA_FILE)
+    atomic_write_json(out / METADATA_FILE, final_model_metadata(result, members, result.member_test_accuracy))
     atomic_write_json(out / "ensemble.json", result.to_dict())
     if full_study is not None:
         full_study.set_user_attr(attrs.ENSEMBLE_ATTR, result.to_dict())
@@ -142,6 +163,14 @@ def build_study_ensemble(
         result.chosen, chosen, f"{result.param_count:,}", result.dev_accuracy, result.single_dev_accuracy,
     )
     return result
+
+
+def _mean(probabilities: list[np.ndarray]) -> np.ndarray:
+    """The members' probabilities averaged, as ``members_probabilities`` averages them (a float64 sum)."""
+    total = np.zeros(probabilities[0].shape, dtype=np.float64)
+    for part in probabilities:
+        total += part
+    return (total / len(probabilities)).astype(np.float32)
 
 
 def format_ensemble(result: StudyEnsemble) -> str:

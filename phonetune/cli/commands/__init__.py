@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("worker", "run trials of an existing study until its budget is spent (one process, one GPU)"),
     "promote": ("promote", "retrain the best search trials on the full data, in the linked <name>-full study"),
     "ensemble": ("ensemble", "average the promoted runs that fit the parameter budget best together on dev"),
+    "leaderboard": ("leaderboard", "print the final models (full-data runs, ensembles) best on dev first, with their origin"),
     "export": ("export", "write the ablation sheet: one CSV row per trial, plus per-value marginals"),
     "report": ("report", "write one self-contained HTML page with the study's plots"),
     "dashboard": ("dashboard", "serve optuna-dashboard on the study's storage (loopback only by default)"),

@@ -9,6 +9,8 @@ from phonetune.cli.commands import add_command, interrupt_on_sigterm, load_study
 from phonetune.cli.hosts import parse_gpus
 from phonetune.job.clock import format_seconds, parse_budget
 from phonetune.job.run import run_job
+from phonetune.results.leaderboard import format_leaderboard, leaderboard
+from phonetune.search.study import open_studies
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name}: not screened, {why}")
     print(f"final model: {model['chosen']} of search trials {model['members']} ({model['param_count']:,} parameters); "
           f"dev {model['dev_accuracy']:.4f}; test {test}")
+    print(format_leaderboard(leaderboard(*open_studies(config))))
     print(f"spent {format_seconds(summary['spent_s'])} of {format_seconds(budget_s)}")
     print(f"sheet: {summary['sheet']}")
     print(f"report: {summary['report']}")
