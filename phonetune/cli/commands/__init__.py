@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -56,11 +57,21 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_study_args(args: argparse.Namespace) -> "StudyConfig":
-    """The study config the study arguments name: ``--config`` with its ``--set`` overrides, parsed once."""
+def load_study_args(args: argparse.Namespace, *, needs_data: bool = False) -> "StudyConfig":
+    """The study config the study arguments name: ``--config`` with its ``--set`` overrides, parsed once.
+    ``needs_data``: the command reads the data, so a data root that is not there is refused now, naming the
+    setting that gave it and the flag that changes it (a study command has no ``--data``)."""
+    from phonetune.errors import DataError
     from phonetune.search.config import load_study_config
 
-    return load_study_config(args.config, args.overrides)
+    config = load_study_config(args.config, args.overrides)
+    root = Path(config.data.root)
+    if needs_data and not root.is_dir():
+        given = next((f"--set {text}" for text in reversed(args.overrides) if text.split("=")[0].strip() == "data.root"),
+                     f"[data] root in {args.config}")
+        raise DataError(f"the data root must be an existing folder, but {root} ({given}) was not found; give the "
+                        "folder that holds train-clean-100/ with --set data.root=ROOT")
+    return config
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     budget_s = parse_budget(args.budget)
     gpus = parse_gpus(args.gpus)
     interrupt_on_sigterm()
-    config = load_study_args(args)
+    config = load_study_args(args, needs_data=True)
     outcome = run_job(
         config, budget_s, workers=args.workers, gpus=gpus, max_members=args.max_members,
         sheet_path=args.sheet, progress=not args.quiet and sys.stderr.isatty(),
