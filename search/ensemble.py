@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 
 from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
+from phonetune.model.budget import DEFAULT_PARAM_BUDGET
 from phonetune.model.ensemble import load_members, members_probabilities, select_ensemble
 from phonetune.model.inference import load_checkpoint_split, write_submission
 from phonetune.model.run_files import BEST_CHECKPOINT
@@ -176,9 +177,11 @@ def _mean(probabilities: list[np.ndarray]) -> np.ndarray:
 def format_ensemble(result: StudyEnsemble) -> str:
     """A few lines for the CLI: members, parameters, dev and test accuracy, single against ensemble."""
     test = "not scored (no test labels)" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
+    limit = "HW1P2 limit" if result.param_budget == DEFAULT_PARAM_BUDGET else "size cap"
     lines = [
-        f"chosen: {result.chosen} of search trials {result.members} ({result.param_count:,} parameters, budget "
+        f"chosen: {result.chosen} of search trials {result.members} ({result.param_count:,} parameters; {limit} "
         f"{result.param_budget:,})",
+        f"dev diagnostics: {result.dev_score_dir} (per_phoneme.csv, confusion.html); metadata: {result.metadata}",
         f"dev accuracy: {result.dev_accuracy:.4f} (best single run {result.single_dev_accuracy:.4f}, best ensemble "
         f"{result.ensemble_dev_accuracy:.4f}; dev picked the members, so these are slightly optimistic)",
         f"test accuracy: {test}",
