@@ -50,7 +50,7 @@ class StudyEnsemble:
     chosen: str  # "ensemble" or "single"
     members: list[int]  # search trial numbers of the chosen run(s), the first one the best single
     param_count: int  # summed over the chosen members
-    param_budget: int
+    size_cap: int  # the most parameters the members may have together (the study's; the HW1P2 limit by default)
     dev_accuracy: float  # of the chosen model(s)
     single_dev_accuracy: float  # of the best single run
     ensemble_dev_accuracy: float  # of the selected ensemble (equals single when selection kept one member)
@@ -136,7 +136,7 @@ def build_study_ensemble(
         chosen="ensemble" if use_ensemble else "single",
         members=chosen,
         param_count=sum(counts[number] for number in chosen),
-        param_budget=budget,
+        size_cap=budget,
         dev_accuracy=selection.dev_accuracy if use_ensemble else member_dev[best_single],
         single_dev_accuracy=member_dev[best_single],
         ensemble_dev_accuracy=selection.dev_accuracy,
@@ -177,10 +177,10 @@ def _mean(probabilities: list[np.ndarray]) -> np.ndarray:
 def format_ensemble(result: StudyEnsemble) -> str:
     """A few lines for the CLI: members, parameters, dev and test accuracy, single against ensemble."""
     test = "not scored (no test labels)" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
-    limit = "HW1P2 limit" if result.param_budget == DEFAULT_PARAM_BUDGET else "size cap"
+    limit = "HW1P2 limit" if result.size_cap == DEFAULT_PARAM_BUDGET else "size cap"
     lines = [
         f"chosen: {result.chosen} of search trials {result.members} ({result.param_count:,} parameters; {limit} "
-        f"{result.param_budget:,})",
+        f"{result.size_cap:,})",
         f"dev diagnostics: {result.dev_score_dir} (per_phoneme.csv, confusion.html); metadata: {result.metadata}",
         f"dev accuracy: {result.dev_accuracy:.4f} (best single run {result.single_dev_accuracy:.4f}, best ensemble "
         f"{result.ensemble_dev_accuracy:.4f}; dev picked the members, so these are slightly optimistic)",

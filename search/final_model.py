@@ -90,7 +90,7 @@ def final_model_metadata(result: "StudyEnsemble", members: Mapping[int, "Ensembl
                                     member_test_accuracy.get(number)) for number in result.members],
         "param_count": result.param_count,
         "hw1p2_limit": DEFAULT_PARAM_BUDGET,
-        "size_cap": result.param_budget,
+        "size_cap": result.size_cap,
         "dev_accuracy": result.dev_accuracy,
         "test_accuracy": result.test_accuracy,
         "submission": str(result.submission),

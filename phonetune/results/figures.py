@@ -28,6 +28,7 @@ from phonetune.search.space_spec import INTEGER_PARAMS
 
 SLICE_COLUMNS = 4
 SLICE_ROW_PX = 260
+SLICE_TICKS = 4  # labels a small panel's log axis holds without crowding
 
 STATE_STYLE = {
     TrialState.COMPLETE: {"dash": "solid", "color": "rgba(31,119,180,0.75)", "symbol": "circle"},
@@ -144,6 +145,11 @@ def slice_figure(trials: list[FrozenTrial], names: list[str], log_params: Collec
                               "dev accuracy %{y:.4f}<extra></extra>",
             ), row=row, col=col)
         _slice_axis(figure, name, values, log_params, bounds.get(name), row, col)
+    accuracies = [best_dev_accuracy(trial) for trial in trials if best_dev_accuracy(trial) is not None]
+    if accuracies:
+        # One accuracy axis for every panel, around the accuracies reached (plotly would pad a lone point to +-1).
+        pad = max(0.02, 0.1 * (max(accuracies) - min(accuracies)))
+        figure.update_yaxes(range=[max(0.0, min(accuracies) - pad), min(1.0, max(accuracies) + pad)])
     figure.update_layout(height=SLICE_ROW_PX * rows + 80, title="Dev accuracy against each hyperparameter "
                          "(pruned trials: x, at the best before the cut)", legend_title="state")
     return figure
@@ -157,7 +163,7 @@ def _slice_axis(figure: go.Figure, name: str, values: list, log_params: Collecti
     low, high = bounds if bounds is not None else (min(values), max(values))
     low, high = min(low, *values), max(high, *values)
     if name in log_params and low > 0:
-        ticks, labels = log_ticks(low, high)
+        ticks, labels = log_ticks(low, high, most=SLICE_TICKS)
         pad = 0.05 * max(math.log10(high / low), 0.2)
         figure.update_xaxes(type="log", tickvals=ticks, ticktext=labels,
                             range=[math.log10(low) - pad, math.log10(high) + pad], row=row, col=col)
@@ -186,12 +192,15 @@ def learning_curve_figure(trials: list[FrozenTrial], title: str) -> go.Figure:
     legend has one entry per state (clicking it hides that group); the hover names the trial."""
     figure = go.Figure()
     shown_states: set[str] = set()
+    whole = True
     for trial in trials:
         curve = [point for point in epoch_curve(trial) if point.get("dev_accuracy") is not None]
         if not curve:
             continue
         style = STATE_STYLE.get(trial.state, STATE_STYLE[TrialState.FAIL])
-        epochs = [int(point["epoch"]) for point in curve]
+        # Passes over the training data when recorded: a time-boxed run evaluates inside its epochs.
+        epochs = [float(point["epochs_done"]) if point.get("epochs_done") else int(point["epoch"]) for point in curve]
+        whole = whole and all(float(epoch).is_integer() for epoch in epochs)
         accuracies = [float(point["dev_accuracy"]) for point in curve]
         cut = pruned_at_epoch(trial)
         symbols = ["circle"] * (len(curve) - 1) + [style["symbol"]]
@@ -207,13 +216,15 @@ def learning_curve_figure(trials: list[FrozenTrial], title: str) -> go.Figure:
                 marker={"symbol": symbols, "size": [4] * (len(curve) - 1) + [9], "color": style["color"]},
                 hovertemplate=(
                     _curve_name(trial) + (f", pruned after epoch {cut}" if cut is not None else "")
-                    + "<br>epoch %{x}<br>dev accuracy %{y:.4f}<extra></extra>"
+                    + "<br>epoch %{x:.3g}<br>dev accuracy %{y:.4f}<extra></extra>"
                 ),
             )
         )
         shown_states.add(trial.state.name)
-    figure.update_layout(title=title, xaxis_title="epoch", yaxis_title="dev accuracy", legend_title="trials")
-    figure.update_xaxes(tickformat="d", dtick=1)
+    figure.update_layout(title=title, xaxis_title="epochs (passes over the training data)", yaxis_title="dev accuracy",
+                         legend_title="trials")
+    if whole:
+        figure.update_xaxes(tickformat="d", dtick=1)
     return figure
 
 

@@ -51,16 +51,21 @@ def _tick_label(value: float) -> str:
     return format_cell(float(value))
 
 
-def log_ticks(low: float, high: float) -> tuple[list[float], list[str]]:
+def log_ticks(low: float, high: float, most: int = 0) -> tuple[list[float], list[str]]:
     """Tick positions at 1, 2 and 5 times each power of ten within [low, high], and their labels (``0.002``,
-    ``500k``, ``2M``); at least two ticks (the decades around the range when it holds fewer)."""
+    ``500k``, ``2M``); with more than ``most`` of them (when set), 1 and 5 only, then the decades, then every
+    other decade or fewer; at least two ticks (the decades around the range when it holds fewer)."""
     if not (low > 0 and high >= low):
         return [], []
-    values = [mantissa * 10.0**exponent
-              for exponent in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
-              for mantissa in LOG_TICK_MANTISSAS]
-    inside = [value for value in values if low * (1 - 1e-9) <= value <= high * (1 + 1e-9)]
+    exponents = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    for mantissas in (LOG_TICK_MANTISSAS, (1, 5), (1,)):
+        values = [mantissa * 10.0**exponent for exponent in exponents for mantissa in mantissas]
+        inside = [value for value in values if low * (1 - 1e-9) <= value <= high * (1 + 1e-9)]
+        if not most or len(inside) <= most:
+            break
+    if most and len(inside) > most:
+        inside = inside[::math.ceil(len(inside) / most)]
     if len(inside) < 2:
-        inside = [10.0 ** math.floor(math.log10(low)), 10.0 ** math.ceil(math.log10(high))]
+        inside = [10.0 ** math.floor(math.log10(low)), 10.0 ** (math.floor(math.log10(low)) + 1)]
     rounded = [float(f"{value:.1g}") for value in inside]
     return rounded, [_tick_label(value) for value in rounded]

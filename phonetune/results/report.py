@@ -186,10 +186,24 @@ def slice_section(study: optuna.Study, space: Mapping[str, ParamSpec]) -> Sectio
     if not trials:
         return Section("slices", "Slices", _message("No trial has finished an epoch yet."))
     names = sorted({name for trial in trials for name in trial.params})
-    bounds = {name: spec.bounds() for name, spec in space.items() if not isinstance(spec, Choice)}
-    bounds["width_fraction"] = (0.0, 1.0)
-    figure = slice_figure(trials, names, log_scale_params(space), bounds)
+    figure = slice_figure(trials, names, log_scale_params(space), slice_bounds(space))
     return Section("slices", "Slices", _figure_html(figure))
+
+
+def slice_bounds(space: Mapping[str, ParamSpec]) -> dict[str, tuple[float, float]]:
+    """Each numeric hyperparameter's range in the space: a range's low and high (its low, not the 0 that
+    ``zero = true`` adds, so a log axis stays one), numeric choices' smallest and largest."""
+    bounds: dict[str, tuple[float, float]] = {"width_fraction": (0.0, 1.0)}
+    for name, spec in space.items():
+        if isinstance(spec, Choice):
+            options = spec.options()
+            if all(isinstance(option, (int, float)) and not isinstance(option, bool) for option in options):
+                bounds[name] = (min(options), max(options))
+        elif spec.is_fixed() or spec.low is None:
+            bounds[name] = spec.bounds()
+        else:
+            bounds[name] = (spec.low, spec.high)
+    return bounds
 
 
 def curves_section(study: optuna.Study) -> Section:
@@ -241,7 +255,7 @@ section {{ margin-bottom: 2.5em; }} .note {{ color: #666; font-style: italic; }}
 .params {{ font-family: monospace; font-size: 0.9em; }} nav a {{ margin-right: 1em; }}
 table.leaderboard {{ border-collapse: collapse; font-size: 0.95em; }}
 table.leaderboard th, table.leaderboard td {{ padding: 0.3em 0.8em; border-bottom: 1px solid #ddd; text-align: right; }}
-table.leaderboard td:nth-child(2), table.leaderboard td:nth-child(3) {{ text-align: left; }}
+table.leaderboard :is(td, th):nth-child(2), table.leaderboard :is(td, th):nth-child(3) {{ text-align: left; }}
 table.leaderboard tr.final {{ font-weight: bold; background: #fff8dc; }}
 </style>
 <script type="text/javascript">{plotlyjs}</script>
