@@ -35,7 +35,7 @@ from phonetune.atomic import atomic_write_text
 from phonetune.model.budget import layer_widths
 from phonetune.model.config import ModelConfig
 from phonetune.results.formatting import format_cell
-from phonetune.results.leaderboard import by_trial, final_model_record
+from phonetune.results.leaderboard import final_model_record, run_test_accuracies
 from phonetune.results.marginals import marginal_rows
 from phonetune.search import attributes as attrs
 from phonetune.search.records import (
@@ -107,11 +107,7 @@ class SheetContext:
 
     @classmethod
     def of(cls, search_study: optuna.Study, full_study: optuna.Study | None) -> "SheetContext":
-        final = final_model_record(full_study)
-        test_accuracy = by_trial(final.get("member_test_accuracy"))
-        members = [int(member) for member in final.get("members", [])]
-        if len(members) == 1 and final.get("test_accuracy") is not None:
-            test_accuracy.setdefault(members[0], final["test_accuracy"])
+        test_accuracy = run_test_accuracies(final_model_record(full_study))
         search_data = training_data_of(search_study)
         training_data = {SEARCH_FIDELITY: search_data}
         if full_study is not None:

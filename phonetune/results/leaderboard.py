@@ -83,6 +83,16 @@ def by_trial(values: Mapping[Any, Any] | None) -> dict[int, Any]:
     return {int(number): value for number, value in (values or {}).items()}
 
 
+def run_test_accuracies(final: Mapping[str, Any]) -> dict[int, float]:
+    """Search trial number -> test accuracy of its full-data run, from the final model's record (a study from
+    before per-run scoring: only a single chosen run's, which is the final model's)."""
+    accuracies = by_trial(final.get("member_test_accuracy"))
+    members = [int(member) for member in final.get("members", [])]
+    if len(members) == 1 and final.get("test_accuracy") is not None:
+        accuracies.setdefault(members[0], final["test_accuracy"])
+    return accuracies
+
+
 def leaderboard(search_study: optuna.Study, full_study: optuna.Study | None) -> list[LeaderboardRow]:
     """Every completed full-data run and the chosen ensemble, best dev accuracy first (ties: the final model)."""
     if full_study is None:
@@ -90,9 +100,7 @@ def leaderboard(search_study: optuna.Study, full_study: optuna.Study | None) -> 
     sources = {trial.number: trial for trial in search_study.get_trials(deepcopy=False)}
     final = final_model_record(full_study)
     members = [int(member) for member in final.get("members", [])]
-    test_of = by_trial(final.get("member_test_accuracy"))
-    if len(members) == 1 and final.get("test_accuracy") is not None:
-        test_of.setdefault(members[0], final["test_accuracy"])
+    test_of = run_test_accuracies(final)
     rows: list[LeaderboardRow] = []
     runs: dict[int, LeaderboardRow] = {}
     for trial in full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
