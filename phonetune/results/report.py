@@ -21,7 +21,6 @@ from __future__ import annotations
 import html
 import logging
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection, Mapping
@@ -35,6 +34,15 @@ from plotly.offline import get_plotlyjs
 from phonetune.atomic import atomic_write_text
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET
 from phonetune.results.export import finished_trials
+from phonetune.results.figures import (
+    accuracy_vs_params_figure,
+    fidelity_figure,
+    history_figure,
+    importance_figure,
+    learning_curve_figure,
+    parallel_figure,
+    slice_figure,
+)
 from phonetune.results.formatting import format_params
 from phonetune.results.importances import (
     IMPORTANCE_RESAMPLES,
@@ -45,15 +53,6 @@ from phonetune.results.importances import (
 )
 from phonetune.results.leaderboard import final_model_record, leaderboard, leaderboard_html
 from phonetune.results.sizes import Sizes, sizes_of
-from phonetune.results.figures import (
-    accuracy_vs_params_figure,
-    fidelity_figure,
-    history_figure,
-    importance_figure,
-    learning_curve_figure,
-    parallel_figure,
-    slice_figure,
-)
 from phonetune.search import attributes as attrs
 from phonetune.search.attributes import SPEARMAN_ATTR, SPEARMAN_COUNT_ATTR
 from phonetune.search.promote import describe_spearman
