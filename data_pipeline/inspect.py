@@ -13,7 +13,15 @@ from tqdm import tqdm
 
 from phonetune.data_pipeline.config import DataConfig
 from phonetune.data_pipeline.errors import MissingSplitError
-from phonetune.data_pipeline.reader import LabelLookup, list_split, present_splits, read_utterance, scan_headers
+from phonetune.data_pipeline.reader import (
+    LabelLookup,
+    list_split,
+    nested_hint,
+    nested_root,
+    present_splits,
+    read_utterance,
+    scan_headers,
+)
 from phonetune.errors import DataError
 
 
@@ -54,6 +62,9 @@ def inspect_root(root: str | Path, config: DataConfig | None = None, *, progress
     config = config or DataConfig(root=str(root))
     candidates = [config.train_split, config.dev_split, config.test_split]
     present = present_splits(root, candidates)
+    nested = nested_root(Path(root), candidates) if not present else None
+    if nested is not None:
+        raise MissingSplitError(f"data root {root} must hold the split folders {candidates}, but {nested_hint(nested)}")
     if not present:
         raise MissingSplitError(
             f"data root {root} must hold at least one of the split folders {candidates}, but has none; "

@@ -73,8 +73,22 @@ def present_splits(root: str | Path, candidates: list[str]) -> list[str]:
     """The names in ``candidates`` that exist as folders under ``root`` (which must exist)."""
     root = Path(root)
     if not root.is_dir():
-        raise MissingSplitError(f"data root must be an existing folder, but {root} was not found; check --data")
+        raise MissingSplitError(f"data root must be an existing folder, but {root} was not found")
     return [name for name in candidates if (root / name).is_dir()]
+
+
+def nested_root(root: Path, splits: list[str]) -> Path | None:
+    """The folder one level below ``root`` that holds one of ``splits``, when ``root`` holds none: a Kaggle
+    download unpacks into a folder of its own (``ROOT/11785-f24-hw1p2/train-clean-100``)."""
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and not child.name.startswith(".") and any((child / split).is_dir() for split in splits):
+            return child
+    return None
+
+
+def nested_hint(nested: Path) -> str:
+    return (f"the splits are one level down, in {nested} (a downloaded archive unpacks into a folder of its own); "
+            f"use {nested} as the data root")
 
 
 def _list_npy(folder: Path) -> list[FileStat]:
@@ -95,10 +109,14 @@ def list_split(root: str | Path, split: str) -> SplitFiles:
     """Pair ``mfcc/`` and ``transcript/`` files by name; raise when a folder is missing or a file is unpaired."""
     root = Path(root)
     if not root.is_dir():
-        raise MissingSplitError(f"data root must be an existing folder, but {root} was not found; check --data")
+        raise MissingSplitError(f"data root must be an existing folder, but {root} was not found")
     folder = root / split
     if not folder.is_dir():
         present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        nested = nested_root(root, [split])
+        if nested is not None:
+            raise MissingSplitError(
+                f"split folder {folder} must exist (layout ROOT/{split}/mfcc/*.npy), but {nested_hint(nested)}")
         raise MissingSplitError(
             f"split folder {folder} must exist (layout ROOT/{split}/mfcc/*.npy), but it was not found; "
             f"folders in {root}: {present}"

@@ -1,4 +1,8 @@
-"""Scoring a submission CSV against held-apart transcripts: accuracy, per-phoneme accuracy, confusion matrix.
+"""Scoring predictions against true labels: accuracy, per-phoneme accuracy, confusion matrix.
+
+A submission CSV is scored against held-apart transcripts (``score_submission``); predictions already in memory,
+such as a model's on dev, against their labels (``score_predictions``). Either gives a ``ScoreReport``, which
+``write_score_report`` writes as ``per_phoneme.csv``, ``confusion.html`` and ``score.json``.
 
 The labels folder holds ``transcript/*.npy`` (for example ``ROOT/test-clean-labels``); its files, in sorted name
 order with ``[SOS]``/``[EOS]`` stripped, give the true label of submission row 0, 1, ...
@@ -40,10 +44,10 @@ class SubmissionError(DataError):
 
 @dataclass
 class ScoreReport:
-    """How a submission compares with the true labels."""
+    """How predictions compare with the true labels."""
 
-    submission: Path
-    labels_dir: Path
+    predictions: str  # what was scored: a submission CSV, or the model whose predictions these are
+    labels: str  # where the true labels came from: a labels folder, or a split
     phonemes: list[str]
     confusion: np.ndarray  # (C, C) int64 frame counts, rows = true class, columns = predicted class
 
@@ -136,9 +140,17 @@ def score_submission(submission_csv: str | Path, labels_dir: str | Path, phoneme
             f"submission {submission_csv} must have one row per labelled frame ({len(truth)} in {labels_dir}), "
             f"but has {len(predicted)} rows; predict the split those labels belong to"
         )
+    return score_predictions(predicted, truth, phonemes, str(submission_csv), str(labels_dir))
+
+
+def score_predictions(predicted: np.ndarray, truth: np.ndarray, phonemes: Sequence[str], predictions: str,
+                      labels: str) -> ScoreReport:
+    """Compare class indices ``predicted`` with ``truth`` (equal lengths); ``predictions`` and ``labels`` say what
+    they are, for the report's files."""
     classes = len(phonemes)
-    confusion = np.bincount(truth * classes + predicted, minlength=classes * classes).reshape(classes, classes)
-    return ScoreReport(Path(submission_csv), Path(labels_dir), phonemes, confusion.astype(np.int64))
+    confusion = np.bincount(np.asarray(truth, dtype=np.int64) * classes + np.asarray(predicted, dtype=np.int64),
+                            minlength=classes * classes).reshape(classes, classes)
+    return ScoreReport(predictions, labels, list(phonemes), confusion.astype(np.int64))
 
 
 def write_score_report(report: ScoreReport, out_dir: str | Path) -> list[Path]:
@@ -158,13 +170,14 @@ def write_score_report(report: ScoreReport, out_dir: str | Path) -> list[Path]:
         hovertemplate="true %{y}, predicted %{x}: %{z:.3f} (%{customdata} frames)<extra></extra>",
     ))
     figure.update_layout(
-        title=f"confusion (rows: true phoneme, normalized); accuracy {report.accuracy:.4f} over {report.frames:,} frames",
+        title=f"confusion on {report.labels} (rows: true phoneme, normalized); accuracy {report.accuracy:.4f} over "
+              f"{report.frames:,} frames",
         xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=900, width=950,
     )
     confusion = atomic_write_text(out_dir / CONFUSION_FILE, figure.to_html(include_plotlyjs=True, full_html=True))
     summary = atomic_write_json(out_dir / SUMMARY_FILE, {
-        "submission": str(report.submission), "labels_dir": str(report.labels_dir),
-        "frames": report.frames, "accuracy": report.accuracy,
+        "predictions": report.predictions, "labels": report.labels, "frames": report.frames,
+        "accuracy": report.accuracy,
     })
     return [per_phoneme, confusion, summary]
 

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import sys
 import types
 import typing
@@ -45,6 +46,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def did_you_mean(word: str, known: Any) -> str:
+    """`` did you mean 'n_trials'?`` when ``word`` is close to one of ``known`` (a typo), else ""."""
+    close = difflib.get_close_matches(word, [str(name) for name in known], n=1, cutoff=0.6)
+    return f" did you mean {close[0]!r}?" if close else ""
 
 
 def _type_name(tp: Any) -> str:
@@ -114,7 +121,7 @@ def _build(cls: type[T], mapping: Mapping[str, Any], where: str, problems: list[
     for key in mapping:
         if key not in fields:
             known = ", ".join(sorted(fields))
-            problems.append(f"{where}: unknown key {key!r}; known keys are: {known}")
+            problems.append(f"{where}: unknown key {key!r};{did_you_mean(key, fields)} known keys are: {known}")
     kwargs: dict[str, Any] = {}
     for name, field in fields.items():
         if name in mapping:

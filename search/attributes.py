@@ -28,7 +28,8 @@ User attributes (``trial.user_attrs[...]``). ``space.py`` writes ``base_width`` 
 
 Trial system attribute ``curves`` (written and read by ``records.py``; a user attribute in older studies): a list of
 dicts, one per finished epoch, oldest first: ``epoch`` (1-based), ``train_loss``, ``train_accuracy``, ``dev_loss``,
-``dev_accuracy``, ``lr``, ``seconds``, ``frames_per_s`` (a value may be None when the trainer did not measure it).
+``dev_accuracy``, ``lr``, ``seconds``, ``frames_per_s``, ``epochs_done`` (passes over the training split so far,
+fractional inside an epoch; absent in older studies) (a value may be None when the trainer did not measure it).
 A system attribute because optuna-dashboard lists every user attribute on the trial page, where a 600-character
 JSON list pushes the page off screen; the dashboard plots the dev accuracy per epoch from the reported values.
 
@@ -53,6 +54,12 @@ PROMOTED_SOURCES_ATTR = "promoted_sources"  # search trial numbers that have a c
 SOURCE_STUDY_ATTR = "source_study"  # name of the search study the full-data trials came from
 SETTINGS_ATTR = "settings"  # search study: fidelity, data, parameter budget and space it was created with
 ENSEMBLE_ATTR = "ensemble"  # the final model last chosen (single or ensemble): members, parameters, accuracies
+# Study user attributes of both studies, recorded when a study is created.
+TRAINING_DATA_ATTR = "training_data"  # {"normalization", "train_fraction"}: what the study's trials trained on
+# The three sizes a study's models answer to, named the same way everywhere (sheet, report, dashboard, terminal):
+HW1P2_LIMIT_ATTR = "hw1p2_limit"  # the HW1P2 rule: at most 20M parameters, ensembles summed (DEFAULT_PARAM_BUDGET)
+SIZE_CAP_ATTR = "size_cap"  # the largest model this study may sample ([study] param_budget; `run` lowers it)
+PLANNED_SIZE_ATTR = "planned_size"  # `phonetune run`: the final run's size the plan chose (its final_params)
 
 # What each fidelity trained on, as the ablation sheet and metrics.json say it.
 TRAINED_ON = {SEARCH_FIDELITY: TRAINED_ON_SUBSAMPLE, FULL_FIDELITY: TRAINED_ON_ALL}
@@ -92,4 +99,5 @@ CURVE_KEYS = (
     "lr",
     "seconds",
     "frames_per_s",
+    "epochs_done",
 )

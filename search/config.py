@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
-from phonetune.configs import apply_overrides, collect_problems, raise_problems, read_toml
+from phonetune.configs import apply_overrides, collect_problems, did_you_mean, raise_problems, read_toml
 from phonetune.data_pipeline.config import DataConfig
+from phonetune.errors import ConfigError
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET
 from phonetune.model.config import ModelConfig
 from phonetune.model.train_config import TrainConfig
 from phonetune.search.attributes import FULL_FIDELITY, SEARCH_FIDELITY, check_fidelity
+from phonetune.search.overrides import blame_overrides, override_problems
 from phonetune.search.paths import StudyPaths
 from phonetune.search.space_budget import check_space_budget
 from phonetune.search.space_spec import (
@@ -272,11 +274,27 @@ class StudyConfig:
 
 
 def load_study_config(path: str | Path, overrides: Sequence[str] = ()) -> StudyConfig:
-    """Read, override and validate a study TOML; see the module docstring. Raises ConfigError or BudgetError."""
+    """Read, override and validate a study TOML; see the module docstring. Raises ConfigError or BudgetError.
+
+    A problem an override brings is blamed on it: a ``--set`` naming no key of a study file is refused by name
+    before the file is read (``override_problems``), and a value it sets that the file's checks refuse is marked
+    ``(from --set ...)``.
+    """
+    owned = dict(zip(("data", "train"), search_owned_keys()))
+    raise_problems(override_problems(overrides, TABLE_CLASSES, owned), f"invalid --set for {path}")
     raw = apply_overrides(read_toml(path), list(overrides))
-    config = study_config_from_mapping(raw, source=str(path))
+    try:
+        config = study_config_from_mapping(raw, source=str(path))
+    except ConfigError as exc:
+        raise ConfigError(blame_overrides(str(exc), overrides)) from exc
     config.overrides = tuple(overrides)
     return config
+
+
+# The tables of a study file that hold one dataclass each; [space] and [[warm_start]] are checked on their own.
+TABLE_CLASSES: dict[str, type] = {"study": StudySettings, "data": DataConfig, "train": TrainConfig,
+                                  "fidelity": FidelityConfig, "timing": TimingConfig, "sampler": SamplerConfig,
+                                  "pruner": PrunerConfig}
 
 
 def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") -> StudyConfig:
@@ -284,7 +302,8 @@ def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") 
     problems: list[str] = []
     for key in raw:
         if key not in SECTIONS:
-            problems.append(f"{source}: unknown table [{key}]; known tables are: {', '.join(SECTIONS)}")
+            problems.append(f"{source}: unknown table [{key}];{did_you_mean(key, SECTIONS)} known tables are: "
+                            f"{', '.join(SECTIONS)}")
     if "study" not in raw:
         problems.append(f"{source}: table [study] with at least name = \"...\" is required")
 
@@ -337,7 +356,8 @@ def _load_space(
     for key in raw:
         if key not in HYPERPARAMETERS:
             problems.append(
-                f"{source} [space]: unknown hyperparameter {key!r}; known ones are: {', '.join(HYPERPARAMETERS)}"
+                f"{source} [space]: unknown hyperparameter {key!r};{did_you_mean(key, HYPERPARAMETERS)} known ones "
+                f"are: {', '.join(HYPERPARAMETERS)}"
             )
     space: dict[str, ParamSpec] = {}
     for name, hyper in HYPERPARAMETERS.items():

@@ -4,7 +4,9 @@
 each member's ``best.pt``, and picks members by greedy forward selection (``model.ensemble.select_ensemble``) while
 their summed parameters fit the budget (the HW1P2 rule counts an ensemble's parameters together). The ensemble is
 used only when it beats the best single run on dev; either way the chosen model(s) predict the test split into one
-submission, scored when ``ROOT/<test_split>-labels`` exists, and the choice is recorded in the full-data study.
+submission, scored when ``ROOT/<test_split>-labels`` exists (and then every run's own test accuracy too, for the
+leaderboard), and the choice is recorded in the full-data study. Beside the submission: ``model_metadata.json`` and
+the final model's per-phoneme accuracy and confusion matrix on dev (``search/final_model.py``).
 
 Dev picks the members, so the ensemble's dev accuracy is optimistic by a little; the test accuracy is the honest one.
 
@@ -26,12 +28,14 @@ from optuna.trial import TrialState
 
 from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
+from phonetune.model.budget import DEFAULT_PARAM_BUDGET
 from phonetune.model.ensemble import load_members, members_probabilities, select_ensemble
 from phonetune.model.inference import load_checkpoint_split, write_submission
 from phonetune.model.run_files import BEST_CHECKPOINT
-from phonetune.model.scoring import score_when_labelled
+from phonetune.model.scoring import labels_dir_of, read_true_labels, score_when_labelled
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
+from phonetune.search.final_model import METADATA_FILE, final_model_metadata, write_dev_diagnostics
 from phonetune.search.study import open_full_study, storage_for
 
 logger = logging.getLogger(__name__)
@@ -46,7 +50,7 @@ class StudyEnsemble:
     chosen: str  # "ensemble" or "single"
     members: list[int]  # search trial numbers of the chosen run(s), the first one the best single
     param_count: int  # summed over the chosen members
-    param_budget: int
+    size_cap: int  # the most parameters the members may have together (the study's; the HW1P2 limit by default)
     dev_accuracy: float  # of the chosen model(s)
     single_dev_accuracy: float  # of the best single run
     ensemble_dev_accuracy: float  # of the selected ensemble (equals single when selection kept one member)
@@ -55,6 +59,10 @@ class StudyEnsemble:
     test_frames: int
     test_accuracy: float | None = None  # None without test labels
     member_dev_accuracy: dict[int, float] = field(default_factory=dict)
+    member_test_accuracy: dict[int, float] = field(default_factory=dict)  # each run alone; empty without labels
+    dev_score_dir: str | None = None  # per_phoneme.csv and confusion.html of the chosen model on dev
+    test_score_dir: str | None = None  # the same on test, when it has labels
+    metadata: str | None = None  # model_metadata.json
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -116,15 +124,19 @@ def build_study_ensemble(
     chosen = list(selection.members) if use_ensemble else [best_single]
 
     out = Path(out_dir) if out_dir is not None else config.paths.artifacts_path / "ensemble"
-    test_probs = members_probabilities([members[number] for number in chosen], data.root, data.test_split,
-                                       progress=progress)
+    # With test labels every run predicts test alone (its own test accuracy, for the leaderboard); without them
+    # only the chosen ones predict, as the submission needs.
+    labelled = labels_dir_of(data).is_dir()
+    test_probs_of = {number: members_probabilities([member], data.root, data.test_split, progress=progress)
+                     for number, member in members.items() if labelled or number in chosen}
+    test_probs = _mean([test_probs_of[number] for number in chosen])
     symbols = np.asarray(any_member.run_config.data.phonemes)[test_probs.argmax(axis=1)]
     submission = write_submission(out / SUBMISSION_FILE, symbols)
     result = StudyEnsemble(
         chosen="ensemble" if use_ensemble else "single",
         members=chosen,
         param_count=sum(counts[number] for number in chosen),
-        param_budget=budget,
+        size_cap=budget,
         dev_accuracy=selection.dev_accuracy if use_ensemble else member_dev[best_single],
         single_dev_accuracy=member_dev[best_single],
         ensemble_dev_accuracy=selection.dev_accuracy,
@@ -134,6 +146,16 @@ def build_study_ensemble(
         member_dev_accuracy=member_dev,
     )
     result.test_accuracy = score_when_labelled(submission, data, out / "score")
+    if result.test_accuracy is not None:
+        truth = read_true_labels(labels_dir_of(data), any_member.run_config.data.phonemes)
+        result.member_test_accuracy = {number: float((probs.argmax(axis=1) == truth).mean())
+                                       for number, probs in test_probs_of.items()}
+        result.test_score_dir = str(out / "score")
+    dev_folder = write_dev_diagnostics(_mean([dev_probs[number] for number in chosen]), labels,
+                                       any_member.run_config.data.phonemes, chosen, data.dev_split, out)
+    result.dev_score_dir = str(dev_folder)
+    result.metadata = str(out / METADATA_FILE)
+    atomic_write_json(out / METADATA_FILE, final_model_metadata(result, members, result.member_test_accuracy))
     atomic_write_json(out / "ensemble.json", result.to_dict())
     if full_study is not None:
         full_study.set_user_attr(attrs.ENSEMBLE_ATTR, result.to_dict())
@@ -144,12 +166,22 @@ def build_study_ensemble(
     return result
 
 
+def _mean(probabilities: list[np.ndarray]) -> np.ndarray:
+    """The members' probabilities averaged, as ``members_probabilities`` averages them (a float64 sum)."""
+    total = np.zeros(probabilities[0].shape, dtype=np.float64)
+    for part in probabilities:
+        total += part
+    return (total / len(probabilities)).astype(np.float32)
+
+
 def format_ensemble(result: StudyEnsemble) -> str:
     """A few lines for the CLI: members, parameters, dev and test accuracy, single against ensemble."""
     test = "not scored (no test labels)" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
+    limit = "HW1P2 limit" if result.size_cap == DEFAULT_PARAM_BUDGET else "size cap"
     lines = [
-        f"chosen: {result.chosen} of search trials {result.members} ({result.param_count:,} parameters, budget "
-        f"{result.param_budget:,})",
+        f"chosen: {result.chosen} of search trials {result.members} ({result.param_count:,} parameters; {limit} "
+        f"{result.size_cap:,})",
+        f"dev diagnostics: {result.dev_score_dir} (per_phoneme.csv, confusion.html); metadata: {result.metadata}",
         f"dev accuracy: {result.dev_accuracy:.4f} (best single run {result.single_dev_accuracy:.4f}, best ensemble "
         f"{result.ensemble_dev_accuracy:.4f}; dev picked the members, so these are slightly optimistic)",
         f"test accuracy: {test}",

@@ -34,6 +34,7 @@ def curve_point(metrics: EpochMetrics) -> dict[str, Any]:
         "lr": metrics.lr,
         "seconds": metrics.seconds,
         "frames_per_s": metrics.frames_per_s,
+        "epochs_done": metrics.epochs_done,
     }
 
 
@@ -110,6 +111,26 @@ def best_dev_accuracy(trial: FrozenTrial) -> float | None:
         return float(trial.value)
     accuracies = dev_accuracies(trial)
     return max(accuracies) if accuracies else None
+
+
+def best_epoch_point(trial: FrozenTrial) -> dict[str, Any]:
+    """The curve point of the trial's best dev accuracy (the earliest of equals): its train loss and accuracy and
+    dev loss are the ones the sheet shows beside that accuracy; {} before any epoch."""
+    curve = [point for point in epoch_curve(trial) if point.get("dev_accuracy") is not None]
+    return max(curve, key=lambda point: float(point["dev_accuracy"])) if curve else {}
+
+
+def training_data_of(study: optuna.Study) -> dict[str, Any]:
+    """What a study's trials trained on: ``{"normalization", "train_fraction"}`` as recorded when it was created
+    (a search study from before that record: from its settings; {} when neither is there)."""
+    recorded = study.user_attrs.get(attrs.TRAINING_DATA_ATTR)
+    if isinstance(recorded, dict):
+        return dict(recorded)
+    settings = study.user_attrs.get(attrs.SETTINGS_ATTR)
+    if isinstance(settings, dict):
+        return {"normalization": settings.get("data.normalization"),
+                "train_fraction": settings.get("fidelity.train_fraction")}
+    return {}
 
 
 def pruned_at_epoch(trial: FrozenTrial) -> int | None:

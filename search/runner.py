@@ -29,7 +29,7 @@ from phonetune.model.run_files import EpochMetrics, TrainResult
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.records import EpochRecorder
-from phonetune.search.space import fidelity_data_config, suggest_run_config
+from phonetune.search.space import fidelity_data_config, ignored_params, suggest_run_config
 
 
 def load_fidelity_data(config: StudyConfig, fidelity: str, *, progress: bool = False) -> TrainingData:
@@ -61,10 +61,13 @@ def train_trial(
     """
     from phonetune.model.trainer import Trainer  # torch: only once a trial really trains
 
-    run_config = suggest_run_config(trial, config, fidelity)
-    if expected_params is not None and trial.params != dict(expected_params):
+    run_config = suggest_run_config(trial, config, fidelity, replays=expected_params)
+    # What an older study drew for hyperparameters its model ignores is replayed, not drawn (suggest_run_config).
+    expected = None if expected_params is None else {
+        name: value for name, value in expected_params.items() if name not in ignored_params(expected_params)}
+    if expected is not None and trial.params != expected:
         raise ConfigError(
-            f"trial {trial.number} must replay the parameters {dict(expected_params)}, but the space of "
+            f"trial {trial.number} must replay the parameters {expected}, but the space of "
             f"{config.source} gave {trial.params}; was [space] edited after the search?"
         )
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """Sample one trial's ``RunConfig`` from a study's ``[space]``, never over the parameter budget.
 
-Every hyperparameter of ``space_spec.HYPERPARAMETERS`` is drawn in its declared order and set on the run-config field
-its declaration names; nothing here lists them by name. The width comes last: the trial samples
+Every hyperparameter of ``space_spec.HYPERPARAMETERS`` that applies to the model drawn so far is drawn in its
+declared order and set on the run-config field its declaration names (``space_spec.applies``: a model without hidden
+layers draws no activation, Adam no momentum); nothing here lists them by name. The width comes last: the trial samples
 ``width_fraction`` in [0, 1] and maps it (on a log scale when ``base_width.log``) into
 ``[base_width.low, min(base_width.high, max_base_width(structure, param_budget))]``. Every sampled model therefore
 fits the budget by construction, no trial is wasted discovering that it does not, and the parameter's distribution
@@ -34,7 +35,7 @@ from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.warm_start import WarmStart
 from phonetune.search.timing import timed_run_config
-from phonetune.search.space_spec import HYPERPARAMETERS, Choice, FloatRange, IntRange, ParamSpec
+from phonetune.search.space_spec import HYPERPARAMETERS, Choice, FloatRange, IntRange, ParamSpec, applies, unused_params
 
 WIDTH_FRACTION = "width_fraction"
 # Derived from width_fraction after everything else is known (its bound depends on depth, shape and context).
@@ -114,9 +115,10 @@ def width_fraction_for_params(config: StudyConfig, params: Mapping[str, Any], ta
     return fraction_for_width(width, low, high, config.space[DERIVED].log)
 
 
-def _applies(name: str, values: Mapping[str, Any]) -> bool:
-    condition = HYPERPARAMETERS[name].only_when
-    return condition is None or values.get(condition[0]) in condition[1]
+def ignored_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyperparameters among ``params`` (a finished trial's) that its model ignores: an older study drew them
+    anyway (an activation without hidden layers); this space draws none."""
+    return {name: params[name] for name in unused_params(params) if name in HYPERPARAMETERS and name != DERIVED}
 
 
 def fidelity_data_config(config: StudyConfig, fidelity: str) -> DataConfig:
@@ -134,20 +136,28 @@ def fidelity_epochs(config: StudyConfig, fidelity: str) -> int:
 
 
 def suggest_run_config(
-    trial: optuna.trial.BaseTrial, config: StudyConfig, fidelity: str = attrs.SEARCH_FIDELITY
+    trial: optuna.trial.BaseTrial,
+    config: StudyConfig,
+    fidelity: str = attrs.SEARCH_FIDELITY,
+    *,
+    replays: Mapping[str, Any] | None = None,
 ) -> RunConfig:
-    """Sample every hyperparameter of ``config.space`` into a RunConfig for one trial of ``fidelity``.
+    """Sample the hyperparameters of ``config.space`` that apply into a RunConfig for one trial of ``fidelity``.
 
-    Works with any Optuna trial: a live ``Trial`` samples, a ``FixedTrial(params)`` replays a finished trial.
-    Records ``base_width`` and ``param_count`` as user attributes. Raises BudgetError only on a bug (every sampled
-    model is sized to fit).
+    Works with any Optuna trial: a live ``Trial`` samples, a ``FixedTrial(params)`` replays a finished trial. A
+    hyperparameter the model would ignore is not drawn at all (``space_spec.applies``: no activation without hidden
+    layers, no momentum for Adam...), so it stays at its run-config default and is no Optuna parameter; Optuna,
+    the dashboard, the report and the sheet then show the same parameters. ``replays``: the parameters of the
+    finished trial this one replays; the values it holds for ignored hyperparameters (older studies drew them)
+    are kept, so its run config equals the one it trained. Records ``base_width`` and ``param_count`` as user
+    attributes. Raises BudgetError only on a bug (every sampled model is sized to fit).
     """
     values: dict[str, Any] = {}
     for name in HYPERPARAMETERS:
-        if name != DERIVED and _applies(name, values):
+        if name != DERIVED and applies(name, values):
             values[name] = _suggest(trial, name, config.space[name])
     changes: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {"epochs": fidelity_epochs(config, fidelity)}}
-    for name, value in values.items():
+    for name, value in {**ignored_params(replays or {}), **values}.items():
         hyper = HYPERPARAMETERS[name]
         changes[hyper.section][hyper.field] = value
     data = dataclasses.replace(fidelity_data_config(config, fidelity), **changes["data"])
@@ -174,7 +184,7 @@ def run_config_from_params(
     config: StudyConfig, params: Mapping[str, Any], fidelity: str = attrs.FULL_FIDELITY
 ) -> RunConfig:
     """The RunConfig a finished trial with ``params`` trained, at ``fidelity`` ("full" for promotion/retrain)."""
-    return suggest_run_config(optuna.trial.FixedTrial(dict(params)), config, fidelity)
+    return suggest_run_config(optuna.trial.FixedTrial(dict(params)), config, fidelity, replays=params)
 
 
 # What the width bound of a model depends on: a warm start that asks for a width must pin these too.
@@ -184,15 +194,19 @@ STRUCTURE = ("hidden_layers", "width_shape", "batchnorm", "batchnorm_layers", "c
 def warm_start_params(config: StudyConfig, warm_start: WarmStart) -> dict[str, Any]:
     """The Optuna parameters that make a trial replay ``warm_start`` (for ``study.enqueue_trial``).
 
-    Fixed hyperparameters are not Optuna parameters and are left out; a ``zero = true`` range gets its on/off switch;
-    ``base_width`` becomes the ``width_fraction`` that gives that width, capped by the budget exactly as a sampled
-    trial's width is (so a warm start is sized to the study's ``param_budget`` by the same rule).
+    Fixed hyperparameters are not Optuna parameters and are left out, and so is a value the warm start's model
+    ignores (an activation without hidden layers: the space does not draw it); a ``zero = true`` range gets its
+    on/off switch; ``base_width`` becomes the ``width_fraction`` that gives that width, capped by the budget
+    exactly as a sampled trial's width is (so a warm start is sized to the study's ``param_budget`` by the same
+    rule).
     """
     values = warm_start.values
+    fixed = {name: spec.fixed_value() for name, spec in config.space.items() if spec.is_fixed()}
+    ignored = unused_params({**fixed, **values})
     params: dict[str, Any] = {}
     for name, value in values.items():
         spec = config.space[name] if name != DERIVED else None
-        if spec is None or spec.is_fixed():
+        if spec is None or spec.is_fixed() or name in ignored:
             continue
         if isinstance(spec, FloatRange) and spec.zero:
             params[f"{name}_on"] = value != 0

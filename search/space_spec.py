@@ -108,8 +108,6 @@ class Hyperparameter:
     minimum: float | None = None  # smallest legal value (inclusive)
     maximum: float | None = None  # largest legal value (inclusive)
     help: str = ""
-    # Sampled only when another hyperparameter takes one of these values (name, values); otherwise left at default.
-    only_when: tuple[str, frozenset[Any]] | None = None
 
     @property
     def section(self) -> str:
@@ -120,7 +118,7 @@ class Hyperparameter:
         return self.target.split(".")[1]
 
 
-# Optimizers whose update uses momentum; `momentum` is sampled only when one of these is chosen.
+# Optimizers whose update uses momentum; `momentum` is drawn only when one of these is chosen.
 MOMENTUM_OPTIMIZERS = frozenset({"sgd", "sgd_nesterov", "rmsprop"})
 
 
@@ -138,8 +136,7 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "init": Hyperparameter("choice", "model.init"),
     "context_frames": Hyperparameter("int", "data.context_frames", 0, MAX_CONTEXT_FRAMES),
     "optimizer": Hyperparameter("choice", "train.optimizer"),
-    "momentum": Hyperparameter("float", "train.momentum", 0.0, 0.999, "only sampled for SGD-style optimizers",
-                               only_when=("optimizer", MOMENTUM_OPTIMIZERS)),
+    "momentum": Hyperparameter("float", "train.momentum", 0.0, 0.999, "only drawn for SGD-style optimizers"),
     "lr": Hyperparameter("float", "train.lr", 1e-7, 10.0),
     "weight_decay": Hyperparameter("float", "train.weight_decay", 0.0, 1.0),
     "batch_size": Hyperparameter("choice", "train.batch_size"),
@@ -163,20 +160,24 @@ def log_scale_params(space: Mapping[str, "ParamSpec"]) -> frozenset[str]:
     return frozenset(name for name, spec in space.items() if not isinstance(spec, Choice) and spec.log)
 
 
-# Hyperparameters the sampler draws but a trained model then does not use (the sampler draws every one so TPE sees
-# a fixed set); the ablation sheet leaves them blank so that a row reads as the model it trained.
+# What a model without hidden layers ignores: it is the single output Linear, with no width, shape, activation,
+# batch norm or dropout. (Its init still applies to that layer.)
 _UNUSED_WITHOUT_HIDDEN_LAYERS = frozenset({"base_width", "width_fraction", "width_shape", "activation", "batchnorm",
                                            "batchnorm_layers", "dropout", "dropout_layers"})
 
 
 def unused_params(values: Mapping[str, Any]) -> set[str]:
-    """The names among ``values`` (a trial's params and base_width) that the model they build ignores."""
+    """The names among ``values`` (a trial's params and base_width) that the model they build ignores.
+
+    The one statement of which hyperparameter depends on which: the space draws a hyperparameter only when it
+    applies (``applies``), and the sheet blanks one an older study drew anyway.
+    """
     unused: set[str] = set()
     depth = values.get("hidden_layers")
     if depth == 0:
         unused |= _UNUSED_WITHOUT_HIDDEN_LAYERS
     elif depth == 1:
-        unused.add("width_shape")  # one layer has one width, whatever the shape
+        unused.add("width_shape")  # one layer has one width: the space draws none (a cylinder)
     if values.get("batchnorm") == "none":
         unused.add("batchnorm_layers")
     if values.get("dropout") == 0:
@@ -190,6 +191,12 @@ def unused_params(values: Mapping[str, Any]) -> set[str]:
     if "optimizer" in values and values["optimizer"] not in MOMENTUM_OPTIMIZERS:
         unused.add("momentum")
     return unused & set(values)
+
+
+def applies(name: str, drawn: Mapping[str, Any]) -> bool:
+    """Whether hyperparameter ``name`` changes the model or its training, given the values ``drawn`` before it
+    (``HYPERPARAMETERS`` order puts every condition before what it decides)."""
+    return name not in unused_params({**drawn, name: None})
 
 
 def parse_param(name: str, raw: Any) -> tuple[dict[str, Any], str | None]:

@@ -26,6 +26,8 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 
 from phonetune.errors import ConfigError, StorageError
+from phonetune.model.budget import DEFAULT_PARAM_BUDGET
+from phonetune.search import attributes as attrs
 from phonetune.search.attributes import FIDELITY, FULL_FIDELITY, SEARCH_FIDELITY, SETTINGS_ATTR, WARM_START
 from phonetune.search.config import StudyConfig
 from phonetune.search.space import warm_start_params
@@ -163,7 +165,12 @@ def open_study(
                 warnings.simplefilter("ignore", ExperimentalWarning)  # stable since 3.2; still flagged in 5.0
                 study.set_metric_names([METRIC_NAME])  # the dashboard's axis and column say what the value is
             study.set_user_attr(FIDELITY, fidelity)
-            study.set_user_attr("param_budget", config.param_budget)
+            for key, value in study_sizes(config).items():
+                study.set_user_attr(key, value)
+            fraction = config.fidelity.train_fraction if fidelity == SEARCH_FIDELITY else \
+                config.fidelity.full_train_fraction
+            study.set_user_attr(attrs.TRAINING_DATA_ATTR, {"normalization": config.data.normalization,
+                                                           "train_fraction": fraction})
             study.set_user_attr("config_source", config.source)
             if fidelity == SEARCH_FIDELITY:
                 study.set_user_attr(SETTINGS_ATTR, search_settings(config))
@@ -176,6 +183,15 @@ def open_study(
         return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError as exc:  # deleted between the check and the load
         raise StorageError(f"study {study_name!r} disappeared from {config.paths.storage_url} while opening it") from exc
+
+
+def study_sizes(config: StudyConfig) -> dict[str, int]:
+    """The sizes a study's models answer to, as its user attributes (the dashboard lists them): the HW1P2 limit,
+    the study's size cap and, under ``phonetune run``, the planned size of the final run."""
+    sizes = {attrs.HW1P2_LIMIT_ATTR: DEFAULT_PARAM_BUDGET, attrs.SIZE_CAP_ATTR: config.param_budget}
+    if config.sampler.kind == "prior" and config.sampler.target_params:
+        sizes[attrs.PLANNED_SIZE_ATTR] = config.sampler.target_params
+    return sizes
 
 
 def check_study_folders(config: StudyConfig) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from phonetune.configs import did_you_mean
 from phonetune.search.space_spec import HYPERPARAMETERS, Choice, FloatRange, ParamSpec
 
 
@@ -42,7 +43,8 @@ def load_warm_starts(
         values = {key: value for key, value in table.items() if key != "name"}
         for key, value in values.items():
             if key not in HYPERPARAMETERS:
-                problems.append(f"{where}: unknown hyperparameter {key!r}; known ones are: {', '.join(HYPERPARAMETERS)}")
+                problems.append(f"{where}: unknown hyperparameter {key!r};{did_you_mean(key, HYPERPARAMETERS)} known "
+                                f"ones are: {', '.join(HYPERPARAMETERS)}")
             elif key == "base_width":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 8 or value % 8:
                     problems.append(f"{where}: base_width must be a positive multiple of 8, but got {value!r}")

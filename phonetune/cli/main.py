@@ -1,6 +1,6 @@
-"""The ``phonetune`` command: a thin dispatcher over library functions.
+"""phonetune: find the best MLP for frame-level phoneme classification (CMU 11-785 HW1P2) within a budget.
 
-Each subcommand lives in ``phonetune.cli.commands.<module>`` (listed in ``COMMANDS``) and exposes
+The ``phonetune`` command dispatches to its subcommands and does no work of its own. Each subcommand lives in ``phonetune.cli.commands.<module>`` (listed in ``COMMANDS``) and exposes
 ``add_parser(subparsers)``, which registers its arguments and sets ``handler`` (a function taking the parsed
 namespace and returning an exit code). Modules are imported only when their command runs, so ``phonetune inspect``
 does not pay for importing torch. ``python -m phonetune.cli`` runs ``main``.
@@ -9,6 +9,7 @@ does not pay for importing torch. ``python -m phonetune.cli`` runs ``main``.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import importlib.metadata
 import logging
@@ -19,7 +20,10 @@ import threading
 from typing import Callable
 
 from phonetune.cli.commands import COMMANDS
+from phonetune.configs import did_you_mean
 from phonetune.errors import PhonetuneError, as_disk_full
+
+DESCRIPTION = __doc__.splitlines()[0].removeprefix("phonetune: ")
 
 
 def _version() -> str:
@@ -29,8 +33,22 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser(command: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="phonetune", description=__doc__.splitlines()[0])
+class _HelpFormatter(argparse.HelpFormatter):
+    """An option's help ends with ``(default: X)`` only where that tells something: not on a required option, a
+    flag, an empty default, or a help line that already says its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (action.required or not action.option_strings or "default" in text or default is argparse.SUPPRESS
+                or default is None or isinstance(default, bool) or default in ("", [])):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def build_parser(command: str | None) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser | None]:
+    """The parser, and the subcommand's own parser when ``command`` names one."""
+    parser = argparse.ArgumentParser(prog="phonetune", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument("--version", action="version", version=f"phonetune {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -41,8 +59,34 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"phonetune.cli.commands.{module_name}")
         module.add_parser(subparsers)
-        subparsers.choices[name].formatter_class = argparse.ArgumentDefaultsHelpFormatter
-    return parser
+        subparsers.choices[name].formatter_class = _HelpFormatter
+    return parser, subparsers.choices.get(command) if command else None
+
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    # argparse keeps a parser's options only in private fields; ``_actions`` has been stable since Python 3.2.
+    return [option for action in parser._actions for option in action.option_strings]
+
+
+def check_spelling(parser: argparse.ArgumentParser, command_parser: argparse.ArgumentParser | None,
+                   argv: list[str]) -> None:
+    """Exit with a did-you-mean for a misspelt command or option, before argparse blames something else (a
+    misspelt ``--budegt`` would otherwise read "the following arguments are required: --budget")."""
+    if command_parser is None:
+        words = [arg for arg in argv if not arg.startswith("-")]
+        if words and did_you_mean(words[0], COMMANDS):
+            parser.error(f"unknown command {words[0]!r};{did_you_mean(words[0], COMMANDS)}")
+        return
+    known = _options(parser) + _options(command_parser)
+    for arg in argv:
+        if arg == "--":
+            break
+        option = arg.split("=", 1)[0]
+        if not option.startswith("--") or any(name.startswith(option) for name in known):
+            continue  # argparse takes an unambiguous prefix of an option (allow_abbrev)
+        close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
+        if close:
+            command_parser.error(f"unrecognized option {option}; did you mean {close[0]}?")
 
 
 class _EventFormatter(logging.Formatter):
@@ -97,7 +141,8 @@ def _configure_logging(verbose: bool) -> Callable[[], None]:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((arg for arg in argv if arg in COMMANDS), None)
-    parser = build_parser(command)
+    parser, command_parser = build_parser(command)
+    check_spelling(parser, command_parser, argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

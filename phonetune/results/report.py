@@ -1,9 +1,12 @@
 """The study report: one self-contained plotly HTML page that reads like a lab notebook of the search.
 
-Sections, in order: summary, optimization history, hyperparameter importances, parallel coordinates, slices,
-learning curves of every trial (pruned ones drawn dashed and cut where the pruner stopped them), accuracy against
-parameter count with the budget line, and the full-data fidelity (promoted trials) when a linked study exists. Each
-section chooses its trials and says plainly when there is not enough to draw; the figures are ``figures.py``'s.
+Sections, in order: summary (the sizes, the best trial, the final model with links to its dev diagnostics), the
+leaderboard of final models (``leaderboard.py``), optimization history, hyperparameter importances (with their
+spread over bootstrap resamples, or withheld below ``MIN_TRIALS_FOR_IMPORTANCE`` complete trials, saying why),
+parallel coordinates, slices, learning curves of every trial (pruned ones drawn dashed and cut where the pruner
+stopped them), accuracy against parameter count with a line per size (``sizes.py``) and every final model on it,
+and the full-data fidelity (promoted trials) when a linked study exists. Each section chooses its trials and says
+plainly when there is not enough to draw; the figures are ``figures.py``'s.
 plotly.js is inlined once in the page head, so the file opens offline and stays one file.
 
 Example::
@@ -17,10 +20,11 @@ from __future__ import annotations
 
 import html
 import logging
-import warnings
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection, Mapping
+
 
 import optuna
 import plotly.graph_objects as go
@@ -39,17 +43,25 @@ from phonetune.results.figures import (
     parallel_figure,
     slice_figure,
 )
+from phonetune.results.formatting import format_params
+from phonetune.results.importances import (
+    IMPORTANCE_RESAMPLES,
+    MIN_TRIALS_FOR_IMPORTANCE,
+    complete_trials,
+    most_important,
+    resampled_importances,
+)
+from phonetune.results.leaderboard import final_model_record, leaderboard, leaderboard_html
+from phonetune.results.sizes import Sizes, sizes_of
 from phonetune.search import attributes as attrs
 from phonetune.search.attributes import SPEARMAN_ATTR, SPEARMAN_COUNT_ATTR
 from phonetune.search.promote import describe_spearman
 from phonetune.search.ranking import best_trial
 from phonetune.search.records import best_dev_accuracy, epoch_curve
-from phonetune.search.space_spec import ParamSpec, log_scale_params
+from phonetune.search.space_spec import Choice, ParamSpec, log_scale_params
 
 logger = logging.getLogger(__name__)
 
-# Importance needs a fitted model of value against params; below this many complete trials it is noise.
-MIN_TRIALS_FOR_IMPORTANCE = 5
 PARALLEL_PARAMS = 6  # parallel coordinates show this many of the most important hyperparameters
 
 
@@ -72,30 +84,31 @@ def _complete(study: optuna.Study) -> list[FrozenTrial]:
     return [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
 
 
-def summary_section(study: optuna.Study, full_study: optuna.Study | None, param_budget: int) -> Section:
+def summary_section(study: optuna.Study, full_study: optuna.Study | None, sizes: Sizes, page_dir: Path) -> Section:
     trials = finished_trials(study)
     counts = {state.name: sum(trial.state == state for trial in trials) for state in TrialState}
     items = [f"<li>{html.escape(name)}: {count}</li>" for name, count in counts.items() if count]
+    size_items = "".join(f"<li><b>{html.escape(name)}</b> {count:,} parameters: {html.escape(meaning)}</li>"
+                         for name, count, meaning in sizes.lines())
     lines = [
-        f"<p>Study <b>{html.escape(study.study_name)}</b>: {len(trials)} trials; parameter budget "
-        f"{param_budget:,}.</p>",
+        f"<p>Study <b>{html.escape(study.study_name)}</b>: {len(trials)} trials.</p>",
         f"<ul>{''.join(items)}</ul>",
+        f"<p>Sizes:</p><ul>{size_items}</ul>",
     ]
     best = best_trial(_complete(study))
     if best is not None:
-        params = ", ".join(f"{html.escape(str(k))}={html.escape(str(v))}" for k, v in sorted(best.params.items()))
         param_count = best.user_attrs.get(attrs.PARAM_COUNT)
         size = f", {param_count:,} parameters" if isinstance(param_count, int) else ""
         lines.append(
             f"<p>Best search trial #{best.number}: dev accuracy {best.value:.4f}{size}.</p>"
-            f'<p class="params">{params}</p>'
+            f'<p class="params">{html.escape(format_params(best.params))}</p>'
         )
     if full_study is not None:
         full_complete = _complete(full_study)
         lines.append(f"<p>Full-data study <b>{html.escape(full_study.study_name)}</b>: {len(full_complete)} "
                      "promoted trials retrained.</p>")
-        final = full_study.user_attrs.get(attrs.ENSEMBLE_ATTR)
-        if isinstance(final, dict) and final.get("members"):
+        final = final_model_record(full_study)
+        if final:
             members = [int(member) for member in final["members"]]
             what = (f"ensemble of the full-data runs of search trials {', '.join(map(str, members))}"
                     if len(members) > 1 else f"the full-data run of search trial {members[0]}")
@@ -104,8 +117,30 @@ def summary_section(study: optuna.Study, full_study: optuna.Study | None, param_
                 f"<p><b>Final model</b>: {html.escape(what)}, {int(final['param_count']):,} parameters; dev accuracy "
                 f"{float(final['dev_accuracy']):.4f}, test accuracy "
                 f"{'not scored (no test labels)' if test is None else f'<b>{float(test):.4f}</b>'}.</p>"
+                + _diagnostics_links(final, page_dir)
             )
     return Section("summary", "Summary", "".join(lines))
+
+
+def _diagnostics_links(final: Mapping, page_dir: Path) -> str:
+    """Links to the final model's per-phoneme accuracy and confusion matrix (dev, and test when labelled) and its
+    metadata, relative to the page so the folder can move as a whole."""
+    links = []
+    for label, key in (("dev", "dev_score_dir"), ("test", "test_score_dir")):
+        folder = final.get(key)
+        if folder and Path(folder).is_dir():
+            where = Path(os.path.relpath(folder, page_dir)).as_posix()
+            links.append(f'{label}: <a href="{html.escape(where)}/per_phoneme.csv">per-phoneme accuracy</a>, '
+                         f'<a href="{html.escape(where)}/confusion.html">confusion matrix</a>')
+    metadata = final.get("metadata")
+    if metadata and Path(metadata).is_file():
+        links.append(f'<a href="{html.escape(Path(os.path.relpath(metadata, page_dir)).as_posix())}">'
+                     "model_metadata.json</a>")
+    return f"<p>Diagnostics of the final model: {'; '.join(links)}.</p>" if links else ""
+
+
+def leaderboard_section(study: optuna.Study, full_study: optuna.Study | None) -> Section:
+    return Section("leaderboard", "Leaderboard", leaderboard_html(leaderboard(study, full_study)))
 
 
 def history_section(study: optuna.Study) -> Section:
@@ -115,40 +150,22 @@ def history_section(study: optuna.Study) -> Section:
     return Section("history", "Optimization history", _figure_html(history_figure(trials)))
 
 
-def _importances(study: optuna.Study) -> dict[str, float]:
-    with warnings.catch_warnings():
-        # Optuna warns per parameter when a value was drawn by fewer than 2 trials; the section already says
-        # how many trials it rests on, so one line per parameter on the terminal adds nothing.
-        warnings.filterwarnings("ignore", message="Some regimes for parameter")
-        return optuna.importance.get_param_importances(study)
-
-
 def importance_section(study: optuna.Study) -> Section:
-    complete = [trial for trial in _complete(study) if trial.params]
+    title = "Hyperparameter importances"
+    complete = complete_trials(study)
     if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
-        return Section(
-            "importances",
-            "Hyperparameter importances",
-            _message(
-                f"Importances need at least {MIN_TRIALS_FOR_IMPORTANCE} complete trials, but the study has "
-                f"{len(complete)}; fitted to fewer, they describe noise. Run more trials to see them."
-            ),
-        )
+        return Section("importances", title, _message(
+            f"Importances are withheld: they need at least {MIN_TRIALS_FOR_IMPORTANCE} complete trials, but the "
+            f"study has {len(complete)}. Below that they do not hold still: two runs of the same job, with 10 and "
+            "12 complete trials, named different hyperparameters the most important. Run a longer search to see "
+            "them (the slices and parallel coordinates below show the trials themselves)."))
     try:
-        importances = _importances(study)
+        importances = resampled_importances(complete)
     except (RuntimeError, ValueError) as exc:
         # optuna refuses when every complete trial drew the same values (nothing to attribute variance to).
-        return Section("importances", "Hyperparameter importances", _message(f"Importances unavailable: {exc}"))
-    figure = importance_figure(importances, len(complete))
-    return Section("importances", "Hyperparameter importances", _figure_html(figure))
-
-
-def _most_important(study: optuna.Study, count: int) -> list[str]:
-    try:
-        return list(_importances(study))[:count]
-    except (RuntimeError, ValueError):
-        names = sorted({name for trial in finished_trials(study) for name in trial.params})
-        return names[:count]
+        return Section("importances", title, _message(f"Importances unavailable: {exc}"))
+    figure = importance_figure(importances, len(complete), IMPORTANCE_RESAMPLES)
+    return Section("importances", title, _figure_html(figure))
 
 
 def parallel_section(study: optuna.Study, log_params: Collection[str] = ()) -> Section:
@@ -157,18 +174,35 @@ def parallel_section(study: optuna.Study, log_params: Collection[str] = ()) -> S
               if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and best_dev_accuracy(trial) is not None]
     if len(trials) < 2:
         return Section("parallel", title, _message("Parallel coordinates need two finished trials."))
-    names = [name for name in _most_important(study, PARALLEL_PARAMS)
+    names = [name for name in most_important(study, PARALLEL_PARAMS)
              if all(name in trial.params for trial in trials)]
     return Section("parallel", title, _figure_html(parallel_figure(trials, names, log_params)))
 
 
-def slice_section(study: optuna.Study, log_params: Collection[str] = ()) -> Section:
+def slice_section(study: optuna.Study, space: Mapping[str, ParamSpec]) -> Section:
     trials = [trial for trial in finished_trials(study)
               if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and best_dev_accuracy(trial) is not None]
     if not trials:
         return Section("slices", "Slices", _message("No trial has finished an epoch yet."))
     names = sorted({name for trial in trials for name in trial.params})
-    return Section("slices", "Slices", _figure_html(slice_figure(trials, names, log_params)))
+    figure = slice_figure(trials, names, log_scale_params(space), slice_bounds(space))
+    return Section("slices", "Slices", _figure_html(figure))
+
+
+def slice_bounds(space: Mapping[str, ParamSpec]) -> dict[str, tuple[float, float]]:
+    """Each numeric hyperparameter's range in the space: a range's low and high (its low, not the 0 that
+    ``zero = true`` adds, so a log axis stays one), numeric choices' smallest and largest."""
+    bounds: dict[str, tuple[float, float]] = {"width_fraction": (0.0, 1.0)}
+    for name, spec in space.items():
+        if isinstance(spec, Choice):
+            options = spec.options()
+            if all(isinstance(option, (int, float)) and not isinstance(option, bool) for option in options):
+                bounds[name] = (min(options), max(options))
+        elif spec.is_fixed() or spec.low is None:
+            bounds[name] = spec.bounds()
+        else:
+            bounds[name] = (spec.low, spec.high)
+    return bounds
 
 
 def curves_section(study: optuna.Study) -> Section:
@@ -179,8 +213,9 @@ def curves_section(study: optuna.Study) -> Section:
     return Section("curves", "Learning curves", _figure_html(figure))
 
 
-def params_section(study: optuna.Study, param_budget: int) -> Section:
-    figure = accuracy_vs_params_figure(finished_trials(study), param_budget)
+def params_section(study: optuna.Study, full_study: optuna.Study | None, sizes: Sizes) -> Section:
+    full_trials = finished_trials(full_study) if full_study is not None else []
+    figure = accuracy_vs_params_figure(finished_trials(study), sizes, full_trials, final_model_record(full_study))
     return Section("params", "Accuracy against parameter count", _figure_html(figure))
 
 
@@ -217,6 +252,10 @@ _PAGE = """<!DOCTYPE html>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
 section {{ margin-bottom: 2.5em; }} .note {{ color: #666; font-style: italic; }}
 .params {{ font-family: monospace; font-size: 0.9em; }} nav a {{ margin-right: 1em; }}
+table.leaderboard {{ border-collapse: collapse; font-size: 0.95em; }}
+table.leaderboard th, table.leaderboard td {{ padding: 0.3em 0.8em; border-bottom: 1px solid #ddd; text-align: right; }}
+table.leaderboard :is(td, th):nth-child(2), table.leaderboard :is(td, th):nth-child(3) {{ text-align: left; }}
+table.leaderboard tr.final {{ font-weight: bold; background: #fff8dc; }}
 </style>
 <script type="text/javascript">{plotlyjs}</script>
 </head><body>
@@ -228,25 +267,29 @@ section {{ margin-bottom: 2.5em; }} .note {{ color: #666; font-style: italic; }}
 
 
 def build_sections(
-    study: optuna.Study, full_study: optuna.Study | None, param_budget: int, space: Mapping[str, ParamSpec]
+    study: optuna.Study, full_study: optuna.Study | None, param_budget: int, space: Mapping[str, ParamSpec],
+    page_dir: Path = Path("."),
 ) -> list[Section]:
     log_params = log_scale_params(space)
+    sizes = sizes_of(study, fallback_cap=param_budget)
     return [
-        summary_section(study, full_study, param_budget),
+        summary_section(study, full_study, sizes, page_dir),
+        leaderboard_section(study, full_study),
         history_section(study),
         importance_section(study),
         parallel_section(study, log_params),
-        slice_section(study, log_params),
+        slice_section(study, space),
         curves_section(study),
-        params_section(study, param_budget),
+        params_section(study, full_study, sizes),
         fidelity_section(study, full_study),
     ]
 
 
 def render_report(
-    study: optuna.Study, full_study: optuna.Study | None, param_budget: int, space: Mapping[str, ParamSpec]
+    study: optuna.Study, full_study: optuna.Study | None, param_budget: int, space: Mapping[str, ParamSpec],
+    page_dir: Path = Path("."),
 ) -> str:
-    sections = build_sections(study, full_study, param_budget, space)
+    sections = build_sections(study, full_study, param_budget, space, page_dir)
     title = f"phonetune study report: {study.study_name}"
     nav = "".join(f'<a href="#{section.anchor}">{html.escape(section.title)}</a>' for section in sections)
     body = "\n".join(
@@ -265,8 +308,10 @@ def write_report(
     space: Mapping[str, ParamSpec],
 ) -> Path:
     """Render the report page and write it atomically to ``out_path``; ``space`` is the study's ``[space]`` (which
-    hyperparameters get log axes)."""
-    page = render_report(study, full_study, param_budget, space)
+    hyperparameters get log axes, and each axis's range); ``param_budget`` is the size cap of a study that did not
+    record its sizes."""
+    page_dir = Path(out_path).resolve().parent
+    page = render_report(study, full_study, param_budget, space, page_dir)
     path = atomic_write_text(out_path, page)
     logger.debug("wrote the report of study %s (%d KiB) to %s", study.study_name, len(page) // 1024, path)
     return path

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
+import pytest
+from shared import REPO
+
 from phonetune.cli.commands import COMMANDS
+from phonetune.cli.main import main
 
 
 def _modules_after(code: str) -> set[str]:
@@ -40,3 +45,44 @@ def test_version_is_the_installed_distributions():
     done = subprocess.run([sys.executable, "-m", "phonetune.cli", "--version"], capture_output=True, text=True,
                           check=True, timeout=120)
     assert done.stdout.strip().startswith("phonetune 0.")
+
+
+def _help(command: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "phonetune.cli", command, "--help"], capture_output=True, text=True,
+                          check=True, timeout=120)
+    return done.stdout
+
+
+def test_help_says_what_the_tool_is_and_each_default_once_where_it_tells_something():
+    top = subprocess.run([sys.executable, "-m", "phonetune.cli", "--help"], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert "dispatcher" not in top and "phoneme classification" in top
+    for command in COMMANDS:
+        text = _help(command)
+        assert "(default: None)" not in text and "(default: False)" not in text and "(default: [])" not in text
+        options = text.split("options:", 1)[1]
+        # One help entry per option (an option line and its indented continuation lines).
+        entries = [entry for entry in re.split(r"\n  (?=-)", options) if entry.strip()]
+        for entry in entries:
+            assert entry.count("default") <= 1, (command, entry)
+    assert "--budget BUDGET" in _help("run") and "(default: 1)" in _help("run")
+
+
+def test_a_misspelt_option_or_command_gets_a_did_you_mean(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--config", "studies/demo.toml", "--budegt", "5m"])
+    error = capsys.readouterr().err
+    assert exited.value.code == 2 and "did you mean --budget?" in error and "required" not in error
+    with pytest.raises(SystemExit):
+        main(["serch", "--config", "studies/demo.toml"])
+    assert "unknown command 'serch'; did you mean 'search'?" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # an abbreviation argparse accepts is no typo: it reaches argparse
+        main(["run", "--conf", "studies/demo.toml"])
+    assert "did you mean" not in capsys.readouterr().err
+
+
+def test_a_study_command_names_the_flag_that_sets_its_data_root(capsys):
+    assert main(["search", "--config", str(REPO / "studies" / "demo.toml"), "--set", "data.root=nowhere/demo"]) == 1
+    error = capsys.readouterr().err
+    assert "nowhere/demo (--set data.root=nowhere/demo)" in error and "--set data.root=ROOT" in error
+    assert "--data" not in error  # search has no --data

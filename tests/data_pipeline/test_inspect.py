@@ -9,9 +9,12 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from corpus import DEV, TEST, TRAIN, write_tiny_corpus
 
 from phonetune.cli.main import main
+from phonetune.data_pipeline import DataConfig, load_split
+from phonetune.data_pipeline.errors import MissingSplitError
 
 
 def frames_per_class(corpus, split) -> Counter:
@@ -69,3 +72,13 @@ def test_inspect_runs_as_a_program(tmp_path):
     report = json.loads(result.stdout)
     assert report[DEV]["frames"] == corpus.total_frames(DEV)
     assert report[TEST]["utterances"] == 1
+
+
+def test_a_download_unpacked_into_its_own_folder_is_found_one_level_down(tmp_path, capsys):
+    corpus = write_tiny_corpus(tmp_path / "11785-f24-hw1p2")
+    assert main(["inspect", "--data", str(tmp_path)]) == 1
+    error = capsys.readouterr().err
+    assert f"use {corpus.root} as the data root" in error and "one level down" in error
+    with pytest.raises(MissingSplitError) as caught:
+        load_split(DataConfig(root=str(tmp_path)), "train-clean-100", progress=False)
+    assert f"use {corpus.root} as the data root" in str(caught.value)

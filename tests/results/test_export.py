@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from phonetune.cli.main import main
 from phonetune.search import attributes as attrs
+from phonetune.search.study import open_studies
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -120,3 +121,52 @@ def test_export_marginals_summarise_each_value_pruned_trials_included(searched, 
         # edges as written: 4 significant digits of the lowest and highest value drawn, 2 in between
         inside = [t for t in study.trials if low * (1 - 5e-4) <= t.params["lr"] <= high * (1 + 5e-4)]
         assert len(inside) >= int(r["trials"])
+
+
+def test_the_sheet_reads_as_the_hw1p2_table(finished, tmp_path):
+    """Origin, then the architecture together, the data (normalization, the share of training utterances), the
+    training settings, then train and dev loss and accuracy, test accuracy on every row that has it; the space's
+    internal parameters last."""
+    path, config = finished
+    out = tmp_path / "sheet.csv"
+    assert main(["export", "--config", str(path), "--out", str(out)]) == 0
+    columns, rows = _read_csv(out)
+    assert columns[:7] == ["study", "number", "state", "trained_on", "promoted_from", "warm_start", "mutated_from"]
+    architecture = ["hidden_layers", "base_width", "activation", "layer_widths", "param_count"]
+    start = columns.index("hidden_layers")
+    assert columns[start:start + len(architecture)] == architecture
+    data = columns.index("context_frames")
+    assert columns[data:data + 3] == ["context_frames", "normalization", "train_share"]
+    results = columns.index("train_loss")
+    assert columns[results:results + 4] == ["train_loss", "train_accuracy", "dev_loss", "dev_accuracy"]
+    assert start < data < columns.index("lr") < results < columns.index("width_fraction")
+    assert columns[-1] == "width_fraction"
+
+    search, full = open_studies(config)
+    final = full.user_attrs[attrs.ENSEMBLE_ATTR]
+    trials = {("tiny", trial.number): trial for trial in search.trials}
+    trials.update({("tiny-full", trial.number): trial for trial in full.trials})
+    for row in rows:
+        if row["state"] == "FINAL":
+            assert _same_number(row["test_accuracy"], final["test_accuracy"])
+            assert row["promoted_from"] == "+".join(map(str, final["members"]))
+            continue
+        trial = trials[(row["study"], int(row["number"]))]
+        curve = trial.system_attrs[attrs.CURVES]
+        best = max(curve, key=lambda point: point["dev_accuracy"])
+        for column, key in (("train_loss", "train_loss"), ("train_accuracy", "train_accuracy"),
+                            ("dev_loss", "dev_loss"), ("dev_accuracy", "dev_accuracy")):
+            assert _same_number(row[column], best[key]), (column, row[column], best[key])
+        assert row["normalization"] == "cmvn"
+        source = trial.user_attrs.get(attrs.SOURCE_TRIAL)
+        origin = search.trials[source] if source is not None else trial
+        assert row["warm_start"] == origin.user_attrs.get(attrs.WARM_START, "")
+        if row["trained_on"] == "all":
+            assert row["train_share"] == "1"
+            assert _same_number(row["test_accuracy"], final["member_test_accuracy"][str(source)])
+        else:
+            assert row["train_share"] == "0.5" and row["test_accuracy"] == ""
+    starter_rows = [row for row in rows if row["warm_start"] == "starter"]
+    assert {row["trained_on"] for row in starter_rows} == {"subsample", "all"}
+    # The starter has no hidden layer: the activation it named is no parameter of its trial, and blank.
+    assert all(row["activation"] == "" and row["layer_widths"] == "none" for row in starter_rows)

@@ -164,7 +164,7 @@ def _outward_address() -> str | None:
 
 
 def test_dashboard_binds_loopback_unless_told_otherwise(stored):
-    parser = build_parser("dashboard")
+    parser, _dashboard = build_parser("dashboard")
     args = parser.parse_args(["dashboard", "--config", str(stored.path), "--port", "0"])
     assert args.host == "127.0.0.1"
     assert parser.parse_args(["dashboard", "--config", str(stored.path), "--host", "0.0.0.0"]).host == "0.0.0.0"

@@ -97,6 +97,16 @@ def test_run_holds_its_budget_beside_a_cpu_hog_continues_the_screens_winner_and_
                for item in screen["warm_starts"].values())
     winner = screen["winner"]["trial"]
 
+    # The leaderboard is printed before the paths; the final model's dev diagnostics and metadata lie beside it.
+    board = done.stdout.split("leaderboard (final models, best dev accuracy first):", 1)[1].split("spent ", 1)[0]
+    (row,) = [line for line in board.splitlines() if f"run of trial {winner} " in line]
+    assert row.rstrip().endswith("yes") and f"{summary['test_accuracy']:.4f}" in row
+    model = summary["final_model"]
+    assert (Path(model["dev_score_dir"]) / "confusion.html").is_file()
+    metadata = json.loads(Path(model["metadata"]).read_text())
+    assert [member["search_trial"] for member in metadata["members"]] == [winner]
+    assert 0 < metadata["members"][0]["epochs"] and metadata["members"][0]["run_config"]["train"]["total_steps"] > 0
+
     # The final run is the winner's own trial continued: same folder lineage, its evaluations inherited, its
     # learning rate at zero at its last step, the end its schedule had (replanned to the deadline as it ran).
     config = load_study_config(path)

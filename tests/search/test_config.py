@@ -132,3 +132,24 @@ def test_shipped_study_files_load(name):
     assert config.param_budget <= 20_000_000
     chosen = [spec for spec in config.space.values() if not spec.is_fixed()]
     assert len(chosen) >= 10  # the shipped studies search, they do not fix everything
+
+
+def test_a_typo_gets_a_did_you_mean_and_a_set_typo_is_blamed_on_the_set(tmp_path):
+    path = write(tmp_path, '[study]\nname = "s"\nn_trails = 3\n[samplr]\nkind = "tpe"\n[space]\nlearning_rate = 0.1\n')
+    with pytest.raises(ConfigError) as caught:
+        load_study_config(path)
+    message = str(caught.value)
+    assert "unknown key 'n_trails'; did you mean 'n_trials'?" in message
+    assert "unknown table [samplr]; did you mean 'sampler'?" in message
+
+    demo = REPO / "studies" / "demo.toml"
+    with pytest.raises(ConfigError) as caught:
+        load_study_config(demo, ["study.n_trail=4", "space.lr.hihg=1e-2", "data.context_frames=3"])
+    message = str(caught.value)
+    assert "--set study.n_trail=4: [study] has no key 'n_trail'; did you mean 'n_trials'?" in message
+    assert "--set space.lr.hihg=1e-2: [space.lr] has no key 'hihg'; did you mean 'high'?" in message
+    assert "--set data.context_frames=3: [data] context_frames is decided by the search" in message
+    assert "demo.toml [study]" not in message  # the file is not blamed for what the command line said
+    with pytest.raises(ConfigError) as caught:
+        load_study_config(demo, ["study.n_trials=many"])
+    assert "(from --set study.n_trials=many)" in str(caught.value)

@@ -10,8 +10,10 @@ import pytest
 from shared import REPO
 
 from phonetune.model import count_params
+from phonetune.model.config import ModelConfig
 from phonetune.search.config import load_study_config
-from phonetune.search.space import run_config_from_params, suggest_run_config, width_from_fraction
+from phonetune.search.space import run_config_from_params, suggest_run_config, warm_start_params, width_from_fraction
+from phonetune.search.space_spec import unused_params
 
 
 def sample(config, sampler, count):
@@ -62,9 +64,42 @@ def test_tpe_with_constant_liar_stays_under_the_budget():
                                              n_startup_trials=10)
     drawn, study = sample(config, sampler, 120)
     assert max(count_params(run.model, run.io) for run, _ in drawn) <= config.param_budget
-    # momentum is conditional: drawn exactly for the optimizers that use it
+    # The space is conditional: momentum is drawn exactly for the optimizers that use it, and no trial holds a
+    # parameter its model ignores (so Optuna, the dashboard, the report and the sheet show the same ones).
     for frozen in study.trials:
         assert ("momentum" in frozen.params) == (frozen.params["optimizer"] in ("sgd_nesterov", "rmsprop"))
+        assert not unused_params(frozen.params), frozen.params
+    depths = collections.Counter(frozen.params["hidden_layers"] for frozen in study.trials)
+    assert depths[0] and depths[1], "the sample must hold models without and with one hidden layer"
+    for frozen in study.trials:
+        if frozen.params["hidden_layers"] == 0:
+            assert not {"activation", "batchnorm", "dropout", "width_shape", "width_fraction"} & set(frozen.params)
+        if frozen.params["hidden_layers"] == 1:
+            assert "width_shape" not in frozen.params and "activation" in frozen.params
+
+
+def test_a_warm_start_without_hidden_layers_draws_nothing_its_model_ignores_and_old_trials_still_replay():
+    config = load_study_config(REPO / "studies" / "demo.toml")
+    (starter,) = [entry for entry in config.warm_start if entry.name == "starter"]
+    # demo.toml's starter sets batch norm and dropout for a model that has no layer to put them on.
+    assert starter.values["hidden_layers"] == 0 and {"batchnorm", "dropout"} <= set(starter.values)
+    params = warm_start_params(config, starter)
+    assert not {"batchnorm", "dropout", "activation", "width_shape"} & set(params)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(params)
+    trial = study.ask()
+    run = suggest_run_config(trial, config)
+    assert trial.params == params  # nothing else was drawn: every other hyperparameter the starter ignores
+    assert run.model == ModelConfig(hidden_layers=0, base_width=run.model.base_width, init="default")
+    assert run.data.context_frames == 20 and run.train.optimizer == "adam" and run.train.lr == 1e-3
+
+    # A trial of an older study drew an activation and batch norm for its starter; it replays as it trained.
+    old = {**params, "activation": "tanh", "batchnorm": "after", "batchnorm_layers": "alternate",
+           "width_shape": "pyramid", "init": "kaiming_normal"}
+    replayed = run_config_from_params(config, old, fidelity="search")
+    assert (replayed.model.activation, replayed.model.batchnorm, replayed.model.width_shape) == (
+        "tanh", "after", "pyramid")
+    assert replayed.model.init == "kaiming_normal" and replayed.model.hidden_layers == 0
 
 
 def test_a_finished_trial_replays_to_the_same_run_config():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("worker", "run trials of an existing study until its budget is spent (one process, one GPU)"),
     "promote": ("promote", "retrain the best search trials on the full data, in the linked <name>-full study"),
     "ensemble": ("ensemble", "average the promoted runs that fit the parameter budget best together on dev"),
+    "leaderboard": ("leaderboard", "print the final models (full-data runs, ensembles) best on dev first, with their origin"),
     "export": ("export", "write the ablation sheet: one CSV row per trial, plus per-value marginals"),
     "report": ("report", "write one self-contained HTML page with the study's plots"),
     "dashboard": ("dashboard", "serve optuna-dashboard on the study's storage (loopback only by default)"),
@@ -55,11 +57,21 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_study_args(args: argparse.Namespace) -> "StudyConfig":
-    """The study config the study arguments name: ``--config`` with its ``--set`` overrides, parsed once."""
+def load_study_args(args: argparse.Namespace, *, needs_data: bool = False) -> "StudyConfig":
+    """The study config the study arguments name: ``--config`` with its ``--set`` overrides, parsed once.
+    ``needs_data``: the command reads the data, so a data root that is not there is refused now, naming the
+    setting that gave it and the flag that changes it (a study command has no ``--data``)."""
+    from phonetune.errors import DataError
     from phonetune.search.config import load_study_config
 
-    return load_study_config(args.config, args.overrides)
+    config = load_study_config(args.config, args.overrides)
+    root = Path(config.data.root)
+    if needs_data and not root.is_dir():
+        given = next((f"--set {text}" for text in reversed(args.overrides) if text.split("=")[0].strip() == "data.root"),
+                     f"[data] root in {args.config}")
+        raise DataError(f"the data root must be an existing folder, but {root} ({given}) was not found; give the "
+                        "folder that holds train-clean-100/ with --set data.root=ROOT")
+    return config
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--max-members", type=int, default=4, metavar="M", help="most runs averaged together")
     parser.add_argument("--param-budget", type=int, default=None,
-                        help="parameters of all members together (default: the study's param_budget)")
+                        help="size cap: parameters of all members together (default: the study's [study] param_budget)")
     parser.add_argument("--out", default=None, help="folder of the submission (default: <artifacts>/ensemble)")
     parser.set_defaults(handler=run)
 

@@ -9,6 +9,9 @@ from phonetune.cli.commands import add_command, interrupt_on_sigterm, load_study
 from phonetune.cli.hosts import parse_gpus
 from phonetune.job.clock import format_seconds, parse_budget
 from phonetune.job.run import run_job
+from phonetune.model.budget import DEFAULT_PARAM_BUDGET
+from phonetune.results.leaderboard import format_leaderboard, leaderboard
+from phonetune.search.study import open_studies
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     budget_s = parse_budget(args.budget)
     gpus = parse_gpus(args.gpus)
     interrupt_on_sigterm()
-    config = load_study_args(args)
+    config = load_study_args(args, needs_data=True)
     outcome = run_job(
         config, budget_s, workers=args.workers, gpus=gpus, max_members=args.max_members,
         sheet_path=args.sheet, progress=not args.quiet and sys.stderr.isatty(), fresh=args.fresh,
@@ -58,8 +61,12 @@ def run(args: argparse.Namespace) -> int:
           + (f"; warm starts: {recipes}" if recipes else ""))
     for name, why in screen["not_screened"].items():
         print(f"  {name}: not screened, {why}")
-    print(f"final model: {model['chosen']} of search trials {model['members']} ({model['param_count']:,} parameters); "
-          f"dev {model['dev_accuracy']:.4f}; test {test}")
+    print(f"final model: {model['chosen']} of search trials {model['members']} ({model['param_count']:,} parameters; "
+          f"HW1P2 limit {DEFAULT_PARAM_BUDGET:,}); dev {model['dev_accuracy']:.4f}; test {test}")
+    if model.get("dev_score_dir"):
+        print(f"dev diagnostics: {model['dev_score_dir']} (per_phoneme.csv, confusion.html); "
+              f"metadata: {model['metadata']}")
+    print(format_leaderboard(leaderboard(*open_studies(config))))
     print(f"spent {format_seconds(summary['spent_s'])} of {format_seconds(budget_s)}")
     print(f"sheet: {summary['sheet']}")
     print(f"report: {summary['report']}")

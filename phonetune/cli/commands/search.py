@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     gpus = parse_gpus(args.gpus)  # before anything opens the study or starts a worker
     interrupt_on_sigterm()
-    config = load_study_args(args)
+    config = load_study_args(args, needs_data=True)
     summary = run_search(config, workers=args.workers, gpus=gpus, progress=not args.quiet and sys.stderr.isatty())
     states = ", ".join(f"{count} {state}" for state, count in sorted(summary.states.items())) or "no trials"
     print(f"study {summary.study_name} in {summary.storage_url}: {states}")

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         # Started by `phonetune search` or `run`, which loaded this same config and printed its warnings once.
         logging.getLogger(space_budget.__name__).setLevel(logging.ERROR)
     interrupt_on_sigterm()
-    config = load_study_args(args)
+    config = load_study_args(args, needs_data=True)
     worker_index = args.worker_index if args.worker_index is not None else os.getpid() % 100_000
     summary = run_worker(config, worker_index=worker_index, create=args.create)
     if not args.quiet:
