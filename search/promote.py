@@ -62,7 +62,7 @@ logger = logging.getLogger(__name__)
 class PromotedTrial:
     source_number: int  # the search trial that was retrained
     full_number: int  # its trial in the full-data study
-    search_accuracy: float  # the search trial's objective (best dev accuracy on the subsample)
+    search_accuracy: float  # the search trial's objective (its best dev accuracy at the search's fidelity)
     full_accuracy: float  # best dev accuracy after training on the full data
     param_count: int
     checkpoint_dir: Path  # studies/<name>/full/<source_number>/
@@ -201,18 +201,22 @@ def _link_runs(config: StudyConfig, search_study: optuna.Study, full_study: optu
     curves and metrics as Optuna artifacts of the full-data trial (the checkpoints stay in the run folder: copying
     up to 80 MB per run into the artifact store would only double the disk they take)."""
     run_dir = config.paths.trial_dir(source.number, FULL_FIDELITY)
-    epochs = len(result.history)
+    last = result.history[-1] if result.history else None
+    epochs = last.epochs_done if last is not None and last.epochs_done else len(result.history)
+    reported = source.intermediate_values
+    searched = source.value if source.value is not None else reported[max(reported)] if reported else float("nan")
+    verb, done = ("Continues", "Continued") if config.timing.enabled else ("Retrains", "Retrained")
     save_note(trial, (
         f"## Full-data run of search trial {source.number}\n\n"
-        f"Retrains trial **{source.number}** of study `{search_study.study_name}` (dev accuracy {source.value:.4f} "
-        f"on the subsample) on all the training data: dev accuracy **{result.best_dev_acc:.4f}** after {epochs} "
-        f"epoch{'s' if epochs != 1 else ''}.\n\nRun folder: `{config.paths.stored_run_dir(run_dir)}` under the study's "
+        f"{verb} trial **{source.number}** of study `{search_study.study_name}` (dev accuracy {searched:.4f} at the "
+        f"search's fidelity) on all the training data: dev accuracy **{result.best_dev_acc:.4f}** after "
+        f"{epochs:.3g} epochs.\n\nRun folder: `{config.paths.stored_run_dir(run_dir)}` under the study's "
         "artifacts folder; curves and metrics are this trial's artifacts."
     ))
     save_note(live_trial(search_study, source), (
-        f"## Promoted\n\nRetrained on all the training data as trial **{trial.number}** of study "
-        f"`{full_study.study_name}`: dev accuracy **{result.best_dev_acc:.4f}** (here, on the subsample: "
-        f"{source.value:.4f})."
+        f"## Promoted\n\n{done} on all the training data as trial **{trial.number}** of study "
+        f"`{full_study.study_name}`: dev accuracy **{result.best_dev_acc:.4f}** (here, at the search's fidelity: "
+        f"{searched:.4f})."
     ))
     config.paths.artifact_store_path.mkdir(parents=True, exist_ok=True)
     store = FileSystemArtifactStore(str(config.paths.artifact_store_path))

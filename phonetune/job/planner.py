@@ -131,7 +131,7 @@ class Plan:
             f"budget {format_seconds(self.budget_s)}: preparing {format_seconds(self.prepare_s)}, screen "
             f"{format_seconds(self.screen_s)} ({self.workers} worker{'s' if self.workers != 1 else ''}; each trial "
             f"the first {format_seconds(self.trial_seconds)} of its final run), final run "
-            f"{format_seconds(self.final_seconds)} of models near {self.final_params:,} parameters (about "
+            f"{format_seconds(self.final_seconds)} at the planned size of {self.final_params:,} parameters (about "
             f"{self.final_epochs:.1f} epochs of {self.train_frames:,} frames), reserve {format_seconds(self.reserve_s)}; "
             f"{self.why}"
         )

@@ -49,7 +49,7 @@ from phonetune.data_pipeline.load import load_split
 from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.job.clock import BudgetClock, format_seconds
 from phonetune.job.planner import FINAL_EVALUATIONS, Plan, make_plan, reserve_seconds
-from phonetune.job.state import LOCK_FILE, STATE_FILE, JobState, job_lock
+from phonetune.job.state import STATE_FILE, JobState
 from phonetune.model.budget import count_params, max_base_width
 from phonetune.model.config import ModelConfig, ModelIO
 from phonetune.model.run_files import EpochMetrics
@@ -68,8 +68,7 @@ from phonetune.search.runner import load_fidelity_data
 from phonetune.search.space import STRUCTURE, run_config_from_params, suggest_run_config, warm_start_params
 from phonetune.search.space_budget import largest_model_of_space, smallest_budget_for_every_trial
 from phonetune.search.space_spec import Choice
-from phonetune.search.storage import job_lock as storage_job_lock
-from phonetune.search.storage import study_names
+from phonetune.search.storage import job_lock, study_names
 from phonetune.search.study import open_studies, open_study, storage_for
 from phonetune.search.supervisor import run_search
 from phonetune.search.timing import seconds_per_step
@@ -126,9 +125,12 @@ def run_job(
         raise ConfigError(f"--workers must be at least 1, but got {workers}")
     job_dir = config.paths.artifacts_path / "run"
     settings = job_settings(config, workers, gpus, max_members)
-    # One job per study: this machine's run folder, and the study's storage (a PostgreSQL study run from two
-    # machines has two run folders but one storage).
-    with job_lock(job_dir, config.name), storage_job_lock(config.paths.storage_url, config.name):
+    # One job per study, held on the study's storage (a PostgreSQL study run from two machines has two run folders
+    # but one storage); phonetune's own default storage folder is made first so that its lock has a place.
+    if not config.study.storage:
+        default_folder = Path(config.paths.storage_url[len("sqlite:///"):]).parent
+        default_folder.mkdir(parents=True, exist_ok=True)
+    with job_lock(config.paths.storage_url, config.name):
         if fresh:
             _start_over(config, job_dir)
         state = JobState.load(job_dir / STATE_FILE)
@@ -165,7 +167,7 @@ def run_job(
 
 
 def _start_over(config: StudyConfig, job_dir: Path) -> None:
-    """Delete what a job of this study left (both Optuna studies, every run folder, the state), keeping the lock."""
+    """Delete what a job of this study left: both Optuna studies, every run folder, the state."""
     storage_file_path = config.paths.storage_url
     removed = []
     try:
@@ -180,11 +182,7 @@ def _start_over(config: StudyConfig, job_dir: Path) -> None:
                 removed.append(f"study {name!r}")
     artifacts = config.paths.artifacts_path
     for entry in sorted(artifacts.iterdir()) if artifacts.is_dir() else []:
-        if entry == job_dir:
-            for item in job_dir.iterdir():
-                if item.name != LOCK_FILE:
-                    shutil.rmtree(item) if item.is_dir() else item.unlink()
-        elif entry.is_dir():
+        if entry.is_dir():
             shutil.rmtree(entry)
         else:
             entry.unlink()
@@ -334,8 +332,8 @@ def _screen(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan
     left = plan.screen_end - clock.spent
     margin = min(SEARCH_MARGIN_S, 0.1 * plan.screen_s)
     if left > margin:
-        logger.info("screen: %s left with %d worker(s); every trial the first %s of its final run, models near %s "
-                    "parameters", format_seconds(left), workers, format_seconds(plan.trial_seconds),
+        logger.info("screen: %s left with %d worker(s); every trial the first %s of its final run, at the planned "
+                    "size of %s parameters", format_seconds(left), workers, format_seconds(plan.trial_seconds),
                     f"{plan.final_params:,}")
         timed = dataclasses.replace(screen, study=dataclasses.replace(
             screen.study, timeout_seconds=max(1.0, left - margin)))

@@ -1,4 +1,5 @@
-"""``JobState``: the job's ``<artifacts>/run/state.json``, and the lock that keeps one ``phonetune run`` per study.
+"""``JobState``: the job's ``<artifacts>/run/state.json`` (one ``phonetune run`` per study holds it: the study's
+storage carries that lock, ``search.storage.job_lock``).
 
 The state holds the budget, the time spent (saved every few seconds, so a kill loses at most that), the settings
 the job was started with, the plan, the final run's length once decided, and the steps done. It is written
@@ -8,58 +9,25 @@ state file that is not one this phonetune wrote is a ConfigError naming the key,
 
 Example::
 
-    with job_lock(artifacts / "run"):
-        state = JobState.load(artifacts / "run" / STATE_FILE)   # None before the first plan
+    state = JobState.load(artifacts / "run" / STATE_FILE)   # None before the first plan
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import math
-import os
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
 
 STATE_FILE = "state.json"
-LOCK_FILE = "job.lock"
 VERSION = 2
 STEPS = ("screen", "final", "final_model", "outputs")
 # Settings of a job that its outputs depend on: a rerun with others is refused rather than silently ignored.
 SETTING_KEYS = ("config", "workers", "gpus", "max_members")
-
-
-@contextlib.contextmanager
-def job_lock(job_dir: Path, study: str) -> Iterator[None]:
-    """Hold ``<job_dir>/job.lock`` for the whole job: a second ``phonetune run`` of the study is refused at once
-    (the lock is an flock, released by the kernel when its holder dies, also after a kill -9)."""
-    job_dir.mkdir(parents=True, exist_ok=True)
-    with open(job_dir / LOCK_FILE, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise ConfigError(
-                f"study {study!r} is already being run by {holder} (lock {job_dir / LOCK_FILE}); two jobs on one "
-                "study would search against each other and overwrite each other's state. Wait for it to finish or "
-                "stop it (Ctrl-C), then run the same command again"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"phonetune run pid {os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _number(values: Mapping[str, Any], key: str, source: str, *, positive: bool = False) -> float:

@@ -10,7 +10,8 @@ the training utterances, masking), the training settings, then the results: trai
 the best dev epoch, dev accuracy, test accuracy on every row that has it (``phonetune ensemble`` scores each final
 run when the test split has labels), epochs and time. The space's internal parameters (``width_fraction``,
 ``<name>_on`` switches) come last. Hyperparameters the model does not use are blank (``space_spec.unused_params``),
-floats have 4 significant digits, ``trained_on`` says ``subsample`` (a search trial) or ``all`` (a promoted run),
+floats have 4 significant digits, ``trained_on`` says ``subsample`` or ``all`` (a promoted run, or a search trial
+trained on all the data such as ``phonetune run``'s time-boxed ones),
 ``promoted_from`` the search trial a run retrains.
 
 Example::
@@ -37,6 +38,7 @@ from phonetune.model.config import ModelConfig
 from phonetune.results.formatting import format_cell
 from phonetune.results.leaderboard import final_model_record, run_test_accuracies
 from phonetune.results.marginals import marginal_rows
+from phonetune.data_pipeline.config import TRAINED_ON_ALL, TRAINED_ON_SUBSAMPLE
 from phonetune.search import attributes as attrs
 from phonetune.search.records import (
     best_dev_accuracy,
@@ -133,7 +135,9 @@ def trial_row(trial: FrozenTrial, study_name: str, default_fidelity: str, param_
         "study": study_name,
         "number": trial.number,
         "state": trial.state.name,
-        "trained_on": attrs.TRAINED_ON.get(fidelity, default_fidelity),
+        # What the run really trained on: a time-boxed screen trial of phonetune run trains on all the data.
+        "trained_on": (attrs.TRAINED_ON.get(fidelity, default_fidelity) if data.get("train_fraction") is None
+                       else TRAINED_ON_ALL if data["train_fraction"] >= 1.0 else TRAINED_ON_SUBSAMPLE),
         "promoted_from": source,
         "warm_start": origin.user_attrs.get(attrs.WARM_START),
         "mutated_from": origin.user_attrs.get(attrs.MUTATED_FROM),
@@ -229,7 +233,7 @@ def ablation_rows(
         for trial in finished_trials(study)
     ]
     if full_study is not None:
-        full_rows = [row for row in rows if row["trained_on"] == attrs.TRAINED_ON[FULL_FIDELITY]]
+        full_rows = [row for row in rows if row["study"] == full_study.study_name]
         final = final_model_row(full_study, full_rows)
         if final is not None:
             rows.append(final)
@@ -266,7 +270,7 @@ def write_ablation_sheet(
     atomic_write_text(sheet_path, csv_text(sheet))
     atomic_write_text(marginals_path, csv_text(marginals))
     trial_rows = [row for row in rows if row["state"] != FINAL_STATE]
-    full_count = sum(row["trained_on"] == attrs.TRAINED_ON[FULL_FIDELITY] for row in trial_rows)
+    full_count = sum(row["promoted_from"] is not None for row in trial_rows)
     logger.debug("wrote %d rows to %s and %d marginal rows to %s", len(rows), sheet_path, len(marginals),
                 marginals_path)
     return ExportResult(sheet_path, marginals_path, len(trial_rows), full_count)

@@ -240,7 +240,8 @@ def test_starts_that_cannot_succeed_are_refused_before_training_and_leave_nothin
     first = subprocess.Popen(_command(path, "60s"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              start_new_session=True)
     try:
-        assert _wait_for(lambda: (job_dir / "job.lock").is_file() and "pid" in (job_dir / "job.lock").read_text(),
+        lock = tmp_path / "study.db-tiny.job-lock"
+        assert _wait_for(lambda: lock.is_file() and "pid" in lock.read_text(),
                          60, first)
         second = _run(path, "60s", timeout=60)
         assert second.returncode == 1 and "already being run" in second.stderr
