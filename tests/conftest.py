@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from corpus import TinyCorpus, write_tiny_corpus
+from postgres import postgres_server, postgres_url  # noqa: F401  (fixtures: one server for the session)
 from shared import one_torch_thread
 
 
