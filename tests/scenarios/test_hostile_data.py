@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import resource
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from corpus import TRAIN, write_tiny_corpus
-from shared import REPO
+from shared import REPO, fill_disk
 
 from phonetune.data_pipeline import (
     CorruptFileError,
@@ -42,10 +40,10 @@ def _snapshot(folder: Path) -> dict[str, str]:
 class CachedCorpus:
     """A tiny corpus with its training split cached, and what that cache held."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, cache_dir: Path | None = None) -> None:
         self.corpus = write_tiny_corpus(tmp_path / "data")
-        self.config = DataConfig(root=str(self.corpus.root), cache_dir=str(tmp_path / "cache"))
-        self.cache_dir = tmp_path / "cache"
+        self.cache_dir = cache_dir or tmp_path / "cache"
+        self.config = DataConfig(root=str(self.corpus.root), cache_dir=str(self.cache_dir))
         train = load_split(self.config, TRAIN, progress=False)
         self.features = np.array(train.features)
         self.labels = np.array(train.labels)
@@ -148,34 +146,36 @@ def test_corrupted_cache_labels_fail_their_checksum_and_are_rebuilt(cached, capl
     assert _snapshot(cached.cache_dir) == cached.cache_files
 
 
-def _limit_file_size(limit_bytes: int):
-    def apply() -> None:
-        # Writing past the limit then fails with EFBIG (as on a full disk) instead of killing the process.
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-
-    return apply
-
-
-def test_full_disk_while_rebuilding_the_cache_is_a_data_error_and_the_old_cache_survives(cached, tmp_path):
-    # A changed data file makes the cache stale, so the next run must write a new one, on a disk with 20 kB left.
+def test_full_disk_while_rebuilding_the_cache_is_a_data_error_and_the_old_cache_survives(tmp_path, small_disk):
+    folder, resize = small_disk
+    resize("64m")
+    cached = CachedCorpus(tmp_path, cache_dir=folder / "cache")
+    # A changed data file makes the cache stale, so the next run must write a new one, on a disk with 16 KiB left.
     path = cached.mfcc(0)
     original = path.read_bytes()
     features = np.load(path)
     np.save(path, (features + 0.5).astype(np.float32))
+    filler = fill_disk(folder, leave_bytes=16 * 1024)
     command = [
         sys.executable, "-m", "phonetune.cli", "train", "--config", str(REPO / "studies" / "starter.toml"),
         "--data", str(cached.corpus.root), "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet",
         "--set", f"data.cache_dir={cached.cache_dir}", "--set", "data.context_frames=1",
         "--set", 'train.device="cpu"',
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=_limit_file_size(20_000))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
 
     assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert "cache could not be written" in result.stderr and "File too large" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1, result.stderr
+    assert "cache could not be written" in result.stderr and "No space left on device" in result.stderr, result.stderr
+    assert str(cached.cache_dir) in result.stderr
     # meta.json is the commit point and was never replaced; no half-written array sits under a cache file name.
     cached.assert_cache_untouched()
+    leftovers = [item.name for item in cached.cache_dir.rglob(".*.tmp")]
+    assert not leftovers, f"temporary files left in {cached.cache_dir}: {leftovers}"
+    # Space freed, the same command caches the changed data and trains; the original data loads as before.
+    filler.unlink()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
     cached.assert_reloads_after(lambda: path.write_bytes(original))
 
 
