@@ -20,7 +20,7 @@ import pytest
 import torch
 from corpus import write_tiny_corpus
 from search_study import write_study
-from shared import free_port
+from shared import REPO, free_port
 
 from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.cli.main import build_parser, main
@@ -331,3 +331,27 @@ def test_worker_started_before_its_study_exists_is_told_so_and_creates_nothing(t
     code, err = _run(capsys, "worker", "--config", str(path), "--quiet")
     assert code == 1 and "does not exist" in err and "phonetune search" in err, err
     assert not database.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this host has CUDA, so a CUDA device is no error here")
+@pytest.mark.parametrize(
+    "command, setting, device",
+    [
+        (["train", "--set", 'train.device="cuda"'], "[train] device", "cuda"),
+        (["train", "--set", 'train.device="cuda:1"'], "[train] device", "cuda:1"),
+        (["predict", "--device", "cuda"], "(--device)", "cuda"),
+    ],
+    ids=["train-cuda", "train-cuda-1", "predict-cuda"],
+)
+def test_a_cuda_device_on_a_host_without_cuda_is_one_named_error_and_writes_nothing(stored, tmp_path, capsys, command,
+                                                                                    setting, device):
+    out = tmp_path / "out"
+    if command[0] == "train":
+        argv = ["train", "--config", str(REPO / "studies" / "starter.toml"), "--out", str(out), "--quiet"]
+    else:
+        argv = ["predict", "--checkpoint", str(stored.config.paths.trial_dir(0) / "best.pt"), "--out", str(out)]
+    code, err = _run(capsys, *argv, "--data", str(stored.corpus.root), *command[1:])
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert setting in err and f"device={device!r}" in err and "this machine has no CUDA" in err, err
+    assert not out.exists(), f"{out} was written by a run that cannot start"
+    stored.assert_untouched()
