@@ -54,10 +54,3 @@ def test_dashboard_serves_the_study_over_http(searched):
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-def test_dashboard_refuses_an_unknown_study(searched, capsys):
-    path, _, _ = searched
-    assert main(["dashboard", "--config", str(path), "--set", "study.name=nosuch", "--port", "0"]) == 1
-    error = capsys.readouterr().err
-    assert "'nosuch'" in error and "tiny" in error

@@ -20,7 +20,7 @@ import pytest
 import torch
 from corpus import write_tiny_corpus
 from search_study import write_study
-from shared import REPO, free_port
+from shared import REPO
 
 from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.cli.main import build_parser, main
@@ -108,29 +108,31 @@ def test_space_whose_smallest_model_is_over_budget_is_refused_before_anything_ru
 
 
 @pytest.mark.timeout(60)
-def test_storage_on_a_closed_port_is_a_storage_error_naming_the_url(stored, capsys):
-    url = f"postgresql+psycopg2://phonetune@127.0.0.1:{free_port()}/studies"
-    code, err = _run(capsys, "export", "--config", str(stored.path), "--set", f"study.storage={url}",
-                     "--out", str(stored.folder / "never.csv"))
-    assert code == 1 and "must be reachable" in err and "127.0.0.1" in err
-    assert not (stored.folder / "never.csv").exists()
-    stored.assert_untouched()
-
-
-@pytest.mark.timeout(60)
-def test_storage_that_accepts_but_never_answers_times_out_as_a_storage_error():
-    # A hung server or a black-holing firewall: TCP connects, the database handshake never completes.
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(4)
-        url = f"postgresql+psycopg2://phonetune@127.0.0.1:{silent.getsockname()[1]}/studies"
+@pytest.mark.parametrize("server", ["refuses", "never_answers"])
+def test_unreachable_storage_is_one_storage_error_naming_the_url_without_its_password(stored, capsys, server):
+    out = stored.folder / f"unreachable-{server}.csv"
+    # The port stays ours for the whole test (no other process can take it): bound but not listening, a connection
+    # is refused at once; listening but never accepting, TCP connects and the database handshake never comes (a
+    # hung server, a black-holing firewall).
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        if server == "never_answers":
+            holder.listen(4)
+        port = holder.getsockname()[1]
+        url = f"postgresql://phonetune:secret@127.0.0.1:{port}/studies"
         started = time.monotonic()
-        with pytest.raises(StorageError) as error:
-            build_storage(url)
-    assert "must be reachable" in str(error.value) and "timeout" in str(error.value)
-    elapsed = time.monotonic() - started
-    # The connect timeout, not a hang or a retry loop: within a margin for a loaded machine.
-    assert POSTGRES_CONNECT_TIMEOUT_S - 1 <= elapsed < POSTGRES_CONNECT_TIMEOUT_S + 8, elapsed
+        code, err = _run(capsys, "export", "--config", str(stored.path), "--set", f"study.storage={url}",
+                         "--out", str(out))
+        elapsed = time.monotonic() - started
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"postgresql://phonetune:***@127.0.0.1:{port}/studies must be reachable" in err and "secret" not in err
+    if server == "never_answers":
+        # The connect timeout, not a hang or a retry loop: within a margin for a loaded machine.
+        assert "timeout" in err and POSTGRES_CONNECT_TIMEOUT_S - 1 <= elapsed < POSTGRES_CONNECT_TIMEOUT_S + 8, elapsed
+    else:
+        assert "Connection refused" in err and elapsed < POSTGRES_CONNECT_TIMEOUT_S, elapsed
+    assert not out.exists()
+    stored.assert_untouched()
 
 
 @pytest.mark.parametrize(
@@ -138,17 +140,24 @@ def test_storage_that_accepts_but_never_answers_times_out_as_a_storage_error():
     [
         ["promote", "--top", "1"],
         ["export", "--out", "OUT/sheet.csv"],
-        ["retrain", "--trial", "best"],
+        ["report", "--out", "OUT/report.html"],
+        ["retrain", "--trial", "best", "--out", "OUT/retrain"],
+        ["ensemble", "--out", "OUT/ensemble"],
+        ["dashboard", "--port", "0"],
+        ["worker"],
     ],
+    ids=lambda command: command[0],
 )
 def test_study_name_that_does_not_exist_is_named_with_the_stored_ones(stored, capsys, command):
-    argv = [part.replace("OUT", str(stored.folder)) for part in command]
+    out = stored.folder / f"unknown-{command[0]}"
+    argv = [part.replace("OUT", str(out)) for part in command]
     code, err = _run(capsys, argv[0], "--config", str(stored.path), "--set", "study.name=no-such-study", *argv[1:])
-    assert code == 1
-    assert "no-such-study" in err
-    assert "tiny" in err  # the studies that do exist are listed
-    assert not (stored.folder / "sheet.csv").exists()
-    # Neither the missing study nor its full-data twin was created on the way.
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    # What must hold, where, what the storage holds instead (the study that does exist), and what to do.
+    assert f"study 'no-such-study' must exist in {stored.config.paths.storage_url}" in err, err
+    assert "but it holds these studies: tiny;" in err and "run `phonetune search --config ...` first" in err, err
+    assert not out.exists(), f"{out} was written for a study that does not exist"
+    # Neither the missing study nor its full-data twin was created on the way, and the stored one is as it was.
     stored.assert_untouched()
 
 
