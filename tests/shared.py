@@ -19,7 +19,10 @@ ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now; another process may take it before the caller binds
+    it, so a caller that cannot be handed a bound socket (a PostgreSQL server: ``postgres.py``) retries another port.
+    A server of ours binds port 0 and says which port it got; a port that must stay closed is a socket the test
+    binds and holds without listening."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

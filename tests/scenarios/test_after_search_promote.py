@@ -56,11 +56,16 @@ def searched(tmp_path_factory):
     return corpus, config
 
 
-@pytest.fixture
-def study_copy(searched, tmp_path):
+# A promote that dies is noticed after this many silent seconds. Long: on a loaded machine a live promote may miss a
+# few one-second beats, and another promote must never take its run for a dead one's; the test of a dead promote sets
+# its own short grace and waits it out.
+GRACE_PERIOD_S = 60
+
+
+def _copy_of(searched, tmp_path, grace_period: int = GRACE_PERIOD_S):
     """(study file, StudyConfig) of a private copy of the searched study, with its own artifacts folder."""
     corpus, source = searched
-    path = write_study(tmp_path, corpus.root, **SETTINGS, **{"study.grace_period": 2})
+    path = write_study(tmp_path, corpus.root, **SETTINGS, **{"study.grace_period": grace_period})
     config = load_study_config(path)
     optuna.copy_study(
         from_study_name=source.name,
@@ -69,6 +74,11 @@ def study_copy(searched, tmp_path):
         to_study_name=config.name,
     )
     return path, config
+
+
+@pytest.fixture
+def study_copy(searched, tmp_path):
+    return _copy_of(searched, tmp_path)
 
 
 def _full_trials(config, state=TrialState.COMPLETE):
@@ -153,8 +163,8 @@ def test_promote_links_full_trials_reports_spearman_and_is_idempotent(study_copy
     assert summary["reused_promoted_run"] == str(promoted_dir) and summary["test_accuracy"] is not None
 
 
-def test_promote_resumes_an_interrupted_full_run(study_copy):
-    path, config = study_copy
+def test_promote_resumes_an_interrupted_full_run(searched, tmp_path):
+    path, config = _copy_of(searched, tmp_path, grace_period=2)  # the killed run's heartbeat goes stale in seconds
     (source,) = top_complete_trials(open_study(config), 1)
     full = open_study(config, "full", create=True)
     full.enqueue_trial(source.params, user_attrs={attrs.SOURCE_TRIAL: source.number, attrs.FIDELITY: "full"})
@@ -262,7 +272,9 @@ def test_promote_without_complete_trials_is_a_named_error(tmp_path):
 
 
 def test_two_promotes_at_once_train_each_source_once(study_copy):
-    """Two `phonetune promote --top 3` processes started together split the work: three runs in all, one folder each."""
+    """Two `phonetune promote --top 3` processes started together split the work: three runs in all, one folder each.
+    Neither can take the other's live run for a dead one: the grace period (60 s) is far above any stall of a loaded
+    machine."""
     path, config = study_copy
     command = [sys.executable, "-m", "phonetune.cli", "promote", "--config", str(path), "--top", "3"]
     first, second = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

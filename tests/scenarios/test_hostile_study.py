@@ -20,7 +20,7 @@ import pytest
 import torch
 from corpus import write_tiny_corpus
 from search_study import write_study
-from shared import REPO
+from shared import REPO, readline_within
 
 from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.cli.main import build_parser, main
@@ -215,8 +215,8 @@ def _dashboard(stored, *flags: str) -> tuple[str, str]:
     command = [sys.executable, "-m", "phonetune.cli", "dashboard", "--config", str(stored.path), *flags]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        first = process.stdout.readline()  # the URL line, printed once the socket is bound
-        assert "optuna-dashboard for study" in first, process.stderr.read() if not first else first
+        first = readline_within(process.stdout, 120, "phonetune dashboard")  # the URL, once the socket is bound
+        assert "optuna-dashboard for study" in first, first
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     finally:
