@@ -21,6 +21,7 @@ from pathlib import Path
 import optuna
 import pytest
 from corpus import write_tiny_corpus
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 from search_study import write_study
 from shared import ONE_THREAD_ENV
@@ -44,6 +45,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 class SearchRun:
     path: Path
     config: StudyConfig
+    storage: BaseStorage  # the test's own connection to the study's database
     search_code: int
     search_output: str
     late_code: int
@@ -52,8 +54,8 @@ class SearchRun:
     running_at_stop: list[int]  # trial numbers RUNNING when the server was stopped
 
 
-def _trials(config: StudyConfig) -> list[optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name=config.name, storage=build_storage(config.paths.storage_url))
+def _trials(config: StudyConfig, storage: BaseStorage) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=config.name, storage=storage)
     return sorted(study.get_trials(deepcopy=True), key=lambda trial: trial.number)
 
 
@@ -84,6 +86,8 @@ def pg_search(tmp_path_factory, postgres_server) -> SearchRun:
         "study.grace_period": 30,
     })
     config = load_study_config(path)
+    # The test's own connection, opened once: its tables exist before any phonetune process starts.
+    storage = build_storage(config.paths.storage_url)
     deadline = time.monotonic() + DEADLINE_S
     search_log, late_log = tmp_path / "search.log", tmp_path / "late.log"
     with open(search_log, "wb") as search_out, open(late_log, "wb") as late_out:
@@ -95,8 +99,8 @@ def pg_search(tmp_path_factory, postgres_server) -> SearchRun:
         try:
             def training() -> bool:
                 try:
-                    return any(trial.state == TrialState.RUNNING for trial in _trials(config))
-                except Exception:  # the study is not created yet
+                    return any(trial.state == TrialState.RUNNING for trial in _trials(config, storage))
+                except KeyError:  # the study is not created yet
                     return False
 
             _wait_for(training, deadline, "a trial of the search's workers running", processes)
@@ -108,7 +112,7 @@ def pg_search(tmp_path_factory, postgres_server) -> SearchRun:
             processes.append(late)
 
             def late_claimed() -> list[optuna.trial.FrozenTrial]:
-                trials = _trials(config)
+                trials = _trials(config, storage)
                 if any(str(trial.user_attrs.get(attrs.WORKER, "")).endswith(f":{late.pid}") for trial in trials):
                     return trials
                 return []
@@ -126,8 +130,8 @@ def pg_search(tmp_path_factory, postgres_server) -> SearchRun:
                     process.wait()
             if not postgres_server.running:
                 postgres_server.start()
-    return SearchRun(path, config, codes[0], search_log.read_text(), codes[1], late_log.read_text(), late.pid,
-                     running)
+    return SearchRun(path, config, storage, codes[0], search_log.read_text(), codes[1], late_log.read_text(),
+                     late.pid, running)
 
 
 def test_search_with_a_late_worker_finishes_through_a_database_restart(pg_search):
@@ -140,7 +144,7 @@ def test_search_with_a_late_worker_finishes_through_a_database_restart(pg_search
     for output in (run.search_output, run.late_output):
         assert "stopped answering" in output and "answers again" in output, outputs
 
-    trials = _trials(run.config)
+    trials = _trials(run.config, run.storage)
     states = {trial.number: trial.state.name for trial in trials}
     assert [trial.number for trial in trials] == list(range(N_TRIALS)), states
     assert all(trial.state == TrialState.COMPLETE for trial in trials), states
@@ -158,12 +162,12 @@ def test_search_with_a_late_worker_finishes_through_a_database_restart(pg_search
 
 def test_promote_export_and_report_on_the_postgresql_study(pg_search, capsys, single_torch_thread):
     run = pg_search
-    search = {trial.number: trial for trial in _trials(run.config)}
+    search = {trial.number: trial for trial in _trials(run.config, run.storage)}
     ranked = sorted(search.values(), key=lambda trial: (-trial.value, trial.number))
 
     assert main(["promote", "--config", str(run.path), "--top", "2"]) == 0
     assert "Spearman rank correlation" in capsys.readouterr().out
-    full_study = optuna.load_study(study_name=f"{run.config.name}-full", storage=run.config.paths.storage_url)
+    full_study = optuna.load_study(study_name=f"{run.config.name}-full", storage=run.storage)
     full = sorted(full_study.get_trials(states=(TrialState.COMPLETE,)), key=lambda trial: trial.number)
     assert sorted(trial.user_attrs[attrs.SOURCE_TRIAL] for trial in full) == sorted(t.number for t in ranked[:2])
     for trial in full:
