@@ -23,6 +23,7 @@ from typing import Any, Callable, TypeVar
 from optuna.storages import RDBStorage
 
 from phonetune.errors import StorageError, as_disk_full
+from phonetune.search.optuna_private import RDB_PRIVATE_DATABASE_METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -85,16 +86,14 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(root).__name__}: {text[0] if text else ''}"
 
 
-# What Optuna's RDBStorage does on the database, as called by the study (through Optuna's _CachedStorage, which calls
-# some of the private ones) and by phonetune's heartbeat and stale-trial checks.
+# What Optuna's RDBStorage does on the database: its public storage API, and the private methods Optuna calls on it.
 RETRIED_METHODS = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
     "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
-    "get_all_studies", "create_new_trial", "_create_new_trial", "set_trial_param", "_set_trial_param",
-    "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
-    "set_trial_system_attr", "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "_get_trials",
-    "get_best_trial", "_get_best_trial_id", "get_trial_user_attrs", "get_trial_system_attrs", "record_heartbeat",
-    "_get_stale_trial_ids",
+    "get_all_studies", "create_new_trial", "set_trial_param", "get_trial_param", "set_trial_state_values",
+    "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "get_best_trial", "get_trial_user_attrs",
+    "get_trial_system_attrs", "record_heartbeat", *RDB_PRIVATE_DATABASE_METHODS,
 )
 
 
