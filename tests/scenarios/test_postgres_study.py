@@ -123,6 +123,9 @@ def pg_search(tmp_path_factory, postgres_server) -> SearchRun:
             time.sleep(DOWNTIME_S)
             postgres_server.start()
             codes = [process.wait(timeout=max(1.0, deadline - time.monotonic())) for process in processes]
+        except (AssertionError, subprocess.TimeoutExpired) as exc:
+            raise AssertionError(f"{exc}\n--- search:\n{search_log.read_text()[-3000:]}\n--- late worker:\n"
+                                 f"{late_log.read_text()[-3000:]}") from exc
         finally:
             for process in processes:
                 if process.poll() is None:
