@@ -97,6 +97,17 @@ def file_checksum(path: Path) -> int:
             return zlib.crc32(mapped)
 
 
+def _reserve_blocks(path: Path) -> None:
+    """Allocate every block of the sparse file ``open_memmap`` made, before anything is written through the map.
+
+    On a full disk a store into a memory-mapped hole cannot fail like a ``write()``: the kernel kills the process with
+    SIGBUS (no message, the temporary files left behind). ``posix_fallocate`` fails with ENOSPC instead, an OSError
+    that ``build`` reports as a DataError naming the cache folder.
+    """
+    with open(path, "r+b") as handle:
+        os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+
+
 class SplitCache:
     """The cache folder of one split under one set of settings."""
 
@@ -251,9 +262,11 @@ class SplitCache:
             features_out = np.lib.format.open_memmap(
                 features_tmp, mode="w+", dtype=np.dtype(storage_dtype), shape=(num_frames, feature_width)
             )
+            _reserve_blocks(features_tmp)
             labels_out = None
             if labels_tmp is not None:
                 labels_out = np.lib.format.open_memmap(labels_tmp, mode="w+", dtype=np.int16, shape=(num_frames,))
+                _reserve_blocks(labels_tmp)
             bar = tqdm(total=num_frames, desc=f"caching {self.split}", unit="frame", unit_scale=True, disable=not progress)
             with bar:
                 for index in range(len(lengths)):

@@ -9,13 +9,14 @@ import torch
 from phonetune.errors import ConfigError
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; an explicit CUDA device must exist."""
+def resolve_device(name: str | torch.device, setting: str = "[train] device") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; an explicit CUDA device must exist (ConfigError naming ``setting``,
+    the option the user set, instead of torch's "Torch not compiled with CUDA enabled" at the first tensor)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"[train] device must be available, but device={name!r} and this machine has no CUDA")
+        raise ConfigError(f"{setting} must be available, but device={str(name)!r} and this machine has no CUDA")
     return device
 
 

@@ -84,7 +84,7 @@ def load_members(
                 f"phonemes) and {members[0].checkpoint} ({len(first)}) differ at class {index}; ensemble only models "
                 "trained on the same phoneme list"
             )
-    target = resolve_device("auto") if device is None else torch.device(device)
+    target = resolve_device("auto" if device is None else device, setting="the ensemble's device")
     for member in members:
         member.model.to(target)
     return members

@@ -60,7 +60,7 @@ def load_checkpoint(
         raise CheckpointError(
             f"checkpoint {path} weights do not match the network its config describes: {exc}"
         ) from exc
-    target = resolve_device("auto") if device is None else torch.device(device)
+    target = resolve_device("auto" if device is None else device, setting="the device to predict on (--device)")
     return model.to(target).eval(), run_config, payload
 
 

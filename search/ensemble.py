@@ -36,6 +36,7 @@ from phonetune.model.scoring import labels_dir_of, read_true_labels, score_when_
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.final_model import METADATA_FILE, final_model_metadata, write_dev_diagnostics
+from phonetune.search.storage import require_study
 from phonetune.search.study import open_full_study, storage_for
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ def build_study_ensemble(
         raise ConfigError(f"--max-members must be at least 1, but got {max_members}")
     budget = config.param_budget if param_budget is None else param_budget
     storage = storage if storage is not None else storage_for(config, must_exist=True)
+    # A mistyped study name lists the stored studies, as every other command says it.
+    require_study(storage, config.study_name(), config.paths.storage_url, "run `phonetune search --config ...` first")
     full_study = open_full_study(config, storage)
     checkpoints = promoted_checkpoints(config, full_study) if full_study is not None else {}
     if not checkpoints:

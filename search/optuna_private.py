@@ -4,8 +4,10 @@ Why each is needed: the ask/tell loop runs its own heartbeat and stale-trial che
 but the workers must count the budget under a lock between ask and tell), so it needs the storage object and the
 trial's storage id, which the public ``Study``/``Trial`` API does not expose; Optuna's retry callback keeps the
 lineage of a retried trial in the ``retry_history`` system attribute, which a live ``Trial`` does not show; and a
-``Study`` wraps an RDB storage in ``_CachedStorage``, whose ``_backend`` is the storage that holds the heartbeat.
-If an Optuna upgrade renames one of these, this module is the only place to change.
+``Study`` wraps an RDB storage in ``_CachedStorage``, whose ``_backend`` is the storage that holds the heartbeat, and
+calls some private methods of that backend, which ``storage/reconnect.py`` must wrap too to ride out a database
+restart (``RDB_PRIVATE_DATABASE_METHODS``). If an Optuna upgrade renames one of these, this module is the only place to
+change.
 """
 
 from __future__ import annotations
@@ -67,3 +69,10 @@ def enqueued_params(trial: FrozenTrial) -> dict:
 def set_frozen_trial_user_attr(study: optuna.Study, trial: FrozenTrial, key: str, value: object) -> None:
     """A user attribute of a running trial known only as a ``FrozenTrial`` (what a sampler's hooks receive)."""
     study._storage.set_trial_user_attr(trial._trial_id, key, value)
+
+
+# RDBStorage methods that query the database but are private: Optuna's _CachedStorage calls them on its backend
+# instead of the public ones (and fail_stale_trials calls _get_stale_trial_ids), so a wrapper of the database calls
+# must wrap these as well.
+RDB_PRIVATE_DATABASE_METHODS = ("_create_new_trial", "_set_trial_param", "_get_trials", "_get_best_trial_id",
+                                "_get_stale_trial_ids")

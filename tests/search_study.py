@@ -2,14 +2,14 @@
 
 ``write_study(tmp_path, corpus_root, **changes)`` writes ``study.toml`` and returns its path. ``changes`` are
 ``"table.key": value`` pairs (``"space.hidden_layers": 1``, ``"study.n_trials": 4``) merged over the defaults below,
-so each test states only what it is about.
+so each test states only what it is about; ``warm_starts`` (a list of dicts) become ``[[warm_start]]`` tables.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 BASE: dict[str, dict[str, Any]] = {
     # grace_period: a killed worker's trial is retried after 6 silent seconds; a live one on a loaded machine may
@@ -44,7 +44,7 @@ def _toml(value: Any) -> str:
     return repr(value)
 
 
-def write_study(tmp_path: Path, corpus_root: Path, **changes: Any) -> Path:
+def write_study(tmp_path: Path, corpus_root: Path, warm_starts: Sequence[Mapping[str, Any]] = (), **changes: Any) -> Path:
     tables = {name: dict(table) for name, table in BASE.items()}
     tables["study"]["storage"] = f"sqlite:///{tmp_path / 'study.db'}"
     tables["study"]["artifacts_dir"] = str(tmp_path / "artifacts")
@@ -59,6 +59,10 @@ def write_study(tmp_path: Path, corpus_root: Path, **changes: Any) -> Path:
     for name, table in tables.items():
         lines.append(f"[{name}]")
         lines.extend(f"{key} = {_toml(value)}" for key, value in table.items())
+        lines.append("")
+    for warm_start in warm_starts:
+        lines.append("[[warm_start]]")
+        lines.extend(f"{key} = {_toml(value)}" for key, value in warm_start.items())
         lines.append("")
     path = tmp_path / "study.toml"
     path.write_text("\n".join(lines))

@@ -1,5 +1,6 @@
 """Study storages: open one from a URL (``backends.py``), serialize trial starts across workers (``locks.py``),
-detect dead workers and re-queue their trials (``heartbeats.py``).
+detect dead workers and re-queue their trials (``heartbeats.py``), wait for a restarted database server
+(``reconnect.py``).
 
 Example::
 
@@ -29,12 +30,15 @@ from phonetune.search.storage.heartbeats import (
     uses_optuna_heartbeat,
 )
 from phonetune.search.storage.locks import job_lock, trial_start_lock
+from phonetune.search.storage.reconnect import RECONNECT_WINDOW_S, ReconnectingRDBStorage
 
 __all__ = [
     "DRIVER_PACKAGES",
     "HEARTBEAT_ATTR",
     "JOURNAL_SCHEME",
     "POSTGRES_CONNECT_TIMEOUT_S",
+    "RECONNECT_WINDOW_S",
+    "ReconnectingRDBStorage",
     "SQLITE_BUSY_TIMEOUT_S",
     "SQLITE_SCHEME",
     "TrialHeartbeat",

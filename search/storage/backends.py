@@ -5,7 +5,8 @@ Three kinds of URL work:
 - ``sqlite:///path.db``: Optuna's ``RDBStorage`` on a file, in WAL mode with a long busy timeout so several worker
   processes on one machine never fail on "database is locked";
 - any other SQLAlchemy URL (``postgresql://user@host/db``): ``RDBStorage`` with ``pool_pre_ping`` so a connection
-  the server dropped is replaced instead of failing a trial; the way to run workers on several machines;
+  the server dropped is replaced instead of failing a trial, and whose calls wait for a restarted server
+  (``reconnect.py``); the way to run workers on several machines;
 - ``journal:///path.log``: Optuna's ``JournalStorage`` on an append-only file (for file systems without reliable
   ``fcntl`` locks, where SQLite is unsafe).
 
@@ -30,6 +31,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from phonetune.errors import StorageError
 from phonetune.search.storage.heartbeats import retry_callback
+from phonetune.search.storage.reconnect import ReconnectingRDBStorage
 
 JOURNAL_SCHEME = "journal:///"
 SQLITE_SCHEME = "sqlite:///"
@@ -210,7 +212,9 @@ def build_storage(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         try:
-            storage = RDBStorage(
+            # A database server may restart under a long search: its calls wait for it (reconnect.py).
+            storage_class = RDBStorage if url.startswith("sqlite:") else ReconnectingRDBStorage
+            storage = storage_class(
                 engine_url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
@@ -225,6 +229,8 @@ def build_storage(
             ) from exc
     if url.startswith("sqlite:"):
         sqlalchemy.event.listen(storage.engine, "connect", _on_sqlite_connect)
+    else:
+        storage.shown_url = safe_url(url)
     return storage
 
 

@@ -24,6 +24,7 @@ from optuna.storages import BaseStorage, RDBStorage
 
 from phonetune.errors import ConfigError, StorageError
 from phonetune.search.storage.backends import POSTGRES_CONNECT_TIMEOUT_S, safe_url, storage_file, with_default_driver
+from phonetune.search.storage.reconnect import connection_lost, retry_while_unreachable
 
 
 @contextlib.contextmanager
@@ -38,18 +39,35 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _advisory_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
+def _advisory_lock(storage: RDBStorage, study_name: str, url: str) -> Iterator[None]:
     import sqlalchemy
 
     # pg_advisory_lock takes a signed 64-bit key; derive a stable one from the study name.
     key = int.from_bytes(hashlib.sha256(f"phonetune:{study_name}".encode()).digest()[:8], "big", signed=True)
-    with storage.engine.connect() as connection:
-        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+
+    def lock() -> sqlalchemy.Connection:
+        connection = storage.engine.connect()
         try:
-            yield
-        finally:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    # A restarting server: wait for it (reconnect.py) rather than fail the worker.
+    connection = retry_while_unreachable(lock, safe_url(url))
+    try:
+        yield
+    finally:
+        try:
             connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
             connection.commit()
+        except Exception as exc:
+            # The server ended the session (a restart), and the session's lock with it: nothing left to release.
+            if not connection_lost(exc):
+                raise
+        finally:
+            connection.close()
 
 
 @contextlib.contextmanager
@@ -60,7 +78,7 @@ def trial_start_lock(storage: BaseStorage, url: str, study_name: str) -> Iterato
         with _file_lock(file_path.with_name(f"{file_path.name}-{study_name}.trial-lock")):
             yield
     elif url.startswith("postgresql") and isinstance(storage, RDBStorage):
-        with _advisory_lock(storage, study_name):
+        with _advisory_lock(storage, study_name, url):
             yield
     else:
         yield

@@ -8,11 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import numpy as np
 import pytest
 from corpus import DEV, TRAIN
+from shared import readline_within
 
 from phonetune.data_pipeline import DataConfig, load_split, resolve_cache_dir
 from phonetune.data_pipeline.cache import BUILD_LOCK
@@ -166,15 +167,31 @@ def test_a_build_waits_for_a_live_build_and_keeps_its_temporary_file(tiny_corpus
     folder = split_cache(config, DEV).directory
     folder.mkdir(parents=True)
     live_tmp = folder / ".abc.features.npy.live.tmp"
-    # Another process in the middle of a build: it holds the folder's build lock and has a temporary file open.
+    # Another process in the middle of a build: it holds the folder's build lock and has a temporary file open, until
+    # the test tells it to let go (no sleeps to race against on a loaded machine).
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder / BUILD_LOCK), str(live_tmp)],
-                              stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    built = threading.Event()
+    failures: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            load_split(config, DEV, progress=False)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failures.append(exc)
+        finally:
+            built.set()
+
     try:
-        assert holder.stdout.readline().strip() == "locked"
-        started = time.monotonic()
-        load_split(config, DEV, progress=False)
-        assert time.monotonic() - started >= 1.0  # it waited for the lock
-        assert holder.wait(timeout=30) == 0  # and the live build's file was still there when it let go
+        assert readline_within(holder.stdout, 60, "the process holding the build lock").strip() == "locked"
+        builder = threading.Thread(target=build, name="build", daemon=True)
+        builder.start()
+        assert not built.wait(1.0), f"the build did not wait for the live build's lock ({failures})"
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        assert holder.wait(timeout=30) == 0  # the live build's file was still there when it let go
+        assert built.wait(60) and not failures, failures
+        assert (folder / "meta.json").is_file()
     finally:
         if holder.poll() is None:
             holder.kill()
@@ -182,14 +199,14 @@ def test_a_build_waits_for_a_live_build_and_keeps_its_temporary_file(tiny_corpus
 
 
 HOLD_LOCK = """
-import fcntl, sys, time
+import fcntl, sys
 from pathlib import Path
 lock, tmp = sys.argv[1], Path(sys.argv[2])
 with open(lock, "a+b") as handle:
     fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
     tmp.write_bytes(b"partial")
     print("locked", flush=True)
-    time.sleep(1.5)
+    sys.stdin.readline()  # held until the test says release
     ok = tmp.exists()
     tmp.unlink()  # a real build would rename it into place
 sys.exit(0 if ok else 1)

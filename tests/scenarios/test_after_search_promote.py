@@ -6,6 +6,7 @@ file), so the tests do not depend on each other's order.
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -23,7 +24,9 @@ from search_study import write_study
 
 from phonetune.data_pipeline import concatenate_splits, load_split
 from phonetune.errors import ConfigError, StorageError
-from phonetune.model import score_submission
+from phonetune.model import load_run_config, score_submission
+from phonetune.model.ensemble import ensemble_probabilities
+from phonetune.model.inference import load_checkpoint
 from phonetune.model.trainer import Trainer
 from phonetune.search import attributes as attrs
 from phonetune.cli.main import main
@@ -32,7 +35,7 @@ from phonetune.search.optuna_private import live_trial
 from phonetune.search.promote import promote_top_trials, spearman_correlation, top_complete_trials
 from phonetune.search.retrain import retrain_winner
 from phonetune.search.space import suggest_run_config
-from phonetune.search.study import open_study, storage_for
+from phonetune.search.study import enqueue_warm_starts, open_study, storage_for
 from phonetune.search.worker import run_worker
 
 SETTINGS = {
@@ -53,11 +56,16 @@ def searched(tmp_path_factory):
     return corpus, config
 
 
-@pytest.fixture
-def study_copy(searched, tmp_path):
+# A promote that dies is noticed after this many silent seconds. Long: on a loaded machine a live promote may miss a
+# few one-second beats, and another promote must never take its run for a dead one's; the test of a dead promote sets
+# its own short grace and waits it out.
+GRACE_PERIOD_S = 60
+
+
+def _copy_of(searched, tmp_path, grace_period: int = GRACE_PERIOD_S):
     """(study file, StudyConfig) of a private copy of the searched study, with its own artifacts folder."""
     corpus, source = searched
-    path = write_study(tmp_path, corpus.root, **SETTINGS, **{"study.grace_period": 2})
+    path = write_study(tmp_path, corpus.root, **SETTINGS, **{"study.grace_period": grace_period})
     config = load_study_config(path)
     optuna.copy_study(
         from_study_name=source.name,
@@ -66,6 +74,11 @@ def study_copy(searched, tmp_path):
         to_study_name=config.name,
     )
     return path, config
+
+
+@pytest.fixture
+def study_copy(searched, tmp_path):
+    return _copy_of(searched, tmp_path)
 
 
 def _full_trials(config, state=TrialState.COMPLETE):
@@ -150,8 +163,8 @@ def test_promote_links_full_trials_reports_spearman_and_is_idempotent(study_copy
     assert summary["reused_promoted_run"] == str(promoted_dir) and summary["test_accuracy"] is not None
 
 
-def test_promote_resumes_an_interrupted_full_run(study_copy):
-    path, config = study_copy
+def test_promote_resumes_an_interrupted_full_run(searched, tmp_path):
+    path, config = _copy_of(searched, tmp_path, grace_period=2)  # the killed run's heartbeat goes stale in seconds
     (source,) = top_complete_trials(open_study(config), 1)
     full = open_study(config, "full", create=True)
     full.enqueue_trial(source.params, user_attrs={attrs.SOURCE_TRIAL: source.number, attrs.FIDELITY: "full"})
@@ -234,18 +247,6 @@ def test_concatenate_splits_keeps_every_utterance_in_order(searched):
     np.testing.assert_array_equal(last_labels, dev.utterance(dev.num_utterances - 1)[1])
 
 
-@pytest.mark.parametrize("command", ["promote", "export", "report", "retrain"])
-def test_unknown_study_is_a_storage_error_listing_the_stored_ones(study_copy, command, capsys):
-    path, config = study_copy
-    before = len(open_study(config).trials)
-    assert main([command, "--config", str(path), "--set", "study.name=nosuch"]) == 1
-    error = capsys.readouterr().err
-    assert "'nosuch'" in error and "tiny" in error and "must exist" in error
-    assert len(open_study(config).trials) == before
-    names = optuna.get_all_study_names(storage_for(config))
-    assert "nosuch" not in names and "nosuch-full" not in names
-
-
 def test_spearman_matches_scipy_with_ties():
     rng = np.random.default_rng(0)
     for size in (2, 3, 7, 20):
@@ -264,12 +265,16 @@ def test_promote_without_complete_trials_is_a_named_error(tmp_path):
     open_study(config, create=True)
     with pytest.raises(ConfigError, match="at least one COMPLETE search trial"):
         promote_top_trials(config, 2, progress=False)
-    with pytest.raises(StorageError, match="'tiny-full'"):
-        open_study(config, "full")  # nothing was created on the way to the error
+    # Nothing was created on the way to the error: the full-data twin is missing, and says what to run.
+    with pytest.raises(StorageError, match=r"study 'tiny-full' must exist in sqlite:///.*study.db, but it holds "
+                                           r"these studies: tiny; run `phonetune promote` first"):
+        open_study(config, "full")
 
 
 def test_two_promotes_at_once_train_each_source_once(study_copy):
-    """Two `phonetune promote --top 3` processes started together split the work: three runs in all, one folder each."""
+    """Two `phonetune promote --top 3` processes started together split the work: three runs in all, one folder each.
+    Neither can take the other's live run for a dead one: the grace period (60 s) is far above any stall of a loaded
+    machine."""
     path, config = study_copy
     command = [sys.executable, "-m", "phonetune.cli", "promote", "--config", str(path), "--top", "3"]
     first, second = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -285,3 +290,130 @@ def test_two_promotes_at_once_train_each_source_once(study_copy):
         assert trial.user_attrs[attrs.RESUMED_FROM_EPOCH] == 0  # nobody "resumed" another's half-written run
         source = trial.user_attrs[attrs.SOURCE_TRIAL]
         assert config.paths.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR]) == config.paths.trial_dir(source, "full")
+
+
+# --- Warm starts, promoted and ensembled: a study of two [[warm_start]] configurations and nothing else ---
+
+# Two models chosen to be about as good as each other and to err differently (one hidden tanh layer over 5 frames, a
+# linear layer over 7), so that averaging them beats either on dev (by 6 of 300 dev frames on this corpus): the study
+# ensemble is then really chosen. Values off the space's first choices and range ends, so a default cannot pass
+# for them.
+WIDE = {"name": "wide", "hidden_layers": 1, "base_width": 40, "activation": "tanh", "context_frames": 2, "lr": 0.008,
+        "batch_size": 64}
+LINEAR = {"name": "linear", "hidden_layers": 0, "context_frames": 3, "lr": 0.009, "batch_size": 128}
+WARM_SETTINGS = {"fidelity.trial_epochs": 2, "fidelity.full_epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def warm_started(tmp_path_factory):
+    """(study file, StudyConfig) of a study whose two trials are its warm starts, searched by `phonetune search`."""
+    tmp_path = tmp_path_factory.mktemp("warm_started")
+    corpus = write_tiny_corpus(tmp_path / "data")
+    path = write_study(tmp_path, corpus.root, warm_starts=[WIDE, LINEAR], **WARM_SETTINGS, **{"study.n_trials": 2})
+    assert main(["search", "--config", str(path), "--workers", "1", "--quiet"]) == 0
+    return path, load_study_config(path)
+
+
+def test_warm_starts_train_the_values_written_in_the_study_file(warm_started):
+    path, config = warm_started
+    trials = {trial.user_attrs[attrs.WARM_START]: trial for trial in open_study(config).trials}
+    assert sorted(trials) == ["linear", "wide"] and sorted(trial.number for trial in trials.values()) == [0, 1]
+    for written in (WIDE, LINEAR):
+        trial = trials[written["name"]]
+        assert trial.state == TrialState.COMPLETE
+        run_dir = config.paths.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR])
+        # What the trainer trained: the run config it wrote beside its checkpoints, and the one inside best.pt.
+        _model, in_checkpoint, payload = load_checkpoint(run_dir / "best.pt", device="cpu")
+        for trained in (load_run_config(run_dir / "config.toml"), in_checkpoint):
+            where = f"{run_dir} ({written['name']})"
+            assert trained.model.hidden_layers == written["hidden_layers"], where
+            assert trained.data.context_frames == written["context_frames"], where
+            assert trained.train.lr == written["lr"] and trained.train.batch_size == written["batch_size"], where
+            if "base_width" in written:
+                assert trained.model.base_width == written["base_width"], where
+                assert trained.model.activation == written["activation"], where
+        # ...and the weights have the shapes those values make: (2 * context + 1) frames of 28 features in.
+        first_layer = payload["model"]["layers.0.weight"]
+        width = written.get("base_width", len(in_checkpoint.data.phonemes))
+        assert tuple(first_layer.shape) == (width, (2 * written["context_frames"] + 1) * 28)
+        if "base_width" in written:
+            assert trial.user_attrs[attrs.BASE_WIDTH] == written["base_width"]
+
+
+def _ensemble_row(sheet) -> dict[str, str]:
+    with open(sheet, newline="") as handle:
+        (row,) = [row for row in csv.DictReader(handle) if row["state"] == "FINAL"]
+    return row
+
+
+def test_study_ensemble_of_promoted_runs_sums_their_parameters_and_beats_the_best_single_run(warm_started, capsys):
+    path, config = warm_started
+    assert main(["promote", "--config", str(path), "--top", "2"]) == 0
+    full = {trial.user_attrs[attrs.SOURCE_TRIAL]: trial for trial in _full_trials(config)}
+    assert sorted(full) == [0, 1]
+    counts = {source: trial.user_attrs[attrs.PARAM_COUNT] for source, trial in full.items()}
+    best = max(full, key=lambda source: (full[source].value, -source))
+    other = 1 - best
+    # Both members' dev probabilities averaged, computed here from their best.pt files.
+    checkpoints = [config.paths.trial_dir(source, "full") / "best.pt" for source in (best, other)]
+    averaged = ensemble_probabilities(checkpoints, config.data.root, config.data.dev_split, device="cpu")
+    labels = np.asarray(load_split(config.data, config.data.dev_split, progress=False).labels)
+    together = float((averaged.argmax(axis=1) == labels).mean())
+    assert together > full[best].value, "the warm starts no longer make an ensemble that beats its best member"
+
+    capsys.readouterr()
+    assert main(["ensemble", "--config", str(path)]) == 0
+    printed = capsys.readouterr().out
+    chosen = open_study(config, "full").user_attrs[attrs.ENSEMBLE_ATTR]
+    assert chosen["chosen"] == "ensemble" and chosen["members"] == [best, other]
+    assert chosen["param_count"] == counts[best] + counts[other] <= config.param_budget
+    assert chosen["dev_accuracy"] == pytest.approx(together) and together > chosen["single_dev_accuracy"]
+    assert chosen["single_dev_accuracy"] == pytest.approx(full[best].value)
+    rescored = score_submission(chosen["submission"], config.data.root + "/test-clean-labels", config.data.phonemes)
+    assert chosen["test_accuracy"] == pytest.approx(rescored.accuracy)
+    assert f"chosen: ensemble of search trials [{best}, {other}] ({chosen['param_count']:,} parameters" in printed
+
+    sheet = path.parent / "sheet.csv"
+    assert main(["export", "--config", str(path), "--out", str(sheet)]) == 0
+    row = _ensemble_row(sheet)
+    assert row["promoted_from"] == f"{best}+{other}" and row["trained_on"] == "all"
+    assert int(row["param_count"]) == counts[best] + counts[other]
+    assert float(row["dev_accuracy"]) == pytest.approx(together, abs=5e-4)
+    assert row["layer_widths"] == "ensemble of 2"
+    assert float(row["test_accuracy"]) == pytest.approx(rescored.accuracy, abs=5e-4)
+
+    # A budget with room for either run but not both: the best single run is the final model, and the sheet says so.
+    tight = max(counts.values())
+    assert counts[best] + counts[other] > tight
+    assert main(["ensemble", "--config", str(path), "--param-budget", str(tight)]) == 0
+    chosen = open_study(config, "full").user_attrs[attrs.ENSEMBLE_ATTR]
+    assert chosen["chosen"] == "single" and chosen["members"] == [best] and chosen["param_count"] == counts[best]
+    assert chosen["dev_accuracy"] == pytest.approx(full[best].value)
+    assert main(["export", "--config", str(path), "--out", str(sheet)]) == 0
+    row = _ensemble_row(sheet)
+    assert row["promoted_from"] == str(best) and int(row["param_count"]) == counts[best]
+    with open(sheet, newline="") as handle:
+        (promoted,) = [item for item in csv.DictReader(handle) if item["state"] == "COMPLETE"
+                       and item["trained_on"] == "all" and item["promoted_from"] == str(best)]
+    assert row["layer_widths"] == promoted["layer_widths"] and row["lr"] == promoted["lr"]
+
+
+def test_an_ensemble_no_better_than_its_best_member_is_not_chosen(tmp_path, capsys, single_torch_thread):
+    """Two warm starts with the same values train the same model twice: averaging them gains nothing, so the single
+    run is kept (an ensemble only when strictly better on dev)."""
+    corpus = write_tiny_corpus(tmp_path / "data")
+    twin = {**WIDE, "name": "wide-again"}
+    path = write_study(tmp_path, corpus.root, warm_starts=[WIDE, twin], **WARM_SETTINGS, **{"study.n_trials": 2})
+    config = load_study_config(path)
+    enqueue_warm_starts(open_study(config, create=True), config)
+    run_worker(config)
+    assert main(["promote", "--config", str(path), "--top", "2"]) == 0
+    full = {trial.user_attrs[attrs.SOURCE_TRIAL]: trial for trial in _full_trials(config)}
+    assert sorted(full) == [0, 1] and full[0].value == full[1].value
+    assert main(["ensemble", "--config", str(path)]) == 0
+    chosen = open_study(config, "full").user_attrs[attrs.ENSEMBLE_ATTR]
+    assert chosen["chosen"] == "single" and chosen["members"] == [0]  # ties go to the lower trial number
+    assert chosen["ensemble_dev_accuracy"] == chosen["single_dev_accuracy"] == pytest.approx(full[0].value)
+    sheet = tmp_path / "sheet.csv"
+    assert main(["export", "--config", str(path), "--out", str(sheet)]) == 0
+    assert _ensemble_row(sheet)["promoted_from"] == "0"

@@ -1,5 +1,6 @@
 """A full disk under the trial run folders or under the study database: one named error, nothing lost, and the same
-command continues once space is freed. Real full disks: a small tmpfs mounted for the test."""
+command continues once space is freed. Real full disks: a small tmpfs mounted for the test (``small_disk`` in
+``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -8,33 +9,13 @@ import sys
 from pathlib import Path
 
 import optuna
-import pytest
 from corpus import write_tiny_corpus
 from optuna.trial import TrialState
 from search_study import write_study
-from shared import ONE_THREAD_ENV
+from shared import ONE_THREAD_ENV, fill_disk
 
 from phonetune.search.config import load_study_config
 from phonetune.search.study import open_study
-
-SKIP_REASON = "the disk-full tests mount a small tmpfs, which needs root"
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 64 KiB tmpfs: ``(folder, resize)``, where ``resize("64m")`` frees space as a user would."""
-    folder = tmp_path / "small-disk"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"{SKIP_REASON} ({mounted.stderr.strip()})")
-
-    def resize(size: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
-
-    yield folder, resize
-    subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def _search(path: Path) -> subprocess.CompletedProcess:
@@ -76,13 +57,7 @@ def test_full_disk_under_the_study_database_is_one_named_error_and_a_rerun_finis
                                                   "study.storage": f"sqlite:///{folder / 'study.db'}"})
     config = load_study_config(path)
     open_study(config, create=True)  # the study exists; then the disk under it fills up
-    filler = folder / "filler"
-    with open(filler, "wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 4096)
-        except OSError:
-            pass  # the disk is full now
+    filler = fill_disk(folder)
 
     first = _search(path)
     output = first.stdout + first.stderr

@@ -23,7 +23,6 @@ import optuna
 import pytest
 from corpus import write_tiny_corpus
 from optuna.trial import TrialState
-from postgres import postgres_url  # noqa: F401  (session fixture)
 from search_study import write_study
 
 from phonetune.model.checkpoint import read_checkpoint
@@ -165,7 +164,7 @@ def _wait_all(processes: list[subprocess.Popen], deadline: float) -> list[int]:
 @pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.timeout(RUN_DEADLINE_S + 60)
-def test_sigkilled_worker_on_postgresql_is_retried_from_its_checkpoint(tmp_path, postgres_url):  # noqa: F811
+def test_sigkilled_worker_on_postgresql_is_retried_from_its_checkpoint(tmp_path, postgres_url):
     config = _fault_study(tmp_path, "faults-pg", **{"study.storage": postgres_url})
     # Created once before the workers start, as the README tells a cluster user to (phonetune search does this).
     open_study(config, create=True)

@@ -1,28 +1,33 @@
-"""Hostile checkpoints: a checkpoint that does not match its config, and a full disk while writing one.
+"""Hostile checkpoints: one that does not match its config, one damaged after it was written, one from before
+checksums, and a full disk while writing one.
 
 Two real one-epoch runs on a tiny corpus give genuine checkpoints. ``phonetune predict`` with weights from one run
 and the config of the other must refuse with a CheckpointError naming the file (and leave an earlier submission
-alone); a training run that continues on a disk that fills up must fail with a CheckpointError naming the file,
-leaving the previous epoch's checkpoints byte for byte as they were, still loadable, and no partial file behind.
+alone); so must a checkpoint with one bit flipped (same size: only the SHA-256 trailer can tell) or its trailer cut
+off, while a format-1 checkpoint (no trailer) still predicts, with a warning. A training run that continues on a
+disk that fills up (a real one: a small tmpfs) must fail with a CheckpointError naming the file, leaving the previous
+epoch's checkpoints byte for byte as they were, still loadable, and no partial file behind; once space is freed the
+same command resumes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import resource
-import signal
+import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from corpus import write_tiny_corpus
-from shared import one_torch_thread
+from shared import ONE_THREAD_ENV, fill_disk, one_torch_thread
 
 from phonetune.data_pipeline import DataConfig
 from phonetune.errors import CheckpointError
 from phonetune.model import ModelConfig, RunConfig, TrainConfig
-from phonetune.model.checkpoint import read_checkpoint, save_checkpoint
+from phonetune.model.checkpoint import TRAILER_BYTES, read_checkpoint, save_checkpoint
 from phonetune.model.inference import load_checkpoint
 from phonetune.model.trainer import Trainer
 from phonetune.cli.main import main
@@ -86,34 +91,114 @@ def test_predict_with_a_checkpoint_from_another_config_is_refused(runs, tmp_path
         assert sum(parameter.numel() for parameter in model.parameters()) == _payload["param_count"]
 
 
-def _limit_file_size(limit_bytes: int):
-    def apply() -> None:
-        # Writing past the limit then fails with EFBIG (as on a full disk) instead of killing the process.
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-
-    return apply
+def _flip_one_bit(path: Path, offset: int) -> None:
+    """Damage ``path`` as a disk or a copy does: one bit of one byte flipped, the size unchanged."""
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0x10
+    path.write_bytes(bytes(raw))
 
 
-def test_full_disk_while_writing_a_checkpoint_keeps_the_previous_one(runs):
-    run = runs.deep
+def _weight_offset(path: Path) -> tuple[str, int]:
+    """(tensor name, file offset of a byte in the middle of that tensor's stored data) of a checkpoint's largest
+    weight, found by its bytes in the file (torch stores tensor data uncompressed in the zip)."""
+    weights = read_checkpoint(path)["model"]
+    name = max(weights, key=lambda key: weights[key].numel())
+    data = weights[name].numpy().tobytes()
+    start = path.read_bytes().find(data)
+    assert start > 0, f"the bytes of {name} were not found in {path}"
+    return name, start + len(data) // 2
+
+
+@pytest.mark.parametrize("damage", ["weights", "stored_digest", "trailer_cut_off"])
+def test_a_damaged_checkpoint_is_refused_by_name_where_torch_alone_would_load_it(runs, tmp_path, capsys, damage):
+    damaged = tmp_path / "best.pt"
+    damaged.write_bytes((runs.deep / "best.pt").read_bytes())
+    size = damaged.stat().st_size
+    if damage == "weights":
+        name, offset = _weight_offset(damaged)
+        _flip_one_bit(damaged, offset)
+        assert damaged.stat().st_size == size
+        # Plain torch reads the file without complaint and hands back other weights: only the checksum can tell.
+        loaded = torch.load(damaged, weights_only=True)["model"][name]
+        assert not torch.equal(loaded, read_checkpoint(runs.deep / "best.pt")["model"][name])
+        expected = "does not match the SHA-256 checksum stored in it"
+    elif damage == "stored_digest":
+        _flip_one_bit(damaged, size - 10)  # a hex digit of the trailer's digest
+        assert damaged.stat().st_size == size
+        expected = "does not match the SHA-256 checksum stored in it"
+    else:
+        damaged.write_bytes(damaged.read_bytes()[:-TRAILER_BYTES])  # a copy that stopped just before the trailer
+        torch.load(damaged, weights_only=True)  # still a valid zip for torch
+        expected = "ends with a SHA-256 checksum line, but this file's end is missing or damaged"
+
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(damaged)
+    assert str(damaged) in str(error.value) and expected in str(error.value)
+
+    submission = tmp_path / "submission.csv"
+    code = main(["predict", "--checkpoint", str(damaged), "--data", str(runs.corpus.root), "--out", str(submission),
+                 "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert str(damaged) in err and "is corrupt" in err and "use an intact copy" in err
+    assert not submission.exists()
+
+
+def test_a_format_1_checkpoint_without_a_checksum_still_predicts_with_a_warning(runs, tmp_path, capsys, caplog):
+    """Checkpoints written before the trailer existed: torch.save's bytes only, format "phonetune-checkpoint-1"."""
+    payload = read_checkpoint(runs.narrow / "best.pt")
+    old = tmp_path / "old-best.pt"
+    torch.save({**payload, "format": "phonetune-checkpoint-1"}, old)
+
+    with caplog.at_level(logging.WARNING, logger="phonetune.model.checkpoint"):
+        loaded = read_checkpoint(old)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(old) in warnings[0], warnings
+    assert "'phonetune-checkpoint-1'" in warnings[0] and "predates checksums" in warnings[0]
+    assert "cannot be verified" in warnings[0]
+    for key, tensor in payload["model"].items():
+        assert torch.equal(loaded["model"][key], tensor), key
+
+    # It still predicts, exactly as the same weights in today's format do.
+    submissions = {}
+    for name, checkpoint in (("old", old), ("new", runs.narrow / "best.pt")):
+        submissions[name] = tmp_path / f"{name}.csv"
+        assert main(["predict", "--checkpoint", str(checkpoint), "--data", str(runs.corpus.root),
+                     "--out", str(submissions[name]), "--device", "cpu"]) == 0
+    assert "predates checksums" in capsys.readouterr().err
+    assert submissions["old"].read_bytes() == submissions["new"].read_bytes()
+
+
+def test_full_disk_while_writing_a_checkpoint_keeps_the_previous_one_and_a_rerun_resumes(runs, small_disk):
+    folder, resize = small_disk
+    resize("64m")
+    run = folder / "deep"
+    shutil.copytree(runs.deep, run)
     before = {name: _digest(run / name) for name in ("last.pt", "best.pt")}
     listing = sorted(path.name for path in run.iterdir())
-    checkpoint_bytes = (run / "last.pt").stat().st_size
-    limit = 20_000
-    assert checkpoint_bytes > limit > (run / "config.toml").stat().st_size
+    # Room for the small files the trainer rewrites (config.toml, metrics.json), not for a checkpoint.
+    room = 24 * 1024
+    assert (run / "best.pt").stat().st_size > 2 * room > 2 * (run / "config.toml").stat().st_size
+    filler = fill_disk(folder, leave_bytes=room)
 
-    # Continue the run for a second epoch on a "disk" with 20 kB of room per file.
+    # Continue the run for a second epoch on the nearly full disk.
     command = [sys.executable, "-m", "phonetune.cli", "train", "--config", str(run / "config.toml"),
                "--out", str(run), "--epochs", "2", "--quiet"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=_limit_file_size(limit))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=ONE_THREAD_ENV)
 
     assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert "could not be written" in result.stderr and "File too large" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1, result.stderr
+    assert "could not be written" in result.stderr and "No space left on device" in result.stderr, result.stderr
     assert str(run / "last.pt") in result.stderr or str(run / "best.pt") in result.stderr
     # Nothing half-written under a checkpoint name, no temporary file left, the epoch-1 checkpoints intact.
     assert sorted(path.name for path in run.iterdir()) == listing
     assert {name: _digest(run / name) for name in before} == before
     assert read_checkpoint(run / "last.pt")["epoch"] == 1
     load_checkpoint(run / "best.pt", device="cpu")
+
+    # Space freed, the same command resumes after epoch 1 and finishes epoch 2.
+    filler.unlink()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120, env=ONE_THREAD_ENV)
+    assert again.returncode == 0, again.stderr
+    resumed = read_checkpoint(run / "last.pt")
+    assert resumed["epoch"] == 2 and resumed["history"][0] == read_checkpoint(runs.deep / "last.pt")["history"][0]

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import resource
-import signal
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from corpus import TRAIN, write_tiny_corpus
-from shared import REPO
+from shared import REPO, fill_disk
 
 from phonetune.data_pipeline import (
     CorruptFileError,
@@ -42,10 +41,12 @@ def _snapshot(folder: Path) -> dict[str, str]:
 class CachedCorpus:
     """A tiny corpus with its training split cached, and what that cache held."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, cache_dir: Path | None = None) -> None:
         self.corpus = write_tiny_corpus(tmp_path / "data")
-        self.config = DataConfig(root=str(self.corpus.root), cache_dir=str(tmp_path / "cache"))
-        self.cache_dir = tmp_path / "cache"
+        self.pristine = tmp_path / "original"  # the files as written, to undo any damage
+        shutil.copytree(self.corpus.root, self.pristine)
+        self.cache_dir = cache_dir or tmp_path / "cache"
+        self.config = DataConfig(root=str(self.corpus.root), cache_dir=str(self.cache_dir))
         train = load_split(self.config, TRAIN, progress=False)
         self.features = np.array(train.features)
         self.labels = np.array(train.labels)
@@ -73,63 +74,58 @@ def cached(tmp_path) -> CachedCorpus:
     return CachedCorpus(tmp_path)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage_header"])
-def test_truncated_or_corrupt_npy_names_the_file_and_keeps_the_cache(cached, damage):
-    path = cached.mfcc(3)
-    original = path.read_bytes()
-    if damage == "truncated":
-        path.write_bytes(original[: len(original) // 2])  # a copy cut short
-    else:
-        path.write_bytes(b"\x00GARBAGE" * 4 + original[32:])  # the .npy magic and header overwritten
+def _damage(cached: CachedCorpus, damage: str) -> tuple[Path, type, list[str]]:
+    """Damage one file of the cached corpus as ``damage`` says; (the file to restore, the error, texts its message
+    must hold)."""
+    mfcc, transcript = cached.mfcc(3), cached.transcript(3)
+    frames = cached.corpus.frames[TRAIN][3]
+    original = mfcc.read_bytes()
+    if damage == "truncated":  # a copy cut short, inside the data
+        mfcc.write_bytes(original[: len(original) // 2])
+        return mfcc, CorruptFileError, [str(mfcc), "must be a readable .npy array"]
+    if damage == "garbage_header":  # the .npy magic and header overwritten, the data kept
+        mfcc.write_bytes(b"\x00GARBAGE" * 4 + original[32:])
+        return mfcc, CorruptFileError, [str(mfcc), "must be a readable .npy array"]
+    if damage == "not_numpy":
+        mfcc.write_bytes(b"not a numpy file at all")
+        return mfcc, CorruptFileError, [str(mfcc), "must be a readable .npy array"]
+    if damage == "pickled_objects":  # a .npy that would need unpickling to read
+        np.save(mfcc, np.array([{"frames": 1}], dtype=object), allow_pickle=True)
+        return mfcc, CorruptFileError, [str(mfcc)]
+    symbols = np.load(transcript)
+    if damage == "unknown_phoneme":
+        symbols = symbols.astype("<U8")
+        symbols[5] = "+NOISE+"  # not in the 40-phoneme inventory
+        np.save(transcript, symbols)
+        return transcript, UnknownPhonemeError, [f"{transcript} must use only the 40 configured phonemes",
+                                                 "label 4 is '+NOISE+'", "seed-46"]
+    if damage == "one_label_short":  # one frame's label dropped, [SOS]/[EOS] kept
+        np.save(transcript, np.concatenate([symbols[:3], symbols[4:]]))
+        return transcript, FrameCountMismatchError, [f"{transcript} must hold {frames + 2} symbols",
+                                                     f"({frames} frames)", f"has shape ({frames + 1},)"]
+    if damage == "one_label_extra":
+        np.save(transcript, np.concatenate([symbols[:-1], ["AA", "[EOS]"]]))
+        return transcript, FrameCountMismatchError, [f"{transcript} must hold {frames + 2} symbols",
+                                                     f"has shape ({frames + 3},)"]
+    if damage == "transcript_missing":
+        transcript.unlink()
+        return transcript, UnpairedFileError, [f"{mfcc} has no {transcript}", "restore the transcript"]
+    assert damage == "mfcc_missing"
+    mfcc.unlink()
+    return mfcc, UnpairedFileError, [f"{transcript} has no {mfcc}", "restore the mfcc file"]
 
-    with pytest.raises(CorruptFileError) as error:
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage_header", "not_numpy", "pickled_objects", "unknown_phoneme",
+                                    "one_label_short", "one_label_extra", "transcript_missing", "mfcc_missing"])
+def test_a_damaged_data_file_is_a_named_error_naming_it_and_the_cache_survives(cached, damage):
+    damaged, error, expected = _damage(cached, damage)
+    original = cached.pristine / damaged.relative_to(cached.corpus.root)
+    with pytest.raises(error) as caught:
         load_split(cached.config, TRAIN, progress=False)
-    assert str(path) in str(error.value)
+    for text in expected:
+        assert text in str(caught.value), f"{text!r} not in the {error.__name__} message: {caught.value}"
     cached.assert_cache_untouched()
-    cached.assert_reloads_after(lambda: path.write_bytes(original))
-
-
-def test_transcript_with_an_unknown_symbol_names_the_file_and_the_symbol(cached):
-    path = cached.transcript(2)
-    original = path.read_bytes()
-    symbols = np.load(path)
-    symbols[5] = "QX"  # not in the 40-phoneme inventory
-    np.save(path, symbols)
-
-    with pytest.raises(UnknownPhonemeError) as error:
-        load_split(cached.config, TRAIN, progress=False)
-    message = str(error.value)
-    assert path.name in message and "QX" in message
-    cached.assert_cache_untouched()
-    cached.assert_reloads_after(lambda: path.write_bytes(original))
-
-
-def test_mfcc_without_its_transcript_names_the_unpaired_file(cached):
-    path = cached.transcript(4)
-    original = path.read_bytes()
-    path.unlink()
-
-    with pytest.raises(UnpairedFileError) as error:
-        load_split(cached.config, TRAIN, progress=False)
-    assert cached.corpus.names[TRAIN][4] in str(error.value)
-    cached.assert_cache_untouched()
-    cached.assert_reloads_after(lambda: path.write_bytes(original))
-
-
-def test_transcript_one_label_short_names_the_file_and_both_lengths(cached):
-    path = cached.transcript(1)
-    original = path.read_bytes()
-    symbols = np.load(path)
-    np.save(path, np.concatenate([symbols[:3], symbols[4:]]))  # one frame's label dropped, [SOS]/[EOS] kept
-    frames = cached.corpus.frames[TRAIN][1]
-
-    with pytest.raises(FrameCountMismatchError) as error:
-        load_split(cached.config, TRAIN, progress=False)
-    message = str(error.value)
-    # What must hold (frames + [SOS] + [EOS] symbols) and what was found (one fewer).
-    assert path.name in message and str(frames + 2) in message and str(frames + 1) in message
-    cached.assert_cache_untouched()
-    cached.assert_reloads_after(lambda: path.write_bytes(original))
+    cached.assert_reloads_after(lambda: damaged.write_bytes(original.read_bytes()))
 
 
 def test_corrupted_cache_labels_fail_their_checksum_and_are_rebuilt(cached, caplog):
@@ -148,34 +144,36 @@ def test_corrupted_cache_labels_fail_their_checksum_and_are_rebuilt(cached, capl
     assert _snapshot(cached.cache_dir) == cached.cache_files
 
 
-def _limit_file_size(limit_bytes: int):
-    def apply() -> None:
-        # Writing past the limit then fails with EFBIG (as on a full disk) instead of killing the process.
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-
-    return apply
-
-
-def test_full_disk_while_rebuilding_the_cache_is_a_data_error_and_the_old_cache_survives(cached, tmp_path):
-    # A changed data file makes the cache stale, so the next run must write a new one, on a disk with 20 kB left.
+def test_full_disk_while_rebuilding_the_cache_is_a_data_error_and_the_old_cache_survives(tmp_path, small_disk):
+    folder, resize = small_disk
+    resize("64m")
+    cached = CachedCorpus(tmp_path, cache_dir=folder / "cache")
+    # A changed data file makes the cache stale, so the next run must write a new one, on a disk with 16 KiB left.
     path = cached.mfcc(0)
     original = path.read_bytes()
     features = np.load(path)
     np.save(path, (features + 0.5).astype(np.float32))
+    filler = fill_disk(folder, leave_bytes=16 * 1024)
     command = [
         sys.executable, "-m", "phonetune.cli", "train", "--config", str(REPO / "studies" / "starter.toml"),
         "--data", str(cached.corpus.root), "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet",
         "--set", f"data.cache_dir={cached.cache_dir}", "--set", "data.context_frames=1",
         "--set", 'train.device="cpu"',
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=_limit_file_size(20_000))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
 
     assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert "cache could not be written" in result.stderr and "File too large" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1, result.stderr
+    assert "cache could not be written" in result.stderr and "No space left on device" in result.stderr, result.stderr
+    assert str(cached.cache_dir) in result.stderr
     # meta.json is the commit point and was never replaced; no half-written array sits under a cache file name.
     cached.assert_cache_untouched()
+    leftovers = [item.name for item in cached.cache_dir.rglob(".*.tmp")]
+    assert not leftovers, f"temporary files left in {cached.cache_dir}: {leftovers}"
+    # Space freed, the same command caches the changed data and trains; the original data loads as before.
+    filler.unlink()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
     cached.assert_reloads_after(lambda: path.write_bytes(original))
 
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 from corpus import write_tiny_corpus
 from search_study import write_study
-from shared import free_port
+from shared import REPO, readline_within
 
 from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.cli.main import build_parser, main
@@ -108,29 +108,31 @@ def test_space_whose_smallest_model_is_over_budget_is_refused_before_anything_ru
 
 
 @pytest.mark.timeout(60)
-def test_storage_on_a_closed_port_is_a_storage_error_naming_the_url(stored, capsys):
-    url = f"postgresql+psycopg2://phonetune@127.0.0.1:{free_port()}/studies"
-    code, err = _run(capsys, "export", "--config", str(stored.path), "--set", f"study.storage={url}",
-                     "--out", str(stored.folder / "never.csv"))
-    assert code == 1 and "must be reachable" in err and "127.0.0.1" in err
-    assert not (stored.folder / "never.csv").exists()
-    stored.assert_untouched()
-
-
-@pytest.mark.timeout(60)
-def test_storage_that_accepts_but_never_answers_times_out_as_a_storage_error():
-    # A hung server or a black-holing firewall: TCP connects, the database handshake never completes.
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(4)
-        url = f"postgresql+psycopg2://phonetune@127.0.0.1:{silent.getsockname()[1]}/studies"
+@pytest.mark.parametrize("server", ["refuses", "never_answers"])
+def test_unreachable_storage_is_one_storage_error_naming_the_url_without_its_password(stored, capsys, server):
+    out = stored.folder / f"unreachable-{server}.csv"
+    # The port stays ours for the whole test (no other process can take it): bound but not listening, a connection
+    # is refused at once; listening but never accepting, TCP connects and the database handshake never comes (a
+    # hung server, a black-holing firewall).
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        if server == "never_answers":
+            holder.listen(4)
+        port = holder.getsockname()[1]
+        url = f"postgresql://phonetune:secret@127.0.0.1:{port}/studies"
         started = time.monotonic()
-        with pytest.raises(StorageError) as error:
-            build_storage(url)
-    assert "must be reachable" in str(error.value) and "timeout" in str(error.value)
-    elapsed = time.monotonic() - started
-    # The connect timeout, not a hang or a retry loop: within a margin for a loaded machine.
-    assert POSTGRES_CONNECT_TIMEOUT_S - 1 <= elapsed < POSTGRES_CONNECT_TIMEOUT_S + 8, elapsed
+        code, err = _run(capsys, "export", "--config", str(stored.path), "--set", f"study.storage={url}",
+                         "--out", str(out))
+        elapsed = time.monotonic() - started
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"postgresql://phonetune:***@127.0.0.1:{port}/studies must be reachable" in err and "secret" not in err
+    if server == "never_answers":
+        # The connect timeout, not a hang or a retry loop: within a margin for a loaded machine.
+        assert "timeout" in err and POSTGRES_CONNECT_TIMEOUT_S - 1 <= elapsed < POSTGRES_CONNECT_TIMEOUT_S + 8, elapsed
+    else:
+        assert "Connection refused" in err and elapsed < POSTGRES_CONNECT_TIMEOUT_S, elapsed
+    assert not out.exists()
+    stored.assert_untouched()
 
 
 @pytest.mark.parametrize(
@@ -138,17 +140,24 @@ def test_storage_that_accepts_but_never_answers_times_out_as_a_storage_error():
     [
         ["promote", "--top", "1"],
         ["export", "--out", "OUT/sheet.csv"],
-        ["retrain", "--trial", "best"],
+        ["report", "--out", "OUT/report.html"],
+        ["retrain", "--trial", "best", "--out", "OUT/retrain"],
+        ["ensemble", "--out", "OUT/ensemble"],
+        ["dashboard", "--port", "0"],
+        ["worker"],
     ],
+    ids=lambda command: command[0],
 )
 def test_study_name_that_does_not_exist_is_named_with_the_stored_ones(stored, capsys, command):
-    argv = [part.replace("OUT", str(stored.folder)) for part in command]
+    out = stored.folder / f"unknown-{command[0]}"
+    argv = [part.replace("OUT", str(out)) for part in command]
     code, err = _run(capsys, argv[0], "--config", str(stored.path), "--set", "study.name=no-such-study", *argv[1:])
-    assert code == 1
-    assert "no-such-study" in err
-    assert "tiny" in err  # the studies that do exist are listed
-    assert not (stored.folder / "sheet.csv").exists()
-    # Neither the missing study nor its full-data twin was created on the way.
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    # What must hold, where, what the storage holds instead (the study that does exist), and what to do.
+    assert f"study 'no-such-study' must exist in {stored.config.paths.storage_url}" in err, err
+    assert "but it holds these studies: tiny;" in err and "run `phonetune search --config ...` first" in err, err
+    assert not out.exists(), f"{out} was written for a study that does not exist"
+    # Neither the missing study nor its full-data twin was created on the way, and the stored one is as it was.
     stored.assert_untouched()
 
 
@@ -206,8 +215,8 @@ def _dashboard(stored, *flags: str) -> tuple[str, str]:
     command = [sys.executable, "-m", "phonetune.cli", "dashboard", "--config", str(stored.path), *flags]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        first = process.stdout.readline()  # the URL line, printed once the socket is bound
-        assert "optuna-dashboard for study" in first, process.stderr.read() if not first else first
+        first = readline_within(process.stdout, 120, "phonetune dashboard")  # the URL, once the socket is bound
+        assert "optuna-dashboard for study" in first, first
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     finally:
@@ -331,3 +340,27 @@ def test_worker_started_before_its_study_exists_is_told_so_and_creates_nothing(t
     code, err = _run(capsys, "worker", "--config", str(path), "--quiet")
     assert code == 1 and "does not exist" in err and "phonetune search" in err, err
     assert not database.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this host has CUDA, so a CUDA device is no error here")
+@pytest.mark.parametrize(
+    "command, setting, device",
+    [
+        (["train", "--set", 'train.device="cuda"'], "[train] device", "cuda"),
+        (["train", "--set", 'train.device="cuda:1"'], "[train] device", "cuda:1"),
+        (["predict", "--device", "cuda"], "(--device)", "cuda"),
+    ],
+    ids=["train-cuda", "train-cuda-1", "predict-cuda"],
+)
+def test_a_cuda_device_on_a_host_without_cuda_is_one_named_error_and_writes_nothing(stored, tmp_path, capsys, command,
+                                                                                    setting, device):
+    out = tmp_path / "out"
+    if command[0] == "train":
+        argv = ["train", "--config", str(REPO / "studies" / "starter.toml"), "--out", str(out), "--quiet"]
+    else:
+        argv = ["predict", "--checkpoint", str(stored.config.paths.trial_dir(0) / "best.pt"), "--out", str(out)]
+    code, err = _run(capsys, *argv, "--data", str(stored.corpus.root), *command[1:])
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert setting in err and f"device={device!r}" in err and "this machine has no CUDA" in err, err
+    assert not out.exists(), f"{out} was written by a run that cannot start"
+    stored.assert_untouched()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from optuna.trial import TrialState
 from search_study import write_study
 
-from phonetune.errors import StorageError
 from phonetune.model import count_params
 from phonetune.search import attributes as attrs
 from phonetune.search.attributes import SEARCH_FIDELITY
@@ -65,21 +63,3 @@ def test_pruner_prunes_the_bad_trial_and_records_attributes(tmp_path, tiny_corpu
         folder = config.paths.run_dir_of(trial.user_attrs[attrs.CHECKPOINT_DIR])
         assert folder == config.paths.trial_dir(trial.number)
         assert {"last.pt", "best.pt", "metrics.json", "config.toml"} <= {item.name for item in folder.iterdir()}
-
-
-def test_opening_a_missing_study_lists_the_stored_ones(tmp_path, tiny_corpus):
-    config = load_study_config(write_study(tmp_path, tiny_corpus.root))
-    open_study(config, create=True)
-    with pytest.raises(StorageError, match=r"study 'tiny-full' must exist in sqlite:///.*study.db, but it holds "
-                                           r"these studies: tiny; run `phonetune promote` first"):
-        open_study(config, "full")
-
-
-def test_unreachable_storage_names_the_url(tmp_path, tiny_corpus):
-    url = "postgresql://phonetune:secret@127.0.0.1:1/nowhere"
-    config = load_study_config(write_study(tmp_path, tiny_corpus.root, **{"study.storage": url}))
-    with pytest.raises(StorageError) as caught:
-        open_study(config)
-    message = str(caught.value)
-    assert "postgresql://phonetune:***@127.0.0.1:1/nowhere must be reachable" in message
-    assert "secret" not in message
