@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from phonetune import interrupts
 from phonetune.data_pipeline.batches import ContextWindows
 from phonetune.data_pipeline.load import TrainingData, load_training_data
 from phonetune.errors import CheckpointError, ConfigError
@@ -364,6 +365,8 @@ class Trainer:
         started = time.perf_counter()
         batches = self._batches()
         while self.step < end_step:
+            if interrupts.requested():
+                raise KeyboardInterrupt  # a Ctrl-C whose first KeyboardInterrupt was swallowed (phonetune.interrupts)
             batch = next(batches, None)
             if batch is None:  # an epoch ended inside this round
                 self._epoch_batches = None

@@ -67,3 +67,21 @@ def write_study(tmp_path: Path, corpus_root: Path, warm_starts: Sequence[Mapping
     path = tmp_path / "study.toml"
     path.write_text("\n".join(lines))
     return path
+
+
+# A small expert recipe and the handout's starter as warm starts, for the budgeted job's tests and benches.
+WARM_STARTS = """
+[[warm_start]]
+name = "expert"
+hidden_layers = 1
+base_width = 64
+activation = "tanh"
+context_frames = 3
+lr = 5e-3
+batch_size = 64
+
+[[warm_start]]
+name = "starter"
+hidden_layers = 0
+context_frames = 2
+"""

@@ -16,9 +16,9 @@ import logging
 import re
 import signal
 import sys
-import threading
 from typing import Callable
 
+from phonetune import interrupts
 from phonetune.cli.commands import COMMANDS
 from phonetune.configs import did_you_mean
 from phonetune.errors import PhonetuneError, as_disk_full
@@ -147,10 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if threading.current_thread() is threading.main_thread():
-        # A process started in the background of a script inherits SIGINT ignored, and Python then never raises
-        # KeyboardInterrupt: its workers would not stop on their parent's SIGINT, nor `run` at its deadline.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    # A process started in the background of a script inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: its workers would not stop on their parent's SIGINT, nor `run` at its deadline. The
+    # handler also records the request, so an interrupt that lands in a garbage-collection callback is not lost.
+    interrupts.install(signal.SIGINT)
     undo_logging = _configure_logging(args.verbose)
     try:
         return int(args.handler(args) or 0)
@@ -170,3 +170,4 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         undo_logging()
+        interrupts.clear()

@@ -129,19 +129,24 @@ def recover_stale_trials(
         now = time.time()
         failed = []
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if now - _last_sign_of_life(trial) <= grace_period:
-                continue
-            try:
-                changed = storage.set_trial_state_values(stored_trial_id(trial), TrialState.FAIL)
-            except UpdateFinishedTrialError:
-                changed = False
-            if changed:
+            if now - _last_sign_of_life(trial) > grace_period and _fail(study, trial, on_stale):
                 failed.append(trial.number)
-                if on_stale is not None:
-                    on_stale(study, copy.deepcopy(storage.get_trial(stored_trial_id(trial))))
     for number in failed:
         logger.warning("trial %d: its worker stopped sending heartbeats; marked FAIL and re-queued", number)
     return failed
+
+
+def _fail(study: optuna.Study, trial: FrozenTrial,
+          on_stale: Callable[[optuna.Study, FrozenTrial], None] | None) -> bool:
+    """Mark a RUNNING trial FAIL and hand it to ``on_stale``; False when another process finished it first."""
+    storage = study_storage(study)
+    try:
+        changed = storage.set_trial_state_values(stored_trial_id(trial), TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        changed = False
+    if changed and on_stale is not None:
+        on_stale(study, copy.deepcopy(storage.get_trial(stored_trial_id(trial))))
+    return changed
 
 
 def _alive(pid: int) -> bool:
@@ -161,20 +166,11 @@ def fail_orphaned_trials(
     at once rather than after the heartbeat's grace period, and hand each to ``on_stale``. A job that holds its
     study's lock knows such trials were left by a killed run; a reused pid only falls back to the grace period."""
     host = socket.gethostname()
-    storage = study_storage(study)
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         recorded_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
-        if recorded_host != host or not pid.isdigit() or _alive(int(pid)):
-            continue
-        try:
-            changed = storage.set_trial_state_values(stored_trial_id(trial), TrialState.FAIL)
-        except UpdateFinishedTrialError:
-            changed = False
-        if changed:
+        if recorded_host == host and pid.isdigit() and not _alive(int(pid)) and _fail(study, trial, on_stale):
             failed.append(trial.number)
-            if on_stale is not None:
-                on_stale(study, copy.deepcopy(storage.get_trial(stored_trial_id(trial))))
     for number in failed:
         logger.warning("trial %d: its worker process on this host is gone; marked FAIL", number)
     return failed

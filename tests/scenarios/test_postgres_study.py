@@ -187,7 +187,7 @@ def test_promote_export_and_report_on_the_postgresql_study(pg_search, capsys, si
     assert len(rows) == N_TRIALS + 2
     for number, trial in search.items():
         row = by_study[(run.config.name, number)]
-        assert row["state"] == "COMPLETE" and row["trained_on"] == "subsample" and row["promoted_from"] == ""
+        assert row["state"] == "COMPLETE" and row["trained_on"] == "all" and row["promoted_from"] == ""  # searched on all the data
         assert int(row["param_count"]) == trial.user_attrs[attrs.PARAM_COUNT]
     for trial in full:
         row = by_study[(f"{run.config.name}-full", trial.number)]

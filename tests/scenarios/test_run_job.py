@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from corpus import write_tiny_corpus
 from optuna.trial import TrialState
-from search_study import write_study
+from search_study import WARM_STARTS, write_study
 
 from phonetune.errors import StorageError
 from phonetune.model.checkpoint import read_checkpoint
@@ -26,21 +26,6 @@ from phonetune.search.study import open_study
 
 pytestmark = pytest.mark.slow
 
-EXPERT = """
-[[warm_start]]
-name = "expert"
-hidden_layers = 1
-base_width = 64
-activation = "tanh"
-context_frames = 3
-lr = 5e-3
-batch_size = 64
-
-[[warm_start]]
-name = "starter"
-hidden_layers = 0
-context_frames = 2
-"""
 
 
 def _study(tmp_path: Path, **changes) -> Path:
@@ -48,7 +33,7 @@ def _study(tmp_path: Path, **changes) -> Path:
     settings = {"study.n_trials": 50, "sampler.kind": "tpe", "sampler.n_startup_trials": 2,
                 "fidelity.full_epochs": 40, "space.base_width": {"low": 16, "high": 256, "log": True}, **changes}
     path = write_study(tmp_path, corpus.root, **settings)
-    path.write_text(path.read_text() + EXPERT)
+    path.write_text(path.read_text() + WARM_STARTS)
     return path
 
 

@@ -13,6 +13,8 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from phonetune import interrupts
+
 if TYPE_CHECKING:
     from phonetune.search.config import StudyConfig
 
@@ -74,11 +76,7 @@ def load_study_args(args: argparse.Namespace, *, needs_data: bool = False) -> "S
     return config
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def interrupt_on_sigterm() -> None:
     """Treat SIGTERM (a kill, a scheduler's stop) as Ctrl-C: the command stops the way it stops on SIGINT, re-queueing
     its running trials, instead of dying mid-write."""
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupts.install(signal.SIGTERM)
