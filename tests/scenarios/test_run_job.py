@@ -101,7 +101,7 @@ def test_run_holds_its_budget_beside_a_cpu_hog_continues_the_screens_winner_and_
     assert final.user_attrs[attrs.RESUMED_FROM_EPOCH] >= 1
     last = read_checkpoint(config.paths.trial_dir(winner, attrs.FULL_FIDELITY) / "last.pt")
     schedule = last["scheduler"]["lr_lambdas"][0]
-    assert last["step"] == schedule["total"] and last["history"][-1]["lr"] == 0.0
+    assert last["step"] == schedule["total"] and last["history"][-1]["lr"] == 0.0, done.stderr[-3000:]
     trial_checkpoint = read_checkpoint(config.paths.trial_dir(winner) / "last.pt")
     assert trial_checkpoint["step"] == trial_checkpoint["run_config"]["train"]["pause_at_step"] < last["step"]
 
@@ -151,7 +151,10 @@ def test_a_job_killed_in_its_screen_and_in_its_final_run_continues_and_still_hol
         return any(trial.state == TrialState.RUNNING for trial in trials)
 
     in_screen = _wait_for(screen_training, 120, first)
-    assert in_screen, "the job ended before its screen could be killed"
+    if not in_screen:
+        first.kill()
+        out, err = first.communicate()
+        pytest.fail(f"the job ended before its screen could be killed:\n{out.decode()[-2000:]}\n{err.decode()[-3000:]}")
     time.sleep(3)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
