@@ -26,7 +26,8 @@ from pathlib import Path
 import optuna
 
 from phonetune.job.clock import format_seconds, parse_budget
-from phonetune.job.run import plan_job, prepare_data, screen_study
+from phonetune.job.run import plan_job, prepare_data
+from phonetune.job.screen import screen_study
 from phonetune.search import attributes as attrs
 from phonetune.search.config import PrunerConfig, load_study_config
 from phonetune.search.promote import promote_top_trials, spearman_correlation

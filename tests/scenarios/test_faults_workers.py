@@ -103,6 +103,10 @@ def _kill_mid_trial(config: StudyConfig, is_ours, deadline: float) -> Kill:
             trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
             if trial is None or trial.state != TrialState.RUNNING or attrs.WORKER not in trial.user_attrs:
                 continue
+            # A checkpoint of the trial's last epoch means it is about to finish: a kill now could land after its
+            # result was stored. Wait for a trial with an epoch still to train.
+            if int(read_checkpoint(checkpoint)["epoch"]) >= TRIAL_EPOCHS:
+                continue
             pid = int(trial.user_attrs[attrs.WORKER].rsplit(":", 1)[1])
             assert is_ours(pid), f"trial {number} names worker pid {pid}, which this test did not start"
             os.kill(pid, signal.SIGKILL)
