@@ -91,21 +91,22 @@ def _process_state(pid: int) -> str:
 
 
 def _kill_mid_trial(config: StudyConfig, is_ours, deadline: float) -> Kill:
-    """SIGKILL the worker of the first RUNNING trial that has written an epoch checkpoint, then wait for it to die."""
+    """SIGKILL the worker of a RUNNING trial whose epoch checkpoint has an epoch still to follow, then wait for it to
+    die. The checkpoint is read first (a local file) and the trial's state last, in one small query: on a loaded
+    machine a slow loop would see only finished trials, or kill one whose result was just stored."""
     storage = build_storage(config.paths.storage_url)
     trials_root = config.paths.artifacts_path / "trials"
     while time.monotonic() < deadline:
         for checkpoint in sorted(trials_root.glob("*/last.pt")):
             if not checkpoint.parent.name.isdigit():
                 continue
-            number = int(checkpoint.parent.name)
-            study = optuna.load_study(study_name=config.name, storage=storage)
-            trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
-            if trial is None or trial.state != TrialState.RUNNING or attrs.WORKER not in trial.user_attrs:
-                continue
-            # A checkpoint of the trial's last epoch means it is about to finish: a kill now could land after its
-            # result was stored. Wait for a trial with an epoch still to train.
             if int(read_checkpoint(checkpoint)["epoch"]) >= TRIAL_EPOCHS:
+                continue
+            number = int(checkpoint.parent.name)
+            # The study exists once a trial has a checkpoint (phonetune search may create it after this loop began).
+            study_id = storage.get_study_id_from_name(config.name)
+            trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, number))
+            if trial.state != TrialState.RUNNING or attrs.WORKER not in trial.user_attrs:
                 continue
             pid = int(trial.user_attrs[attrs.WORKER].rsplit(":", 1)[1])
             assert is_ours(pid), f"trial {number} names worker pid {pid}, which this test did not start"
