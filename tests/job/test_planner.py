@@ -11,10 +11,12 @@ from phonetune.errors import BudgetError, ConfigError
 from phonetune.job.clock import format_seconds, parse_budget
 from phonetune.job.planner import (
     FRAMES_PER_PARAM,
+    MIN_RESERVE_S,
     SCREEN_SHARE,
     Plan,
     compute_optimal_params,
     make_plan,
+    reserve_seconds,
 )
 from phonetune.model.speed import Speed
 
@@ -106,3 +108,15 @@ def test_a_state_files_plan_with_wrong_types_is_a_named_error():
     with pytest.raises(ConfigError, match="plan must be a table"):
         Plan.from_dict("x", "state.json")
     assert not math.isnan(plan.final_epochs)
+
+
+def test_a_slow_measured_model_scales_the_predicting_in_the_reserve_not_the_fixed_end():
+    # A 20-minute job on the second corpus measured its final model 8x slower than the speed line (the machine was
+    # busy at that moment) and reserved 207 s where predicting took about 25: three minutes left idle. The sheet,
+    # the report and the summary do not get slower with the model; only the predicting is scaled.
+    speed = Speed(fixed=0.0, per_param=3.4e-11, device="cpu", per_step=4.1e-3)
+    frames = 187_596 + 195_300
+    plain = reserve_seconds(speed, 2_314_024, frames)
+    slow = reserve_seconds(speed, 2_314_024, frames, slowdown=8.0)
+    assert plain == pytest.approx(MIN_RESERVE_S + speed.predict_seconds(2_314_024, frames))
+    assert slow - MIN_RESERVE_S == pytest.approx(8.0 * (plain - MIN_RESERVE_S))
