@@ -288,6 +288,7 @@ class Trainer:
                     latest = config.train.batch_size / frames_per_s
                     step_seconds = latest if step_seconds is None else 0.5 * (step_seconds + latest)
                     self._meet_deadline(step_seconds, time.perf_counter() - evaluated_at)
+                    metrics.total_steps = self.total_steps  # the end this evaluation just moved it to
                     stop = min(pause, self.total_steps) if pause else self.total_steps
                 self._checkpoint(metrics)
                 logger.info(

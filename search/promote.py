@@ -190,8 +190,9 @@ def _train_full_trial(
     _link_runs(config, search_study, full_study, trial, source, result)
     full_study.tell(trial, result.best_dev_acc)
     logger.info(
-        "search trial %d on the full data: best dev accuracy %.4f after %d epochs (%.0f s)",
-        source.number, result.best_dev_acc, len(result.history), time.perf_counter() - started,
+        "search trial %d on the full data: best dev accuracy %.4f after %.2f epochs (%d evaluations, %.0f s)",
+        source.number, result.best_dev_acc, result.history[-1].epochs_done if result.history else 0.0,
+        len(result.history), time.perf_counter() - started,
     )
 
 
