@@ -9,6 +9,8 @@ figures and ``best.pt`` come from an exponential moving average of the weights (
 tensors and are read once per epoch (the progress bar reads them every ``POSTFIX_EVERY_STEPS`` steps), so a CUDA
 run never waits on the host per step. On CUDA the splits live on the GPU and the forward pass runs under bfloat16
 autocast; on CPU everything is float32 and a resumed run is bitwise identical to an uninterrupted one.
+What the checkpoints hold and when a resume is allowed: ``model.resume``; the end replanned to a deadline:
+``model.deadline``; the training loss and the dev figures: ``model.loss``.
 
 Example::
 
@@ -25,41 +27,40 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from phonetune import interrupts
 from phonetune.data_pipeline.batches import ContextWindows
 from phonetune.data_pipeline.load import TrainingData, load_training_data
-from phonetune.errors import CheckpointError, ConfigError
+from phonetune.errors import ConfigError
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET, ensure_fits
-from phonetune.model.checkpoint import capture_rng_states, read_checkpoint, restore_rng_states, save_checkpoint
+from phonetune.model.checkpoint import read_checkpoint
+from phonetune.model.deadline import DeadlineKeeper
 from phonetune.model.device import autocast_context, resolve_device
 from phonetune.model.ema import ModelEMA
+from phonetune.model.loss import evaluate, training_loss
 from phonetune.model.network import PhonemeMLP, build_model
 from phonetune.model.optim import (
     LinearSchedule,
     build_optimizer,
     build_scheduler,
-    constant_until,
     current_lr,
     step_epoch_schedule,
     steps_per_batch,
     total_steps,
 )
+from phonetune.model.resume import check_same_run, checkpoint_step, restore_training_state, save_run_checkpoints
 from phonetune.model.run_files import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
     LAST_CHECKPOINT,
     EpochMetrics,
     TrainResult,
-    run_config_changes,
     write_curves,
     write_metrics,
 )
@@ -69,10 +70,6 @@ logger = logging.getLogger(__name__)
 
 # Reading the running loss for the progress bar forces a device sync; this many steps apart it costs nothing.
 POSTFIX_EVERY_STEPS = 50
-# A deadline moves a schedule's end only when the time left buys this share of the remaining steps more or fewer.
-DEADLINE_SLACK = 0.03
-# Schedules whose shape depends on the total epoch count, so a resumed run may not change ``epochs``.
-TOTAL_DEPENDENT_SCHEDULES = ("cosine", "onecycle", "linear")
 
 EpochCallback = Callable[[EpochMetrics], None]
 
@@ -80,25 +77,6 @@ EpochCallback = Callable[[EpochMetrics], None]
 def epoch_seed(seed: int, epoch: int) -> int:
     """Shuffle seed of ``epoch`` (1-based): depends only on (seed, epoch), so a resumed epoch repeats its order."""
     return (seed * 1_000_003 + epoch) % (1 << 63)
-
-
-@torch.inference_mode()
-def evaluate(
-    model: torch.nn.Module, windows: ContextWindows, batch_size: int, device: torch.device, bf16: bool
-) -> tuple[float, float]:
-    """Mean unsmoothed cross-entropy and accuracy over every frame of ``windows`` (eval mode)."""
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    for x, y in windows.eval_batches(batch_size, recycle=True):
-        with autocast_context(device, bf16):
-            logits = model(x)  # (batch, num_classes)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-        correct += (logits.argmax(dim=1) == y).sum()
-    model.train(was_training)
-    frames = windows.num_frames
-    return float(loss_sum.item()) / frames, int(correct.item()) / frames
 
 
 class Trainer:
@@ -133,6 +111,7 @@ class Trainer:
         # A time.monotonic() value the last step must end by: a linear schedule's end is replanned at each
         # evaluation to the step the time left buys at the speed just measured (phonetune run's final run).
         self.deadline = deadline
+        self.deadline_keeper = None if deadline is None else DeadlineKeeper(deadline)
         self._given_data = data
         self.device: torch.device | None = None
         self.model: PhonemeMLP | None = None
@@ -187,29 +166,17 @@ class Trainer:
         current = self.run_config.to_mapping()
         if last.exists() and not self.overwrite:
             payload = read_checkpoint(last, map_location=self.device)
-            self._check_same_run(payload["run_config"], current, last,
-                                 int(payload.get("step", payload["epoch"] * self.steps_per_epoch)))
-            self.model.load_state_dict(payload["model"])
-            try:
-                self.optimizer.load_state_dict(payload["optimizer"])
-            except ValueError as error:  # torch's message for another parameter grouping
-                raise CheckpointError(
-                    f"{last} holds optimizer state for other parameter groups than this version builds ({error}); "
-                    "it was written by an older phonetune. Use another output folder, or overwrite "
-                    "(phonetune train --overwrite) to start over"
-                ) from error
-            if self.scheduler is not None:
-                self.scheduler.load_state_dict(payload["scheduler"])
-                schedule = self._linear_schedule()
-                if schedule is not None and schedule.anchor_step is not None:
-                    self.total_steps = schedule.total  # the end a replan moved it to, not the config's
-            if self.ema is not None:
-                self.ema.load_state_dict(payload["ema"])
-            restore_rng_states(payload["rng"])
+            step = checkpoint_step(payload, self.steps_per_epoch)
+            check_same_run(payload["run_config"], current, last, step=step, total_steps=self.total_steps,
+                           steps_per_epoch=self.steps_per_epoch, train=self.run_config.train)
+            restore_training_state(payload, last, model=self.model, optimizer=self.optimizer,
+                                   scheduler=self.scheduler, ema=self.ema)
+            schedule = self._linear_schedule()
+            if schedule is not None and schedule.anchor_step is not None:
+                self.total_steps = schedule.total  # the end a replan moved it to, not the config's
             resumed = TrainResult.from_checkpoint(payload, self.out_dir)
             self.result = dataclasses.replace(resumed, param_count=self.result.param_count)
-            # Checkpoints from before step counting were all written at epoch ends.
-            self.step = int(payload.get("step", payload["epoch"] * self.steps_per_epoch))
+            self.step = step
             self._resume_state = payload.get("shuffle_state")
             stored_dev = payload["run_config"]["data"].get("dev_fraction", 1.0)
             if stored_dev != self.run_config.data.dev_fraction:
@@ -224,26 +191,6 @@ class Trainer:
             header=f"resolved run config of {self.out_dir}, written by the phonetune trainer",
         )
 
-    def _check_same_run(self, stored: dict, current: dict, path: Path, step: int) -> None:
-        differences = run_config_changes(stored, current)
-        stored_train, train = stored["train"], current["train"]
-        stored_total = stored_train.get("total_steps", 0) or stored_train["epochs"] * self.steps_per_epoch
-        if stored_total != self.total_steps and train["scheduler"] in TOTAL_DEPENDENT_SCHEDULES:
-            # A linear schedule still at its full rate (warm-up or hold) has used the same rates under either total.
-            still_constant = constant_until(self.run_config.train, min(stored_total, self.total_steps))
-            if train["scheduler"] != "linear" or step > still_constant:
-                length = (f"total_steps: {stored_total} -> {self.total_steps}"
-                          if stored_train.get("total_steps", 0) or train["total_steps"]
-                          else f"epochs: {stored_train['epochs']} -> {train['epochs']}")
-                why = " and this run has begun to decay" if train["scheduler"] == "linear" else ""
-                differences.append(f"[train] {length} (the {train['scheduler']} schedule depends on the total{why})")
-        if differences:
-            raise CheckpointError(
-                f"{path} must belong to the same run config to resume, but it differs in: "
-                + "; ".join(differences)
-                + ". Use another output folder, or overwrite (phonetune train --overwrite) to start over"
-            )
-
     # ---------------------------------------------------------------- train
     def train(self) -> TrainResult:
         if self.model is None:
@@ -253,7 +200,6 @@ class Trainer:
         stop = min(pause, self.total_steps) if pause else self.total_steps
         started = time.perf_counter()
         wall_before = self.result.wall_seconds
-        step_seconds: float | None = None
         try:
             while self.step < stop or (self.result.history and self.result.best_epoch == 0):
                 round_started = time.perf_counter()
@@ -282,12 +228,12 @@ class Trainer:
                 )
                 self.result.history.append(metrics)
                 self.result.wall_seconds = wall_before + time.perf_counter() - started
-                if self.deadline is not None and frames_per_s > 0:
-                    # The step time of the last few evaluations (a moving average, half from the latest): a busy
-                    # machine's noise does not swing the end, a lasting change of load moves it within a few.
-                    latest = config.train.batch_size / frames_per_s
-                    step_seconds = latest if step_seconds is None else 0.5 * (step_seconds + latest)
-                    self._meet_deadline(step_seconds, time.perf_counter() - evaluated_at)
+                if self.deadline_keeper is not None and frames_per_s > 0:
+                    self.deadline_keeper.observe(frames_per_s, config.train.batch_size)
+                    self.total_steps = self.deadline_keeper.replan(
+                        self._linear_schedule(), self.step, self.total_steps,
+                        config.train.eval_every_steps or self.steps_per_epoch, time.perf_counter() - evaluated_at,
+                    )
                     metrics.total_steps = self.total_steps  # the end this evaluation just moved it to
                     stop = min(pause, self.total_steps) if pause else self.total_steps
                 self._checkpoint(metrics)
@@ -311,23 +257,6 @@ class Trainer:
     def _linear_schedule(self) -> LinearSchedule | None:
         lambdas = getattr(self.scheduler, "lr_lambdas", None)
         return lambdas[0] if lambdas and isinstance(lambdas[0], LinearSchedule) else None
-
-    def _meet_deadline(self, step_seconds: float, evaluation_seconds: float) -> None:
-        """Move the linear schedule's end to the step that the time left before ``deadline`` buys, at the step and
-        evaluation times just measured, when it differs from the plan by more than DEADLINE_SLACK."""
-        schedule = self._linear_schedule()
-        if schedule is None or self.step < schedule.decay_start or self.step >= self.total_steps:
-            return
-        every = self.run_config.train.eval_every_steps or self.steps_per_epoch
-        evaluations_left = math.ceil((self.total_steps - self.step) / every)
-        seconds = self.deadline - time.monotonic() - evaluations_left * evaluation_seconds
-        total = self.step + max(1, int(seconds / step_seconds))
-        if abs(total - self.total_steps) <= DEADLINE_SLACK * (self.total_steps - self.step):
-            return
-        logger.info("the deadline moves the schedule's end from step %d to %d (%.1f ms a step measured)",
-                    self.total_steps, total, 1000 * step_seconds)
-        schedule.replan(self.step, total)
-        self.total_steps = total
 
     def _next_evaluation(self, stop: int) -> int:
         """The step of the next evaluation: the next ``eval_every_steps`` multiple when set (however many epochs that
@@ -377,10 +306,7 @@ class Trainer:
                 batch = next(batches)
             x, y = batch
             with autocast_context(self.device, self.use_bf16):
-                logits = self.step_model(x)  # (batch, num_classes)
-                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-                if config.rdrop_alpha > 0:
-                    loss = self._rdrop_loss(x, y, logits, loss)
+                loss, logits = training_loss(self.step_model, x, y, config)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
@@ -407,51 +333,14 @@ class Trainer:
         bar.close()
         return train_loss, train_acc, frames_per_s
 
-    def _rdrop_loss(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
-        """R-Drop: a second pass draws other dropout masks; both passes' losses plus alpha x their symmetric KL.
-
-        The penalty pulls the two sub-networks' predictions together, which regularises like an ensemble of them.
-        """
-        config = self.run_config.train
-        second = self.step_model(x)
-        loss = 0.5 * (loss + F.cross_entropy(second, y, label_smoothing=config.label_smoothing))
-        log_p, log_q = F.log_softmax(logits.float(), dim=1), F.log_softmax(second.float(), dim=1)
-        symmetric_kl = 0.5 * (
-            F.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
-            + F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
-        )
-        return loss + config.rdrop_alpha * symmetric_kl
-
     def _checkpoint(self, metrics: EpochMetrics) -> None:
-        result = self.result
-        predicting = self.ema.module if self.ema is not None else self.model
-        common = {
-            "model": predicting.state_dict(),
-            "run_config": self.run_config.to_mapping(),
-            "epoch": metrics.epoch,
-            "param_count": result.param_count,
-            "history": [entry.to_dict() for entry in result.history],
-            "wall_seconds": result.wall_seconds,
-            "norm_stats": None if self.norm_stats is None else self.norm_stats.to_dict(),
-        }
-        if metrics.dev_acc > result.best_dev_acc or result.best_epoch == 0:
-            result.best_dev_acc, result.best_epoch = metrics.dev_acc, metrics.epoch
-            save_checkpoint(self.out_dir / BEST_CHECKPOINT, {**common, "best_dev_acc": metrics.dev_acc,
-                                                             "best_epoch": metrics.epoch})
         inside_epoch = self.step % self.steps_per_epoch != 0
-        save_checkpoint(self.out_dir / LAST_CHECKPOINT, {
-            **common,
-            "model": self.model.state_dict(),  # the raw weights training continues from (best.pt: the average)
-            "ema": None if self.ema is None else self.ema.state_dict(),
-            "step": self.step,
-            "shuffle_state": self._shuffle_state() if inside_epoch else None,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "rng": capture_rng_states(),
-            "best_dev_acc": result.best_dev_acc,
-            "best_epoch": result.best_epoch,
-        })
-        write_metrics(result, self.run_config.data.trained_on)
+        save_run_checkpoints(
+            self.out_dir, metrics, self.result, run_config=self.run_config, model=self.model, ema=self.ema,
+            optimizer=self.optimizer, scheduler=self.scheduler, step=self.step,
+            shuffle_state=self._shuffle_state() if inside_epoch else None, norm_stats=self.norm_stats,
+        )
+        write_metrics(self.result, self.run_config.data.trained_on)
 
     def _shuffle_state(self) -> torch.Tensor | None:
         """The shuffle generator's state at this step inside an epoch: the live one's, or, when this session has not

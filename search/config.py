@@ -33,22 +33,13 @@ from phonetune.configs import apply_overrides, collect_problems, did_you_mean, r
 from phonetune.data_pipeline.config import DataConfig
 from phonetune.errors import ConfigError
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET
-from phonetune.model.config import ModelConfig
 from phonetune.model.train_config import TrainConfig
 from phonetune.search.attributes import FULL_FIDELITY, SEARCH_FIDELITY, check_fidelity
 from phonetune.search.overrides import blame_overrides, override_problems
 from phonetune.search.paths import StudyPaths
 from phonetune.search.space_budget import check_space_budget
-from phonetune.search.space_spec import (
-    HYPERPARAMETERS,
-    SPEC_TYPES,
-    Choice,
-    FloatRange,
-    IntRange,
-    ParamSpec,
-    parse_param,
-    spec_problems,
-)
+from phonetune.search.space_spec import HYPERPARAMETERS, Choice, FloatRange, IntRange, ParamSpec
+from phonetune.search.space_table import load_space, space_problems
 from phonetune.search.warm_start import WarmStart, load_warm_starts
 
 logger = logging.getLogger(__name__)
@@ -322,70 +313,16 @@ def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") 
     sampler = collect_problems(SamplerConfig, raw.get("sampler"), f"{source} [sampler]", problems)
     pruner = collect_problems(PrunerConfig, raw.get("pruner"), f"{source} [pruner]", problems)
     timing = collect_problems(TimingConfig, raw.get("timing"), f"{source} [timing]", problems)
-    space = _load_space(raw.get("space"), source, data, train, problems)
+    space = load_space(raw.get("space"), source, data, train, problems)
 
-    if sampler is not None and sampler.kind == "cmaes" and space is not None:
-        sampled_choices = [name for name, spec in space.items() if isinstance(spec, Choice) and not spec.is_fixed()]
-        if sampled_choices:
-            problems.append(
-                f"{source} [sampler]: kind = \"cmaes\" samples only numeric ranges, but these [space] entries are "
-                f"choices: {', '.join(sampled_choices)}; fix each to one value or use kind = \"tpe\" or \"gp\""
-            )
-    if space is not None and "optimizer" in space and "momentum" in space:
-        if "sgd_nesterov" in space["optimizer"].options() and space["momentum"].bounds()[0] <= 0:
-            problems.append(
-                f"momentum must be above 0 when optimizer can be sgd_nesterov, but its low end is "
-                f"{space['momentum'].bounds()[0]} ({source}, [space.momentum])"
-            )
+    if space is not None:
+        problems.extend(space_problems(space, sampler.kind if sampler is not None else None, source))
     warm_start = load_warm_starts(raw.get("warm_start"), source, space, problems)
     raise_problems(problems, f"invalid study config {source}")
 
     config = StudyConfig(study, data, train, fidelity, sampler, pruner, space, warm_start, timing, source=source)
     check_space_budget(config)
     return config
-
-
-def _load_space(
-    raw: Any, source: str, data: DataConfig | None, train: TrainConfig | None, problems: list[str]
-) -> dict[str, ParamSpec] | None:
-    """Every hyperparameter's spec; an omitted one is fixed to the base run config's value."""
-    if raw is not None and not isinstance(raw, Mapping):
-        problems.append(f"{source} [space] must be a table, but got {raw!r}")
-        return None
-    raw = raw or {}
-    for key in raw:
-        if key not in HYPERPARAMETERS:
-            problems.append(
-                f"{source} [space]: unknown hyperparameter {key!r};{did_you_mean(key, HYPERPARAMETERS)} known ones "
-                f"are: {', '.join(HYPERPARAMETERS)}"
-            )
-    space: dict[str, ParamSpec] = {}
-    for name, hyper in HYPERPARAMETERS.items():
-        where = f"{source}, [space.{name}]"
-        if name not in raw:
-            default = _base_value(hyper.target, data, train)
-            if default is None:
-                continue
-            spec = SPEC_TYPES[hyper.kind](value=default)
-        else:
-            table, problem = parse_param(name, raw[name])
-            if problem:
-                problems.append(f"{problem} ({where})")
-                continue
-            spec = collect_problems(SPEC_TYPES[hyper.kind], table, f"{source} [space.{name}]", problems)
-            if spec is None:
-                continue
-            if isinstance(spec, IntRange) and isinstance(spec.value, float):
-                spec.value = int(spec.value)
-        problems.extend(spec_problems(name, spec, where))
-        space[name] = spec
-    return space
-
-
-def _base_value(target: str, data: DataConfig | None, train: TrainConfig | None) -> Any:
-    section, field_name = target.split(".")
-    owner = {"model": ModelConfig(), "data": data, "train": train}[section]
-    return getattr(owner, field_name, None) if owner is not None else None
 
 
 __all__ = [

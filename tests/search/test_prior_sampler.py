@@ -4,7 +4,6 @@ the base sampler's exploration as evidence accumulates, warm starts untouched.""
 from __future__ import annotations
 
 import optuna
-import pytest
 from shared import REPO
 
 from phonetune.model.budget import count_params
