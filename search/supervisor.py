@@ -36,6 +36,9 @@ from phonetune.search.worker import COUNTED_STATES, SUPERVISOR_ENV
 
 logger = logging.getLogger(__name__)
 
+# The exit statuses of a worker this process stopped at a deadline: interrupted (130, or SIGINT itself) or killed
+# (a worker holding no trial, or one past its grace); expected, so not worth a warning.
+STOPPED_EXIT_CODES = (130, -signal.SIGINT, -signal.SIGKILL)
 # How long the parent waits for interrupted workers to re-queue their trials before killing them.
 INTERRUPT_GRACE_S = 60.0
 
@@ -172,6 +175,7 @@ def run_search(
     live = progress and sys.stderr.isatty()
     pids = [process.pid for process in processes]
     shown_running = ""
+    stopped_at_deadline = False
     reports, unit = ((config.timing.evaluations, "check") if config.timing.enabled
                      else (config.fidelity.trial_epochs, "epoch"))
     try:
@@ -201,6 +205,7 @@ def run_search(
             if deadline is not None and time.monotonic() >= deadline:
                 bar.write("search deadline reached: stopping workers (their running trials are re-queued)")
                 _stop_workers(processes, study)
+                stopped_at_deadline = True
                 continue
             time.sleep(poll_seconds)
     except KeyboardInterrupt:
@@ -211,6 +216,8 @@ def run_search(
         bar.close()
     exit_codes = [process.returncode for process in processes]
     for index, code in enumerate(exit_codes):
-        if code != 0:
+        if stopped_at_deadline and code in STOPPED_EXIT_CODES:
+            logger.debug("worker %d stopped at the deadline (status %d)", index, code)
+        elif code != 0:
             logger.warning("worker %d exited with status %d", index, code)
     return summarize_study(study, config, exit_codes)
