@@ -55,7 +55,7 @@ demo: demo-data
 	@echo "dashboard:  $(BIN)/phonetune dashboard --config $(DEMO_STUDY)"
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 # The quick benchmarks (a few minutes); figures and the commands behind them are in BENCHMARKS.md.
 bench: setup

@@ -62,6 +62,7 @@ def ensure_data(root: Path, train_utterances: int) -> None:
 
 
 def run_one(args: argparse.Namespace, folder: Path, pruner: str, data) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)  # a SQLite file needs an existing folder
     overrides = [
         *args.set,
         f"study.storage=\"sqlite:///{folder / 'study.db'}\"",

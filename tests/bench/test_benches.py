@@ -16,7 +16,6 @@ from shared import ONE_THREAD_ENV, REPO
 pytestmark = pytest.mark.slow
 
 
-
 def _bench(script: str, *args: str, timeout: float = 300, ratio: bool = True) -> str:
     done = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], capture_output=True, text=True,
                           timeout=timeout, env=ONE_THREAD_ENV, cwd=REPO, check=False)
@@ -58,3 +57,17 @@ def test_the_quick_benchmarks_run(tmp_path, small_study):
     _bench("trainer.py", "--frames", "4000", "--epochs", "1", "--base-width", "64", "--batch-size", "256")
     _bench("loader.py", "--data", str(small_study.parent / "data"))
     _bench("storage.py", "--workers", "2", "--trials-per-worker", "3")
+
+
+def test_the_pruning_bench_runs(small_study):
+    output = _bench("search.py", "--config", str(small_study), "--data", str(small_study.parent / "data"),
+                    "--trials", "2", "--epochs", "1")
+    assert "trial-epochs" in output, output
+
+
+def test_the_kill_matrix_kills_a_job_and_its_rerun_holds_the_budget(small_study):
+    # The cheapest phase to reach: the kill lands after the final model is chosen, the rerun only writes the outputs.
+    output = _bench("kill_matrix.py", "--config", str(small_study), "--data", str(small_study.parent / "data"),
+                    "--budget", "80s", "--workers", "1", "--phases", "outputs", timeout=300)
+    assert re.search(r"^outputs .* params, test [01]\.\d+", output, re.MULTILINE), output
+    assert float(output.strip().splitlines()[-1].split()[-1]) <= 1.10, output
