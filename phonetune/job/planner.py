@@ -118,7 +118,8 @@ class Plan:
             value = values.get(field.name)
             wanted = {"int": int, "float": (int, float), "str": str, "dict": dict}[str(field.type)]
             if isinstance(value, bool) or not isinstance(value, wanted):
-                problems.append(f"plan.{field.name} must be a {field.type}, but got {value!r}")
+                kind = {"int": "an integer", "float": "a number", "str": "a string", "dict": "a table"}[str(field.type)]
+                problems.append(f"plan.{field.name} must be {kind}, but got {value!r}")
             elif wanted in ((int, float), int) and value < 0:
                 problems.append(f"plan.{field.name} must be 0 or more, but got {value!r}")
             else:
@@ -127,7 +128,7 @@ class Plan:
         if unknown:
             problems.append(f"plan has keys this phonetune does not know: {unknown}")
         if problems:
-            raise ConfigError(f"{source} is not a job state this phonetune wrote: " + "; ".join(problems))
+            raise ConfigError(f"{source}: " + "; ".join(problems))
         return cls(**kept)
 
     def describe(self) -> str:

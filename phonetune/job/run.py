@@ -58,7 +58,7 @@ from phonetune.search.config import StudyConfig
 from phonetune.search.resolved import study_tables
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.space_budget import largest_model_of_space, smallest_budget_for_every_trial
-from phonetune.search.storage import job_lock, study_names
+from phonetune.search.storage import check_storage_url, job_lock, study_names
 from phonetune.search.study import open_studies, storage_for
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ def run_job(
     ``fresh`` starts the study's job over: its trials, run folders and state are deleted first."""
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, but got {workers}")
+    if max_members < 1:
+        raise ConfigError(f"--max-members must be at least 1, but got {max_members}")
     job_dir = config.paths.artifacts_path / "run"
     settings = job_settings(config, workers, gpus, max_members)
     # One job per study, held on the study's storage (a PostgreSQL study run from two machines has two run folders
@@ -102,6 +104,7 @@ def run_job(
     if not config.study.storage:
         default_folder = Path(config.paths.storage_url[len("sqlite:///"):]).parent
         default_folder.mkdir(parents=True, exist_ok=True)
+    check_storage_url(config.paths.storage_url)  # a URL that cannot work is refused before any state is written
     with job_lock(config.paths.storage_url, config.name):
         if fresh:
             _start_over(config, job_dir)

@@ -22,12 +22,22 @@ from typing import Any, Mapping
 
 from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
+from phonetune.job.planner import Plan
 
 STATE_FILE = "state.json"
 VERSION = 2
 STEPS = ("screen", "final", "final_model", "outputs")
 # Settings of a job that its outputs depend on: a rerun with others is refused rather than silently ignored.
 SETTING_KEYS = ("config", "workers", "gpus", "max_members")
+# How far past its budget a state's spent time may be before it is taken for a file this phonetune did not write.
+SPENT_LIMIT_FACTOR = 2.0
+SPENT_LIMIT_SLACK_S = 60.0
+
+
+def _not_ours(source: str, problem: str) -> ConfigError:
+    """The error for a state file that holds what this phonetune never writes, with the two ways on."""
+    return ConfigError(f"{source}: {problem}; this is not a state this phonetune wrote: delete {source} to plan the "
+                       "job again (the study's trials are kept), or run with --fresh to start it over")
 
 
 def _number(values: Mapping[str, Any], key: str, source: str, *, positive: bool = False) -> float:
@@ -35,9 +45,7 @@ def _number(values: Mapping[str, Any], key: str, source: str, *, positive: bool 
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (
             positive and value <= 0):
         wanted = "a positive number" if positive else "a number of 0 or more"
-        raise ConfigError(f"{source}: {key} must be {wanted}, but got {value!r}; this is not a state this phonetune "
-                          f"wrote: delete {source} to plan the job again (the study's trials are kept), or run "
-                          "with --fresh to start it over")
+        raise _not_ours(source, f"{key} must be {wanted}, but got {value!r}")
     return float(value)
 
 
@@ -72,18 +80,26 @@ class JobState:
             raise ConfigError(f"job state {source} was written by another phonetune version (version "
                               f"{values.get('version')!r}, this one reads {VERSION}); delete {path.parent} to plan the "
                               "job again (the study's trials are kept)")
-        _number(values, "budget_s", source, positive=True)
-        _number(values, "spent_s", source)
+        budget = _number(values, "budget_s", source, positive=True)
+        spent = _number(values, "spent_s", source)
+        if spent > SPENT_LIMIT_FACTOR * budget + SPENT_LIMIT_SLACK_S:
+            # A job stops at its budget; a killed one redoes at most the work since its last save.
+            raise _not_ours(source, f"spent_s must be at most about the budget_s ({budget:.0f}), but got {spent!r}")
         done = values.get("done")
         if not isinstance(done, list) or any(step not in STEPS for step in done):
-            raise ConfigError(f"{source}: done must list steps among {list(STEPS)}, but got {done!r}")
+            raise _not_ours(source, f"done must list steps among {list(STEPS)}, but got {done!r}")
         if not isinstance(values.get("settings"), dict):
-            raise ConfigError(f"{source}: settings must be a table, but got {values.get('settings')!r}")
+            raise _not_ours(source, f"settings must be a table, but got {values.get('settings')!r}")
+        if "plan" in values:
+            try:
+                Plan.from_dict(values["plan"], source)
+            except ConfigError as exc:
+                raise _not_ours(source, str(exc).removeprefix(f"{source}: ")) from exc
         final = values.get("final")
         if final is not None:
             if not isinstance(final, dict) or isinstance(final.get("source"), bool) or not isinstance(
                     final.get("source"), int):
-                raise ConfigError(f"{source}: final must name its source trial, but got {final!r}")
+                raise _not_ours(source, f"final must name its source trial, but got {final!r}")
             _number(final, "final_seconds", f"{source} final", positive=True)
             _number(final, "reserve_s", f"{source} final")
         return cls(path, values)

@@ -138,6 +138,22 @@ def _require_driver(url: str) -> None:
         ) from exc
 
 
+def check_storage_url(url: str) -> None:
+    """StorageError for what can be told of ``url`` without opening it, so nothing is created: a file storage's
+    folder must exist and the file must not be a folder; any other URL must parse and name an installed driver.
+    (A server is only reached when the storage opens.)"""
+    file_path = storage_file(url)
+    if file_path is not None:
+        kind = "journal" if _journal_path(url) is not None else "SQLite"
+        _require_folder(file_path, kind, url)
+        if file_path.is_dir():
+            raise StorageError(f"{kind} storage {url} must be a database file, but {file_path} is a folder; "
+                               "fix the path")
+        return
+    if not url.startswith("sqlite:"):
+        _require_driver(with_default_driver(url))
+
+
 def _enable_wal(path: Path) -> None:
     """Put the SQLite file in WAL mode (persistent in the file) so readers never block the one writer."""
     connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)

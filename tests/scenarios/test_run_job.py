@@ -227,6 +227,14 @@ def test_starts_that_cannot_succeed_are_refused_before_training_and_leave_nothin
     fresh = _run(path, "1s", 1, 120, "--fresh")  # refused again, leaving nothing)
     assert fresh.returncode == 1 and "cannot be met" in fresh.stderr and not (job_dir / "state.json").exists()
 
+    # A storage that cannot work is refused before any state is written (it was found only after the plan was
+    # saved, which then bound the study to that start); the rest of the state checks are in tests/job/test_state.py.
+    for storage, named in ((f"sqlite:///{tmp_path / 'no-such-folder' / 'study.db'}", "does not exist"),
+                           ("not-a-url", "cannot be parsed")):
+        refused = _run(path, "60s", 1, 60, "--set", f'study.storage="{storage}"')
+        assert refused.returncode == 1 and named in refused.stderr, refused.stderr[-2000:]
+        assert not (job_dir / "state.json").exists() and not (tmp_path / "no-such-folder").exists()
+
     # Two jobs on one study: the second is refused while the first runs.
     first = subprocess.Popen(_command(path, "60s"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              start_new_session=True)
