@@ -30,6 +30,7 @@ from phonetune.data_pipeline.errors import (
     UnpairedFileError,
 )
 from phonetune.data_pipeline.phonemes import EOS, SOS
+from phonetune.errors import what_is_at
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def present_splits(root: str | Path, candidates: list[str]) -> list[str]:
     """The names in ``candidates`` that exist as folders under ``root`` (which must exist)."""
     root = Path(root)
     if not root.is_dir():
-        raise MissingSplitError(f"data root must be an existing folder, but {root} was not found")
+        raise MissingSplitError(f"data root must be an existing folder, but {root} {what_is_at(root)}")
     return [name for name in candidates if (root / name).is_dir()]
 
 
@@ -109,7 +110,7 @@ def list_split(root: str | Path, split: str) -> SplitFiles:
     """Pair ``mfcc/`` and ``transcript/`` files by name; raise when a folder is missing or a file is unpaired."""
     root = Path(root)
     if not root.is_dir():
-        raise MissingSplitError(f"data root must be an existing folder, but {root} was not found")
+        raise MissingSplitError(f"data root must be an existing folder, but {root} {what_is_at(root)}")
     folder = root / split
     if not folder.is_dir():
         present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))

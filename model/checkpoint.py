@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from phonetune.atomic import atomic_write
-from phonetune.errors import CheckpointError
+from phonetune.errors import CheckpointError, what_is_at
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a payload, turning a missing, truncated or foreign file into a CheckpointError naming it."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} must exist, but it was not found; train a run first")
+        raise CheckpointError(f"checkpoint {path} must be a file, but it {what_is_at(path)}; pass the best.pt or last.pt "
+                              "of a phonetune run, or train one first")
     try:
         verified = _verify_checksum(path)
     except OSError as exc:

@@ -31,7 +31,7 @@ from phonetune.atomic import atomic_write_json, atomic_write_text
 from phonetune.data_pipeline.config import DataConfig
 from phonetune.data_pipeline.phonemes import EOS, SOS
 from phonetune.data_pipeline.reader import LabelLookup
-from phonetune.errors import DataError
+from phonetune.errors import DataError, what_is_at
 
 PER_PHONEME_FILE = "per_phoneme.csv"
 CONFUSION_FILE = "confusion.html"
@@ -106,7 +106,7 @@ def read_submission(path: str | Path, phonemes: Sequence[str]) -> np.ndarray:
     """Class indices of a submission's rows; checks the header, that ids run 0..N-1, and that labels are known."""
     path = Path(path)
     if not path.is_file():
-        raise SubmissionError(f"submission {path} must exist, but it was not found")
+        raise SubmissionError(f"submission {path} must be a file, but it {what_is_at(path)}")
     index_of = {symbol: index for index, symbol in enumerate(phonemes)}
     predicted = []
     with path.open(newline="", encoding="utf-8") as handle:

@@ -6,6 +6,7 @@ must hold, what was found (file, key, value) and what to do.
 """
 
 import errno
+from pathlib import Path
 
 
 class PhonetuneError(Exception):
@@ -63,3 +64,12 @@ def as_disk_full(exc: BaseException) -> DiskFullError | None:
             "interrupted trial or run resumes from its last checkpoint"
         )
     return None
+
+
+def what_is_at(path: Path) -> str:
+    """How a path that is not what was expected stands, for messages: not found, or the kind of thing it is."""
+    if path.is_dir():
+        return "is a folder"
+    if path.exists():
+        return "is a file" if path.is_file() else "is not a regular file or folder"
+    return "was not found"

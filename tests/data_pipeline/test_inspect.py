@@ -82,3 +82,6 @@ def test_a_download_unpacked_into_its_own_folder_is_found_one_level_down(tmp_pat
     with pytest.raises(MissingSplitError) as caught:
         load_split(DataConfig(root=str(tmp_path)), "train-clean-100", progress=False)
     assert f"use {corpus.root} as the data root" in str(caught.value)
+    (tmp_path / "a-file").write_text("not a corpus")
+    assert main(["inspect", "--data", str(tmp_path / "a-file")]) == 1
+    assert "a-file is a file" in capsys.readouterr().err  # not "was not found": it is there, as the wrong kind

@@ -63,7 +63,7 @@ def load_study_args(args: argparse.Namespace, *, needs_data: bool = False) -> "S
     """The study config the study arguments name: ``--config`` with its ``--set`` overrides, parsed once.
     ``needs_data``: the command reads the data, so a data root that is not there is refused now, naming the
     setting that gave it and the flag that changes it (a study command has no ``--data``)."""
-    from phonetune.errors import DataError
+    from phonetune.errors import DataError, what_is_at
     from phonetune.search.config import load_study_config
 
     config = load_study_config(args.config, args.overrides)
@@ -71,7 +71,7 @@ def load_study_args(args: argparse.Namespace, *, needs_data: bool = False) -> "S
     if needs_data and not root.is_dir():
         given = next((f"--set {text}" for text in reversed(args.overrides) if text.split("=")[0].strip() == "data.root"),
                      f"[data] root in {args.config}")
-        raise DataError(f"the data root must be an existing folder, but {root} ({given}) was not found; give the "
+        raise DataError(f"the data root must be an existing folder, but {root} ({given}) {what_is_at(root)}; give the "
                         "folder that holds train-clean-100/ with --set data.root=ROOT")
     return config
 
