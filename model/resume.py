@@ -18,7 +18,7 @@ import torch
 from phonetune.errors import CheckpointError
 from phonetune.model.checkpoint import capture_rng_states, restore_rng_states, save_checkpoint
 from phonetune.model.ema import ModelEMA
-from phonetune.model.optim import constant_until
+from phonetune.model.optim import constant_until, warmup_steps
 from phonetune.model.run_files import BEST_CHECKPOINT, LAST_CHECKPOINT, EpochMetrics, TrainResult, run_config_changes
 from phonetune.model.train_config import RunConfig, TrainConfig
 
@@ -38,6 +38,11 @@ def check_same_run(stored: dict, current: dict, path: Path, *, step: int, total_
     same run as ``current`` (``train``'s mapping form, ``total_steps`` long), ``step`` steps in."""
     differences = run_config_changes(stored, current)
     stored_train, current_train = stored["train"], current["train"]
+    if current_train["scheduler"] == "linear" and stored_train.get("hold_steps") != current_train["hold_steps"]:
+        # A hold moved while the run is still inside both holds has used the same (constant) rates either way.
+        stored_hold_end = warmup_steps(train, total_steps) + int(stored_train.get("hold_steps", 0))
+        if step <= min(stored_hold_end, constant_until(train, total_steps)):
+            differences = [line for line in differences if not line.startswith("[train] hold_steps:")]
     stored_total = stored_train.get("total_steps", 0) or stored_train["epochs"] * steps_per_epoch
     if stored_total != total_steps and current_train["scheduler"] in TOTAL_DEPENDENT_SCHEDULES:
         # A linear schedule still at its full rate (warm-up or hold) has used the same rates under either total.

@@ -55,16 +55,20 @@ def timed_run_config(run_config: RunConfig, timing: TimingConfig, fidelity: str,
     it starts (``fidelity`` "search" or "full"); see the module docstring."""
     batch = run_config.train.batch_size
     box = trial_steps(timing, params, batch)
-    total = max(box, steps_in(timing, timing.final_seconds, params, batch))
-    every = max(1, math.ceil(box / timing.evaluations))
     searching = fidelity == attrs.SEARCH_FIDELITY
+    total = steps_in(timing, timing.final_seconds, params, batch)
+    if searching:
+        total = max(box, total)
+    every = max(1, math.ceil(box / timing.evaluations))
     warmup = every  # from the trial alone, so the run it continues into keeps the same schedule
     train = dataclasses.replace(
         run_config.train,
         scheduler="linear",
         total_steps=total,
         warmup_steps=warmup,
-        hold_steps=max(0, box - warmup),
+        # A run shorter than its trial's box (a trial the screen cut, continued with little time left) holds to its
+        # end: the time is the limit, not the box (the trainer allows the change while the rate is still constant).
+        hold_steps=max(0, min(box, total) - warmup),
         pause_at_step=box if searching else 0,
         eval_every_steps=every if searching else max(every, math.ceil(total / FULL_RUN_EVALUATIONS)),
         ema_decay=1.0 - 1.0 / max(10, every),

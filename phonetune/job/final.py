@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 
 from optuna.trial import TrialState
 
@@ -27,7 +28,7 @@ from phonetune.search.ensemble import build_study_ensemble
 from phonetune.search.promote import promote_top_trials
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.space import run_config_from_params
-from phonetune.search.timing import seconds_per_step
+from phonetune.search.timing import seconds_per_step, trial_steps
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,12 @@ def run_final(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Pl
                            "final model is the screen's best trial as it stands", format_seconds(clock.left),
                            format_seconds(reserve))
             wall = 0.0
-        final_seconds = screen.timing.trial_seconds + wall * predicted / measured
+        # What the trial has trained already plus what the time left buys, at the trial's pricing. A trial the
+        # screen cut stopped short of its box (its last checkpoint is its last evaluation); counting its whole box
+        # would train the rest of it past the deadline.
+        box = trial_steps(screen.timing, params, batch)
+        trained_steps = min(box, math.ceil(box / screen.timing.evaluations) * len(winner.intermediate_values))
+        final_seconds = (trained_steps + 0.5) * predicted + wall * predicted / measured
         state.save(final={"source": winner.number, "final_seconds": final_seconds, "reserve_s": reserve,
                           "measured_step_s": measured, "predicted_step_s": predicted})
         logger.info("final run: search trial %d continues for %s (%s at %.1f ms a step, measured)", winner.number,
