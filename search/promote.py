@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -250,14 +251,14 @@ def promote_top_trials(
     if source_numbers is None:
         sources = top_complete_trials(search_study, top_k)
     else:
-        # A named source may also be a trial that a deadline cut (phonetune run ends with the best it has): it
-        # reported evaluations, and its checkpoint holds them.
+        # A named source may also be a trial that a deadline cut (phonetune run ends with the best it has): its
+        # checkpoint holds the evaluations it reported, and one cut before its first is trained from its start.
         usable = {trial.number: trial for trial in search_study.get_trials(deepcopy=False)
-                  if trial.state == TrialState.COMPLETE or (trial.state.is_finished() and trial.intermediate_values)}
+                  if trial.state == TrialState.COMPLETE or (trial.state.is_finished() and trial.params)}
         missing = [number for number in source_numbers if number not in usable]
         if missing:
-            raise ConfigError(f"promotion sources must be search trials that completed or reported an evaluation, "
-                              f"but {missing} did not")
+            raise ConfigError(f"promotion sources must be search trials that completed or were cut while training, "
+                              f"but {missing} were not")
         sources = [usable[number] for number in source_numbers]
     if not sources:
         raise ConfigError(
@@ -299,14 +300,16 @@ def _summarize(config: StudyConfig, search_study: optuna.Study, full_study: optu
     promoted = []
     for full_trial in full_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         source = search_trials.get(_source_of(full_trial))
-        if source is None or (source.value is None and not source.intermediate_values):
+        if source is None:
             continue
+        reported = source.intermediate_values
         promoted.append(
             PromotedTrial(
                 source_number=source.number,
                 full_number=full_trial.number,
+                # NaN: a source the deadline cut before its first evaluation (phonetune run trained it from scratch)
                 search_accuracy=float(source.value if source.value is not None
-                                      else source.intermediate_values[max(source.intermediate_values)]),
+                                      else reported[max(reported)] if reported else math.nan),
                 full_accuracy=float(full_trial.value),
                 param_count=int(full_trial.user_attrs.get(attrs.PARAM_COUNT, 0)),
                 checkpoint_dir=config.paths.run_dir_of(full_trial.user_attrs.get(attrs.CHECKPOINT_DIR, "")),

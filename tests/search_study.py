@@ -54,7 +54,7 @@ def write_study(tmp_path: Path, corpus_root: Path, warm_starts: Sequence[Mapping
         if value is None:
             tables[table].pop(key, None)
         else:
-            tables[table][key] = value
+            tables.setdefault(table, {})[key] = value
     lines = []
     for name, table in tables.items():
         lines.append(f"[{name}]")

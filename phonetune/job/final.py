@@ -15,7 +15,8 @@ import math
 from optuna.trial import TrialState
 
 from phonetune.job.clock import BudgetClock, format_seconds
-from phonetune.job.planner import FINAL_EVALUATIONS, Plan, reserve_seconds
+from phonetune.errors import BudgetError
+from phonetune.job.planner import FINAL_EVALUATIONS, MIN_FINAL_STEPS, Plan, reserve_seconds
 from phonetune.job.screen import job_status, screen_winner
 from phonetune.job.state import JobState
 from phonetune.model.budget import count_params
@@ -37,7 +38,11 @@ def run_final(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Pl
     """Continue the screen's best trial to the deadline (see the module docstring); its result as a dict."""
     if "final" not in state.values:
         winner = screen_winner(screen)
-        if winner.state != TrialState.COMPLETE:
+        if not winner.intermediate_values:
+            logger.warning("no screen trial reported an evaluation (starting the workers took the screen's time): "
+                           "the final run trains trial %d (%s) from its start", winner.number,
+                           winner.user_attrs.get(attrs.WARM_START) or "the first trial")
+        elif winner.state != TrialState.COMPLETE:
             logger.warning("no screen trial completed: the final run continues trial %d, which the screen's end cut "
                            "after %d of its %d evaluations", winner.number, len(winner.intermediate_values),
                            screen.timing.evaluations)
@@ -55,6 +60,15 @@ def run_final(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Pl
         # its own size may have won).
         reserve = reserve_seconds(speed, params, plan.dev_frames + plan.test_frames, slowdown=measured / predicted)
         wall = clock.left - reserve - evaluating
+        if not winner.intermediate_values and wall < MIN_FINAL_STEPS * measured:
+            needed = reserve + evaluating + MIN_FINAL_STEPS * measured - clock.left
+            raise BudgetError(
+                f"no screen trial reported an evaluation and the {format_seconds(clock.left)} left cannot train one "
+                f"from its start ({MIN_FINAL_STEPS} steps of {1000 * measured:.0f} ms here, and "
+                f"{format_seconds(reserve)} to predict dev and test). Kept: the job's state and the study's trials. "
+                f"Continue it with a --budget at least {format_seconds(clock.budget_s + 1.2 * needed)}, or start it "
+                "over with --fresh"
+            )
         if wall <= 0:
             logger.warning("no time is left to continue the final run (%s left, %s reserved for predicting): the "
                            "final model is the screen's best trial as it stands", format_seconds(clock.left),

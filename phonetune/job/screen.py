@@ -15,7 +15,7 @@ import dataclasses
 from typing import Any, Sequence
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from phonetune.errors import BudgetError, StorageError
 from phonetune.job.clock import BudgetClock, format_seconds
@@ -161,9 +161,9 @@ def run_screen(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: P
                    deadline=clock.deadline_at(clock.spent + extra))
     if not _screened(screen) or screen_winner(screen) is None:
         raise BudgetError(
-            f"the screen ended before any trial reported an evaluation, and the {format_seconds(clock.left)} left "
-            f"cannot pay for one at this machine's speed (a trial is {format_seconds(plan.trial_seconds)} of training "
-            "plus starting its worker); nothing was kept to continue from: give a larger --budget"
+            f"the screen ended before any trial started, and the {format_seconds(clock.left)} left cannot pay for "
+            f"one at this machine's speed (a trial is {format_seconds(plan.trial_seconds)} of training plus starting "
+            "its worker); give a larger --budget to continue this job, or run it over with --fresh"
         )
     state.mark_done("screen")
 
@@ -179,16 +179,19 @@ def _screened(screen: StudyConfig) -> bool:
 
 def screen_winner(screen: StudyConfig) -> FrozenTrial | None:
     """The screen's best COMPLETE trial; when the deadline cut every trial, the cut trial that got furthest (most
-    evaluations, then the best last one), whose checkpoint the final run continues; None when none reported."""
+    evaluations, then the best last one), whose checkpoint the final run continues; when none reported an evaluation
+    (a busy machine's workers spent the screen starting), the first trial that started: the first warm start, at the
+    planned size, which the final run then trains from its beginning; None when no trial started."""
     trials = open_study(screen).get_trials(deepcopy=False)
     ranked = rank_complete_trials(trials)
     if ranked:
         return ranked[0]
     cut = [trial for trial in trials if trial.state.is_finished() and trial.intermediate_values]
-    if not cut:
-        return None
-    return max(cut, key=lambda trial: (len(trial.intermediate_values),
-                                       trial.intermediate_values[max(trial.intermediate_values)], -trial.number))
+    if cut:
+        return max(cut, key=lambda trial: (len(trial.intermediate_values),
+                                           trial.intermediate_values[max(trial.intermediate_values)], -trial.number))
+    started = [trial for trial in trials if trial.state.is_finished() and trial.params]
+    return min(started, key=lambda trial: trial.number) if started else None
 
 
 def job_status(phase: str, clock: BudgetClock, phase_end: float | None) -> str:
@@ -215,10 +218,19 @@ def screen_standings(screen: StudyConfig, config_warm_starts: Sequence[WarmStart
         return {"trial": trial.number, "state": trial.state.name, "screen_accuracy": value,
                 "evaluations": f"{max(trial.intermediate_values, default=0)}/{evaluations}",
                 "param_count": trial.user_attrs.get(attrs.PARAM_COUNT),
-                "behind_winner_points": None if value is None else round(100 * (best - value), 2)}
+                "behind_winner_points": None if value is None or best is None else round(100 * (best - value), 2)}
 
-    recipes = {trial.user_attrs[attrs.WARM_START]: standing(trial) for trial in trials
-               if trial.user_attrs.get(attrs.WARM_START)}
+    def progress(trial: FrozenTrial) -> tuple:
+        return (trial.state == TrialState.COMPLETE, len(trial.intermediate_values), trial.state.is_finished(),
+                -trial.number)
+
+    # A recipe the deadline cut was re-queued (a WAITING retry that may never run): its standing is its furthest try.
+    furthest: dict[str, FrozenTrial] = {}
+    for trial in trials:
+        name = trial.user_attrs.get(attrs.WARM_START)
+        if name and (name not in furthest or progress(trial) > progress(furthest[name])):
+            furthest[name] = trial
+    recipes = {name: standing(trial) for name, trial in furthest.items()}
     origin = winner.user_attrs.get(attrs.WARM_START)
     if origin is None and attrs.MUTATED_FROM in winner.user_attrs:
         origin = f"a mutation of trial {winner.user_attrs[attrs.MUTATED_FROM]}"

@@ -56,8 +56,12 @@ def run(args: argparse.Namespace) -> int:
         if item["screen_accuracy"] is not None else f"{name} not evaluated ({item['state'].lower()})"
         for name, item in screen["warm_starts"].items()
     )
-    print(f"screen winner: trial {winner['trial']} ({winner['from']}), dev {winner['screen_accuracy']:.4f} on "
-          f"{screen['dev_share']:.0%} of dev after its {screen['trial_seconds']:.0f} s of training"
+    if winner["screen_accuracy"] is None:
+        told = "no screen trial reported an evaluation; the final run trained it from its start"
+    else:
+        told = (f"dev {winner['screen_accuracy']:.4f} on {screen['dev_share']:.0%} of dev after its "
+                f"{screen['trial_seconds']:.0f} s of training")
+    print(f"screen winner: trial {winner['trial']} ({winner['from']}), {told}"
           + (f"; warm starts: {recipes}" if recipes else ""))
     for name, why in screen["not_screened"].items():
         print(f"  {name}: not screened, {why}")
