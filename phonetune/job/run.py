@@ -73,6 +73,33 @@ class JobOutcome:
     summary: dict[str, Any]
 
 
+def study_values(config: StudyConfig) -> dict[str, str]:
+    """The resolved study as dotted keys and JSON values (``fidelity.trial_epochs: 3``), kept in the job's state so
+    that a rerun with another study names the settings it changed, not only that the digest did."""
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, item)
+        else:
+            flat[prefix] = json.dumps(value, sort_keys=True, default=str)
+
+    walk("", study_tables(config))
+    return flat
+
+
+def _study_changes(before: Any, now: dict[str, str]) -> str | None:
+    """``fidelity.trial_epochs: 3 -> 2; ...`` between the study values a state kept and this command's; None when the
+    state kept none (a job started by an earlier phonetune)."""
+    if not isinstance(before, dict):
+        return None
+    changed = [f"{key}: {before.get(key, '(unset)')} -> {now.get(key, '(unset)')}"
+               for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
+    shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
+    return shown or None
+
+
 def job_settings(config: StudyConfig, workers: int, gpus: Sequence[str], max_members: int) -> dict[str, Any]:
     """What a job's results depend on besides its budget: the study as resolved (a digest), and the options."""
     resolved = json.dumps(study_tables(config), sort_keys=True, default=str)
@@ -99,6 +126,7 @@ def run_job(
         raise ConfigError(f"--max-members must be at least 1, but got {max_members}")
     job_dir = config.paths.artifacts_path / "run"
     settings = job_settings(config, workers, gpus, max_members)
+    values = study_values(config)
     # One job per study, held on the study's storage (a PostgreSQL study run from two machines has two run folders
     # but one storage); phonetune's own default storage folder is made first so that its lock has a place.
     if not config.study.storage:
@@ -110,8 +138,14 @@ def run_job(
             _start_over(config, job_dir)
         state = JobState.load(job_dir / STATE_FILE)
         if state is not None:
-            finished = _check_rerun(state, budget_s, settings, job_dir)
+            finished = _check_rerun(state, budget_s, settings, values, job_dir)
             if finished is not None:
+                if sheet_path is not None and Path(sheet_path).resolve() != Path(finished.summary["sheet"]).resolve():
+                    # The sheet is an export of the stored studies: asked for elsewhere, it is written there too.
+                    search_study, full_study = open_studies(screen_study(config, Plan.from_dict(
+                        state.values.get("plan"), str(state.path))))
+                    sheet = write_ablation_sheet(search_study, full_study, sheet_path)
+                    logger.info("sheet of the finished job also written to %s", sheet.sheet_path)
                 return finished
         started = time.monotonic()
         test_frames = prepare_data(config, progress)
@@ -121,11 +155,11 @@ def run_job(
             # BudgetError here leaves nothing behind.
             plan = plan_job(config, clock.budget_s, clock.spent, workers, test_frames)
             state = JobState.new(job_dir / STATE_FILE, budget_s, settings)
-            state.save(plan=plan.to_dict(), spent_s=clock.spent)
+            state.save(plan=plan.to_dict(), spent_s=clock.spent, study_values=values)
             logger.info("plan: %s", plan.describe())
         else:
             plan = Plan.from_dict(state.values.get("plan"), str(state.path))
-            state.save(budget_s=budget_s, settings=settings)
+            state.save(budget_s=budget_s, settings=settings, study_values=values)
             logger.info("continuing the job: %s spent of %s", format_seconds(clock.spent), format_seconds(budget_s))
         clock._save = lambda spent: state.save(spent_s=spent)
         with clock:
@@ -166,10 +200,14 @@ def _start_over(config: StudyConfig, job_dir: Path) -> None:
                    storage_file_path)
 
 
-def _check_rerun(state: JobState, budget_s: float, settings: dict, job_dir: Path) -> JobOutcome | None:
+def _check_rerun(state: JobState, budget_s: float, settings: dict, values: dict[str, str],
+                 job_dir: Path) -> JobOutcome | None:
     """A finished job's outcome when this command repeats it exactly; ConfigError when it asks for something else.
     None: the job is unfinished and continues (a new budget counts from the job's start)."""
     changed = state.changed_settings(settings)
+    named = _study_changes(state.values.get("study_values"), values)
+    if named is not None:
+        changed = [f"config: {named}" if line.startswith("config:") else line for line in changed]
     if budget_s != state.budget_s:
         changed.append(f"--budget: {format_seconds(state.budget_s)} -> {format_seconds(budget_s)}")
     if state.done("outputs"):
@@ -188,8 +226,7 @@ def _check_rerun(state: JobState, budget_s: float, settings: dict, job_dir: Path
     config_changed = [line for line in changed if line.startswith("config:")]
     if config_changed:
         raise ConfigError(
-            f"the job in {job_dir} was started with another study config (its settings digest changed: "
-            f"{config_changed[0]}); rerun with the same study file and --set options to continue it, or name a new "
+            f"the job in {job_dir} was started with another study config ({config_changed[0]}); rerun with the same study file and --set options to continue it, or name a new "
             "study (--set study.name=<new name>), or start this one over with --fresh"
         )
     for line in changed:

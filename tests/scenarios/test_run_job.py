@@ -120,6 +120,11 @@ def test_run_holds_its_budget_beside_a_cpu_hog_continues_the_screens_winner_and_
     assert changed.returncode == 1 and "workers: 1 -> 2" in changed.stderr and "--set study.name" in changed.stderr
     longer = _run(path, "90s", timeout=120)
     assert longer.returncode == 1 and "--budget: 1 min 15 s -> 1 min 30 s" in longer.stderr
+    elsewhere = tmp_path / "elsewhere.csv"  # an output option is honoured, not ignored, on a finished job
+    resheet = _run(path, "75s", 1, 120, "--sheet", str(elsewhere))
+    assert resheet.returncode == 0 and elsewhere.read_text() == Path(summary["sheet"]).read_text()
+    other_study = _run(path, "75s", 1, 120, "--set", "fidelity.trial_epochs=3")
+    assert other_study.returncode == 1 and "fidelity.trial_epochs: 2 -> 3" in other_study.stderr  # named, not a digest
 
 
 def _wait_for(predicate, seconds: float, process: subprocess.Popen) -> bool:
