@@ -44,10 +44,10 @@ import optuna
 
 from phonetune.atomic import atomic_write_json
 from phonetune.data_pipeline.load import load_split
-from phonetune.errors import ConfigError, StorageError
+from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.job.clock import BudgetClock, format_seconds
 from phonetune.job.final import build_final_model, run_final
-from phonetune.job.planner import Plan, make_plan
+from phonetune.job.planner import MIN_RESERVE_S, MIN_SCREEN_S, Plan, make_plan
 from phonetune.job.screen import run_screen, screen_standings, screen_study
 from phonetune.job.state import STATE_FILE, JobState
 from phonetune.model.speed_probe import measure_speed
@@ -124,6 +124,11 @@ def run_job(
         raise ConfigError(f"--workers must be at least 1, but got {workers}")
     if max_members < 1:
         raise ConfigError(f"--max-members must be at least 1, but got {max_members}")
+    if budget_s < MIN_SCREEN_S + MIN_RESERVE_S:
+        # Below the fixed costs no machine meets it: said at once, before the data is cached and the machine timed.
+        raise BudgetError(f"--budget {format_seconds(budget_s)} cannot be met: a job needs at least "
+                          f"{format_seconds(MIN_SCREEN_S + MIN_RESERVE_S)} for a screen and its outputs alone, plus "
+                          "preparing and training; give a --budget of at least 1 min on a small corpus")
     job_dir = config.paths.artifacts_path / "run"
     settings = job_settings(config, workers, gpus, max_members)
     values = study_values(config)

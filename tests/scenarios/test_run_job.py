@@ -208,8 +208,12 @@ def test_starts_that_cannot_succeed_are_refused_before_training_and_leave_nothin
     config = load_study_config(path)
     job_dir = config.paths.artifacts_path / "run"
 
-    tiny = _run(path, "1s", timeout=120)
+    started = time.monotonic()
+    tiny = _run(path, "1s", timeout=120)  # below the fixed costs: refused before the data is even read
     assert tiny.returncode == 1 and "cannot be met" in tiny.stderr and "at least" in tiny.stderr
+    assert time.monotonic() - started < 20 and not (job_dir / "state.json").exists()
+    short = _run(path, "26s", timeout=120)  # refused by the plan, from this machine's measured speed
+    assert short.returncode == 1 and "cannot be met on this machine" in short.stderr and "at least" in short.stderr
     assert not (job_dir / "state.json").exists()  # a refused start does not lock the study to its budget
 
     # A missing test split is found before any training, not after it.
@@ -229,7 +233,7 @@ def test_starts_that_cannot_succeed_are_refused_before_training_and_leave_nothin
         refused = _run(path, "60s", timeout=120)
         assert refused.returncode == 1 and named in refused.stderr and "Traceback" not in refused.stderr
     assert "--fresh" in refused.stderr  # the way out is named; with it the broken state goes (and this budget is
-    fresh = _run(path, "1s", 1, 120, "--fresh")  # refused again, leaving nothing)
+    fresh = _run(path, "26s", 1, 120, "--fresh")  # refused again, leaving nothing)
     assert fresh.returncode == 1 and "cannot be met" in fresh.stderr and not (job_dir / "state.json").exists()
 
     # A storage that cannot work is refused before any state is written (it was found only after the plan was
