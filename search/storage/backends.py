@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ JOURNAL_SCHEME = "journal:///"
 SQLITE_SCHEME = "sqlite:///"
 # A SQLite writer waits this long for another worker's write to finish before "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 120
+# How long a process waits before opening again a storage whose tables another process was creating at that moment.
+TABLES_RACE_WAIT_S = 0.5
+TABLES_RACE_ATTEMPTS = 4
+WAL_SWITCH_ATTEMPTS = 40  # 10 s of 0.25 s waits
 # Seconds a PostgreSQL connection attempt may take before the storage counts as unreachable.
 POSTGRES_CONNECT_TIMEOUT_S = 10
 # Python module a SQLAlchemy dialect imports -> the pip package that provides it.
@@ -156,11 +161,19 @@ def check_storage_url(url: str) -> None:
 
 def _enable_wal(path: Path) -> None:
     """Put the SQLite file in WAL mode (persistent in the file) so readers never block the one writer."""
-    connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
-    try:
-        connection.execute("PRAGMA journal_mode=WAL")
-    finally:
-        connection.close()
+    for attempt in range(WAL_SWITCH_ATTEMPTS):
+        connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            # Switching the journal mode needs the file to itself, and SQLite reports a busy file at once rather
+            # than waiting the busy timeout (another process opening the same new storage at this moment).
+            if "locked" not in str(exc) or attempt == WAL_SWITCH_ATTEMPTS - 1:
+                raise
+        finally:
+            connection.close()
+        time.sleep(TABLES_RACE_WAIT_S / 2)
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -230,13 +243,29 @@ def build_storage(
         try:
             # A database server may restart under a long search: its calls wait for it (reconnect.py).
             storage_class = RDBStorage if url.startswith("sqlite:") else ReconnectingRDBStorage
-            storage = storage_class(
-                engine_url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=retry_callback(max_retry) if heartbeat_interval else None,
-            )
+
+            def connect() -> BaseStorage:
+                return storage_class(
+                    engine_url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=retry_callback(max_retry) if heartbeat_interval else None,
+                )
+
+            for attempt in range(TABLES_RACE_ATTEMPTS):
+                try:
+                    storage = connect()
+                    break
+                except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
+                    # Another process created the tables (or wrote their version row) between this one's check
+                    # and its own write: two workers, or a reader, opening a storage as it is made. They are there
+                    # once that process commits.
+                    text = str(exc)
+                    if attempt == TABLES_RACE_ATTEMPTS - 1 or not (
+                            "already exists" in text or "UNIQUE constraint failed" in text):
+                        raise
+                    time.sleep(TABLES_RACE_WAIT_S)
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
             raise StorageError(
                 f"storage {safe_url(url)} must be reachable, but connecting failed: {exc.__class__.__name__}: "
