@@ -5,9 +5,14 @@ wrong by whatever the machine's load does later. At each evaluation the trainer 
 ``DeadlineKeeper``, which moves the schedule's end to the step that the time left buys, so the learning rate reaches
 zero when the time is up instead of being cut mid-decay or finishing early and idling.
 
+What comes after the last step and costs in proportion to the machine's speed (predicting dev and test with the
+model) is given as ``Deadline.reserve_steps``, in step times, and priced at each replan from the step time just
+measured: a load that slowed the start of the run, and made the job set aside a long reserve, gives that time back
+to training once it passes.
+
 Example::
 
-    keeper = DeadlineKeeper(deadline=time.monotonic() + 600)
+    keeper = DeadlineKeeper(Deadline(at=time.monotonic() + 600, reserve_steps=150))
     keeper.observe(frames_per_s=41_000.0, batch_size=1024)
     new_total = keeper.replan(schedule, step=1200, total_steps=5000, eval_every=500, evaluation_seconds=4.0)
 """
@@ -17,8 +22,11 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from phonetune.model.optim import LinearSchedule
+if TYPE_CHECKING:
+    from phonetune.model.optim import LinearSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +34,19 @@ logger = logging.getLogger(__name__)
 DEADLINE_SLACK = 0.03
 
 
-class DeadlineKeeper:
-    """The step time of the last few evaluations and the replanning it drives; ``deadline`` is a time.monotonic()
-    value the last step must end by."""
+@dataclass(frozen=True)
+class Deadline:
+    """When a run's time is up: ``at`` (a time.monotonic() value) less ``reserve_steps`` step times of work that
+    follows the last step and scales with the machine's speed."""
 
-    def __init__(self, deadline: float) -> None:
+    at: float
+    reserve_steps: float = 0.0
+
+
+class DeadlineKeeper:
+    """The step time of the last few evaluations and the replanning it drives toward ``deadline``."""
+
+    def __init__(self, deadline: Deadline) -> None:
         self.deadline = deadline
         self.step_seconds: float | None = None
 
@@ -48,7 +64,8 @@ class DeadlineKeeper:
                 or step >= total_steps):
             return total_steps
         evaluations_left = math.ceil((total_steps - step) / eval_every)
-        seconds = self.deadline - time.monotonic() - evaluations_left * evaluation_seconds
+        end = self.deadline.at - self.deadline.reserve_steps * self.step_seconds
+        seconds = end - time.monotonic() - evaluations_left * evaluation_seconds
         total = step + max(1, int(seconds / self.step_seconds))
         if abs(total - total_steps) <= DEADLINE_SLACK * (total_steps - step):
             return total_steps

@@ -40,7 +40,7 @@ from phonetune.data_pipeline.load import TrainingData, load_training_data
 from phonetune.errors import ConfigError
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET, ensure_fits
 from phonetune.model.checkpoint import read_checkpoint
-from phonetune.model.deadline import DeadlineKeeper
+from phonetune.model.deadline import Deadline, DeadlineKeeper
 from phonetune.model.device import autocast_context, resolve_device
 from phonetune.model.ema import ModelEMA
 from phonetune.model.loss import evaluate, training_loss
@@ -99,7 +99,7 @@ class Trainer:
         overwrite: bool = False,
         param_budget: int = DEFAULT_PARAM_BUDGET,
         curves: bool = True,
-        deadline: float | None = None,
+        deadline: float | Deadline | None = None,
     ) -> None:
         self.run_config = run_config
         self.out_dir = Path(out_dir)
@@ -111,6 +111,8 @@ class Trainer:
         # A time.monotonic() value the last step must end by: a linear schedule's end is replanned at each
         # evaluation to the step the time left buys at the speed just measured (phonetune run's final run).
         self.deadline = deadline
+        if isinstance(deadline, (int, float)):
+            deadline = Deadline(at=float(deadline))
         self.deadline_keeper = None if deadline is None else DeadlineKeeper(deadline)
         self._given_data = data
         self.device: torch.device | None = None

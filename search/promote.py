@@ -28,7 +28,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import optuna
@@ -55,6 +55,9 @@ from phonetune.search.ranking import rank_complete_trials
 from phonetune.search.runner import load_fidelity_data, train_trial
 from phonetune.search.storage import TrialHeartbeat, fail_orphaned_trials, recover_stale_trials, trial_start_lock
 from phonetune.search.study import open_study, storage_for
+
+if TYPE_CHECKING:
+    from phonetune.model.deadline import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +170,7 @@ def _train_full_trial(
     data: TrainingData,
     progress: bool,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
-    deadline: float | None = None,
+    deadline: float | Deadline | None = None,
 ) -> None:
     """Train the asked trial on the full data, recording curves as it goes, and tell the study its result."""
     started = time.perf_counter()
@@ -236,7 +239,7 @@ def promote_top_trials(
     source_numbers: Sequence[int] | None = None,
     data: TrainingData | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
-    deadline: float | None = None,
+    deadline: float | Deadline | None = None,
 ) -> PromotionResult:
     """Retrain the ``top_k`` best complete search trials on the full data (skipping ones already done).
 

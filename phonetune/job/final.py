@@ -16,10 +16,11 @@ from optuna.trial import TrialState
 
 from phonetune.job.clock import BudgetClock, format_seconds
 from phonetune.errors import BudgetError
-from phonetune.job.planner import FINAL_EVALUATIONS, MIN_FINAL_STEPS, Plan, reserve_seconds
+from phonetune.job.planner import FINAL_EVALUATIONS, MIN_FINAL_STEPS, MIN_RESERVE_S, Plan, reserve_seconds
 from phonetune.job.screen import job_status, screen_winner
 from phonetune.job.state import JobState
 from phonetune.model.budget import count_params
+from phonetune.model.deadline import Deadline
 from phonetune.model.run_files import EpochMetrics
 from phonetune.model.speed import Speed
 from phonetune.model.speed_probe import measure_run_step_seconds
@@ -80,8 +81,11 @@ def run_final(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Pl
         box = trial_steps(screen.timing, params, batch)
         trained_steps = min(box, math.ceil(box / screen.timing.evaluations) * len(winner.intermediate_values))
         final_seconds = (trained_steps + 0.5) * predicted + wall * predicted / measured
+        # Predicting costs in proportion to the step time: kept as step times, the trainer prices it at each replan
+        # from the step time it measures then (a load at this moment does not keep its reserve to the end).
+        reserve_steps = speed.predict_seconds(params, plan.dev_frames + plan.test_frames) / predicted
         state.save(final={"source": winner.number, "final_seconds": final_seconds, "reserve_s": reserve,
-                          "measured_step_s": measured, "predicted_step_s": predicted})
+                          "reserve_steps": reserve_steps, "measured_step_s": measured, "predicted_step_s": predicted})
         logger.info("final run: search trial %d continues for %s (%s at %.1f ms a step, measured)", winner.number,
                     format_seconds(wall), f"{int(wall / measured):,} steps", 1000 * measured)
     final = state.values["final"]
@@ -94,12 +98,20 @@ def run_final(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Pl
 
         result = promote_top_trials(final_config, 1, source_numbers=[int(final["source"])], progress=progress,
                                     on_epoch=report,
-                                    deadline=clock.deadline_at(clock.budget_s - float(final["reserve_s"])))
+                                    deadline=_deadline(clock, final))
         promoted = next(item for item in result.promoted if item.source_number == int(final["source"]))
         state.mark_done("final", final={**final, "dev_accuracy": promoted.full_accuracy,
                                         "param_count": promoted.param_count,
                                         "screen_accuracy": promoted.search_accuracy})
     return state.values["final"]
+
+
+def _deadline(clock: BudgetClock, final: dict) -> Deadline:
+    """When the final run's time is up: the budget less the fixed part of the reserve, and predicting priced in step
+    times (a state from before ``reserve_steps`` keeps its whole reserve fixed)."""
+    if "reserve_steps" not in final:
+        return Deadline(at=clock.deadline_at(clock.budget_s - float(final["reserve_s"])))
+    return Deadline(at=clock.deadline_at(clock.budget_s - MIN_RESERVE_S), reserve_steps=float(final["reserve_steps"]))
 
 
 def build_final_model(screen: StudyConfig, state: JobState, param_budget: int, max_members: int, progress: bool) -> dict:

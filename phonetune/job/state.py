@@ -102,6 +102,8 @@ class JobState:
                 raise _not_ours(source, f"final must name its source trial, but got {final!r}")
             _number(final, "final_seconds", f"{source} final", positive=True)
             _number(final, "reserve_s", f"{source} final")
+            if "reserve_steps" in final:
+                _number(final, "reserve_steps", f"{source} final")
         return cls(path, values)
 
     def changed_settings(self, settings: Mapping[str, Any]) -> list[str]:
