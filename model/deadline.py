@@ -51,9 +51,12 @@ class DeadlineKeeper:
         self.step_seconds: float | None = None
 
     def observe(self, frames_per_s: float, batch_size: int) -> None:
-        """Fold in the speed of the round just trained: a moving average, half from the latest, so a busy machine's
-        noise does not swing the end while a lasting change of load moves it within a few evaluations."""
-        latest = batch_size / frames_per_s
+        """Fold in the speed of the round just trained (see ``observe_step_seconds``)."""
+        self.observe_step_seconds(batch_size / frames_per_s)
+
+    def observe_step_seconds(self, latest: float) -> None:
+        """Fold in a step time just measured: a moving average, half from the latest, so a busy machine's noise
+        does not swing the end while a lasting change of load moves it within a few measurements."""
         self.step_seconds = latest if self.step_seconds is None else 0.5 * (self.step_seconds + latest)
 
     def replan(self, schedule: LinearSchedule | None, step: int, total_steps: int, eval_every: int,

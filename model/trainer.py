@@ -70,6 +70,9 @@ logger = logging.getLogger(__name__)
 
 # Reading the running loss for the progress bar forces a device sync; this many steps apart it costs nothing.
 POSTFIX_EVERY_STEPS = 50
+# A run with a deadline replans its end this many steps apart between evaluations too: a load that comes and goes
+# between two evaluations would otherwise set the end for the rest of the run (after the last evaluation, all of it).
+REPLAN_EVERY_STEPS = 100
 
 EpochCallback = Callable[[EpochMetrics], None]
 
@@ -114,6 +117,7 @@ class Trainer:
         if isinstance(deadline, (int, float)):
             deadline = Deadline(at=float(deadline))
         self.deadline_keeper = None if deadline is None else DeadlineKeeper(deadline)
+        self._evaluation_seconds = 0.0  # the last evaluation's wall time, which the steps left must leave room for
         self._given_data = data
         self.device: torch.device | None = None
         self.model: PhonemeMLP | None = None
@@ -230,12 +234,10 @@ class Trainer:
                 )
                 self.result.history.append(metrics)
                 self.result.wall_seconds = wall_before + time.perf_counter() - started
+                self._evaluation_seconds = time.perf_counter() - evaluated_at
                 if self.deadline_keeper is not None and frames_per_s > 0:
                     self.deadline_keeper.observe(frames_per_s, config.train.batch_size)
-                    self.total_steps = self.deadline_keeper.replan(
-                        self._linear_schedule(), self.step, self.total_steps,
-                        config.train.eval_every_steps or self.steps_per_epoch, time.perf_counter() - evaluated_at,
-                    )
+                    self._replan()
                     metrics.total_steps = self.total_steps  # the end this evaluation just moved it to
                     stop = min(pause, self.total_steps) if pause else self.total_steps
                 self._checkpoint(metrics)
@@ -255,6 +257,12 @@ class Trainer:
         if self.curves:
             write_curves(self.result, title=f"{self.out_dir.name}: {self.result.param_count:,} parameters")
         return self.result
+
+    def _replan(self) -> None:
+        self.total_steps = self.deadline_keeper.replan(
+            self._linear_schedule(), self.step, self.total_steps,
+            self.run_config.train.eval_every_steps or self.steps_per_epoch, self._evaluation_seconds,
+        )
 
     def _linear_schedule(self) -> LinearSchedule | None:
         lambdas = getattr(self.scheduler, "lr_lambdas", None)
@@ -295,6 +303,7 @@ class Trainer:
         )
         frames = 0
         started = time.perf_counter()
+        replanned_at, replanned_step = started, self.step
         batches = self._batches()
         while self.step < end_step:
             if interrupts.requested():
@@ -319,6 +328,12 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(self.model)
             self.step += 1
+            if self.deadline_keeper is not None and self.step - replanned_step >= REPLAN_EVERY_STEPS:
+                now = time.perf_counter()
+                self.deadline_keeper.observe_step_seconds((now - replanned_at) / (self.step - replanned_step))
+                self._replan()
+                end_step = min(end_step, self.total_steps)  # a shortened run ends, and evaluates, at its new end
+                replanned_at, replanned_step = now, self.step
             loss_sum += loss.detach() * y.shape[0]
             correct += (logits.detach().argmax(dim=1) == y).sum()
             frames += y.shape[0]

@@ -307,3 +307,20 @@ def test_a_deadline_moves_the_linear_schedules_end_to_what_the_time_left_buys(ti
     assert result.history[-1].step < 200_000 and result.history[-1].lr == 0.0
     schedule = read_checkpoint(tmp_path / "run" / "last.pt")["scheduler"]["lr_lambdas"][0]
     assert schedule["total"] == result.history[-1].step and schedule["anchor_step"] is not None
+
+
+def test_a_deadline_is_kept_between_evaluations_too(tiny_corpus, tmp_path):
+    # One evaluation only, at the planned end: a load that came and went after the last evaluation (here: the
+    # whole run has none before its end) must not decide the end. The run replans every REPLAN_EVERY_STEPS steps.
+    config = _stepped(tiny_corpus.root, total_steps=200_000, warmup_steps=2, eval_every_steps=200_000)
+    started = time.monotonic()
+    trainer = Trainer(config, tmp_path / "run", progress=False, deadline=started + 4.0)
+    trainer.setup()
+    try:
+        result = trainer.train()
+    finally:
+        trainer.cleanup()
+    wall = time.monotonic() - started
+    last = result.history[-1]
+    assert wall < 8.0, [(m.step, m.total_steps, m.seconds) for m in result.history]  # 200,000 steps: minutes
+    assert last.step < 200_000 and last.lr == 0.0 and last.total_steps == last.step
