@@ -277,11 +277,16 @@ def promote_top_trials(
 
     retrained: set[int] = set()
     search_trials = {trial.number: trial for trial in search_study.get_trials(deepcopy=False)}
-    while any(trial.state == TrialState.WAITING for trial in full_study.get_trials(deepcopy=False)):
-        with warnings.catch_warnings():
-            # Optuna warns that storage heartbeats are meant for Study.optimize; TrialHeartbeat beats for ask/tell.
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial = full_study.ask()
+    while True:
+        # The check and the ask under the start lock: another promoter may take the last queued run between them,
+        # and an ask with nothing queued would start a trial that names no source.
+        with trial_start_lock(storage, config.paths.storage_url, full_study.study_name):
+            if not any(trial.state == TrialState.WAITING for trial in full_study.get_trials(deepcopy=False)):
+                break
+            with warnings.catch_warnings():
+                # Optuna warns that storage heartbeats are meant for Study.optimize; TrialHeartbeat beats for ask/tell.
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = full_study.ask()
         source = search_trials.get(_source_of(trial))  # type: ignore[arg-type]
         if source is None:
             # Not queued by promote (enqueued by hand, or naming a trial that is gone): nothing says what to train.
