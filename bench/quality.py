@@ -178,6 +178,9 @@ def arm_plain_optuna(config: StudyConfig, seed: int, folder: Path, budget_s: flo
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, timeout=max(1.0, deadline - time.monotonic()), catch=(DeadlineReached,))
     finished = [trial for trial in study.trials if trial.value is not None]
+    if not finished:
+        raise SystemExit(f"arm (c): not one epoch of the script's first draw fits in {format_seconds(budget_s)} on "
+                         "this machine; give a larger --budget")
     best = max(finished, key=lambda trial: trial.value)
     checkpoint = folder / "plain" / str(best.number) / BEST_CHECKPOINT
     accuracy = test_accuracy(checkpoint, config, folder / "plain" / "submission.csv")

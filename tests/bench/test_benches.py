@@ -40,7 +40,7 @@ def test_quality_bench_runs_every_arm(small_study):
     data = small_study.parent / "data"
     # The job needs about 40 s even on a tiny corpus (starting Python and a worker, timing the machine); the other
     # arms only train until their deadline, so a short one tests them as well.
-    for arms, budget in (("a", "60s"), ("b,c", "20s")):
+    for arms, budget in (("a", "45s"), ("b,c", "20s")):
         output = _bench("quality.py", "--config", str(small_study), "--data", str(data), "--budget", budget,
                         "--seeds", "1", "--arms", arms, "--workers", "1", timeout=400, ratio=False)
         for arm in arms.split(","):
@@ -67,8 +67,8 @@ def test_the_pruning_bench_runs(small_study):
 
 def test_the_kill_matrix_kills_a_job_and_its_rerun_holds_the_budget(small_study):
     # The cheapest phase to reach: the kill lands after the final model is chosen, the rerun only writes the outputs.
-    # 60 s: the tiny corpus's job needs about 40 s on this machine (the plan refuses less and says so).
+    # 48 s: the tiny corpus's job needs about 40 s on this machine (the plan refuses less and says so).
     output = _bench("kill_matrix.py", "--config", str(small_study), "--data", str(small_study.parent / "data"),
-                    "--budget", "60s", "--workers", "1", "--phases", "outputs", timeout=300)
+                    "--budget", "48s", "--workers", "1", "--phases", "outputs", timeout=300)
     assert re.search(r"^outputs .* params, test [01]\.\d+", output, re.MULTILINE), output
     assert float(output.strip().splitlines()[-1].split()[-1]) <= 1.10, output
