@@ -36,6 +36,7 @@ import optuna
 from phonetune.errors import PhonetuneError
 from phonetune.job.clock import format_seconds, parse_budget
 from phonetune.model import count_params
+from phonetune.model.deadline import Deadline
 from phonetune.model.inference import predict_checkpoint
 from phonetune.model.run_files import BEST_CHECKPOINT
 from phonetune.model.scoring import score_submission
@@ -140,17 +141,22 @@ def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float) ->
         eval_every_steps=max(1, steps // EVALUATIONS), ema_decay=1.0 - 1.0 / max(10, steps // 50),
     )
     run_config = dataclasses.replace(run_config, train=train)
-    trainer = Trainer(run_config, folder / "expert", data=data, progress=False, curves=False)
+    # The step count above is a first guess from one probe; as in the job's final run, the end is replanned from the
+    # step times measured along the way, so a load that comes later neither pushes the arm past its budget (seed 1
+    # on the second corpus once ran 66 s over from a probe 10% fast) nor ends it early.
+    run_deadline = Deadline(at=deadline - PREDICT_RESERVE_S, reserve_steps=predicting / step_s)
+    trainer = Trainer(run_config, folder / "expert", data=data, progress=False, curves=False, deadline=run_deadline)
     try:
         trainer.setup()
         trainer.train()
+        trained = trainer.step
     finally:
         trainer.cleanup()
     accuracy = test_accuracy(folder / "expert" / BEST_CHECKPOINT, config, folder / "expert" / "submission.csv")
     return {"test_accuracy": accuracy, "wall_s": time.monotonic() - started,
-            "detail": f"{params:,} params, {steps:,} steps of batch {run_config.train.batch_size} "
-                      f"({steps * run_config.train.batch_size / data.train.num_frames:.2f} epochs), "
-                      f"{1000 * step_s:.1f} ms a step measured"}
+            "detail": f"{params:,} params, {trained:,} steps of batch {run_config.train.batch_size} "
+                      f"({trained * run_config.train.batch_size / data.train.num_frames:.2f} epochs; {steps:,} "
+                      f"planned from {1000 * step_s:.1f} ms a step measured)"}
 
 
 def arm_plain_optuna(config: StudyConfig, seed: int, folder: Path, budget_s: float) -> dict:
