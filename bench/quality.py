@@ -143,8 +143,8 @@ def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float) ->
     run_config = dataclasses.replace(run_config, train=train)
     # The step count above is a first guess from one probe; as in the job's final run, the end is replanned from the
     # step times measured along the way, so a load that comes later neither pushes the arm past its budget (seed 1
-    # on the second corpus once ran 66 s over from a probe 10% fast) nor ends it early.
-    # The keeper counts the evaluations still to come itself: the reserve after the last step is predicting test.
+    # on the second corpus once ran 66 s over from a probe 10% fast) nor ends it early. The keeper prices the
+    # evaluations still to come itself, so the reserve after the last step is predicting test alone.
     after_training = speed.predict_seconds(params, TEST_FRAMES_GUESS)
     run_deadline = Deadline(at=deadline - PREDICT_RESERVE_S, reserve_steps=after_training / step_s)
     trainer = Trainer(run_config, folder / "expert", data=data, progress=False, curves=False, deadline=run_deadline)
