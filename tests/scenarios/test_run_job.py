@@ -4,6 +4,7 @@ the screen and in the final run and continued, and the starts it must refuse wit
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -14,10 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from corpus import write_tiny_corpus
 from optuna.trial import TrialState
 from search_study import WARM_STARTS, write_study
 
+from phonetune.cli.main import main
 from phonetune.errors import StorageError
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.search import attributes as attrs
@@ -45,6 +48,25 @@ def _command(path: Path, budget: str, workers: int = 1, *extra: str) -> list[str
 def _run(path: Path, budget: str, workers: int = 1, timeout: float = 300, *extra: str):
     return subprocess.run(_command(path, budget, workers, *extra), capture_output=True, text=True, timeout=timeout,
                           check=False)
+
+
+@dataclasses.dataclass
+class _Refusal:
+    returncode: int
+    stderr: str
+
+
+def _run_here(capsys, path: Path, budget: str, workers: int = 1, *extra: str) -> _Refusal:
+    """``phonetune run`` called in this process, for starts that are refused before any training: the same
+    ``main()`` as the command, without starting Python and torch again for each (13 of them took 35 s as processes).
+    The speed probe may leave this process at one torch thread; it is given back its threads after."""
+    threads = torch.get_num_threads()
+    capsys.readouterr()
+    try:
+        code = main(_command(path, budget, workers, *extra)[3:])
+    finally:
+        torch.set_num_threads(threads)
+    return _Refusal(code, capsys.readouterr().err)
 
 
 def _summary(done) -> dict:
@@ -216,16 +238,16 @@ def test_a_job_killed_in_its_screen_and_in_its_final_run_continues_and_still_hol
     assert "waiting" not in done.stderr.lower()
 
 
-def test_starts_that_cannot_succeed_are_refused_before_training_and_leave_nothing_behind(tmp_path):
+def test_starts_that_cannot_succeed_are_refused_before_training_and_leave_nothing_behind(tmp_path, capsys):
     path = _study(tmp_path)
     config = load_study_config(path)
     job_dir = config.paths.artifacts_path / "run"
 
     started = time.monotonic()
-    tiny = _run(path, "1s", timeout=120)  # below the fixed costs: refused before the data is even read
+    tiny = _run_here(capsys, path, "1s")  # below the fixed costs: refused before the data is even read
     assert tiny.returncode == 1 and "cannot be met" in tiny.stderr and "at least" in tiny.stderr
     assert time.monotonic() - started < 20 and not (job_dir / "state.json").exists()
-    short = _run(path, "26s", timeout=120)  # refused by the plan, from this machine's measured speed
+    short = _run_here(capsys, path, "26s")  # refused by the plan, from this machine's measured speed
     assert short.returncode == 1 and "cannot be met on this machine" in short.stderr and "at least" in short.stderr
     assert not (job_dir / "state.json").exists()  # a refused start does not lock the study to its budget
 
@@ -233,7 +255,7 @@ def test_starts_that_cannot_succeed_are_refused_before_training_and_leave_nothin
     test_split = Path(config.data.root) / config.data.test_split
     shutil.move(test_split, tmp_path / "test-aside")
     started = time.monotonic()
-    missing = _run(path, "60s", timeout=120)
+    missing = _run_here(capsys, path, "60s")
     assert missing.returncode == 1 and config.data.test_split in missing.stderr
     assert time.monotonic() - started < 30 and not (job_dir / "state.json").exists()
     shutil.move(tmp_path / "test-aside", test_split)
@@ -243,17 +265,17 @@ def test_starts_that_cannot_succeed_are_refused_before_training_and_leave_nothin
     for broken, named in (({"version": 2, "budget_s": "abc"}, "budget_s"), ([1, 2], "JSON object"),
                           ({"version": 2, "budget_s": 60, "spent_s": -16666667.0}, "spent_s")):
         (job_dir / "state.json").write_text(json.dumps(broken))
-        refused = _run(path, "60s", timeout=120)
+        refused = _run_here(capsys, path, "60s")
         assert refused.returncode == 1 and named in refused.stderr and "Traceback" not in refused.stderr
     assert "--fresh" in refused.stderr  # the way out is named; with it the broken state goes (and this budget is
-    fresh = _run(path, "26s", 1, 120, "--fresh")  # refused again, leaving nothing)
+    fresh = _run_here(capsys, path, "26s", 1, "--fresh")  # refused again, leaving nothing)
     assert fresh.returncode == 1 and "cannot be met" in fresh.stderr and not (job_dir / "state.json").exists()
 
     # A storage that cannot work is refused before any state is written (it was found only after the plan was
     # saved, which then bound the study to that start); the rest of the state checks are in tests/job/test_state.py.
     for storage, named in ((f"sqlite:///{tmp_path / 'no-such-folder' / 'study.db'}", "does not exist"),
                            ("not-a-url", "cannot be parsed")):
-        refused = _run(path, "60s", 1, 60, "--set", f'study.storage="{storage}"')
+        refused = _run_here(capsys, path, "60s", 1, "--set", f'study.storage="{storage}"')
         assert refused.returncode == 1 and named in refused.stderr, refused.stderr[-2000:]
         assert not (job_dir / "state.json").exists() and not (tmp_path / "no-such-folder").exists()
 
@@ -264,7 +286,7 @@ def test_starts_that_cannot_succeed_are_refused_before_training_and_leave_nothin
         lock = tmp_path / "study.db-tiny.job-lock"
         assert _wait_for(lambda: lock.is_file() and "pid" in lock.read_text(),
                          60, first)
-        second = _run(path, "60s", timeout=60)
+        second = _run_here(capsys, path, "60s")
         assert second.returncode == 1 and "already being run" in second.stderr
     finally:
         os.killpg(first.pid, signal.SIGKILL)
