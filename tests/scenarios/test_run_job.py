@@ -40,9 +40,12 @@ def _study(tmp_path: Path, **changes) -> Path:
     return path
 
 
+def _arguments(path: Path, budget: str, workers: int = 1, *extra: str) -> list[str]:
+    return ["run", "--config", str(path), "--budget", budget, "--workers", str(workers), "--quiet", *extra]
+
+
 def _command(path: Path, budget: str, workers: int = 1, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "phonetune.cli", "run", "--config", str(path), "--budget", budget,
-            "--workers", str(workers), "--quiet", *extra]
+    return [sys.executable, "-m", "phonetune.cli", *_arguments(path, budget, workers, *extra)]
 
 
 def _run(path: Path, budget: str, workers: int = 1, timeout: float = 300, *extra: str):
@@ -63,7 +66,7 @@ def _run_here(capsys, path: Path, budget: str, workers: int = 1, *extra: str) ->
     threads = torch.get_num_threads()
     capsys.readouterr()
     try:
-        code = main(_command(path, budget, workers, *extra)[3:])
+        code = main(_arguments(path, budget, workers, *extra))
     finally:
         torch.set_num_threads(threads)
     return _Refusal(code, capsys.readouterr().err)
