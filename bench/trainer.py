@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from phonetune.data_pipeline import DataConfig, SplitData, TrainingData
 from phonetune.data_pipeline.batches import ContextWindows
 from phonetune.model import ModelConfig, RunConfig, TrainConfig, count_params
-from phonetune.model.device import autocast_context, resolve_device
+from phonetune.model.device import autocast_context, bf16_is_native, resolve_device
 from phonetune.model.network import build_model
 from phonetune.model.optim import build_optimizer
 from phonetune.model.trainer import Trainer
@@ -53,7 +53,7 @@ class BareLoop:
         self.batch_size = train.batch_size
         self.model = build_model(run_config.model, run_config.io).to(device)
         self.optimizer = build_optimizer(self.model, train, device)
-        self.use_bf16 = train.bf16 and device.type == "cuda"
+        self.use_bf16 = train.bf16 and bf16_is_native(device)
         generator = torch.Generator(device=device).manual_seed(train.seed)
         self.batches = []
         for x, y in windows.train_batches(train.batch_size, generator):
@@ -81,7 +81,7 @@ class BareLoop:
 
 
 def matmul_gflops(device: torch.device, size: int, repeats: int) -> float:
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = torch.bfloat16 if bf16_is_native(device) else torch.float32
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b
@@ -148,7 +148,7 @@ def main() -> None:
     print(f"bare loop frames/s (median block): {bare_rate:,.0f}")
     print(f"achieved GFLOP/s (6 x params x frames/s): trainer {6 * params * trainer_rate / 1e9:,.1f}, "
           f"bare {6 * params * bare_rate / 1e9:,.1f}")
-    print(f"plain matmul GFLOP/s: {matmul:,.1f} ({'bf16' if device.type == 'cuda' else 'float32'}); "
+    print(f"plain matmul GFLOP/s: {matmul:,.1f} ({'bf16' if bf16_is_native(device) else 'float32'}); "
           f"trainer reaches {6 * params * trainer_rate / 1e9 / matmul:.1%} of it")
     print(f"ratio: {trainer_rate / bare_rate:.3f}")
 

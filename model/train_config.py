@@ -62,7 +62,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # max global gradient norm; 0 turns clipping off
     seed: int = 0  # model init, dropout and the per-epoch shuffle all derive from this
     device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
-    bf16: bool = True  # bfloat16 autocast on CUDA (ignored on CPU, which stays float32 and bitwise reproducible)
+    bf16: bool = True  # bfloat16 autocast where native: CUDA, CPUs with AVX512-BF16/AMX; float32 elsewhere
     compile: bool = False  # torch.compile the model: faster steps on CUDA after a one-off compile
 
     def problems(self) -> list[str]:

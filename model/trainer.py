@@ -7,8 +7,9 @@ dev, step the schedule, write the checkpoint, call the callback. A run's length 
 continues the same run (a search trial that ``phonetune run`` later trains to its end). With ``ema_decay`` the dev
 figures and ``best.pt`` come from an exponential moving average of the weights (``model.ema``). Loss and correct-frame counts accumulate as device
 tensors and are read once per epoch (the progress bar reads them every ``POSTFIX_EVERY_STEPS`` steps), so a CUDA
-run never waits on the host per step. On CUDA the splits live on the GPU and the forward pass runs under bfloat16
-autocast; on CPU everything is float32 and a resumed run is bitwise identical to an uninterrupted one.
+run never waits on the host per step. On CUDA the splits live on the GPU; the forward pass runs under bfloat16
+autocast on CUDA and on CPUs with bfloat16 instructions (``model.device``), float32 elsewhere; on CPU a resumed run
+is bitwise identical to an uninterrupted one either way.
 What the checkpoints hold and when a resume is allowed: ``model.resume``; the end replanned to a deadline:
 ``model.deadline``; the training loss and the dev figures: ``model.loss``.
 
@@ -41,7 +42,7 @@ from phonetune.errors import ConfigError
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET, ensure_fits
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.model.deadline import Deadline, DeadlineKeeper
-from phonetune.model.device import autocast_context, resolve_device
+from phonetune.model.device import autocast_context, bf16_is_native, resolve_device
 from phonetune.model.ema import ModelEMA
 from phonetune.model.loss import evaluate, training_loss
 from phonetune.model.network import PhonemeMLP, build_model
@@ -129,7 +130,7 @@ class Trainer:
         config = self.run_config
         ensure_fits(config.model, config.io, self.param_budget)  # fail before loading data or allocating
         self.device = resolve_device(config.train.device)
-        self.use_bf16 = config.train.bf16 and self.device.type == "cuda"
+        self.use_bf16 = config.train.bf16 and bf16_is_native(self.device)
         data = self._training_data()
         # Checkpoints carry the statistics so that predicting needs neither the training split nor a recomputation.
         self.norm_stats = data.stats
