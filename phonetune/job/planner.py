@@ -24,6 +24,13 @@ Three numbers decide the split; each is a design choice stated here, not a value
   Never above ``[study] param_budget`` (the HW1P2 20M): on a GPU the rule asks for more than 20M, so the final
   model is capped and trains up to ``max_epochs``.
 
+A screen is paid for only when it can compare something: when its time holds fewer trials than the recipes it would
+screen plus ``MIN_SEARCHED_TRIALS`` sampled ones, the plan is *direct*: the first recipe (at the planned size when
+its own is far from it) trains the whole time, its first tenth as the screen's one trial. A CPU's workers share its
+cores, so its screen holds about ``SCREEN_SHARE / TRIAL_SHARE`` trials in turn, and a CPU budget is direct unless the
+model is capped and the surplus goes to the screen. On both flite corpora at 10 and 20 minutes (BENCHMARKS.md) the
+screen held nothing but the recipe at two sizes, and the trial it did not continue threw away a sixth of the budget.
+
 Example::
 
     plan = make_plan(600, speed, train_frames=977_855, dev_frames=142_000, test_frames=142_398,
@@ -33,7 +40,8 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import dataclasses
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Mapping
 
 from phonetune.errors import BudgetError, ConfigError
@@ -49,6 +57,9 @@ MIN_FINAL_STEPS = 50  # a final run shorter than this is not worth starting: the
 # trial; a shorter one would only interrupt its workers while they start.
 MIN_SCREEN_S = 10.0
 FINAL_EVALUATIONS = 8  # the final run evaluates on all of dev this often (search.timing.FULL_RUN_EVALUATIONS)
+# Fewer sampled trials than this are a guess, not a search: ASHA (reduction factor 3) prunes nothing among fewer
+# than three, and the prior sampler's first mutations need a finished trial to mutate.
+MIN_SEARCHED_TRIALS = 3
 
 
 def reserve_seconds(speed: Speed, params: int, predicted_frames: int, slowdown: float = 1.0) -> float:
@@ -98,6 +109,7 @@ class Plan:
     workers: int
     speed: dict  # Speed.to_dict()
     why: str
+    direct: bool = False  # no comparison fits: the screen is the first recipe's first tenth alone, on one worker
 
     @property
     def screen_end(self) -> float:
@@ -115,10 +127,13 @@ class Plan:
         problems = []
         kept = {}
         for field in fields(cls):
+            if field.name not in values and field.default is not MISSING:
+                continue  # a plan kept by an earlier phonetune, from before the field existed
             value = values.get(field.name)
-            wanted = {"int": int, "float": (int, float), "str": str, "dict": dict}[str(field.type)]
-            if isinstance(value, bool) or not isinstance(value, wanted):
-                kind = {"int": "an integer", "float": "a number", "str": "a string", "dict": "a table"}[str(field.type)]
+            wanted = {"int": int, "float": (int, float), "str": str, "dict": dict, "bool": bool}[str(field.type)]
+            if isinstance(value, bool) != (wanted is bool) or not isinstance(value, wanted):
+                kind = {"int": "an integer", "float": "a number", "str": "a string", "dict": "a table",
+                        "bool": "true or false"}[str(field.type)]
                 problems.append(f"plan.{field.name} must be {kind}, but got {value!r}")
             elif wanted in ((int, float), int) and value < 0:
                 problems.append(f"plan.{field.name} must be 0 or more, but got {value!r}")
@@ -132,6 +147,14 @@ class Plan:
         return cls(**kept)
 
     def describe(self) -> str:
+        if self.direct:
+            return (
+                f"budget {format_seconds(self.budget_s)}: preparing {format_seconds(self.prepare_s)}, no screen (the "
+                f"first recipe's first {format_seconds(self.trial_seconds)} on one worker), final run "
+                f"{format_seconds(self.final_seconds)} at the planned size of {self.final_params:,} parameters (about "
+                f"{self.final_epochs:.1f} epochs of {self.train_frames:,} frames), reserve "
+                f"{format_seconds(self.reserve_s)}; {self.why}"
+            )
         return (
             f"budget {format_seconds(self.budget_s)}: preparing {format_seconds(self.prepare_s)}, screen "
             f"{format_seconds(self.screen_s)} ({self.workers} worker{'s' if self.workers != 1 else ''}; each trial "
@@ -156,28 +179,59 @@ def make_plan(
     elapsed_s: float = 0.0,
     min_params: int = 1,
     max_params: int = 0,
+    recipes: int = 0,
 ) -> Plan:
     """Split ``budget_s`` (``elapsed_s`` already spent preparing); see the module docstring.
 
     ``max_epochs`` (the study's ``[fidelity] full_epochs``) bounds the final run's length: time a capped model cannot
     use goes to the screen. ``min_params`` and ``max_params`` are the smallest and largest model of the space (0: no
-    bound beyond ``param_budget``). BudgetError naming the numbers when not even a short final run fits.
+    bound beyond ``param_budget``). ``recipes``: the warm starts the screen would train first (0: none, so there is
+    always a screen). BudgetError naming the numbers when not even a short final run fits.
     """
+    plan = _screened_plan(budget_s, speed, train_frames=train_frames, dev_frames=dev_frames,
+                          test_frames=test_frames, param_budget=param_budget, max_epochs=max_epochs,
+                          batch_size=batch_size, workers=workers, elapsed_s=elapsed_s, min_params=min_params,
+                          max_params=max_params, direct=False)
+    # Trials run side by side only on separate GPUs; a CPU's workers share its cores, so its trials take turns.
+    parallel = workers if speed.device != "cpu" else 1
+    holds = plan.screen_s / max(plan.trial_seconds, 1e-9) * parallel
+    if recipes and holds < recipes + MIN_SEARCHED_TRIALS:
+        direct = _screened_plan(budget_s, speed, train_frames=train_frames, dev_frames=dev_frames,
+                                test_frames=test_frames, param_budget=param_budget, max_epochs=max_epochs,
+                                batch_size=batch_size, workers=1, elapsed_s=elapsed_s, min_params=min_params,
+                                max_params=max_params, direct=True)
+        why = (f"{direct.why}; no screen: its time would hold {holds:.1f} trials, fewer than the {recipes} "
+               f"recipe{'s' if recipes != 1 else ''} plus {MIN_SEARCHED_TRIALS} searched, so the first recipe trains "
+               "the whole time")
+        return dataclasses.replace(direct, why=why)
+    return plan
+
+
+def _screened_plan(budget_s: float, speed: Speed, *, train_frames: int, dev_frames: int, test_frames: int,
+                   param_budget: int, max_epochs: float, batch_size: int, workers: int, elapsed_s: float,
+                   min_params: int, max_params: int, direct: bool) -> Plan:
+    """The split with a screen of ``SCREEN_SHARE``, or (``direct``) with a screen that is the final run's first
+    tenth alone: the training time is then all the final run's, less starting the screen's one worker."""
     budget_cap = param_budget
     if max_params:
         param_budget = min(param_budget, max_params)
     # The final run is its trial (run during the screen) plus its continuation, which is what the screen leaves;
     # its evaluations on all of dev come out of that, and predicting dev and test with it out of the reserve (its
     # size decides both, so it is sized first on the fixed part of the reserve).
-    rough = (1.0 - SCREEN_SHARE) * (budget_s - elapsed_s - MIN_RESERVE_S) / (1.0 - TRIAL_SHARE)
+    rough = ((1.0 - SCREEN_SHARE) * (budget_s - elapsed_s - MIN_RESERVE_S) / (1.0 - TRIAL_SHARE) if not direct
+             else budget_s - elapsed_s - MIN_RESERVE_S - MIN_SCREEN_S)
     final_params = compute_optimal_params(speed, rough, batch_size, param_budget, min_params)
     reserve = reserve_seconds(speed, final_params, dev_frames + test_frames)
     available = budget_s - elapsed_s - reserve
-    screen = SCREEN_SHARE * max(0.0, available)
     evaluating = FINAL_EVALUATIONS * speed.predict_seconds(final_params, dev_frames)
-    # A short budget's quarter may not start a worker and run a trial: the screen then takes what that needs.
-    screen = max(screen, MIN_SCREEN_S * (1.0 - TRIAL_SHARE) + TRIAL_SHARE * (available - evaluating))
-    final = (available - screen - evaluating) / (1.0 - TRIAL_SHARE)
+    if direct:
+        final = available - evaluating - MIN_SCREEN_S
+        screen = TRIAL_SHARE * final + MIN_SCREEN_S
+    else:
+        screen = SCREEN_SHARE * max(0.0, available)
+        # A short budget's quarter may not start a worker and run a trial: the screen then takes what that needs.
+        screen = max(screen, MIN_SCREEN_S * (1.0 - TRIAL_SHARE) + TRIAL_SHARE * (available - evaluating))
+        final = (available - screen - evaluating) / (1.0 - TRIAL_SHARE)
     step_s = speed.seconds_per_frame(final_params, batch_size) * batch_size
     continuation = (1.0 - TRIAL_SHARE) * final
     if continuation < MIN_FINAL_STEPS * step_s:
@@ -195,7 +249,7 @@ def make_plan(
     if final_params >= param_budget:
         why = (f"the parameter budget ({param_budget:,}) caps the model" if param_budget == budget_cap
                else f"the largest model of the space ({param_budget:,} parameters) caps it")
-        if epochs > max_epochs:
+        if epochs > max_epochs and not direct:
             # A capped model needs no more than max_epochs: the rest of its time buys more trials.
             final = max_epochs * speed.seconds_per_frame(final_params, batch_size) * train_frames
             screen = available - evaluating - (1.0 - TRIAL_SHARE) * final
@@ -207,5 +261,5 @@ def make_plan(
         budget_s=budget_s, prepare_s=elapsed_s, reserve_s=reserve, screen_s=screen,
         trial_seconds=TRIAL_SHARE * final, final_seconds=final, final_params=final_params, final_epochs=epochs,
         train_frames=train_frames, dev_frames=dev_frames, test_frames=test_frames, batch_size=batch_size,
-        workers=workers, speed=speed.to_dict(), why=why,
+        workers=workers, speed=speed.to_dict(), why=why, direct=direct,
     )

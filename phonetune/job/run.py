@@ -48,7 +48,7 @@ from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.job.clock import BudgetClock, format_seconds
 from phonetune.job.final import build_final_model, run_final
 from phonetune.job.planner import MIN_RESERVE_S, MIN_SCREEN_S, Plan, make_plan
-from phonetune.job.screen import run_screen, screen_standings, screen_study
+from phonetune.job.screen import run_screen, screen_recipes, screen_standings, screen_study
 from phonetune.job.state import STATE_FILE, JobState
 from phonetune.model.speed_probe import measure_speed
 from phonetune.results.export import write_ablation_sheet
@@ -255,12 +255,14 @@ def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: in
     speed = measure_speed(config.train.device, split=data.train)
     first = config.warm_start[0] if config.warm_start else None
     batch = int(first.values.get("batch_size", config.train.batch_size)) if first else config.train.batch_size
-    return make_plan(
-        budget_s, speed, train_frames=data.train.num_frames, dev_frames=data.dev.num_frames,
-        test_frames=test_frames, param_budget=config.param_budget, max_epochs=config.fidelity.full_epochs,
-        batch_size=batch, workers=workers, elapsed_s=elapsed_s + time.monotonic() - started,
-        min_params=smallest_budget_for_every_trial(config), max_params=largest_model_of_space(config),
-    )
+    sizes = dict(train_frames=data.train.num_frames, dev_frames=data.dev.num_frames, test_frames=test_frames,
+                 param_budget=config.param_budget, max_epochs=config.fidelity.full_epochs, batch_size=batch,
+                 workers=workers, min_params=smallest_budget_for_every_trial(config),
+                 max_params=largest_model_of_space(config))
+    screened = make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started, **sizes)
+    # Which recipes a screen would train depends on the planned size, so the plan is made once to count them.
+    return make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started,
+                     recipes=screen_recipes(config, screened), **sizes)
 
 
 def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan,
@@ -272,7 +274,7 @@ def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: B
     states: dict[str, int] = {}
     for trial in search_study.get_trials(deepcopy=False):
         states[trial.state.name] = states.get(trial.state.name, 0) + 1
-    standings = screen_standings(screen, config.warm_start)
+    standings = screen_standings(screen, config.warm_start, direct=plan.direct)
     return {
         "study": config.name,
         "budget_s": clock.budget_s,

@@ -4,8 +4,9 @@ Every candidate trains for the same wall time as the first tenth of the final ru
 training data at full learning rate, evaluated through a weight average; ASHA stops the weak ones after a third of
 their evaluations. The candidates: each ``[[warm_start]]`` recipe at its own size (unless far smaller than the
 plan's), each recipe resized to the planned size (``expert@1.3M``), then the prior sampler's mutations of the best
-so far, widening to TPE. A screen the deadline cut with no complete trial is extended a little rather than ending
-with nothing.
+so far, widening to TPE. A direct plan (``job.planner``: the screen's time holds no comparison) screens the first
+of those recipes alone, on one worker. A screen the deadline cut with no complete trial is extended a little rather
+than ending with nothing.
 """
 
 from __future__ import annotations
@@ -94,18 +95,36 @@ def screen_study(config: StudyConfig, plan: Plan) -> StudyConfig:
     screened = [(recipe, own) for recipe, own in zip(recipes, sizes)
                 if own * RESIZE_FACTOR >= plan.final_params and recipe.values.get("hidden_layers", 1) >= 1]
     resized = _resized_warm_starts(config, recipes, sizes, plan.final_params)
+    if plan.direct:
+        # No comparison fits (job.planner): the likeliest winner alone, the first recipe at the planned size when
+        # it was resized, as it is otherwise.
+        candidates = [*resized, *(recipe for recipe, _own in screened)][:1]
+        sizes_kept = [own for recipe, own in screened if recipe in candidates]
+        budget = min(config.param_budget, max([plan.final_params, *sizes_kept]))
+        return _screen_config(config, plan, timing, space, candidates, budget, n_trials=1)
     budget = min(config.param_budget, max([plan.final_params, *(own for _recipe, own in screened)]))
     warm_starts = [recipe for recipe, _own in screened]
+    # The planned size first: the likelier winner starts early.
+    return _screen_config(config, plan, timing, space, [*resized, *warm_starts], budget, n_trials=0)
+
+
+def screen_recipes(config: StudyConfig, plan: Plan) -> int:
+    """How many warm starts a screen of ``plan``'s size would train before it samples (the planner's ``recipes``)."""
+    return len(screen_study(config, dataclasses.replace(plan, direct=False)).warm_start)
+
+
+def _screen_config(config: StudyConfig, plan: Plan, timing: TimingConfig, space: dict, warm_starts: list[WarmStart],
+                   budget: int, n_trials: int) -> StudyConfig:
     return dataclasses.replace(
         config,
-        study=dataclasses.replace(config.study, n_trials=0, timeout_seconds=max(1.0, plan.screen_s),
+        study=dataclasses.replace(config.study, n_trials=n_trials, timeout_seconds=max(1.0, plan.screen_s),
                                   param_budget=budget),
         fidelity=dataclasses.replace(config.fidelity, train_fraction=1.0, full_train_fraction=1.0),
         timing=timing,
         sampler=dataclasses.replace(config.sampler, kind="prior", target_params=plan.final_params),
         pruner=SCREEN_PRUNER,
         space=space,
-        warm_start=[*resized, *warm_starts],  # the planned size first: the likelier winner starts early
+        warm_start=warm_starts,
     )
 
 
@@ -138,6 +157,8 @@ def run_screen(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: P
             gpus: Sequence[str], progress: bool) -> None:
     left = plan.screen_end - clock.spent
     margin = min(SEARCH_MARGIN_S, 0.1 * plan.screen_s)
+    if plan.direct:
+        workers = 1  # one trial: a second worker would only take half the cores from it
     if left > margin:
         logger.info("screen: %s left with %d worker(s); every trial the first %s of its final run, at the planned "
                     "size of %s parameters", format_seconds(left), workers, format_seconds(plan.trial_seconds),
@@ -200,7 +221,8 @@ def job_status(phase: str, clock: BudgetClock, phase_end: float | None) -> str:
     return f"{phase}{of_phase}, {format_seconds(max(0.0, clock.left))} of {format_seconds(clock.budget_s)} left"
 
 
-def screen_standings(screen: StudyConfig, config_warm_starts: Sequence[WarmStart]) -> dict[str, Any]:
+def screen_standings(screen: StudyConfig, config_warm_starts: Sequence[WarmStart], direct: bool = False
+                     ) -> dict[str, Any]:
     """How the screen ended, for the summary: the winner, and each warm start's result at the same fidelity."""
     trials = open_study(screen).get_trials(deepcopy=False)
     ranked = rank_complete_trials(trials)
@@ -235,12 +257,17 @@ def screen_standings(screen: StudyConfig, config_warm_starts: Sequence[WarmStart
     if origin is None and attrs.MUTATED_FROM in winner.user_attrs:
         origin = f"a mutation of trial {winner.user_attrs[attrs.MUTATED_FROM]}"
     screened = {entry.name for entry in screen.warm_start}
-    not_screened = {
-        entry.name: ("it has no hidden layer, so it cannot be sized to the plan, and a far smaller model wins a "
-                     "short trial for its speed alone") if not entry.values.get("hidden_layers", 1)
-        else ("it is far smaller than the planned size; screened resized instead")
-        for entry in config_warm_starts if entry.name not in screened
-    }
+    first = screen.warm_start[0].name if screen.warm_start else None
+
+    def why_not(entry: WarmStart) -> str:
+        if not entry.values.get("hidden_layers", 1):
+            return ("it has no hidden layer, so it cannot be sized to the plan, and a far smaller model wins a short "
+                    "trial for its speed alone")
+        if direct:
+            return f"the budget holds no comparison (the plan is direct): {first} alone trained the whole time"
+        return "it is far smaller than the planned size; screened resized instead"
+
+    not_screened = {entry.name: why_not(entry) for entry in config_warm_starts if entry.name not in screened}
     return {"winner": {**standing(winner), "from": origin or "the base sampler"}, "warm_starts": recipes,
             "not_screened": not_screened, "complete_trials": len(ranked), "trials": len(trials),
             "trial_seconds": screen.timing.trial_seconds, "dev_share": screen.timing.dev_fraction}

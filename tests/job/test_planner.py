@@ -10,8 +10,10 @@ import pytest
 from phonetune.errors import BudgetError, ConfigError
 from phonetune.job.clock import format_seconds, parse_budget
 from phonetune.job.planner import (
+    FINAL_EVALUATIONS,
     FRAMES_PER_PARAM,
     MIN_RESERVE_S,
+    MIN_SCREEN_S,
     SCREEN_SHARE,
     Plan,
     compute_optimal_params,
@@ -69,6 +71,36 @@ def test_a_cpu_budget_screens_a_quarter_and_continues_a_mid_sized_model():
     assert plan.screen_end == pytest.approx(plan.prepare_s + plan.screen_s)
 
 
+def test_a_cpu_screen_that_holds_only_the_recipes_is_skipped_and_its_time_goes_to_the_final_run():
+    screened = make_plan(600, CPU, **DEMO, param_budget=20_000_000, max_epochs=25, batch_size=1024, workers=2,
+                         elapsed_s=20)
+    direct = make_plan(600, CPU, **DEMO, param_budget=20_000_000, max_epochs=25, batch_size=1024, workers=2,
+                       elapsed_s=20, recipes=2)
+    assert not screened.direct and direct.direct and direct.workers == 1
+    assert "no screen" in direct.why and "2 recipes plus 3 searched" in direct.why
+    # The whole training time is the final run's, less starting the one worker that runs its first tenth.
+    training = direct.budget_s - direct.prepare_s - direct.reserve_s
+    evaluating = training - MIN_SCREEN_S - direct.final_seconds
+    assert evaluating == pytest.approx(FINAL_EVALUATIONS * CPU.predict_seconds(direct.final_params, DEMO["dev_frames"]))
+    assert direct.trial_seconds == pytest.approx(0.1 * direct.final_seconds)
+    assert direct.screen_s == pytest.approx(direct.trial_seconds + MIN_SCREEN_S)
+    assert direct.final_seconds > 1.15 * screened.final_seconds
+    # More time, so a larger compute-optimal model, at about the same frames per parameter.
+    assert direct.final_params > screened.final_params
+    assert direct.prepare_s + direct.screen_s + 0.9 * direct.final_seconds + direct.reserve_s <= 600 + 1e-6
+    assert "no screen" in direct.describe() and Plan.from_dict(direct.to_dict(), "state.json") == direct
+    # One recipe still leaves no room for three searched trials beside it on one CPU.
+    assert make_plan(600, CPU, **DEMO, param_budget=20_000_000, max_epochs=25, batch_size=1024, workers=1,
+                     recipes=1).direct
+
+
+def test_gpu_budgets_screen_even_with_recipes():
+    for budget, workers in ((1200, 1), (6 * 3600, 4)):
+        plan = make_plan(budget, H200, **HW1P2, param_budget=20_000_000, max_epochs=25, batch_size=8192,
+                         workers=workers, elapsed_s=120, recipes=2)
+        assert not plan.direct and plan.screen_s / plan.trial_seconds * workers > 5, plan
+
+
 def test_six_hours_on_h200s_train_a_20m_model_for_the_studys_epochs_and_screen_with_the_rest():
     plan = make_plan(6 * 3600, H200, **HW1P2, param_budget=20_000_000, max_epochs=25, batch_size=8192, workers=4,
                      elapsed_s=120)
@@ -107,6 +139,13 @@ def test_a_state_files_plan_with_wrong_types_is_a_named_error():
             Plan.from_dict(broken, "state.json")
     with pytest.raises(ConfigError, match="plan must be a table"):
         Plan.from_dict("x", "state.json")
+    # A plan kept before "direct" existed is a screened one; a kept "direct" must be true or false.
+    older = {key: value for key, value in plan.to_dict().items() if key != "direct"}
+    assert Plan.from_dict(older, "state.json") == plan and not plan.direct
+    with pytest.raises(ConfigError, match=r"plan\.direct must be true or false, but got 'yes'"):
+        Plan.from_dict({**plan.to_dict(), "direct": "yes"}, "state.json")
+    with pytest.raises(ConfigError, match=r"plan\.budget_s must be a number, but got True"):
+        Plan.from_dict({**plan.to_dict(), "budget_s": True}, "state.json")
     assert not math.isnan(plan.final_epochs)
 
 
