@@ -157,16 +157,20 @@ def run_screen(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: P
             gpus: Sequence[str], progress: bool) -> None:
     left = plan.screen_end - clock.spent
     margin = min(SEARCH_MARGIN_S, 0.1 * plan.screen_s)
+    end = plan.screen_end
     if plan.direct:
         workers = 1  # one trial: a second worker would only take half the cores from it
+        # Its one trial is the final run's start, so a slow worker start must not cut it (the final run prices
+        # what is left from the clock): the hard stop waits up to another trial's length, for a machine under load.
+        end += plan.trial_seconds
     if left > margin:
         logger.info("screen: %s left with %d worker(s); every trial the first %s of its final run, at the planned "
                     "size of %s parameters", format_seconds(left), workers, format_seconds(plan.trial_seconds),
                     f"{plan.final_params:,}")
         timed = dataclasses.replace(screen, study=dataclasses.replace(
             screen.study, timeout_seconds=max(1.0, left - margin)))
-        run_search(timed, workers=workers, gpus=gpus, progress=progress, deadline=clock.deadline_at(plan.screen_end),
-                   status=lambda: job_status("screen", clock, plan.screen_end))
+        run_search(timed, workers=workers, gpus=gpus, progress=progress, deadline=clock.deadline_at(end),
+                   status=lambda: job_status("screen", clock, end))
     for _attempt in range(SCREEN_EXTENSIONS):
         if _screened(screen) and rank_complete_trials(open_study(screen).get_trials(deepcopy=False)):
             break
