@@ -1,9 +1,9 @@
 """``measure_speed``: time real training steps on this machine and fit ``model.speed.Speed`` through them.
 
 The steps are what training does (windows gathered from the real training split when one is given, AdamW, batch
-norm, GELU, cross-entropy; bf16 autocast on CUDA), for a small model (dominated by the per-frame cost) and a larger
-one (dominated by the per-parameter cost), the larger one also at a small batch (the per-step cost). Measured
-overheads, not a factor fitted once, are what ``phonetune run`` prices its runs with.
+norm, GELU, cross-entropy; bf16 autocast where native, as in training), for a small model (dominated by the
+per-frame cost) and a larger one (dominated by the per-parameter cost), the larger one also at a small batch (the
+per-step cost). Measured overheads, not a factor fitted once, are what ``phonetune run`` prices its runs with.
 
 The thread count is measured too: on a machine where another process holds a core, torch's default of one thread
 per core makes every step wait for the busy core, and one thread is faster; the probe then keeps one thread for

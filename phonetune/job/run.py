@@ -247,9 +247,11 @@ def prepare_data(config: StudyConfig, progress: bool) -> int:
     return test.num_frames
 
 
-def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: int, test_frames: int) -> Plan:
+def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: int, test_frames: int,
+             direct: bool = True) -> Plan:
     """Time this machine on the study's training data and split ``budget_s`` (``elapsed_s`` of it spent before the
-    call; the timing itself counts too)."""
+    call; the timing itself counts too). ``direct=False``: a screened plan even where no comparison fits
+    (``bench/fidelity.py`` measures the screen itself)."""
     started = time.monotonic()
     data = load_fidelity_data(config, attrs.FULL_FIDELITY)
     speed = measure_speed(config.train.device, split=data.train)
@@ -260,6 +262,8 @@ def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: in
                  workers=workers, min_params=smallest_budget_for_every_trial(config),
                  max_params=largest_model_of_space(config))
     screened = make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started, **sizes)
+    if not direct:
+        return screened
     # Which recipes a screen would train depends on the planned size, so the plan is made once to count them.
     return make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started,
                      recipes=screen_recipes(config, screened), **sizes)
