@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from phonetune.data_pipeline import DataConfig, SplitData, TrainingData
 from phonetune.data_pipeline.batches import ContextWindows
 from phonetune.model import ModelConfig, RunConfig, TrainConfig, count_params
-from phonetune.model.device import autocast_context, bf16_is_native, resolve_device
+from phonetune.model.device import autocast_context, bf16_is_native, bf16_pays, resolve_device
 from phonetune.model.network import build_model
 from phonetune.model.optim import build_optimizer
 from phonetune.model.trainer import Trainer
@@ -53,7 +53,8 @@ class BareLoop:
         self.batch_size = train.batch_size
         self.model = build_model(run_config.model, run_config.io).to(device)
         self.optimizer = build_optimizer(self.model, train, device)
-        self.use_bf16 = train.bf16 and bf16_is_native(device)
+        self.use_bf16 = train.bf16 and bf16_pays(
+            device, count_params(run_config.model, run_config.io), train.batch_size)
         generator = torch.Generator(device=device).manual_seed(train.seed)
         self.batches = []
         for x, y in windows.train_batches(train.batch_size, generator):

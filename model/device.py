@@ -40,15 +40,31 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return False
 
 
+# On a CPU each autocast cast costs about as much as a small matmul saves: below this many multiply-adds per layer
+# stack and batch (parameters x batch size) a bf16 step is slower. Measured on the 2-core Zen 4 development machine
+# (BENCHMARKS.md): 0.70x at 3k parameters x 64, 0.86x at 12k x 256, 1.18x at 44k x 512, 1.55x at 97k x 1024.
+CPU_BF16_MIN_WORK = 10_000_000
+
+
 def bf16_is_native(device: torch.device) -> bool:
-    """Where bfloat16 autocast pays: every CUDA device this project runs on, and CPUs with bfloat16 instructions. On
-    this project's 2-core Zen 4 machine it makes a training step of the expert recipe 1.5-1.85x faster."""
+    """Whether the device multiplies bfloat16 in hardware: every CUDA device this project runs on, and CPUs with
+    bfloat16 instructions."""
     return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
 
 
+def bf16_pays(device: torch.device, params: int, batch_size: int) -> bool:
+    """Where bfloat16 autocast makes a ``params``-parameter model's steps at ``batch_size`` faster: on CUDA always,
+    on a CPU with bfloat16 instructions once the matmuls outweigh the casts. On this project's 2-core Zen 4 machine a
+    training step of the expert recipe is 1.5-1.85x faster."""
+    if device.type == "cpu":
+        return cpu_has_native_bf16() and params * batch_size >= CPU_BF16_MIN_WORK
+    return bf16_is_native(device)
+
+
 def autocast_context(device: torch.device, bf16: bool):
-    """bfloat16 autocast when asked and the device computes it natively; float32 (a no-op context) otherwise. Either
-    way a run is deterministic on CPU: a resumed run repeats an uninterrupted one bit for bit."""
+    """bfloat16 autocast when asked (callers ask where ``bf16_pays``) and the device computes it natively; float32 (a
+    no-op context) otherwise. Either way a run is deterministic on CPU: a resumed run repeats an uninterrupted one bit
+    for bit."""
     if bf16 and bf16_is_native(device):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -25,7 +25,7 @@ from phonetune.data_pipeline.batches import ContextWindows
 from phonetune.errors import CheckpointError, ConfigError
 from phonetune.model.budget import count_params
 from phonetune.model.checkpoint import read_checkpoint
-from phonetune.model.device import autocast_context, resolve_device
+from phonetune.model.device import autocast_context, bf16_pays, resolve_device
 from phonetune.model.network import PhonemeMLP
 from phonetune.model.train_config import RunConfig, run_config_from_mapping
 
@@ -75,8 +75,11 @@ def _batch_logits(
     device = torch.device(device)
     model.eval()
     windows = ContextWindows(split_data, run_config.data.context_frames, device)
+    # The precision the run trained and evaluated on dev in (model.trainer), so dev figures repeat here.
+    bf16 = run_config.train.bf16 and bf16_pays(device, count_params(run_config.model, run_config.io),
+                                                run_config.train.batch_size)
     for x, _ in windows.eval_batches(batch_size or run_config.train.eval_batch_size, recycle=True):
-        with autocast_context(device, run_config.train.bf16):
+        with autocast_context(device, bf16):
             yield model(x)  # (batch, num_classes)
 
 

@@ -27,7 +27,7 @@ from phonetune.data_pipeline.batches import ContextWindows
 from phonetune.data_pipeline.split import SplitData, subsample_utterances
 from phonetune.model.budget import count_params
 from phonetune.model.config import ModelConfig, ModelIO
-from phonetune.model.device import autocast_context, resolve_device
+from phonetune.model.device import autocast_context, bf16_pays, resolve_device
 from phonetune.model.network import build_model
 from phonetune.model.speed import Speed
 from phonetune.model.train_config import RunConfig
@@ -49,6 +49,7 @@ def _seconds_per_frame(config: ModelConfig, context: int, batch_size: int, devic
     feature_width = split.feature_width if split is not None else 28
     io = ModelIO((2 * context + 1) * feature_width, 40)
     model = build_model(config, io).to(device)
+    bf16 = bf16_pays(device, count_params(config, io), batch_size)  # as the trainer decides
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     generator = torch.Generator(device=device).manual_seed(0)
     if split is not None:
@@ -69,7 +70,7 @@ def _seconds_per_frame(config: ModelConfig, context: int, batch_size: int, devic
                 inputs, labels = next(batches)
         else:
             inputs, labels = x, labels_of
-        with autocast_context(device, True):
+        with autocast_context(device, bf16):
             loss = F.cross_entropy(model(inputs), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

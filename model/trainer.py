@@ -8,7 +8,8 @@ continues the same run (a search trial that ``phonetune run`` later trains to it
 figures and ``best.pt`` come from an exponential moving average of the weights (``model.ema``). Loss and correct-frame counts accumulate as device
 tensors and are read once per epoch (the progress bar reads them every ``POSTFIX_EVERY_STEPS`` steps), so a CUDA
 run never waits on the host per step. On CUDA the splits live on the GPU; the forward pass runs under bfloat16
-autocast on CUDA and on CPUs with bfloat16 instructions (``model.device``), float32 elsewhere; on CPU a resumed run
+autocast on CUDA and on CPUs with bfloat16 instructions for all but tiny models (``model.device``), float32
+elsewhere; on CPU a resumed run
 is bitwise identical to an uninterrupted one either way.
 What the checkpoints hold and when a resume is allowed: ``model.resume``; the end replanned to a deadline:
 ``model.deadline``; the training loss and the dev figures: ``model.loss``.
@@ -39,10 +40,10 @@ from phonetune import interrupts
 from phonetune.data_pipeline.batches import ContextWindows
 from phonetune.data_pipeline.load import TrainingData, load_training_data
 from phonetune.errors import ConfigError
-from phonetune.model.budget import DEFAULT_PARAM_BUDGET, ensure_fits
+from phonetune.model.budget import DEFAULT_PARAM_BUDGET, count_params, ensure_fits
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.model.deadline import Deadline, DeadlineKeeper
-from phonetune.model.device import autocast_context, bf16_is_native, resolve_device
+from phonetune.model.device import autocast_context, bf16_pays, resolve_device
 from phonetune.model.ema import ModelEMA
 from phonetune.model.loss import evaluate, training_loss
 from phonetune.model.network import PhonemeMLP, build_model
@@ -130,7 +131,8 @@ class Trainer:
         config = self.run_config
         ensure_fits(config.model, config.io, self.param_budget)  # fail before loading data or allocating
         self.device = resolve_device(config.train.device)
-        self.use_bf16 = config.train.bf16 and bf16_is_native(self.device)
+        self.use_bf16 = config.train.bf16 and bf16_pays(
+            self.device, count_params(config.model, config.io), config.train.batch_size)
         data = self._training_data()
         # Checkpoints carry the statistics so that predicting needs neither the training split nor a recomputation.
         self.norm_stats = data.stats

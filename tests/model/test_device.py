@@ -6,7 +6,13 @@ from pathlib import Path
 
 import torch
 
-from phonetune.model.device import autocast_context, bf16_is_native, cpu_has_native_bf16
+from phonetune.model.device import (
+    CPU_BF16_MIN_WORK,
+    autocast_context,
+    bf16_is_native,
+    bf16_pays,
+    cpu_has_native_bf16,
+)
 
 
 def _cpuinfo(tmp_path: Path, name: str, flags: str) -> Path:
@@ -36,3 +42,12 @@ def test_autocast_runs_bf16_on_this_cpu_exactly_when_its_flags_have_it():
     assert bf16_is_native(cpu) == native
     assert asked.dtype == (torch.bfloat16 if native else torch.float32)
     assert refused.dtype == torch.float32
+
+
+def test_a_cpu_autocasts_only_models_whose_matmuls_outweigh_the_casts():
+    cpu = torch.device("cpu")
+    native = bf16_is_native(cpu)
+    assert bf16_pays(cpu, 3_609_640, 1024) == native  # the expert recipe
+    assert bf16_pays(cpu, CPU_BF16_MIN_WORK // 250, 250) == native
+    assert not bf16_pays(cpu, 12_000, 256) and not bf16_pays(cpu, CPU_BF16_MIN_WORK // 250 - 1, 250)
+    assert bf16_pays(torch.device("cuda"), 1_000, 8)  # CUDA: always (its launches, not casts, bound a tiny step)
