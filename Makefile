@@ -45,9 +45,10 @@ DEMO_BUDGET ?= 8m
 DEMO_SET := --set data.root=$(DEMO_DATA)
 
 # The whole job on the demo corpus under one budget (`phonetune run`): the planner times this machine and splits the
-# budget, a 2-worker search on SQLite (warm-start trials first, pruning), the best trials retrained on all the
-# training data, the best run or the ensemble that beats it on dev, the scored test submission, the ablation sheet
-# and the report. Interrupted, the same command continues where it stopped and spends only the budget left.
+# budget; a screen of the warm-start recipes and searched trials on SQLite when its time holds a comparison (on two
+# CPU cores it does not, and the expert recipe at the planned size trains the whole time); the winner continued to
+# the deadline, the scored test submission, the ablation sheet and the report. Interrupted, the same command
+# continues where it stopped and spends only the budget left.
 demo: demo-data
 	$(BIN)/phonetune run --config $(DEMO_STUDY) --budget $(DEMO_BUDGET) --workers $(DEMO_WORKERS) \
 		--sheet ablation_sheet.csv $(DEMO_SET)
