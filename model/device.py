@@ -40,10 +40,12 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return False
 
 
-# On a CPU each autocast cast costs about as much as a small matmul saves: below this many multiply-adds per layer
-# stack and batch (parameters x batch size) a bf16 step is slower. Measured on the 2-core Zen 4 development machine
-# (BENCHMARKS.md): 0.70x at 3k parameters x 64, 0.86x at 12k x 256, 1.18x at 44k x 512, 1.55x at 97k x 1024.
-CPU_BF16_MIN_WORK = 10_000_000
+# On a CPU autocast casts the weights at every step, which costs about what a small model's matmuls save, and a
+# small batch gives the matmuls too little to save. Measured on the 2-core Zen 4 development machine, a training step
+# timed alone in bf16 against float32 (BENCHMARKS.md): 12k parameters 0.95x even at batch 1024 and 44.7k 1.15x;
+# 0.53M 0.89x at batch 32 and 1.44x at 128; the 3.6M expert recipe 1.31x at batch 64 and 1.85x at 1024.
+CPU_BF16_MIN_PARAMS = 30_000
+CPU_BF16_MIN_BATCH = 64
 
 
 def bf16_is_native(device: torch.device) -> bool:
@@ -57,7 +59,7 @@ def bf16_pays(device: torch.device, params: int, batch_size: int) -> bool:
     on a CPU with bfloat16 instructions once the matmuls outweigh the casts. On this project's 2-core Zen 4 machine a
     training step of the expert recipe is 1.5-1.85x faster."""
     if device.type == "cpu":
-        return cpu_has_native_bf16() and params * batch_size >= CPU_BF16_MIN_WORK
+        return cpu_has_native_bf16() and params >= CPU_BF16_MIN_PARAMS and batch_size >= CPU_BF16_MIN_BATCH
     return bf16_is_native(device)
 
 

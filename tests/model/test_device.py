@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from phonetune.model.device import (
-    CPU_BF16_MIN_WORK,
+    CPU_BF16_MIN_BATCH,
+    CPU_BF16_MIN_PARAMS,
     autocast_context,
     bf16_is_native,
     bf16_pays,
@@ -48,6 +49,7 @@ def test_a_cpu_autocasts_only_models_whose_matmuls_outweigh_the_casts():
     cpu = torch.device("cpu")
     native = bf16_is_native(cpu)
     assert bf16_pays(cpu, 3_609_640, 1024) == native  # the expert recipe
-    assert bf16_pays(cpu, CPU_BF16_MIN_WORK // 250, 250) == native
-    assert not bf16_pays(cpu, 12_000, 256) and not bf16_pays(cpu, CPU_BF16_MIN_WORK // 250 - 1, 250)
+    assert bf16_pays(cpu, CPU_BF16_MIN_PARAMS, CPU_BF16_MIN_BATCH) == native
+    assert not bf16_pays(cpu, 12_392, 1024)  # a tiny model: the casts cost more than its matmuls save
+    assert not bf16_pays(cpu, 529_448, 32)  # a small batch: too little to save per cast
     assert bf16_pays(torch.device("cuda"), 1_000, 8)  # CUDA: always (its launches, not casts, bound a tiny step)
