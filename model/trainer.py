@@ -7,10 +7,10 @@ dev, step the schedule, write the checkpoint, call the callback. A run's length 
 continues the same run (a search trial that ``phonetune run`` later trains to its end). With ``ema_decay`` the dev
 figures and ``best.pt`` come from an exponential moving average of the weights (``model.ema``). Loss and correct-frame counts accumulate as device
 tensors and are read once per epoch (the progress bar reads them every ``POSTFIX_EVERY_STEPS`` steps), so a CUDA
-run never waits on the host per step. On CUDA the splits live on the GPU; the forward pass runs under bfloat16
-autocast on CUDA and on CPUs with bfloat16 instructions for all but tiny models (``model.device``), float32
-elsewhere; on CPU a resumed run
-is bitwise identical to an uninterrupted one either way.
+run never waits on the host per step. On CUDA the splits live on the GPU. The forward pass runs under bfloat16
+autocast on CUDA, and on CPUs with bfloat16 instructions except for tiny models and small batches
+(``model.device.bf16_pays``); elsewhere it is float32. On CPU a resumed run is bitwise identical to an
+uninterrupted one either way.
 What the checkpoints hold and when a resume is allowed: ``model.resume``; the end replanned to a deadline:
 ``model.deadline``; the training loss and the dev figures: ``model.loss``.
 
