@@ -10,7 +10,9 @@ import optuna
 from corpus import write_tiny_corpus
 from search_study import write_study
 
-from phonetune.job.screen import screen_standings, screen_winner
+from phonetune.job.planner import make_plan
+from phonetune.job.screen import screen_recipes, screen_standings, screen_study, screen_winner
+from phonetune.model.speed import Speed
 from phonetune.search.config import load_study_config
 from phonetune.search.promote import promote_top_trials
 from phonetune.search.space import suggest_run_config
@@ -39,3 +41,21 @@ def test_a_screen_cut_before_any_evaluation_hands_its_first_trial_to_the_final_r
     (promoted,) = result.promoted
     assert promoted.source_number == 0 and math.isnan(promoted.search_accuracy)
     assert 0.0 < promoted.full_accuracy <= 1.0 and (promoted.checkpoint_dir / "best.pt").is_file()
+
+
+def test_a_direct_plan_screens_the_first_recipe_alone_at_the_planned_size():
+    config = load_study_config("studies/demo.toml")
+    cpu = Speed(fixed=5e-7, per_param=7.5e-11, device="cpu")
+    sizes = dict(train_frames=977_855, dev_frames=146_806, test_frames=142_398, param_budget=20_000_000,
+                 max_epochs=25, batch_size=1024, workers=2, elapsed_s=20)
+    screened = make_plan(600, cpu, **sizes)
+    full = screen_study(config, screened)
+    # The expert as written and resized to the plan; the starter (no hidden layer) is not screened.
+    assert [entry.name for entry in full.warm_start][1:] == ["expert"] and full.study.n_trials == 0
+    assert screen_recipes(config, screened) == 2
+    direct = make_plan(600, cpu, **sizes, recipes=screen_recipes(config, screened))
+    assert direct.direct
+    alone = screen_study(config, direct)
+    (only,) = alone.warm_start
+    assert only.name.startswith("expert@") and alone.study.n_trials == 1
+    assert alone.sampler.target_params == direct.final_params
