@@ -7,7 +7,7 @@ with width ``layer_widths(config)[i]``::
     BatchNorm1d(width)      if batchnorm == "before" and the layer is selected by batchnorm_layers
     activation
     BatchNorm1d(width)      if batchnorm == "after" and the layer is selected by batchnorm_layers
-    Dropout(dropout)        if dropout > 0 and the layer is selected by dropout_layers
+    Dropout(dropout)        if dropout > 0 and the layer is selected by dropout_layers (``model.dropout``)
 
 then ``Linear(last_width, num_classes)``, producing logits (softmax lives in the loss). ``alternate`` selects the
 1st, 3rd, 5th ... hidden layers. With ``hidden_layers = 0`` the network is the single output Linear.
@@ -26,6 +26,7 @@ from torch import nn
 
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET, ensure_fits, layer_has, layer_widths
 from phonetune.model.config import ModelConfig, ModelIO
+from phonetune.model.dropout import Dropout
 
 # Explicit registry instead of dotted-path lookup: one family, a handful of choices.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -77,7 +78,7 @@ class PhonemeMLP(nn.Module):
             if wants_batchnorm and config.batchnorm == "after":
                 modules.append(nn.BatchNorm1d(width))
             if config.dropout > 0 and layer_has(config.dropout_layers, index):
-                modules.append(nn.Dropout(config.dropout))
+                modules.append(Dropout(config.dropout))
             fan_in = width
         modules.append(nn.Linear(fan_in, io.num_classes))
         self.layers = nn.Sequential(*modules)
