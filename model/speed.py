@@ -15,11 +15,15 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 # Evaluating a frame (forward only) costs about a third of training it (forward + backward).
 EVAL_COST_FRACTION = 1 / 3
 DEFAULT_BATCH = 1024
+# ``Speed.through`` moves the probe's per-parameter slope by at most this factor either way. The probe's models are
+# not the recipe (no dropout, another width); on the development machine under bf16 the refit moved the slope by
+# 1.1-1.4x (BENCHMARKS.md), so 2x leaves room for other machines and still stops a step timed under load.
+MAX_REFIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,18 @@ class Speed:
     def largest_params(self, seconds_per_frame: float, batch_size: int = DEFAULT_BATCH) -> int:
         """The most parameters a model may have to train at ``seconds_per_frame`` (0 when even a tiny one cannot)."""
         return max(0, int((seconds_per_frame - self.fixed - self.per_step / batch_size) / self.per_param))
+
+    def through(self, params: int, batch_size: int, step_seconds: float) -> "Speed":
+        """The line refit through one measured step: ``per_param`` such that a ``params``-parameter model at
+        ``batch_size`` costs ``step_seconds`` a step, the per-frame and per-step costs kept (they come from the small
+        probe, which this one measurement says nothing about). Within ``MAX_REFIT`` of the probe's own slope either
+        way: a step timed during a burst of other work must not resize the whole plan."""
+        if params <= 0 or batch_size <= 0 or step_seconds <= 0:
+            raise ValueError(f"a measured step needs params, batch_size and step_seconds above 0, but got "
+                             f"params={params}, batch_size={batch_size}, step_seconds={step_seconds}")
+        slope = (step_seconds / batch_size - self.fixed - self.per_step / batch_size) / params
+        slope = min(self.per_param * MAX_REFIT, max(self.per_param / MAX_REFIT, slope))
+        return replace(self, per_param=slope)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -31,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -44,13 +45,16 @@ import optuna
 
 from phonetune.atomic import atomic_write_json
 from phonetune.data_pipeline.load import load_split
+from phonetune.data_pipeline.split import SplitData
 from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.job.clock import BudgetClock, format_seconds
 from phonetune.job.final import build_final_model, run_final
 from phonetune.job.planner import MIN_RESERVE_S, MIN_SCREEN_S, Plan, make_plan
-from phonetune.job.screen import run_screen, screen_recipes, screen_standings, screen_study
+from phonetune.job.screen import likeliest_final_run, run_screen, screen_recipes, screen_standings, screen_study
 from phonetune.job.state import STATE_FILE, JobState
-from phonetune.model.speed_probe import measure_speed
+from phonetune.model.budget import count_params
+from phonetune.model.speed import Speed
+from phonetune.model.speed_probe import measure_run_step_seconds, measure_speed
 from phonetune.results.export import write_ablation_sheet
 from phonetune.results.report import write_report
 from phonetune.search import attributes as attrs
@@ -64,6 +68,8 @@ from phonetune.search.study import open_studies, storage_for
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
+# Seconds the planner times the likeliest final model for (two spans, the faster kept), on top of the probe.
+REFIT_PROBE_S = 2.0
 
 
 @dataclass
@@ -262,11 +268,37 @@ def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: in
                  workers=workers, min_params=smallest_budget_for_every_trial(config),
                  max_params=largest_model_of_space(config))
     screened = make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started, **sizes)
-    if not direct:
-        return screened
-    # Which recipes a screen would train depends on the planned size, so the plan is made once to count them.
-    return make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started,
-                     recipes=screen_recipes(config, screened), **sizes)
+    refit = _refit_speed(config, speed, screened, data.train)
+    if refit is not None:
+        speed = refit[0]
+        screened = make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started, **sizes)
+    if direct:
+        # Which recipes a screen would train depends on the planned size, so the plan is made once to count them.
+        screened = make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started,
+                             recipes=screen_recipes(config, screened), **sizes)
+    return screened if refit is None else dataclasses.replace(screened, why=f"{screened.why}; {refit[1]}")
+
+
+def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData) -> tuple[Speed, str] | None:
+    """The speed line refit through a measured step of the model ``plan`` would most likely train, and a line
+    saying so; None when the study has no such recipe.
+
+    The probe's models are generic (no dropout, width 512), and what a recipe adds costs more per parameter than
+    they do: under bf16 on the development machine the line priced the expert recipe's steps 1.1-1.4x too
+    fast (BENCHMARKS.md), which planned a model larger than FRAMES_PER_PARAM asks for and left the final run
+    to find out."""
+    run_config = likeliest_final_run(config, plan)
+    if run_config is None:
+        return None
+    params = count_params(run_config.model, run_config.io)
+    batch = run_config.train.batch_size
+    measured = measure_run_step_seconds(run_config, train, seconds=REFIT_PROBE_S, spans=2)
+    line = speed.seconds_per_frame(params, batch) * batch
+    refit = speed.through(params, batch, measured)
+    note = (f"speed line refit through a step of {params:,} parameters at batch {batch}: measured "
+            f"{1000 * measured:.2f} ms, the probe's line {1000 * line:.2f} ms")
+    logger.info("%s", note)
+    return refit, note
 
 
 def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan,

@@ -108,6 +108,13 @@ def screen_study(config: StudyConfig, plan: Plan) -> StudyConfig:
     return _screen_config(config, plan, timing, space, [*resized, *warm_starts], budget, n_trials=0)
 
 
+def likeliest_final_run(config: StudyConfig, plan: Plan) -> RunConfig | None:
+    """The run config a direct plan of ``plan``'s size would train (the first recipe, resized when far from the
+    planned size); None when the study has no recipe with hidden layers. The planner times its steps."""
+    screen = screen_study(config, dataclasses.replace(plan, direct=True))
+    return _warm_start_run_config(screen, screen.warm_start[0]) if screen.warm_start else None
+
+
 def screen_recipes(config: StudyConfig, plan: Plan) -> int:
     """How many warm starts a screen of ``plan``'s size would train before it samples (the planner's ``recipes``)."""
     return len(screen_study(config, dataclasses.replace(plan, direct=False)).warm_start)

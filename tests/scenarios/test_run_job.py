@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from search_study import WARM_STARTS, write_study
 from phonetune.cli.main import main
 from phonetune.errors import StorageError
 from phonetune.model.checkpoint import read_checkpoint
+from phonetune.model.speed import MAX_REFIT, Speed
 from phonetune.search import attributes as attrs
 from phonetune.search.config import load_study_config
 from phonetune.search.study import open_study
@@ -101,6 +103,19 @@ def test_run_holds_its_budget_beside_a_cpu_hog_continues_the_screens_winner_and_
     plan, screen = summary["plan"], summary["screen"]
     # Beside the hog a slow screen may end with its trials cut; the job then continues the one that got furthest.
     assert plan["screen_s"] > 0 and plan["final_params"] > 0 and screen["trials"] >= 1
+    # The plan priced its sizes from a measured step of the model it would most likely train (the expert recipe
+    # resized), not from the generic probe alone: at that size the refit line gives the measured step, unless the
+    # measurement (beside the hog) was so far off the probe that the slope stopped at MAX_REFIT times the probe's.
+    refit = re.search(r"refit through a step of ([\d,]+) parameters at batch (\d+): measured ([\d.]+) ms, the "
+                      r"probe's line ([\d.]+) ms", plan["why"])
+    assert refit, plan["why"]
+    params, batch = int(refit[1].replace(",", "")), int(refit[2])
+    measured, probed = float(refit[3]) / 1000, float(refit[4]) / 1000
+    line = Speed(**plan["speed"])
+    unrefit = (probed / batch - line.fixed - line.per_step / batch) / params  # the probe's own slope
+    priced = line.seconds_per_frame(params, batch) * batch
+    assert priced == pytest.approx(measured, rel=0.02, abs=1e-5) or line.per_param == pytest.approx(
+        unrefit * (MAX_REFIT if measured > probed else 1 / MAX_REFIT), rel=0.02), (plan["why"], plan["speed"])
     assert screen["complete_trials"] >= 1 or "cut after" in done.stderr, done.stderr[-3000:]
     # On this small corpus the compute-optimal model is far larger than the expert recipe as written: the recipe
     # is screened resized to it (and said so), every screened recipe running its whole trial (never pruned; FAIL is
