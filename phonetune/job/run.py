@@ -285,8 +285,8 @@ def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData
 
     The probe's models are generic (no dropout, width 512), and what a recipe adds costs more per parameter than
     they do: under bf16 on the development machine the line priced the expert recipe's steps 1.1-1.4x too
-    fast (BENCHMARKS.md), which planned a model larger than FRAMES_PER_PARAM asks for and left the final run
-    to find out."""
+    fast with nn.Dropout (0.92-1.11x with model.dropout; BENCHMARKS.md), which planned a model larger than
+    FRAMES_PER_PARAM asks for and left the final run to find out."""
     run_config = likeliest_final_run(config, plan)
     if run_config is None:
         return None
