@@ -32,8 +32,8 @@ class ModelEMA:
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        # One multi-tensor call: a Python loop of per-tensor lerps cost about 4 ms of a 50 ms CPU step of a 2.2M
-        # model (BENCHMARKS.md).
+        # One multi-tensor call: a Python loop of per-tensor lerps cost about 5 ms of a 50 ms CPU step of a 2.2M
+        # model in one (noisy) timing on the development machine; bench/step.py measures it with the dropout.
         torch._foreach_lerp_(list(self.module.parameters()), [current.detach() for current in model.parameters()],
                              1.0 - decay)
         for averaged, current in zip(self.module.buffers(), model.buffers()):
