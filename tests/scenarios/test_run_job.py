@@ -112,10 +112,18 @@ def test_run_holds_its_budget_beside_a_cpu_hog_continues_the_screens_winner_and_
     params, batch = int(refit[1].replace(",", "")), int(refit[2])
     measured, probed = float(refit[3]) / 1000, float(refit[4]) / 1000
     line = Speed(**plan["speed"])
-    unrefit = (probed / batch - line.fixed - line.per_step / batch) / params  # the probe's own slope
     priced = line.seconds_per_frame(params, batch) * batch
-    assert priced == pytest.approx(measured, rel=0.02, abs=1e-5) or line.per_param == pytest.approx(
-        unrefit * (MAX_REFIT if measured > probed else 1 / MAX_REFIT), rel=0.02), (plan["why"], plan["speed"])
+
+    def probe_slope(step_seconds: float) -> float:
+        return (step_seconds / batch - line.fixed - line.per_step / batch) / params
+
+    # `why` gives the probe's step to 0.01 ms; when the per-step cost is most of a small model's step (the hog can
+    # make it so), that rounding alone moves the probe's own slope by 10%, so the clamp is checked over the range
+    # the printed figure stands for.
+    clamp = MAX_REFIT if measured > probed else 1 / MAX_REFIT
+    low, high = sorted(clamp * probe_slope(probed + rounding) for rounding in (-0.005e-3, 0.005e-3))
+    assert priced == pytest.approx(measured, rel=0.02, abs=1e-5) or low * 0.98 <= line.per_param <= high * 1.02, (
+        plan["why"], plan["speed"])
     assert screen["complete_trials"] >= 1 or "cut after" in done.stderr, done.stderr[-3000:]
     # On this small corpus the compute-optimal model is far larger than the expert recipe as written: the recipe
     # is screened resized to it (and said so), every screened recipe running its whole trial (never pruned; FAIL is
