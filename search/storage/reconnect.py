@@ -35,19 +35,26 @@ Result = TypeVar("Result")
 
 
 def connection_lost(exc: BaseException) -> bool:
-    """True when ``exc``, or an exception it was raised from, is the database connection failing (SQLAlchemy's
-    ``OperationalError``, or a DBAPI error that invalidated its connection), and not a full disk."""
+    """True when ``exc``, or an exception it was raised from or while handling, is the database connection failing
+    (SQLAlchemy's ``OperationalError``, or a DBAPI error that invalidated its connection), and not a full disk.
+
+    The implicit context counts too: a session whose connection died mid-transaction fails its next statement with
+    ``PendingRollbackError`` ("Can't reconnect until invalid transaction is rolled back"), raised while handling the
+    ``OperationalError`` and not from it. Optuna rolls the session back on its way out, so the retry gets through.
+    """
     import sqlalchemy
 
     if isinstance(exc, StorageError) or as_disk_full(exc) is not None:
         return False
     current: BaseException | None = exc
-    while current is not None:
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
         if isinstance(current, sqlalchemy.exc.OperationalError):
             return True
         if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
             return True
-        current = current.__cause__
+        current = current.__cause__ or current.__context__
     return False
 
 

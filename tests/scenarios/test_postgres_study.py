@@ -166,6 +166,8 @@ def test_search_with_a_late_worker_finishes_through_a_database_restart(pg_search
 def test_promote_export_and_report_on_the_postgresql_study(pg_search, capsys, single_torch_thread):
     run = pg_search
     search = {trial.number: trial for trial in _trials(run.config, run.storage)}
+    unfinished = {number: trial.state.name for number, trial in search.items() if trial.state != TrialState.COMPLETE}
+    assert not unfinished, f"the search must have finished its trials (see the restart test): {unfinished}"
     ranked = sorted(search.values(), key=lambda trial: (-trial.value, trial.number))
 
     assert main(["promote", "--config", str(run.path), "--top", "2"]) == 0
