@@ -110,6 +110,9 @@ class Plan:
     speed: dict  # Speed.to_dict()
     why: str
     direct: bool = False  # no comparison fits: the screen is the first recipe's first tenth alone, on one worker
+    # The step the speed line was refit through, unrounded: params, batch_size, measured_s and line_s (the probe's
+    # line at that size). Empty when nothing was refit.
+    refit_step: dict = dataclasses.field(default_factory=dict)
 
     @property
     def screen_end(self) -> float:
@@ -127,7 +130,7 @@ class Plan:
         problems = []
         kept = {}
         for field in fields(cls):
-            if field.name not in values and field.default is not MISSING:
+            if field.name not in values and (field.default is not MISSING or field.default_factory is not MISSING):
                 continue  # a plan kept by an earlier phonetune, from before the field existed
             value = values.get(field.name)
             wanted = {"int": int, "float": (int, float), "str": str, "dict": dict, "bool": bool}[str(field.type)]

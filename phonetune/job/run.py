@@ -276,12 +276,14 @@ def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: in
         # Which recipes a screen would train depends on the planned size, so the plan is made once to count them.
         screened = make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started,
                              recipes=screen_recipes(config, screened), **sizes)
-    return screened if refit is None else dataclasses.replace(screened, why=f"{screened.why}; {refit[1]}")
+    if refit is None:
+        return screened
+    return dataclasses.replace(screened, why=f"{screened.why}; {refit[1]}", refit_step=refit[2])
 
 
-def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData) -> tuple[Speed, str] | None:
-    """The speed line refit through a measured step of the model ``plan`` would most likely train, and a line
-    saying so; None when the study has no such recipe.
+def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData) -> tuple[Speed, str, dict] | None:
+    """The speed line refit through a measured step of the model ``plan`` would most likely train, a line saying so
+    and that step's figures (``Plan.refit_step``); None when the study has no such recipe.
 
     The probe's models are generic (no dropout, width 512), and what a recipe adds costs more per parameter than
     they do: under bf16 on the development machine the line priced the expert recipe's steps 1.1-1.4x too
@@ -298,7 +300,7 @@ def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData
     note = (f"speed line refit through a step of {params:,} parameters at batch {batch}: measured "
             f"{1000 * measured:.2f} ms, the probe's line {1000 * line:.2f} ms")
     logger.info("%s", note)
-    return refit, note
+    return refit, note, {"params": params, "batch_size": batch, "measured_s": measured, "line_s": line}
 
 
 def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan,
