@@ -4,7 +4,10 @@ one new SQLite file at once (workers starting together, or a reader polling a st
 from __future__ import annotations
 
 import multiprocessing
+import threading
+import time
 
+import optuna
 import pytest
 
 from phonetune.errors import StorageError
@@ -56,11 +59,6 @@ def test_storage_calls_from_several_threads_ride_out_repeated_database_restarts(
     # OperationalError rather than from it. Before the retry followed that context, about 1.5 calls per restart
     # escaped as StorageInternalError (16 over 10 restarts with these four threads; a CI failure of the PostgreSQL
     # study test).
-    import threading
-    import time
-
-    import optuna
-
     if not postgres_server.running:
         postgres_server.start()
     url = postgres_server.create_database("restarts_under_threads")
