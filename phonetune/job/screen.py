@@ -54,7 +54,7 @@ MIN_FINAL_SHARE = 0.25
 SCREEN_SCHEDULER = "linear"
 
 
-def _recipe_sizes(config: StudyConfig) -> list[int]:
+def recipe_sizes(config: StudyConfig) -> list[int]:
     """Each warm start's own parameter count (a warm start without a width: the space's bound at the budget)."""
     sizes = []
     for warm_start in config.warm_start:
@@ -89,12 +89,16 @@ def screen_study(config: StudyConfig, plan: Plan) -> StudyConfig:
         space["hidden_layers"] = dataclasses.replace(depth, low=1)
     recipes = [WarmStart(entry.name, {key: value for key, value in entry.values.items() if key != "scheduler"})
                for entry in config.warm_start]
-    sizes = _recipe_sizes(config)
+    sizes = recipe_sizes(config)
+    resized_from = _resized_warm_starts(config, recipes, sizes, plan.final_params)
+    resized = list(resized_from.values())
     # A recipe is screened at its own size unless it is far smaller than the planned size (a short trial would
-    # favour it for its speed); a larger one is screened as it is, since the same bias only works against it.
+    # favour it for its speed) and a resized copy stands in for it; a larger one is screened as it is, since the
+    # same bias only works against it. One the space's width bound keeps from growing is screened as it is too:
+    # without it the screen would hold neither (on a GPU budget the expert is far below the planned size).
     screened = [(recipe, own) for recipe, own in zip(recipes, sizes)
-                if own * RESIZE_FACTOR >= plan.final_params and recipe.values.get("hidden_layers", 1) >= 1]
-    resized = _resized_warm_starts(config, recipes, sizes, plan.final_params)
+                if recipe.values.get("hidden_layers", 1) >= 1
+                and (own * RESIZE_FACTOR >= plan.final_params or recipe.name not in resized_from)]
     if plan.direct:
         # No comparison fits (job.planner): the likeliest winner alone, the first recipe at the planned size when
         # it was resized, as it is otherwise.
@@ -136,10 +140,11 @@ def _screen_config(config: StudyConfig, plan: Plan, timing: TimingConfig, space:
 
 
 def _resized_warm_starts(config: StudyConfig, warm_starts: list[WarmStart], own_sizes: list[int],
-                         target: int) -> list[WarmStart]:
+                         target: int) -> dict[str, WarmStart]:
     """Each warm start with hidden layers and a width whose own size is more than RESIZE_FACTOR from ``target``,
-    again at the largest width within ``target`` parameters (named ``<name>@<size>``)."""
-    resized = []
+    again at the largest width within ``target`` parameters (named ``<name>@<size>``), by the name it came from;
+    none for one whose width the space's bounds keep where it is."""
+    resized = {}
     for warm_start, own in zip(warm_starts, own_sizes):
         values = warm_start.values
         if "base_width" not in values or not values.get("hidden_layers"):
@@ -156,7 +161,7 @@ def _resized_warm_starts(config: StudyConfig, warm_starts: list[WarmStart], own_
         if width == values["base_width"]:
             continue
         label = f"{target / 1e6:.1f}M" if target >= 1e6 else f"{target // 1000}k"
-        resized.append(WarmStart(f"{warm_start.name}@{label}", {**values, "base_width": width}))
+        resized[warm_start.name] = WarmStart(f"{warm_start.name}@{label}", {**values, "base_width": width})
     return resized
 
 

@@ -4,6 +4,7 @@ then trains from its beginning instead of the job ending with nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import optuna
@@ -11,7 +12,7 @@ from corpus import write_tiny_corpus
 from search_study import write_study
 
 from phonetune.job.planner import make_plan
-from phonetune.job.screen import screen_recipes, screen_standings, screen_study, screen_winner
+from phonetune.job.screen import RESIZE_FACTOR, recipe_sizes, screen_recipes, screen_standings, screen_study, screen_winner
 from phonetune.model.speed import Speed
 from phonetune.search.config import load_study_config
 from phonetune.search.promote import promote_top_trials
@@ -59,3 +60,32 @@ def test_a_direct_plan_screens_the_first_recipe_alone_at_the_planned_size():
     (only,) = alone.warm_start
     assert only.name.startswith("expert@") and alone.study.n_trials == 1
     assert alone.sampler.target_params == direct.final_params
+
+
+def test_a_recipe_is_screened_resized_only_when_the_planned_size_is_far_from_its_own():
+    config = load_study_config("studies/demo.toml")
+    cpu = Speed(fixed=5e-7, per_param=7.5e-11, device="cpu")
+    plan = make_plan(600, cpu, train_frames=977_855, dev_frames=146_806, test_frames=142_398,
+                     param_budget=20_000_000, max_epochs=25, batch_size=1024, workers=2, elapsed_s=20)
+    (own,) = [size for entry, size in zip(config.warm_start, recipe_sizes(config)) if entry.name == "expert"]
+
+    def screened(final_params: int, direct: bool = False) -> list[str]:
+        sized = dataclasses.replace(plan, final_params=final_params, direct=direct)
+        return [entry.name for entry in screen_study(config, sized).warm_start]
+
+    near = int(own * 1.2)  # within RESIZE_FACTOR either way: the recipe as written, never a copy of nearly its size
+    assert screened(near) == ["expert"] and screened(near, direct=True) == ["expert"]
+    assert screened(int(own / 1.2)) == ["expert"]
+    # Far larger: the expert's width is already the space's bound, so it cannot grow and is screened as written
+    # (it once vanished from the screen: neither resized nor as written).
+    far = int(own * RESIZE_FACTOR * 1.1)
+    assert config.space["base_width"].bounds()[1] == 1024 and screened(far) == ["expert"]
+    assert screened(far, direct=True) == ["expert"]
+    # With room to grow, the copy at the planned size stands in for it (a short trial would favour the smaller).
+    wider = dict(config.space, base_width=dataclasses.replace(config.space["base_width"], high=4096))
+    config = dataclasses.replace(config, space=wider)
+    larger = screened(far)
+    assert len(larger) == 1 and larger[0].startswith("expert@")
+    smaller = screened(int(own / RESIZE_FACTOR / 1.1))  # far smaller: resized down, and as written beside it
+    assert len(smaller) == 2 and smaller[0].startswith("expert@") and smaller[1] == "expert"
+    assert screened(int(own / RESIZE_FACTOR / 1.1), direct=True) == smaller[:1]
