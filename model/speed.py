@@ -36,6 +36,9 @@ class Speed:
     device: str
     per_step: float = 0.0  # seconds per optimizer step that do not depend on the batch size
     threads: int = 0  # the torch threads it was measured with (0: not recorded)
+    # The probe's own timing of its large model's step (``speed_probe.LARGE`` at ``speed_probe.BATCH``), seconds; a
+    # step timed later beside that model is priced from it (0: not recorded, the line at that model instead).
+    reference_step_s: float = 0.0
 
     def seconds_per_frame(self, params: int, batch_size: int = DEFAULT_BATCH) -> float:
         return self.fixed + self.per_param * params + self.per_step / batch_size

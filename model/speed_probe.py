@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -42,58 +43,68 @@ PROBE_FRAMES = 200_000  # enough real frames to gather from without copying a la
 ONE_THREAD_GAIN = 1.15
 
 
+class _StepTimer:
+    """Training steps of one model at one batch size, built and warmed up once, timed span by span: so that two
+    models' spans can alternate and a change in the machine's speed between them cancels out."""
+
+    def __init__(self, config: ModelConfig, context: int, batch_size: int, device: torch.device,
+                 split: SplitData | None) -> None:
+        feature_width = split.feature_width if split is not None else 28
+        io = ModelIO((2 * context + 1) * feature_width, 40)
+        self.device = device
+        self.model = build_model(config, io).to(device)
+        self.bf16 = bf16_pays(device, count_params(config, io), batch_size)  # as the trainer decides
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
+        generator = torch.Generator(device=device).manual_seed(0)
+        self.batch_size, self.generator, self.windows, self.batches = batch_size, generator, None, None
+        if split is not None:
+            self.windows = ContextWindows(split, context, device)
+            self.batches = self.windows.train_batches(batch_size, generator, recycle=True)
+        else:
+            self.fixed_batch = (torch.randn(batch_size, io.input_dim, generator=generator, device=device),
+                                torch.randint(0, io.num_classes, (batch_size,), generator=generator, device=device))
+        for _ in range(3):  # warm-up: allocator, kernels, caches
+            self._step()
+        self._synchronize()
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _step(self) -> int:
+        if self.windows is not None:
+            try:
+                inputs, labels = next(self.batches)
+            except StopIteration:
+                self.batches = self.windows.train_batches(self.batch_size, self.generator, recycle=True)
+                inputs, labels = next(self.batches)
+        else:
+            inputs, labels = self.fixed_batch
+        with autocast_context(self.device, self.bf16):
+            loss = F.cross_entropy(self.model(inputs), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return labels.shape[0]
+
+    def span(self, seconds: float) -> float:
+        """Seconds per training frame over about ``seconds`` of steps (at least 3)."""
+        frames, steps, started = 0, 0, time.perf_counter()
+        while True:
+            frames += self._step()
+            steps += 1
+            self._synchronize()
+            elapsed = time.perf_counter() - started
+            if elapsed >= seconds and steps >= 3:
+                return elapsed / frames
+
+
 def _seconds_per_frame(config: ModelConfig, context: int, batch_size: int, device: torch.device,
                        split: SplitData | None, seconds: float, spans: int = 1) -> float:
     """Seconds per training frame, timed over ``spans`` spans of ``seconds / spans`` each after a warm-up; the
     fastest span is kept, since another process can only slow a span down, never speed it up."""
-    feature_width = split.feature_width if split is not None else 28
-    io = ModelIO((2 * context + 1) * feature_width, 40)
-    model = build_model(config, io).to(device)
-    bf16 = bf16_pays(device, count_params(config, io), batch_size)  # as the trainer decides
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    generator = torch.Generator(device=device).manual_seed(0)
-    if split is not None:
-        windows = ContextWindows(split, context, device)
-        batches = windows.train_batches(batch_size, generator, recycle=True)
-        labels_of = None
-    else:
-        x = torch.randn(batch_size, io.input_dim, generator=generator, device=device)
-        labels_of = torch.randint(0, io.num_classes, (batch_size,), generator=generator, device=device)
-
-    def step() -> int:
-        nonlocal batches
-        if labels_of is None:
-            try:
-                inputs, labels = next(batches)
-            except StopIteration:
-                batches = windows.train_batches(batch_size, generator, recycle=True)
-                inputs, labels = next(batches)
-        else:
-            inputs, labels = x, labels_of
-        with autocast_context(device, bf16):
-            loss = F.cross_entropy(model(inputs), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return labels.shape[0]
-
-    for _ in range(3):  # warm-up: allocator, kernels, caches
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    fastest = float("inf")
-    for _span in range(spans):
-        frames, steps, started = 0, 0, time.perf_counter()
-        while True:
-            frames += step()
-            steps += 1
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            elapsed = time.perf_counter() - started
-            if elapsed >= seconds / spans and steps >= 3:
-                fastest = min(fastest, elapsed / frames)
-                break
-    return fastest
+    timer = _StepTimer(config, context, batch_size, device, split)
+    return min(timer.span(seconds / spans) for _span in range(spans))
 
 
 def measure_speed(device: str = "auto", split: SplitData | None = None, seconds: float = 1.0) -> Speed:
@@ -124,7 +135,8 @@ def measure_speed(device: str = "auto", split: SplitData | None = None, seconds:
     # A noisy probe can invert the two; a model is never cheaper per frame than a smaller one.
     per_param = max((large_frame - small_frame) / (large_params - small_params), large_frame / large_params / 10)
     fixed = max(small_frame - per_param * small_params, 0.0)
-    return Speed(fixed=fixed, per_param=per_param, device=str(target), per_step=per_step, threads=threads)
+    return Speed(fixed=fixed, per_param=per_param, device=str(target), per_step=per_step, threads=threads,
+                 reference_step_s=large_time * BATCH)
 
 
 def measure_run_step_seconds(run_config: RunConfig, split: SplitData, seconds: float = 3.0, spans: int = 3) -> float:
@@ -138,3 +150,57 @@ def measure_run_step_seconds(run_config: RunConfig, split: SplitData, seconds: f
     batch = run_config.train.batch_size
     return batch * _seconds_per_frame(run_config.model, run_config.data.context_frames, batch, target, split, seconds,
                                       spans)
+
+
+@dataclass(frozen=True)
+class RelativeStep:
+    """A run's step timed in rounds alternating with the probe's large model (``LARGE`` at ``BATCH``): the run's
+    cost relative to the probe's, which a change in the machine's speed between the probe and now cannot move."""
+
+    run_step_s: float  # the fastest of the run's spans, seconds a step
+    reference_step_s: float  # the fastest of the reference model's spans, seconds a step
+    relative: float  # the median over rounds of run step / reference step, each round's two spans side by side
+    reference_params: int
+    reference_batch: int
+
+    def priced_step_s(self, speed: Speed) -> float:
+        """The run's step at the machine's own speed: its cost relative to the reference, times the faster of the
+        reference's two timings (the probe's, kept in ``speed``, and now); another process only ever slows a span
+        down. A speed that did not keep the probe's timing gives its line's price for the reference instead (not
+        the same figure: the line is fitted through two models and clamped)."""
+        return self.relative * min(probed_reference_step_s(speed), self.reference_step_s)
+
+
+def probed_reference_step_s(speed: Speed) -> float:
+    """The probe's timing of its large model's step in ``speed`` (its line's price for it when not recorded)."""
+    if speed.reference_step_s > 0:
+        return speed.reference_step_s
+    large, context = LARGE
+    return speed.seconds_per_frame(count_params(large, ModelIO((2 * context + 1) * 28, 40)), BATCH) * BATCH
+
+
+def measure_relative_step(run_config: RunConfig, split: SplitData, seconds: float = 3.0,
+                          rounds: int = 3) -> RelativeStep:
+    """``run_config``'s step against the probe's large model's, in ``rounds`` rounds of a span of each (the run's
+    spans ``seconds / rounds`` long, the reference's half that). A machine whose speed changed since the probe
+    (another process started or stopped) changes both spans of a round alike; a burst inside one round moves that
+    round's ratio only, and the median leaves it out."""
+    if rounds < 1:
+        raise ValueError(f"measure_relative_step needs at least 1 round, but got rounds={rounds}")
+    target = resolve_device(run_config.train.device)
+    if split.num_frames > PROBE_FRAMES:
+        split = subsample_utterances(split, PROBE_FRAMES / split.num_frames, seed=0)
+    batch = run_config.train.batch_size
+    run = _StepTimer(run_config.model, run_config.data.context_frames, batch, target, split)
+    (large, large_context) = LARGE
+    reference = _StepTimer(large, large_context, BATCH, target, split)
+    run_steps, reference_steps = [], []
+    for _round in range(rounds):
+        run_steps.append(batch * run.span(seconds / rounds))
+        reference_steps.append(BATCH * reference.span(seconds / rounds / 2))
+    ratios = sorted(run_step / reference_step for run_step, reference_step in zip(run_steps, reference_steps))
+    middle = len(ratios) // 2
+    relative = ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+    reference_params = count_params(large, ModelIO((2 * large_context + 1) * split.feature_width, 40))
+    return RelativeStep(run_step_s=min(run_steps), reference_step_s=min(reference_steps), relative=relative,
+                        reference_params=reference_params, reference_batch=BATCH)

@@ -110,8 +110,9 @@ class Plan:
     speed: dict  # Speed.to_dict()
     why: str
     direct: bool = False  # no comparison fits: the screen is the first recipe's first tenth alone, on one worker
-    # The step the speed line was refit through, unrounded: params, batch_size, measured_s and line_s (the probe's
-    # line at that size). Empty when nothing was refit.
+    # The step the speed line was refit through, unrounded: params, batch_size, measured_s (the step priced from it)
+    # and line_s (the probe's line at that size); run_step_s, reference_step_s, reference_probed_s and relative say
+    # how measured_s came from the step timed beside the probe's large model. Empty when nothing was refit.
     refit_step: dict = dataclasses.field(default_factory=dict)
 
     @property

@@ -44,7 +44,7 @@ from typing import Any, Sequence
 import optuna
 
 from phonetune.atomic import atomic_write_json
-from phonetune.data_pipeline.load import load_split
+from phonetune.data_pipeline.load import TrainingData, load_split
 from phonetune.data_pipeline.split import SplitData
 from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.job.clock import BudgetClock, format_seconds
@@ -54,7 +54,7 @@ from phonetune.job.screen import likeliest_final_run, run_screen, screen_recipes
 from phonetune.job.state import STATE_FILE, JobState
 from phonetune.model.budget import count_params
 from phonetune.model.speed import Speed
-from phonetune.model.speed_probe import measure_run_step_seconds, measure_speed
+from phonetune.model.speed_probe import measure_relative_step, measure_speed, probed_reference_step_s
 from phonetune.results.export import write_ablation_sheet
 from phonetune.results.report import write_report
 from phonetune.search import attributes as attrs
@@ -68,8 +68,10 @@ from phonetune.search.study import open_studies, storage_for
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
-# Seconds the planner times the likeliest final model for (two spans, the faster kept), on top of the probe.
+# Seconds the planner times the likeliest final model for, on top of the probe, in rounds that alternate its spans
+# with half as long of the probe's large model (the median round's ratio is kept).
 REFIT_PROBE_S = 2.0
+REFIT_ROUNDS = 3
 
 
 @dataclass
@@ -253,6 +255,17 @@ def prepare_data(config: StudyConfig, progress: bool) -> int:
     return test.num_frames
 
 
+def plan_sizes(config: StudyConfig, data: TrainingData, test_frames: int, workers: int) -> dict[str, int]:
+    """What ``make_plan`` needs besides the budget and the speed: the splits' sizes, the bounds of the study's
+    models, and the batch size its first recipe trains at."""
+    first = config.warm_start[0] if config.warm_start else None
+    batch = int(first.values.get("batch_size", config.train.batch_size)) if first else config.train.batch_size
+    return dict(train_frames=data.train.num_frames, dev_frames=data.dev.num_frames, test_frames=test_frames,
+                param_budget=config.param_budget, max_epochs=config.fidelity.full_epochs, batch_size=batch,
+                workers=workers, min_params=smallest_budget_for_every_trial(config),
+                max_params=largest_model_of_space(config))
+
+
 def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: int, test_frames: int,
              direct: bool = True) -> Plan:
     """Time this machine on the study's training data and split ``budget_s`` (``elapsed_s`` of it spent before the
@@ -261,12 +274,7 @@ def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: in
     started = time.monotonic()
     data = load_fidelity_data(config, attrs.FULL_FIDELITY)
     speed = measure_speed(config.train.device, split=data.train)
-    first = config.warm_start[0] if config.warm_start else None
-    batch = int(first.values.get("batch_size", config.train.batch_size)) if first else config.train.batch_size
-    sizes = dict(train_frames=data.train.num_frames, dev_frames=data.dev.num_frames, test_frames=test_frames,
-                 param_budget=config.param_budget, max_epochs=config.fidelity.full_epochs, batch_size=batch,
-                 workers=workers, min_params=smallest_budget_for_every_trial(config),
-                 max_params=largest_model_of_space(config))
+    sizes = plan_sizes(config, data, test_frames, workers)
     screened = make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started, **sizes)
     refit = _refit_speed(config, speed, screened, data.train)
     if refit is not None:
@@ -288,19 +296,28 @@ def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData
     The probe's models are generic (no dropout, width 512), and what a recipe adds costs more per parameter than
     they do: under bf16 on the development machine the line priced the expert recipe's steps 1.1-1.4x too
     fast with nn.Dropout (0.92-1.11x with model.dropout; BENCHMARKS.md), which planned a model larger than
-    FRAMES_PER_PARAM asks for and left the final run to find out."""
+    FRAMES_PER_PARAM asks for and left the final run to find out. The step is timed against the probe's large
+    model in alternating spans, and the line is refit through that ratio times the reference's faster time (the
+    probe's or now): timed alone, a step that fell in a slow moment of the host once shrank a plan by a quarter
+    (59 ms measured against a line of 38, the final run then 37-53 ms)."""
     run_config = likeliest_final_run(config, plan)
     if run_config is None:
         return None
     params = count_params(run_config.model, run_config.io)
     batch = run_config.train.batch_size
-    measured = measure_run_step_seconds(run_config, train, seconds=REFIT_PROBE_S, spans=2)
+    step = measure_relative_step(run_config, train, seconds=REFIT_PROBE_S, rounds=REFIT_ROUNDS)
+    reference_probed = probed_reference_step_s(speed)
+    measured = step.priced_step_s(speed)
     line = speed.seconds_per_frame(params, batch) * batch
     refit = speed.through(params, batch, measured)
-    note = (f"speed line refit through a step of {params:,} parameters at batch {batch}: measured "
-            f"{1000 * measured:.2f} ms, the probe's line {1000 * line:.2f} ms")
+    note = (f"speed line refit through a step of {params:,} parameters at batch {batch}: {step.relative:.2f} times "
+            f"the probe's model's beside it ({1000 * step.run_step_s:.2f} against "
+            f"{1000 * step.reference_step_s:.2f} ms; the probe timed that model at {1000 * reference_probed:.2f} ms), "
+            f"so {1000 * measured:.2f} ms, the probe's line {1000 * line:.2f} ms")
     logger.info("%s", note)
-    return refit, note, {"params": params, "batch_size": batch, "measured_s": measured, "line_s": line}
+    return refit, note, {"params": params, "batch_size": batch, "measured_s": measured, "line_s": line,
+                         "run_step_s": step.run_step_s, "reference_step_s": step.reference_step_s,
+                         "reference_probed_s": reference_probed, "relative": step.relative}
 
 
 def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan,

@@ -57,6 +57,8 @@ def test_the_quick_benchmarks_run(tmp_path, small_study):
     _bench("trainer.py", "--frames", "4000", "--epochs", "1", "--base-width", "64", "--batch-size", "256")
     _bench("loader.py", "--data", str(small_study.parent / "data"))
     _bench("storage.py", "--workers", "2", "--trials-per-worker", "3")
+    _bench("refit.py", "--config", str(small_study), "--data", str(small_study.parent / "data"), "--budget", "60s",
+           "--probe-seconds", "0.2", "--refit-seconds", "0.3")
     _bench("step.py", "--base-width", "64", "--context-frames", "2", "--batch-size", "128", "--steps", "2",
            "--blocks", "1")
 
