@@ -298,8 +298,8 @@ def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData
     fast with nn.Dropout (0.92-1.11x with model.dropout; BENCHMARKS.md), which planned a model larger than
     FRAMES_PER_PARAM asks for and left the final run to find out. The step is timed against the probe's large
     model in alternating spans, and the line is refit through that ratio times the reference's faster time (the
-    probe's or now): timed alone, a step that fell in a slow moment of the host once shrank a plan by a quarter
-    (59 ms measured against a line of 38, the final run then 37-53 ms)."""
+    probe's or now): timed alone, the step carries the host's load of that moment into the whole plan (a process
+    spinning on one core, started after the probe, shrank plans 1.19-1.31x that way; 1.01-1.12x so: bench/refit.py)."""
     run_config = likeliest_final_run(config, plan)
     if run_config is None:
         return None
