@@ -12,7 +12,8 @@ from corpus import write_tiny_corpus
 from search_study import write_study
 
 from phonetune.job.planner import make_plan
-from phonetune.job.screen import RESIZE_FACTOR, recipe_sizes, screen_recipes, screen_standings, screen_study, screen_winner
+from phonetune.job.screen import (RESIZE_FACTOR, recipe_sizes, screen_recipes, screen_standings, screen_study,
+                                  screen_winner)
 from phonetune.model.speed import Speed
 from phonetune.search.config import load_study_config
 from phonetune.search.promote import promote_top_trials
