@@ -92,28 +92,44 @@ def _process_state(pid: int) -> str:
 
 def _kill_mid_trial(config: StudyConfig, is_ours, deadline: float) -> Kill:
     """SIGKILL the worker of a RUNNING trial whose epoch checkpoint has an epoch still to follow, then wait for it to
-    die. The checkpoint is read first (a local file) and the trial's state last, in one small query: on a loaded
-    machine a slow loop would see only finished trials, or kill one whose result was just stored."""
+    die. The worker is frozen (SIGSTOP) before the decision and checked again while frozen: a check of a live worker
+    followed by a kill lets it finish the trial in between on a loaded machine (CI saw a trial read as RUNNING at
+    epoch 2 end COMPLETE at epoch 3 before the kill landed). A frozen worker that turns out to be past its last epoch
+    or no longer RUNNING is let go (SIGCONT) and the search goes on."""
     storage = build_storage(config.paths.storage_url)
     trials_root = config.paths.artifacts_path / "trials"
+
+    def unfinished(checkpoint: Path) -> bool:
+        return int(read_checkpoint(checkpoint)["epoch"]) < TRIAL_EPOCHS
+
+    def running_worker(number: int) -> int | None:
+        # The study exists once a trial has a checkpoint (phonetune search may create it after this loop began).
+        study_id = storage.get_study_id_from_name(config.name)
+        trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, number))
+        if trial.state != TrialState.RUNNING or attrs.WORKER not in trial.user_attrs:
+            return None
+        return int(trial.user_attrs[attrs.WORKER].rsplit(":", 1)[1])
+
     while time.monotonic() < deadline:
         for checkpoint in sorted(trials_root.glob("*/last.pt")):
-            if not checkpoint.parent.name.isdigit():
-                continue
-            if int(read_checkpoint(checkpoint)["epoch"]) >= TRIAL_EPOCHS:
+            if not checkpoint.parent.name.isdigit() or not unfinished(checkpoint):
                 continue
             number = int(checkpoint.parent.name)
-            # The study exists once a trial has a checkpoint (phonetune search may create it after this loop began).
-            study_id = storage.get_study_id_from_name(config.name)
-            trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, number))
-            if trial.state != TrialState.RUNNING or attrs.WORKER not in trial.user_attrs:
+            pid = running_worker(number)
+            if pid is None:
                 continue
-            pid = int(trial.user_attrs[attrs.WORKER].rsplit(":", 1)[1])
             assert is_ours(pid), f"trial {number} names worker pid {pid}, which this test did not start"
-            os.kill(pid, signal.SIGKILL)
-            while _process_state(pid) not in ("gone", "Z"):
-                time.sleep(0.02)
-            return Kill(number, pid, int(read_checkpoint(checkpoint)["epoch"]))
+            os.kill(pid, signal.SIGSTOP)
+            while _process_state(pid) not in ("T", "t", "gone", "Z"):
+                time.sleep(0.005)
+            # A result the worker sent just before it froze reaches the database within this pause.
+            time.sleep(0.2)
+            if unfinished(checkpoint) and running_worker(number) == pid:
+                os.kill(pid, signal.SIGKILL)
+                while _process_state(pid) not in ("gone", "Z"):
+                    time.sleep(0.02)
+                return Kill(number, pid, int(read_checkpoint(checkpoint)["epoch"]))
+            os.kill(pid, signal.SIGCONT)
         time.sleep(0.02)
     raise AssertionError(f"no trial wrote an epoch checkpoint under {trials_root} before the deadline")
 
