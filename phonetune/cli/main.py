@@ -16,6 +16,7 @@ import logging
 import re
 import signal
 import sys
+import time
 from typing import Callable
 
 from phonetune import interrupts
@@ -139,11 +140,15 @@ def _configure_logging(verbose: bool) -> Callable[[], None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A budget is the user's wall clock from the moment the command started: importing torch and the command's
+    # modules (seconds on a loaded 2-core machine) is part of it.
+    entered_at = time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((arg for arg in argv if arg in COMMANDS), None)
     parser, command_parser = build_parser(command)
     check_spelling(parser, command_parser, argv)
     args = parser.parse_args(argv)
+    args.entered_at = entered_at
     if args.command is None:
         parser.print_help()
         return 2

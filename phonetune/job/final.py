@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from phonetune.job.clock import BudgetClock, format_seconds
 from phonetune.errors import BudgetError
-from phonetune.job.planner import FINAL_EVALUATIONS, MIN_FINAL_STEPS, MIN_RESERVE_S, Plan, reserve_seconds
+from phonetune.job.planner import FINAL_EVALUATIONS, MIN_FINAL_STEPS, Plan, outputs_seconds, reserve_seconds
 from phonetune.job.screen import job_status, screen_winner
 from phonetune.job.state import JobState
 from phonetune.model.budget import count_params
@@ -59,7 +59,8 @@ def run_final(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Pl
         evaluating = FINAL_EVALUATIONS * speed.predict_seconds(params, data.dev.num_frames) * (measured / predicted)
         # What predicting with this very model costs (the plan priced the planned size, and a recipe screened at
         # its own size may have won).
-        reserve = reserve_seconds(speed, params, plan.dev_frames + plan.test_frames, slowdown=measured / predicted)
+        reserve = reserve_seconds(speed, params, plan.dev_frames + plan.test_frames, clock.budget_s,
+                                  slowdown=measured / predicted)
         wall = clock.left - reserve - evaluating
         if not winner.intermediate_values and wall < MIN_FINAL_STEPS * measured:
             needed = reserve + evaluating + MIN_FINAL_STEPS * measured - clock.left
@@ -111,7 +112,8 @@ def _deadline(clock: BudgetClock, final: dict) -> Deadline:
     times (a state from before ``reserve_steps`` keeps its whole reserve fixed)."""
     if "reserve_steps" not in final:
         return Deadline(at=clock.deadline_at(clock.budget_s - float(final["reserve_s"])))
-    return Deadline(at=clock.deadline_at(clock.budget_s - MIN_RESERVE_S), reserve_steps=float(final["reserve_steps"]))
+    return Deadline(at=clock.deadline_at(clock.budget_s - outputs_seconds(clock.budget_s)),
+                    reserve_steps=float(final["reserve_steps"]))
 
 
 def build_final_model(screen: StudyConfig, state: JobState, param_budget: int, max_members: int, progress: bool) -> dict:

@@ -51,7 +51,13 @@ from phonetune.model.speed import Speed
 SCREEN_SHARE = 0.25
 TRIAL_SHARE = 0.10
 FRAMES_PER_PARAM = 5.0
-MIN_RESERVE_S = 15.0  # the sheet, the report, summary.json; predicting is priced on top
+# The end of a job beyond predicting (which is priced from the model): opening the studies, the sheet, the report
+# and summary.json. Measured on this 2-core machine on a 16-trial study: 1.1-1.5 s (opening the storage 0.8-0.9 s,
+# the sheet 0.1 s, the report 0.2-0.4 s), and `make demo` ended 13 s inside the 15 s this used to be. A fixed part
+# for a loaded machine, and a share of the budget for what grows with it: a long job's many trials, on a remote
+# storage, in the report's plots.
+OUTPUTS_S = 5.0
+OUTPUTS_SHARE = 0.005
 MIN_FINAL_STEPS = 50  # a final run shorter than this is not worth starting: the budget is refused instead
 # The screen must at least start a worker (Python, torch, the data: seconds on a loaded 2-core machine) and run a
 # trial; a shorter one would only interrupt its workers while they start.
@@ -62,11 +68,17 @@ FINAL_EVALUATIONS = 8  # the final run evaluates on all of dev this often (searc
 MIN_SEARCHED_TRIALS = 3
 
 
-def reserve_seconds(speed: Speed, params: int, predicted_frames: int, slowdown: float = 1.0) -> float:
-    """The end of a job: predicting ``predicted_frames`` (dev and test) with a ``params``-parameter model, the sheet,
-    the report and the summary. ``slowdown``: this model's measured step time over the speed line's prediction,
-    which scales the predicting alone (the sheet and the report do not depend on the model)."""
-    return MIN_RESERVE_S + speed.predict_seconds(params, predicted_frames) * slowdown
+def outputs_seconds(budget_s: float) -> float:
+    """The fixed part of the reserve of a ``budget_s`` job: the sheet, the report and the summary."""
+    return OUTPUTS_S + OUTPUTS_SHARE * budget_s
+
+
+def reserve_seconds(speed: Speed, params: int, predicted_frames: int, budget_s: float,
+                    slowdown: float = 1.0) -> float:
+    """The end of a ``budget_s`` job: predicting ``predicted_frames`` (dev and test) with a ``params``-parameter
+    model, the sheet, the report and the summary. ``slowdown``: this model's measured step time over the speed
+    line's prediction, which scales the predicting alone (the sheet and the report do not depend on the model)."""
+    return outputs_seconds(budget_s) + speed.predict_seconds(params, predicted_frames) * slowdown
 
 
 def compute_optimal_params(speed: Speed, seconds: float, batch_size: int, param_budget: int,
@@ -222,10 +234,11 @@ def _screened_plan(budget_s: float, speed: Speed, *, train_frames: int, dev_fram
     # The final run is its trial (run during the screen) plus its continuation, which is what the screen leaves;
     # its evaluations on all of dev come out of that, and predicting dev and test with it out of the reserve (its
     # size decides both, so it is sized first on the fixed part of the reserve).
-    rough = ((1.0 - SCREEN_SHARE) * (budget_s - elapsed_s - MIN_RESERVE_S) / (1.0 - TRIAL_SHARE) if not direct
-             else budget_s - elapsed_s - MIN_RESERVE_S - MIN_SCREEN_S)
+    outputs = outputs_seconds(budget_s)
+    rough = ((1.0 - SCREEN_SHARE) * (budget_s - elapsed_s - outputs) / (1.0 - TRIAL_SHARE) if not direct
+             else budget_s - elapsed_s - outputs - MIN_SCREEN_S)
     final_params = compute_optimal_params(speed, rough, batch_size, param_budget, min_params)
-    reserve = reserve_seconds(speed, final_params, dev_frames + test_frames)
+    reserve = reserve_seconds(speed, final_params, dev_frames + test_frames, budget_s)
     available = budget_s - elapsed_s - reserve
     evaluating = FINAL_EVALUATIONS * speed.predict_seconds(final_params, dev_frames)
     if direct:

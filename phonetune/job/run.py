@@ -49,7 +49,7 @@ from phonetune.data_pipeline.split import SplitData
 from phonetune.errors import BudgetError, ConfigError, StorageError
 from phonetune.job.clock import BudgetClock, format_seconds
 from phonetune.job.final import build_final_model, run_final
-from phonetune.job.planner import MIN_RESERVE_S, MIN_SCREEN_S, Plan, make_plan
+from phonetune.job.planner import MIN_SCREEN_S, Plan, make_plan, outputs_seconds
 from phonetune.job.screen import likeliest_final_run, run_screen, screen_recipes, screen_standings, screen_study
 from phonetune.job.state import STATE_FILE, JobState
 from phonetune.model.budget import count_params
@@ -125,17 +125,21 @@ def run_job(
     sheet_path: str | Path | None = None,
     progress: bool = True,
     fresh: bool = False,
+    started_at: float | None = None,
 ) -> JobOutcome:
     """Run or continue the job of ``config`` under ``budget_s`` seconds of wall time; see the module docstring.
-    ``fresh`` starts the study's job over: its trials, run folders and state are deleted first."""
+    ``fresh`` starts the study's job over: its trials, run folders and state are deleted first. ``started_at``: the
+    ``time.monotonic()`` at which the budget began (the command's start, so its imports count); default now."""
+    started = time.monotonic() if started_at is None else started_at
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, but got {workers}")
     if max_members < 1:
         raise ConfigError(f"--max-members must be at least 1, but got {max_members}")
-    if budget_s < MIN_SCREEN_S + MIN_RESERVE_S:
+    fixed_s = MIN_SCREEN_S + outputs_seconds(budget_s)
+    if budget_s < fixed_s:
         # Below the fixed costs no machine meets it: said at once, before the data is cached and the machine timed.
         raise BudgetError(f"--budget {format_seconds(budget_s)} cannot be met: a job needs at least "
-                          f"{format_seconds(MIN_SCREEN_S + MIN_RESERVE_S)} for a screen and its outputs alone, plus "
+                          f"{format_seconds(fixed_s)} for a screen and its outputs alone, plus "
                           "preparing and training; give a --budget of at least 1 min on a small corpus")
     job_dir = config.paths.artifacts_path / "run"
     settings = job_settings(config, workers, gpus, max_members)
@@ -160,7 +164,6 @@ def run_job(
                     sheet = write_ablation_sheet(search_study, full_study, sheet_path)
                     logger.info("sheet of the finished job also written to %s", sheet.sheet_path)
                 return finished
-        started = time.monotonic()
         test_frames = prepare_data(config, progress)
         spent_before = state.spent_s if state is not None else 0.0
         clock = BudgetClock(budget_s, spent_before + time.monotonic() - started, lambda spent: None)

@@ -12,12 +12,12 @@ from phonetune.job.clock import format_seconds, parse_budget
 from phonetune.job.planner import (
     FINAL_EVALUATIONS,
     FRAMES_PER_PARAM,
-    MIN_RESERVE_S,
     MIN_SCREEN_S,
     SCREEN_SHARE,
     Plan,
     compute_optimal_params,
     make_plan,
+    outputs_seconds,
     reserve_seconds,
 )
 from phonetune.model.speed import Speed
@@ -155,7 +155,16 @@ def test_a_slow_measured_model_scales_the_predicting_in_the_reserve_not_the_fixe
     # the report and the summary do not get slower with the model; only the predicting is scaled.
     speed = Speed(fixed=0.0, per_param=3.4e-11, device="cpu", per_step=4.1e-3)
     frames = 187_596 + 195_300
-    plain = reserve_seconds(speed, 2_314_024, frames)
-    slow = reserve_seconds(speed, 2_314_024, frames, slowdown=8.0)
-    assert plain == pytest.approx(MIN_RESERVE_S + speed.predict_seconds(2_314_024, frames))
-    assert slow - MIN_RESERVE_S == pytest.approx(8.0 * (plain - MIN_RESERVE_S))
+    plain = reserve_seconds(speed, 2_314_024, frames, 1200)
+    slow = reserve_seconds(speed, 2_314_024, frames, 1200, slowdown=8.0)
+    fixed = outputs_seconds(1200)
+    assert plain == pytest.approx(fixed + speed.predict_seconds(2_314_024, frames))
+    assert slow - fixed == pytest.approx(8.0 * (plain - fixed))
+
+
+def test_the_outputs_reserve_is_seconds_on_a_short_job_and_grows_with_a_long_ones_many_trials():
+    # A job of a minute keeps a few seconds for its sheet, report and summary (they take about 1.5 s here), not the
+    # quarter of its budget that a fixed 15 s was; six hours keep a couple of minutes for a study of many trials.
+    assert 5.0 <= outputs_seconds(60) <= 6.0
+    assert outputs_seconds(600) < 10.0
+    assert 60.0 <= outputs_seconds(6 * 3600) <= 180.0

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     outcome = run_job(
         config, budget_s, workers=args.workers, gpus=gpus, max_members=args.max_members,
         sheet_path=args.sheet, progress=not args.quiet and sys.stderr.isatty(), fresh=args.fresh,
+        started_at=args.entered_at,
     )
     summary = outcome.summary
     model = summary["final_model"]
