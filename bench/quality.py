@@ -8,7 +8,7 @@ Three arms, each given the same budget B on this machine, each scored on the cor
     strongest for the budget as a careful person would run it: all the training data, its own batch size, a
     schedule that ends at the deadline (warm-up, then the learning rate falling linearly to zero at the last step
     the time buys, priced from the recipe's own measured step time) and a weight average (the same trainer as
-    phonetune's final runs). Loading the data and predicting are inside B.
+    phonetune's final runs). Importing, loading the data and predicting are inside B.
 (c) a plain Optuna script: TPE over the same space under the study's parameter budget, no pruning, screening or
     warm start; each trial trains on all the training data for a fixed 2 epochs; the best dev trial is the answer.
 
@@ -20,6 +20,12 @@ Usage: python bench/quality.py [--data data/demo] [--budget 10m] [--seeds 2 | --
 
 from __future__ import annotations
 
+import time
+
+# Each arm's budget starts when a script of its own would: arm (a)'s `phonetune run` pays for importing torch and
+# the rest inside its budget, so arms (b) and (c), run in this process, are charged what these imports took.
+IMPORTS_STARTED = time.monotonic()
+
 import argparse
 import dataclasses
 import json
@@ -28,11 +34,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import optuna
 
+from phonetune.data_pipeline.load import load_split
 from phonetune.errors import PhonetuneError
 from phonetune.job.clock import format_seconds, parse_budget
 from phonetune.model import count_params
@@ -49,9 +55,11 @@ from phonetune.search.space import suggest_run_config, warm_start_params
 
 REPO = Path(__file__).resolve().parents[1]
 PLAIN_EPOCHS = 2  # arm (c): every trial trains all the data for this many epochs
-PREDICT_RESERVE_S = 15.0  # arms (b) and (c): scoring, writing and slack after training
+# Arms (b) and (c): writing and scoring the submission after training (about 1 s on this machine) and slack, as
+# the job keeps (`job.planner.outputs_seconds`: 5 s and 0.5% of the budget); predicting is priced on top.
+PREDICT_RESERVE_S = 5.0
 EVALUATIONS = 8  # arm (b): dev evaluations along its run
-TEST_FRAMES_GUESS = 200_000  # arm (b): the test split's frames, priced before it is read
+MIN_STEPS = 50  # arm (b): fewer is no measurement of the recipe (the job refuses a final run this short too)
 
 
 class DeadlineReached(Exception):
@@ -118,13 +126,14 @@ def arm_phonetune(args, config_path: str, overrides: list[str], seed: int, folde
             "summary": {key: summary[key] for key in ("plan", "screen", "final_run", "final_model")}}
 
 
-def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float) -> dict:
-    started = time.monotonic()
+def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float, imports_s: float) -> dict:
+    started = time.monotonic() - imports_s
     deadline = started + budget_s
     expert = next((entry for entry in config.warm_start if entry.name == "expert"), None)
     if expert is None:
         raise PhonetuneError(f"{config.source} must have a [[warm_start]] table named 'expert' for arm (b)")
     data = load_fidelity_data(config, attrs.FULL_FIDELITY)
+    test_frames = load_split(config.data, config.data.test_split).num_frames
     # The recipe as written; what it leaves open (unused when masking is off, say) is drawn as a study would.
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
     study.enqueue_trial(warm_start_params(config, expert))
@@ -133,9 +142,13 @@ def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float) ->
     step_s = measure_run_step_seconds(run_config, data.train)
     speed = measure_speed(config.train.device, split=data.train)
     # The time left after predicting test (and the evaluations on dev along the way) buys this many steps.
-    predicting = speed.predict_seconds(params, data.dev.num_frames * (1 + EVALUATIONS) + TEST_FRAMES_GUESS)
+    predicting = speed.predict_seconds(params, data.dev.num_frames * (1 + EVALUATIONS) + test_frames)
     seconds = deadline - time.monotonic() - predicting - PREDICT_RESERVE_S
-    steps = max(1, int(seconds / step_s))
+    steps = int(seconds / step_s)
+    if steps < MIN_STEPS:
+        raise SystemExit(f"arm (b): {format_seconds(budget_s)} leaves {max(0.0, seconds):.1f} s to train after "
+                         f"importing, loading, timing and predicting, {max(0, steps)} steps of {1000 * step_s:.1f} ms; give a "
+                         "larger --budget")
     train = dataclasses.replace(
         run_config.train, seed=seed, scheduler="linear", total_steps=steps, warmup_fraction=0.05,
         eval_every_steps=max(1, steps // EVALUATIONS), ema_decay=1.0 - 1.0 / max(10, steps // 50),
@@ -145,7 +158,7 @@ def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float) ->
     # step times measured along the way, so a load that comes later neither pushes the arm past its budget (seed 1
     # on the second corpus once ran 66 s over from a probe 10% fast) nor ends it early. The keeper prices the
     # evaluations still to come itself, so the reserve after the last step is predicting test alone.
-    after_training = speed.predict_seconds(params, TEST_FRAMES_GUESS)
+    after_training = speed.predict_seconds(params, test_frames)
     run_deadline = Deadline(at=deadline - PREDICT_RESERVE_S, reserve_steps=after_training / step_s)
     trainer = Trainer(run_config, folder / "expert", data=data, progress=False, curves=False, deadline=run_deadline)
     try:
@@ -161,8 +174,8 @@ def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float) ->
                       f"planned from {1000 * step_s:.1f} ms a step measured)"}
 
 
-def arm_plain_optuna(config: StudyConfig, seed: int, folder: Path, budget_s: float) -> dict:
-    started = time.monotonic()
+def arm_plain_optuna(config: StudyConfig, seed: int, folder: Path, budget_s: float, imports_s: float) -> dict:
+    started = time.monotonic() - imports_s
     deadline = started + budget_s - PREDICT_RESERVE_S
     data = load_fidelity_data(config, attrs.FULL_FIDELITY)
     plain = load_study_config(config.source, [*config.overrides, f"fidelity.full_epochs={PLAIN_EPOCHS}",
@@ -198,6 +211,7 @@ def arm_plain_optuna(config: StudyConfig, seed: int, folder: Path, budget_s: flo
 
 
 def main() -> None:
+    imports_s = time.monotonic() - IMPORTS_STARTED
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "studies" / "demo.toml"))
     parser.add_argument("--data", default="data/demo")
@@ -225,9 +239,9 @@ def main() -> None:
                 if arm == "a":
                     row = arm_phonetune(args, args.config, overrides, seed, folder, budget_s)
                 elif arm == "b":
-                    row = arm_expert(config, seed, folder, budget_s)
+                    row = arm_expert(config, seed, folder, budget_s, imports_s)
                 else:
-                    row = arm_plain_optuna(config, seed, folder, budget_s)
+                    row = arm_plain_optuna(config, seed, folder, budget_s, imports_s)
             results[arm].append(row)
             print(f"arm ({arm}) seed {seed}: test accuracy {row['test_accuracy']:.4f} in "
                   f"{format_seconds(row['wall_s'])} ({row['detail']})", flush=True)

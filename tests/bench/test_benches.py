@@ -38,13 +38,16 @@ def small_study(tmp_path_factory) -> Path:
 
 def test_quality_bench_runs_every_arm(small_study):
     data = small_study.parent / "data"
-    # The job needs about 40 s even on a tiny corpus (starting Python and a worker, timing the machine); the other
+    # The job needs about 30 s even on a tiny corpus (starting Python and a worker, timing the machine); the other
     # arms only train until their deadline, so a short one tests them as well.
-    for arms, budget in (("a", "45s"), ("b,c", "20s")):
+    for arms, budget in (("a", "36s"), ("b,c", "16s")):
         output = _bench("quality.py", "--config", str(small_study), "--data", str(data), "--budget", budget,
                         "--seeds", "1", "--arms", arms, "--workers", "1", timeout=400, ratio=False)
         for arm in arms.split(","):
-            assert re.search(rf"^arm \({arm}\) seed 0: test accuracy [01]\.\d{{4}}", output, re.MULTILINE), output
+            found = re.search(rf"^arm \({arm}\) seed 0: test accuracy ([01]\.\d{{4}})", output, re.MULTILINE)
+            # Every arm learns this tiny corpus (above 0.98 here): an arm that priced its time so badly that it
+            # trained a single step (arm (b) once did, guessing a 200k-frame test split) scores near chance.
+            assert found and float(found.group(1)) > 0.5, output
 
 
 def test_fidelity_bench_continues_every_screened_trial(small_study):
@@ -71,8 +74,8 @@ def test_the_pruning_bench_runs(small_study):
 
 def test_the_kill_matrix_kills_a_job_and_its_rerun_holds_the_budget(small_study):
     # The cheapest phase to reach: the kill lands after the final model is chosen, the rerun only writes the outputs.
-    # 48 s: the tiny corpus's job needs about 40 s on this machine (the plan refuses less and says so).
+    # 40 s: the tiny corpus's job needs about 30 s on this machine (the plan refuses less and says so).
     output = _bench("kill_matrix.py", "--config", str(small_study), "--data", str(small_study.parent / "data"),
-                    "--budget", "48s", "--workers", "1", "--phases", "outputs", timeout=300)
+                    "--budget", "40s", "--workers", "1", "--phases", "outputs", timeout=300)
     assert re.search(r"^outputs .* params, test [01]\.\d+", output, re.MULTILINE), output
     assert float(output.strip().splitlines()[-1].split()[-1]) <= 1.10, output
