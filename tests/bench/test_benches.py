@@ -40,7 +40,7 @@ def test_quality_bench_runs_every_arm(small_study):
     data = small_study.parent / "data"
     # The job needs about 30 s even on a tiny corpus (starting Python and a worker, timing the machine); the other
     # arms only train until their deadline, so a short one tests them as well.
-    for arms, budget in (("a", "36s"), ("b,c", "16s")):
+    for arms, budget in (("a", "32s"), ("b,c", "16s")):
         output = _bench("quality.py", "--config", str(small_study), "--data", str(data), "--budget", budget,
                         "--seeds", "1", "--arms", arms, "--workers", "1", timeout=400, ratio=False)
         for arm in arms.split(","):

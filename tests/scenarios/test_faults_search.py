@@ -53,7 +53,7 @@ def wait_for(condition, timeout, what):
 
 
 def test_interrupted_search_requeues_its_trials_and_the_rerun_finishes(tmp_path):
-    corpus = write_tiny_corpus(tmp_path / "data", n_train=80, n_dev=8, min_frames=100, max_frames=200)
+    corpus = write_tiny_corpus(tmp_path / "data", n_train=40, n_dev=8, min_frames=100, max_frames=200)
     # 10 epochs, as in the bit-identical test below: the interruption follows the first epoch checkpoint with nine
     # epochs to spare even when this test process is starved for seconds on a loaded machine (20 took 54 s here).
     epochs = 10
@@ -112,7 +112,7 @@ def test_a_trial_interrupted_mid_way_ends_bit_identical_to_an_uninterrupted_one(
     """Search-level resume: augmentation on, a train fraction below 1; the retried trial's value, curves and
     weights equal those of the same trial run without interruption."""
     epochs = 10  # enough that the interruption lands before the last epoch on a loaded machine
-    corpus = write_tiny_corpus(tmp_path / "data", n_train=80, n_dev=8, min_frames=100, max_frames=200)
+    corpus = write_tiny_corpus(tmp_path / "data", n_train=40, n_dev=8, min_frames=100, max_frames=200)
     settings = {**SLOW_TRIAL, "study.n_trials": 1, "fidelity.trial_epochs": epochs, "fidelity.train_fraction": 0.5,
                 "space.time_mask_prob": 0.5, "space.time_mask_max_frames": 3, "space.freq_mask_prob": 0.5,
                 "space.freq_mask_max_bands": 2}
