@@ -38,9 +38,11 @@ def connection_lost(exc: BaseException) -> bool:
     """True when ``exc``, or an exception it was raised from or while handling, is the database connection failing
     (SQLAlchemy's ``OperationalError``, or a DBAPI error that invalidated its connection), and not a full disk.
 
-    The implicit context counts too: a session whose connection died mid-transaction fails its next statement with
-    ``PendingRollbackError`` ("Can't reconnect until invalid transaction is rolled back"), raised while handling the
-    ``OperationalError`` and not from it. Optuna rolls the session back on its way out, so the retry gets through.
+    The implicit context of a SQLAlchemy error counts too: a session whose connection died mid-transaction fails its
+    next statement with ``PendingRollbackError`` ("Can't reconnect until invalid transaction is rolled back"), raised
+    while handling the ``OperationalError`` and not from it. Optuna rolls the session back on its way out, so the
+    retry gets through. Any other error raised while handling a lost connection (a bug in an ``except`` block, say)
+    is that error: it is raised at once, not retried for the whole window.
     """
     import sqlalchemy
 
@@ -54,7 +56,8 @@ def connection_lost(exc: BaseException) -> bool:
             return True
         if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
             return True
-        current = current.__cause__ or current.__context__
+        context = current.__context__ if isinstance(current, sqlalchemy.exc.SQLAlchemyError) else None
+        current = current.__cause__ or context
     return False
 
 

@@ -4,6 +4,7 @@ one new SQLite file at once (workers starting together, or a reader polling a st
 from __future__ import annotations
 
 import multiprocessing
+import socket
 import threading
 import time
 
@@ -12,6 +13,7 @@ import pytest
 
 from phonetune.errors import StorageError
 from phonetune.search.storage import build_storage, check_storage_url
+from phonetune.search.storage.reconnect import connection_lost, retry_while_unreachable
 
 
 @pytest.mark.parametrize("url, named", [
@@ -104,3 +106,53 @@ def test_storage_calls_from_several_threads_ride_out_repeated_database_restarts(
             postgres_server.start()
     assert not escaped, escaped
     assert all(count > 0 for count in calls), calls
+
+
+def _refused_connection_error(port: int) -> Exception:
+    """The OperationalError SQLAlchemy raises for a PostgreSQL server that is not there (a held, unlistened port)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(f"postgresql+psycopg2://postgres@127.0.0.1:{port}/none",
+                                      connect_args={"connect_timeout": 2})
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.OperationalError as exc:
+        return exc
+    finally:
+        engine.dispose()
+    raise AssertionError(f"port {port} accepted a connection")
+
+
+def test_only_a_lost_connection_and_sqlalchemys_errors_while_handling_one_are_waited_out():
+    import sqlalchemy
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))  # bound, not listening: every connection is refused
+        lost = _refused_connection_error(held.getsockname()[1])
+    assert connection_lost(lost)
+
+    def raised_while_handling(make):
+        try:
+            raise lost
+        except sqlalchemy.exc.OperationalError:
+            try:
+                raise make()
+            except Exception as exc:  # noqa: BLE001 - the exception itself is what is checked
+                return exc
+
+    # A session used again after its connection died: SQLAlchemy's own error, raised while handling the loss.
+    pending = raised_while_handling(lambda: sqlalchemy.exc.PendingRollbackError("invalid transaction"))
+    assert connection_lost(pending)
+    # Optuna wraps that one `from` it; the chain is followed through the explicit cause too.
+    try:
+        raise optuna.exceptions.StorageInternalError("an error occurred in the storage") from pending
+    except optuna.exceptions.StorageInternalError as wrapped:
+        assert connection_lost(wrapped)
+    # A bug in a handler of the loss is that bug: raised at once, not retried for two minutes.
+    bug = raised_while_handling(lambda: KeyError("trial_id"))
+    assert not connection_lost(bug)
+    started = time.monotonic()
+    with pytest.raises(KeyError):
+        retry_while_unreachable(lambda: (_ for _ in ()).throw(bug), "postgresql://db")
+    assert time.monotonic() - started < 1.0
