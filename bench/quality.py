@@ -147,8 +147,8 @@ def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float, im
     steps = int(seconds / step_s)
     if steps < MIN_STEPS:
         raise SystemExit(f"arm (b): {format_seconds(budget_s)} leaves {max(0.0, seconds):.1f} s to train after "
-                         f"importing, loading, timing and predicting, {max(0, steps)} steps of {1000 * step_s:.1f} ms; give a "
-                         "larger --budget")
+                         f"importing, loading, timing and predicting, {max(0, steps)} steps of "
+                         f"{1000 * step_s:.1f} ms; give a larger --budget")
     train = dataclasses.replace(
         run_config.train, seed=seed, scheduler="linear", total_steps=steps, warmup_fraction=0.05,
         eval_every_steps=max(1, steps // EVALUATIONS), ema_decay=1.0 - 1.0 / max(10, steps // 50),
