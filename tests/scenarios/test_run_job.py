@@ -22,8 +22,9 @@ from optuna.trial import TrialState
 from search_study import WARM_STARTS, write_study
 
 from phonetune.cli.main import main
-from phonetune.errors import StorageError
+from phonetune.errors import BudgetError, StorageError
 from phonetune.job.clock import format_seconds
+from phonetune.job.run import run_job
 from phonetune.job.screen import RESIZE_FACTOR, recipe_sizes
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.model.speed import MAX_REFIT, Speed
@@ -279,6 +280,11 @@ def test_starts_that_cannot_succeed_are_refused_before_training_and_leave_nothin
     short = _run_here(capsys, path, "17s")  # refused by the plan, from this machine's measured speed
     assert short.returncode == 1 and "cannot be met on this machine" in short.stderr and "at least" in short.stderr
     assert not (job_dir / "state.json").exists()  # a refused start does not lock the study to its budget
+    # The budget runs from the command's start (main() hands its start to run_job), not from after the imports:
+    # a start 45 s ago leaves a 60 s budget too little, and the refusal counts those seconds as preparing.
+    with pytest.raises(BudgetError, match=r"preparing took (4[5-9]|5\d) s"):
+        run_job(config, 60, started_at=time.monotonic() - 45, progress=False)
+    assert not (job_dir / "state.json").exists()
 
     # A missing test split is found before any training, not after it.
     test_split = Path(config.data.root) / config.data.test_split
