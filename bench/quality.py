@@ -122,8 +122,20 @@ def arm_phonetune(args, config_path: str, overrides: list[str], seed: int, folde
                       f"{plan['screen_s']:.0f} s of {plan['trial_seconds']:.0f} s trials; "
                       f"{screen['complete_trials']} complete of {screen['trials']} trials; winner trial "
                       f"{winner['trial']} ({winner['from']}) {winner['screen_accuracy']:.4f} vs {recipes}; final "
-                      f"{final['param_count']:,} params, dev {final['dev_accuracy']:.4f}",
+                      f"{final['param_count']:,} params, dev {final['dev_accuracy']:.4f}; {_decoded(summary)}",
             "summary": {key: summary[key] for key in ("plan", "screen", "final_run", "final_model")}}
+
+
+def _decoded(summary: dict) -> str:
+    """What the job's decode added on test: the final model's own argmax against the submission."""
+    model = summary["final_model"]
+    decoder = model.get("decoder")
+    if not decoder:
+        return "decode off (argmax)"
+    chosen = (f"sequence decode at weight {decoder['weight']:g}, prior power {decoder['prior_power']:g}"
+              if decoder["used"] else "argmax (the sequence decode did not beat it on dev)")
+    argmax = model.get("test_argmax_accuracy")
+    return f"{chosen}; test argmax {argmax:.4f}" if argmax is not None else chosen
 
 
 def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float, imports_s: float) -> dict:

@@ -9,6 +9,9 @@ A study file has these tables (each optional except ``[study]`` with its ``name`
 - ``[fidelity]`` training fraction and epochs of a search trial, and epochs of a full-data (promoted) run
 - ``[timing]``   time-boxed trials instead of epochs (``phonetune run`` writes it into the study it resolves)
 - ``[sampler]``, ``[pruner]``  which Optuna sampler and pruner, and their settings
+- ``[decode]``   how the final model's frame posteriors become labels: ``mode = "viterbi"`` (the default: the
+                 likeliest phoneme sequence under the training labels' transitions, when dev prefers it) or
+                 ``"argmax"`` (each frame alone; ``model/decode.py``)
 - ``[space]``    one entry per hyperparameter (see ``search/space_spec.py``); an omitted one stays fixed at the
                  run config default
 
@@ -208,6 +211,18 @@ class PrunerConfig:
         return found
 
 
+@dataclass
+class DecodeConfig:
+    """``[decode]``: how the final model's frame posteriors become the submission's labels (``model/decode.py``)."""
+
+    mode: Literal["viterbi", "argmax"] = "viterbi"  # viterbi: only when it beats argmax on dev; argmax: the network's own
+
+    def problems(self) -> list[str]:
+        if self.mode not in ("viterbi", "argmax"):
+            return [f"mode must be 'viterbi' or 'argmax', but got {self.mode!r}"]
+        return []
+
+
 def search_owned_keys() -> tuple[dict[str, str], dict[str, str]]:
     """Keys of [data] and [train] that the search decides, each with where a study file sets it instead."""
     data_keys = {"train_fraction": "[fidelity] train_fraction", "subsample_seed": "[fidelity] subsample_seed",
@@ -223,7 +238,7 @@ def search_owned_keys() -> tuple[dict[str, str], dict[str, str]]:
     return data_keys, train_keys
 
 
-SECTIONS = ("study", "data", "train", "fidelity", "timing", "sampler", "pruner", "space", "warm_start")
+SECTIONS = ("study", "data", "train", "fidelity", "timing", "sampler", "pruner", "decode", "space", "warm_start")
 
 
 @dataclass
@@ -239,6 +254,7 @@ class StudyConfig:
     space: dict[str, ParamSpec] = field(default_factory=dict)  # every hyperparameter in HYPERPARAMETERS
     warm_start: list[WarmStart] = field(default_factory=list)  # enqueued before any sampled trial, in this order
     timing: TimingConfig = field(default_factory=TimingConfig)  # time-boxed trials (phonetune run)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)  # the final model's labels from its posteriors
     source: str = "<memory>"  # the study file it was read from, for messages
     overrides: tuple[str, ...] = ()  # the --set overrides applied on top, for messages (workers load a resolved file)
 
@@ -285,7 +301,7 @@ def load_study_config(path: str | Path, overrides: Sequence[str] = ()) -> StudyC
 # The tables of a study file that hold one dataclass each; [space] and [[warm_start]] are checked on their own.
 TABLE_CLASSES: dict[str, type] = {"study": StudySettings, "data": DataConfig, "train": TrainConfig,
                                   "fidelity": FidelityConfig, "timing": TimingConfig, "sampler": SamplerConfig,
-                                  "pruner": PrunerConfig}
+                                  "pruner": PrunerConfig, "decode": DecodeConfig}
 
 
 def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") -> StudyConfig:
@@ -313,6 +329,7 @@ def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") 
     sampler = collect_problems(SamplerConfig, raw.get("sampler"), f"{source} [sampler]", problems)
     pruner = collect_problems(PrunerConfig, raw.get("pruner"), f"{source} [pruner]", problems)
     timing = collect_problems(TimingConfig, raw.get("timing"), f"{source} [timing]", problems)
+    decode = collect_problems(DecodeConfig, raw.get("decode"), f"{source} [decode]", problems)
     space = load_space(raw.get("space"), source, data, train, problems)
 
     if space is not None:
@@ -320,12 +337,14 @@ def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") 
     warm_start = load_warm_starts(raw.get("warm_start"), source, space, problems)
     raise_problems(problems, f"invalid study config {source}")
 
-    config = StudyConfig(study, data, train, fidelity, sampler, pruner, space, warm_start, timing, source=source)
+    config = StudyConfig(study, data, train, fidelity, sampler, pruner, space, warm_start, timing, decode,
+                         source=source)
     check_space_budget(config)
     return config
 
 
 __all__ = [
+    "DecodeConfig",
     "FidelityConfig",
     "PrunerConfig",
     "SamplerConfig",

@@ -8,7 +8,12 @@ submission, scored when ``ROOT/<test_split>-labels`` exists (and then every run'
 leaderboard), and the choice is recorded in the full-data study. Beside the submission: ``model_metadata.json`` and
 the final model's per-phoneme accuracy and confusion matrix on dev (``search/final_model.py``).
 
-Dev picks the members, so the ensemble's dev accuracy is optimistic by a little; the test accuracy is the honest one.
+The submission's labels come from the chosen model's test probabilities through ``[decode]`` (``model/decode.py``):
+the likeliest phoneme sequence under the training labels' transitions when that beats the plain argmax on dev, the
+argmax otherwise; with test labels both are scored, so what the decode added is on record.
+
+Dev picks the members (and the decode), so the dev figures are optimistic by a little; the test accuracy is the
+honest one.
 
 Example::
 
@@ -29,6 +34,7 @@ from optuna.trial import TrialState
 from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET
+from phonetune.model.decode import DecoderFit, PhonemeTransitions, fit_decoder
 from phonetune.model.ensemble import load_members, members_probabilities, select_ensemble
 from phonetune.model.inference import load_checkpoint_split, write_submission
 from phonetune.model.run_files import BEST_CHECKPOINT
@@ -52,7 +58,7 @@ class StudyEnsemble:
     members: list[int]  # search trial numbers of the chosen run(s), the first one the best single
     param_count: int  # summed over the chosen members
     size_cap: int  # the most parameters the members may have together (the study's; the HW1P2 limit by default)
-    dev_accuracy: float  # of the chosen model(s)
+    dev_accuracy: float  # of the chosen model(s), each frame's argmax
     single_dev_accuracy: float  # of the best single run
     ensemble_dev_accuracy: float  # of the selected ensemble (equals single when selection kept one member)
     trail: list[float]  # dev accuracy after each greedy addition
@@ -64,6 +70,8 @@ class StudyEnsemble:
     dev_score_dir: str | None = None  # per_phoneme.csv and confusion.html of the chosen model on dev
     test_score_dir: str | None = None  # the same on test, when it has labels
     metadata: str | None = None  # model_metadata.json
+    decoder: dict | None = None  # DecoderFit.to_dict(): what dev chose, every grid point; None with [decode] argmax
+    test_argmax_accuracy: float | None = None  # the chosen model's own per-frame argmax on test (labels only)
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -133,7 +141,9 @@ def build_study_ensemble(
     test_probs_of = {number: members_probabilities([member], data.root, data.test_split, progress=progress)
                      for number, member in members.items() if labelled or number in chosen}
     test_probs = _mean([test_probs_of[number] for number in chosen])
-    symbols = np.asarray(any_member.run_config.data.phonemes)[test_probs.argmax(axis=1)]
+    dev_chosen = _mean([dev_probs[number] for number in chosen])
+    decoder, test_labels = _decode(config, any_member, dev_chosen, labels, dev.offsets, test_probs, progress)
+    symbols = np.asarray(any_member.run_config.data.phonemes)[test_labels]
     submission = write_submission(out / SUBMISSION_FILE, symbols)
     result = StudyEnsemble(
         chosen="ensemble" if use_ensemble else "single",
@@ -147,14 +157,16 @@ def build_study_ensemble(
         submission=submission,
         test_frames=len(symbols),
         member_dev_accuracy=member_dev,
+        decoder=decoder.to_dict() if decoder is not None else None,
     )
     result.test_accuracy = score_when_labelled(submission, data, out / "score")
     if result.test_accuracy is not None:
         truth = read_true_labels(labels_dir_of(data), any_member.run_config.data.phonemes)
         result.member_test_accuracy = {number: float((probs.argmax(axis=1) == truth).mean())
                                        for number, probs in test_probs_of.items()}
+        result.test_argmax_accuracy = float((test_probs.argmax(axis=1) == truth).mean())
         result.test_score_dir = str(out / "score")
-    dev_folder = write_dev_diagnostics(_mean([dev_probs[number] for number in chosen]), labels,
+    dev_folder = write_dev_diagnostics(dev_chosen, labels,
                                        any_member.run_config.data.phonemes, chosen, data.dev_split, out)
     result.dev_score_dir = str(dev_folder)
     result.metadata = str(out / METADATA_FILE)
@@ -167,6 +179,22 @@ def build_study_ensemble(
         result.chosen, chosen, f"{result.param_count:,}", result.dev_accuracy, result.single_dev_accuracy,
     )
     return result
+
+
+def _decode(config: StudyConfig, member, dev_probs: np.ndarray, dev_labels: np.ndarray, dev_offsets: np.ndarray,
+            test_probs: np.ndarray, progress: bool) -> tuple[DecoderFit | None, np.ndarray]:
+    """The decode dev chooses (None under ``[decode] mode = "argmax"``) and the test labels it gives."""
+    if config.decode.mode == "argmax":
+        return None, test_probs.argmax(axis=1)
+    data = config.data
+    train = load_checkpoint_split(member.run_config, member.payload, data.root, data.train_split, progress=progress)
+    test = load_checkpoint_split(member.run_config, member.payload, data.root, data.test_split, progress=progress)
+    transitions = PhonemeTransitions.count(train.labels, train.offsets, test_probs.shape[1])
+    decoder = fit_decoder(dev_probs, dev_labels, dev_offsets, transitions)
+    logger.info("decode: %s on dev (argmax %.4f, sequence %.4f at weight %g, prior power %g)",
+                "sequence" if decoder.used else "argmax", decoder.dev_argmax_accuracy, decoder.dev_decoded_accuracy,
+                decoder.weight, decoder.prior_power)
+    return decoder, decoder.decode(test_probs, test.offsets, transitions)
 
 
 def _mean(probabilities: list[np.ndarray]) -> np.ndarray:

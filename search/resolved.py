@@ -52,6 +52,7 @@ def study_tables(config: StudyConfig) -> dict[str, Any]:
         "timing": to_mapping(config.timing),
         "sampler": to_mapping(config.sampler),
         "pruner": to_mapping(config.pruner),
+        "decode": to_mapping(config.decode),
         "space": {name: _spec_table(spec) for name, spec in config.space.items()},
     }
     if config.warm_start:

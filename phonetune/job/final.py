@@ -59,7 +59,7 @@ def run_final(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Pl
         evaluating = FINAL_EVALUATIONS * speed.predict_seconds(params, data.dev.num_frames) * (measured / predicted)
         # What predicting with this very model costs (the plan priced the planned size, and a recipe screened at
         # its own size may have won).
-        reserve = reserve_seconds(speed, params, plan.dev_frames + plan.test_frames, clock.budget_s,
+        reserve = reserve_seconds(speed, params, plan.dev_frames, plan.test_frames, clock.budget_s,
                                   slowdown=measured / predicted)
         wall = clock.left - reserve - evaluating
         if not winner.intermediate_values and wall < MIN_FINAL_STEPS * measured:

@@ -46,6 +46,7 @@ from typing import Any, Mapping
 
 from phonetune.errors import BudgetError, ConfigError
 from phonetune.job.clock import format_seconds
+from phonetune.model.decode import decode_seconds
 from phonetune.model.speed import Speed
 
 SCREEN_SHARE = 0.25
@@ -73,12 +74,14 @@ def outputs_seconds(budget_s: float) -> float:
     return OUTPUTS_S + OUTPUTS_SHARE * budget_s
 
 
-def reserve_seconds(speed: Speed, params: int, predicted_frames: int, budget_s: float,
+def reserve_seconds(speed: Speed, params: int, dev_frames: int, test_frames: int, budget_s: float,
                     slowdown: float = 1.0) -> float:
-    """The end of a ``budget_s`` job: predicting ``predicted_frames`` (dev and test) with a ``params``-parameter
-    model, the sheet, the report and the summary. ``slowdown``: this model's measured step time over the speed
-    line's prediction, which scales the predicting alone (the sheet and the report do not depend on the model)."""
-    return outputs_seconds(budget_s) + speed.predict_seconds(params, predicted_frames) * slowdown
+    """The end of a ``budget_s`` job: predicting dev and test with a ``params``-parameter model, fitting the decode
+    on dev and decoding test (``model.decode``), the sheet, the report and the summary. ``slowdown``: this model's
+    measured step time over the speed line's prediction, which scales the predicting alone (the rest does not
+    depend on the model)."""
+    return (outputs_seconds(budget_s) + decode_seconds(dev_frames, test_frames)
+            + speed.predict_seconds(params, dev_frames + test_frames) * slowdown)
 
 
 def compute_optimal_params(speed: Speed, seconds: float, batch_size: int, param_budget: int,
@@ -238,7 +241,7 @@ def _screened_plan(budget_s: float, speed: Speed, *, train_frames: int, dev_fram
     rough = ((1.0 - SCREEN_SHARE) * (budget_s - elapsed_s - outputs) / (1.0 - TRIAL_SHARE) if not direct
              else budget_s - elapsed_s - outputs - MIN_SCREEN_S)
     final_params = compute_optimal_params(speed, rough, batch_size, param_budget, min_params)
-    reserve = reserve_seconds(speed, final_params, dev_frames + test_frames, budget_s)
+    reserve = reserve_seconds(speed, final_params, dev_frames, test_frames, budget_s)
     available = budget_s - elapsed_s - reserve
     evaluating = FINAL_EVALUATIONS * speed.predict_seconds(final_params, dev_frames)
     if direct:

@@ -20,6 +20,7 @@ from phonetune.job.planner import (
     outputs_seconds,
     reserve_seconds,
 )
+from phonetune.model.decode import decode_seconds
 from phonetune.model.speed import Speed
 
 # The 2-core development machine, fitted from the trainer's own steps (BENCHMARKS.md): a 1.28M-parameter model
@@ -152,13 +153,13 @@ def test_a_state_files_plan_with_wrong_types_is_a_named_error():
 def test_a_slow_measured_model_scales_the_predicting_in_the_reserve_not_the_fixed_end():
     # A 20-minute job on the second corpus measured its final model 8x slower than the speed line (the machine was
     # busy at that moment) and reserved 207 s where predicting took about 25: three minutes left idle. The sheet,
-    # the report and the summary do not get slower with the model; only the predicting is scaled.
+    # the report, the summary and the decode do not get slower with the model; only the predicting is scaled.
     speed = Speed(fixed=0.0, per_param=3.4e-11, device="cpu", per_step=4.1e-3)
-    frames = 187_596 + 195_300
-    plain = reserve_seconds(speed, 2_314_024, frames, 1200)
-    slow = reserve_seconds(speed, 2_314_024, frames, 1200, slowdown=8.0)
-    fixed = outputs_seconds(1200)
-    assert plain == pytest.approx(fixed + speed.predict_seconds(2_314_024, frames))
+    dev, test = 187_596, 195_300
+    plain = reserve_seconds(speed, 2_314_024, dev, test, 1200)
+    slow = reserve_seconds(speed, 2_314_024, dev, test, 1200, slowdown=8.0)
+    fixed = outputs_seconds(1200) + decode_seconds(dev, test)
+    assert plain == pytest.approx(fixed + speed.predict_seconds(2_314_024, dev + test))
     assert slow - fixed == pytest.approx(8.0 * (plain - fixed))
 
 
