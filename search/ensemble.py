@@ -218,4 +218,12 @@ def format_ensemble(result: StudyEnsemble) -> str:
         f"test accuracy: {test}",
         f"submission: {result.submission}",
     ]
+    if result.decoder is not None:
+        decoder = result.decoder
+        argmax = ("" if result.test_argmax_accuracy is None
+                  else f"; test by argmax {result.test_argmax_accuracy:.4f}")
+        how = (f"the likeliest phoneme sequence (weight {decoder['weight']:g}, prior power {decoder['prior_power']:g})"
+               if decoder["used"] else "each frame's argmax")
+        lines.insert(-1, f"labels: {how}; dev {decoder['dev_decoded_accuracy']:.4f} by sequence, "
+                         f"{decoder['dev_argmax_accuracy']:.4f} by argmax{argmax}")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ file), so the tests do not depend on each other's order.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -26,11 +27,13 @@ from phonetune.data_pipeline import concatenate_splits, load_split
 from phonetune.errors import ConfigError, StorageError
 from phonetune.model import load_run_config, score_submission
 from phonetune.model.ensemble import ensemble_probabilities
-from phonetune.model.inference import load_checkpoint
+from phonetune.model.inference import load_checkpoint, load_checkpoint_split, predict_split
+from phonetune.model.scoring import read_true_labels
 from phonetune.model.trainer import Trainer
 from phonetune.search import attributes as attrs
 from phonetune.cli.main import main
-from phonetune.search.config import load_study_config
+from phonetune.search.config import DecodeConfig, load_study_config
+from phonetune.search.ensemble import build_study_ensemble
 from phonetune.search.optuna_private import live_trial
 from phonetune.search.promote import promote_top_trials, spearman_correlation, top_complete_trials
 from phonetune.search.retrain import retrain_winner
@@ -367,6 +370,16 @@ def test_study_ensemble_of_promoted_runs_sums_their_parameters_and_beats_the_bes
     chosen = open_study(config, "full").user_attrs[attrs.ENSEMBLE_ATTR]
     assert chosen["chosen"] == "ensemble" and chosen["members"] == [best, other]
     assert chosen["param_count"] == counts[best] + counts[other] <= config.param_budget
+    # The submission's labels: the sequence decode when dev prefers it, else the argmax; the argmax is scored too.
+    decoder = chosen["decoder"]
+    assert sorted(decoder["grid"]) == ["0.5/0", "0.5/0.5", "1/0", "1/0.5"]
+    assert decoder["dev_argmax_accuracy"] == pytest.approx(together)
+    assert decoder["used"] == (max(decoder["grid"].values()) > together)
+    on_test = ensemble_probabilities(checkpoints, config.data.root, config.data.test_split, device="cpu")
+    truth = read_true_labels(config.data.root + "/test-clean-labels", config.data.phonemes)
+    assert chosen["test_argmax_accuracy"] == pytest.approx(float((on_test.argmax(axis=1) == truth).mean()))
+    if not decoder["used"]:
+        assert chosen["test_accuracy"] == pytest.approx(chosen["test_argmax_accuracy"])
     assert chosen["dev_accuracy"] == pytest.approx(together) and together > chosen["single_dev_accuracy"]
     assert chosen["single_dev_accuracy"] == pytest.approx(full[best].value)
     rescored = score_submission(chosen["submission"], config.data.root + "/test-clean-labels", config.data.phonemes)
@@ -414,6 +427,14 @@ def test_an_ensemble_no_better_than_its_best_member_is_not_chosen(tmp_path, caps
     chosen = open_study(config, "full").user_attrs[attrs.ENSEMBLE_ATTR]
     assert chosen["chosen"] == "single" and chosen["members"] == [0]  # ties go to the lower trial number
     assert chosen["ensemble_dev_accuracy"] == chosen["single_dev_accuracy"] == pytest.approx(full[0].value)
+    # [decode] mode = "argmax": the network's own per-frame choice is the submission, and no decode is recorded.
+    plain = build_study_ensemble(dataclasses.replace(config, decode=DecodeConfig(mode="argmax")))
+    assert plain.decoder is None and plain.members == [0]
+    assert plain.test_accuracy == pytest.approx(plain.test_argmax_accuracy)
+    model, run_config, payload = load_checkpoint(config.paths.trial_dir(0, "full") / "best.pt", "cpu")
+    split = load_checkpoint_split(run_config, payload, config.data.root, config.data.test_split, progress=False)
+    argmax = np.asarray(run_config.data.phonemes)[predict_split(model, run_config, split, "cpu")]
+    assert [line.split(",")[1] for line in plain.submission.read_text().splitlines()[1:]] == list(argmax)
     sheet = tmp_path / "sheet.csv"
     assert main(["export", "--config", str(path), "--out", str(sheet)]) == 0
     assert _ensemble_row(sheet)["promoted_from"] == "0"

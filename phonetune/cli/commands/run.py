@@ -68,6 +68,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name}: not screened, {why}")
     print(f"final model: {model['chosen']} of search trials {model['members']} ({model['param_count']:,} parameters; "
           f"HW1P2 limit {DEFAULT_PARAM_BUDGET:,}); dev {model['dev_accuracy']:.4f}; test {test}")
+    decoder = model.get("decoder")
+    if decoder:
+        argmax = model.get("test_argmax_accuracy")
+        on_test = f", test {argmax:.4f} by argmax" if argmax is not None else ""
+        if decoder["used"]:
+            print(f"labels: the likeliest phoneme sequence (weight {decoder['weight']:g}, prior power "
+                  f"{decoder['prior_power']:g}): dev {decoder['dev_decoded_accuracy']:.4f} against "
+                  f"{decoder['dev_argmax_accuracy']:.4f} by each frame's argmax{on_test}; [decode] mode = \"argmax\" "
+                  "keeps the network's own")
+        else:
+            print(f"labels: each frame's argmax (the sequence decode reached dev {decoder['dev_decoded_accuracy']:.4f}"
+                  f" against {decoder['dev_argmax_accuracy']:.4f})")
     if model.get("dev_score_dir"):
         print(f"dev diagnostics: {model['dev_score_dir']} (per_phoneme.csv, confusion.html); "
               f"metadata: {model['metadata']}")
