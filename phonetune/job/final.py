@@ -21,6 +21,7 @@ from phonetune.job.screen import job_status, screen_winner
 from phonetune.job.state import JobState
 from phonetune.model.budget import count_params
 from phonetune.model.deadline import Deadline
+from phonetune.model.decode import decode_seconds
 from phonetune.model.run_files import EpochMetrics
 from phonetune.model.speed import Speed
 from phonetune.model.speed_probe import measure_run_step_seconds
@@ -99,7 +100,7 @@ def run_final(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Pl
 
         result = promote_top_trials(final_config, 1, source_numbers=[int(final["source"])], progress=progress,
                                     on_epoch=report,
-                                    deadline=_deadline(clock, final))
+                                    deadline=_deadline(clock, final, plan, screen.decode.mode != "argmax"))
         promoted = next(item for item in result.promoted if item.source_number == int(final["source"]))
         state.mark_done("final", final={**final, "dev_accuracy": promoted.full_accuracy,
                                         "param_count": promoted.param_count,
@@ -107,13 +108,14 @@ def run_final(screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Pl
     return state.values["final"]
 
 
-def _deadline(clock: BudgetClock, final: dict) -> Deadline:
-    """When the final run's time is up: the budget less the fixed part of the reserve, and predicting priced in step
-    times (a state from before ``reserve_steps`` keeps its whole reserve fixed)."""
+def _deadline(clock: BudgetClock, final: dict, plan: Plan, decoding: bool) -> Deadline:
+    """When the final run's time is up: the budget less the fixed part of the reserve (the outputs, and the decode
+    when the study decodes), and predicting priced in step times (a state from before ``reserve_steps`` keeps its
+    whole reserve fixed)."""
     if "reserve_steps" not in final:
         return Deadline(at=clock.deadline_at(clock.budget_s - float(final["reserve_s"])))
-    return Deadline(at=clock.deadline_at(clock.budget_s - outputs_seconds(clock.budget_s)),
-                    reserve_steps=float(final["reserve_steps"]))
+    fixed = outputs_seconds(clock.budget_s) + (decode_seconds(plan.dev_frames, plan.test_frames) if decoding else 0.0)
+    return Deadline(at=clock.deadline_at(clock.budget_s - fixed), reserve_steps=float(final["reserve_steps"]))
 
 
 def build_final_model(screen: StudyConfig, state: JobState, param_budget: int, max_members: int, progress: bool) -> dict:
