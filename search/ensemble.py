@@ -35,7 +35,7 @@ from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
 from phonetune.model.budget import DEFAULT_PARAM_BUDGET
 from phonetune.model.decode import DecoderFit, PhonemeTransitions, fit_decoder
-from phonetune.model.ensemble import load_members, members_probabilities, select_ensemble
+from phonetune.model.ensemble import EnsembleMember, load_members, members_probabilities, select_ensemble
 from phonetune.model.inference import load_checkpoint_split, write_submission
 from phonetune.model.run_files import BEST_CHECKPOINT
 from phonetune.model.scoring import labels_dir_of, read_true_labels, score_when_labelled
@@ -181,8 +181,8 @@ def build_study_ensemble(
     return result
 
 
-def _decode(config: StudyConfig, member, dev_probs: np.ndarray, dev_labels: np.ndarray, dev_offsets: np.ndarray,
-            test_probs: np.ndarray, progress: bool) -> tuple[DecoderFit | None, np.ndarray]:
+def _decode(config: StudyConfig, member: EnsembleMember, dev_probs: np.ndarray, dev_labels: np.ndarray,
+            dev_offsets: np.ndarray, test_probs: np.ndarray, progress: bool) -> tuple[DecoderFit | None, np.ndarray]:
     """The decode dev chooses (None under ``[decode] mode = "argmax"``) and the test labels it gives."""
     if config.decode.mode == "argmax":
         return None, test_probs.argmax(axis=1)
