@@ -50,6 +50,18 @@ def test_quality_bench_runs_every_arm(small_study):
             assert found and float(found.group(1)) > 0.5, output
 
 
+def test_the_decode_bench_prints_its_grid_and_the_jobs_pick(tmp_path, small_study):
+    data = small_study.parent / "data"
+    out = tmp_path / "run"
+    starter = str(REPO / "studies" / "starter.toml")
+    assert subprocess.run([sys.executable, "-m", "phonetune.cli", "train", "--config", starter, "--data", str(data),
+                           "--out", str(out), "--epochs", "1", "--set", "train.batch_size=64",
+                           "--set", 'train.device="cpu"', "--quiet"], env=ONE_THREAD_ENV, cwd=REPO, check=False,
+                          capture_output=True, timeout=300).returncode == 0
+    output = _bench("decode.py", "--checkpoint", str(out / "best.pt"), "--data", str(data))
+    assert output.count("1.5/") == 4 and "the job's grid (4 points) picks" in output, output
+
+
 def test_fidelity_bench_continues_every_screened_trial(small_study):
     output = _bench("fidelity.py", "--config", str(small_study), "--data", str(small_study.parent / "data"),
                     "--budget", "80s", "--trials", "2", "--workers", "1")
