@@ -33,9 +33,10 @@ import torch
 from phonetune.errors import ConfigError
 
 # The dev grid: transitions at half and full weight, posteriors as they are or halfway to scaled likelihoods. On the
-# demo corpus's make-demo model (BENCHMARKS.md, "decoding"), 16 points from weight 0.25 to 1.5 and power 0 to 0.75
-# all beat the argmax on test, by 0.6 to 1.2 points, the best within 0.1 of each other at weights 0.5-1 and
-# powers 0.25-0.5: four points cover that plateau for a quarter of the time.
+# demo corpus's make-demo model (BENCHMARKS.md, "The final model's labels decoded as phoneme sequences";
+# bench/decode.py), 16 points from weight 0.25 to 1.5 and power 0 to 0.75 all beat the argmax on test, by 0.6 to 1.2
+# points, the best within 0.1 of each other at weights 0.5-1 and powers 0.25-0.5: four points cover that plateau
+# for a quarter of the time. On the second corpus dev picked weight 1, power 0.5 in both jobs, as on demo.
 WEIGHTS = (0.5, 1.0)
 PRIOR_POWERS = (0.0, 0.5)
 # Seconds per frame and grid point of the decode: 6.5 us measured on the 2-core development machine (16 points on
