@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from phonetune.errors import ConfigError
 
@@ -81,6 +80,8 @@ def decode_seconds(dev_frames: int, test_frames: int) -> float:
 def viterbi(frame_scores: np.ndarray, offsets: Sequence[int], log_transitions: np.ndarray) -> np.ndarray:
     """The best-scoring label sequence of each utterance: maximizes the sum of its frames' ``frame_scores``
     ``(N, C)`` plus the ``log_transitions`` ``(C, C)`` between consecutive frames. Returns ``(N,)`` int64."""
+    import torch  # here, not at the top: the planner prices the decode (decode_seconds) and must not import torch
+
     scores = torch.from_numpy(np.ascontiguousarray(frame_scores, dtype=np.float32))
     transitions = torch.from_numpy(np.ascontiguousarray(log_transitions, dtype=np.float32))
     offsets = np.asarray(offsets, dtype=np.int64)

@@ -140,8 +140,12 @@ def test_run_holds_its_budget_beside_a_cpu_hog_continues_the_screens_winner_and_
     # The leaderboard is printed before the paths; the final model's dev diagnostics and metadata lie beside it.
     board = done.stdout.split("leaderboard (final models, best dev accuracy first):", 1)[1].split("spent ", 1)[0]
     (row,) = [line for line in board.splitlines() if f"run of trial {winner} " in line]
-    assert row.rstrip().endswith("yes") and f"{summary['test_accuracy']:.4f}" in row
     model = summary["final_model"]
+    # Its rows compare models by their own argmax; the submission's decoded labels have a line of their own.
+    assert row.rstrip().endswith("yes") and f"{model['test_argmax_accuracy']:.4f}" in row
+    decoded = model["decoder"]["used"]
+    labels_line = "labels: the likeliest phoneme sequence" if decoded else "labels: each frame's argmax"
+    assert labels_line in done.stdout and summary["test_accuracy"] == model["test_accuracy"]
     assert (Path(model["dev_score_dir"]) / "confusion.html").is_file()
     metadata = json.loads(Path(model["metadata"]).read_text())
     assert [member["search_trial"] for member in metadata["members"]] == [winner]
