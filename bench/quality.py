@@ -46,7 +46,6 @@ from phonetune.errors import PhonetuneError
 from phonetune.job.clock import format_seconds, parse_budget
 from phonetune.model import count_params
 from phonetune.model.deadline import Deadline
-from phonetune.model.decode import PhonemeTransitions, fit_decoder
 from phonetune.model.ensemble import load_members, members_probabilities
 from phonetune.model.inference import load_checkpoint_split, predict_checkpoint
 from phonetune.model.run_files import BEST_CHECKPOINT
@@ -54,7 +53,8 @@ from phonetune.model.scoring import read_true_labels, score_submission
 from phonetune.model.speed_probe import measure_run_step_seconds, measure_speed
 from phonetune.model.trainer import Trainer
 from phonetune.search import attributes as attrs
-from phonetune.search.config import StudyConfig, load_study_config
+from phonetune.search.config import DecodeConfig, StudyConfig, load_study_config
+from phonetune.search.ensemble import decode_test_labels
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.space import suggest_run_config, warm_start_params
 
@@ -198,13 +198,10 @@ def decoded_test_accuracy(checkpoint: Path, config: StudyConfig) -> float:
     the arm's time, for the record, not its score (arm (b) is the recipe as a student runs it, by argmax)."""
     members = load_members([checkpoint])
     data = config.data
-    train, dev, test = (load_checkpoint_split(members[0].run_config, members[0].payload, data.root, name,
-                                              progress=False)
-                        for name in (data.train_split, data.dev_split, data.test_split))
-    transitions = PhonemeTransitions.count(train.labels, train.offsets, len(data.phonemes))
-    dev_probs = members_probabilities(members, data.root, data.dev_split)
-    fit = fit_decoder(dev_probs, dev.labels, dev.offsets, transitions)
-    labels = fit.decode(members_probabilities(members, data.root, data.test_split), test.offsets, transitions)
+    dev = load_checkpoint_split(members[0].run_config, members[0].payload, data.root, data.dev_split, progress=False)
+    _, labels = decode_test_labels(dataclasses.replace(config, decode=DecodeConfig(mode="viterbi")), members[0],
+                                   members_probabilities(members, data.root, data.dev_split), dev.labels, dev.offsets,
+                                   members_probabilities(members, data.root, data.test_split))
     truth = read_true_labels(Path(data.root) / f"{data.test_split}-labels", data.phonemes)
     return float((labels == truth).mean())
 

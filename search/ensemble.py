@@ -142,7 +142,8 @@ def build_study_ensemble(
                      for number, member in members.items() if labelled or number in chosen}
     test_probs = _mean([test_probs_of[number] for number in chosen])
     dev_chosen = _mean([dev_probs[number] for number in chosen])
-    decoder, test_labels = _decode(config, any_member, dev_chosen, labels, dev.offsets, test_probs, progress)
+    decoder, test_labels = decode_test_labels(config, any_member, dev_chosen, labels, dev.offsets, test_probs,
+                                              progress)
     symbols = np.asarray(any_member.run_config.data.phonemes)[test_labels]
     submission = write_submission(out / SUBMISSION_FILE, symbols)
     result = StudyEnsemble(
@@ -181,9 +182,11 @@ def build_study_ensemble(
     return result
 
 
-def _decode(config: StudyConfig, member: EnsembleMember, dev_probs: np.ndarray, dev_labels: np.ndarray,
-            dev_offsets: np.ndarray, test_probs: np.ndarray, progress: bool) -> tuple[DecoderFit | None, np.ndarray]:
-    """The decode dev chooses (None under ``[decode] mode = "argmax"``) and the test labels it gives."""
+def decode_test_labels(config: StudyConfig, member: EnsembleMember, dev_probs: np.ndarray, dev_labels: np.ndarray,
+                       dev_offsets: np.ndarray, test_probs: np.ndarray, progress: bool = False
+                       ) -> tuple[DecoderFit | None, np.ndarray]:
+    """The decode dev chooses (None under ``[decode] mode = "argmax"``) and the test labels it gives: the
+    transitions counted on the train split as ``member`` reads it, the grid scored on dev's probabilities."""
     if config.decode.mode == "argmax":
         return None, test_probs.argmax(axis=1)
     data = config.data

@@ -59,7 +59,8 @@ def test_the_decode_bench_prints_its_grid_and_the_jobs_pick(tmp_path, small_stud
                            "--set", 'train.device="cpu"', "--quiet"], env=ONE_THREAD_ENV, cwd=REPO, check=False,
                           capture_output=True, timeout=300).returncode == 0
     output = _bench("decode.py", "--checkpoint", str(out / "best.pt"), "--data", str(data))
-    assert output.count("1.5/") == 4 and "the job's grid (4 points) picks" in output, output
+    assert output.count("1.5/") == 3 and output.count("0.75: ") == 4, output
+    assert "the job's grid (4 points) picks" in output, output
 
 
 def test_fidelity_bench_continues_every_screened_trial(small_study):

@@ -372,7 +372,8 @@ def test_study_ensemble_of_promoted_runs_sums_their_parameters_and_beats_the_bes
     assert chosen["param_count"] == counts[best] + counts[other] <= config.param_budget
     # The submission's labels: the sequence decode when dev prefers it, else the argmax; the argmax is scored too.
     decoder = chosen["decoder"]
-    assert sorted(decoder["grid"]) == ["0.5/0", "0.5/0.5", "1/0", "1/0.5"]
+    assert sorted(decoder["grid"]) == ["1.5/0.5", "1.5/0.75", "1/0.5", "1/0.75"]
+    # A small dev (under FIT_MAX_FRAMES) is scored whole.
     assert decoder["dev_argmax_accuracy"] == pytest.approx(together)
     assert decoder["used"] == (max(decoder["grid"].values()) > together)
     on_test = ensemble_probabilities(checkpoints, config.data.root, config.data.test_split, device="cpu")
