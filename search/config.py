@@ -10,8 +10,8 @@ A study file has these tables (each optional except ``[study]`` with its ``name`
 - ``[timing]``   time-boxed trials instead of epochs (``phonetune run`` writes it into the study it resolves)
 - ``[sampler]``, ``[pruner]``  which Optuna sampler and pruner, and their settings
 - ``[decode]``   how the final model's frame posteriors become labels: ``mode = "viterbi"`` (the default: the
-                 likeliest phoneme sequence under the training labels' transitions, when dev prefers it) or
-                 ``"argmax"`` (each frame alone; ``model/decode.py``)
+                 likeliest phoneme sequence under the training labels' durations and phoneme trigrams, when dev
+                 prefers it) or ``"argmax"`` (each frame alone; ``model/decode.py``)
 - ``[space]``    one entry per hyperparameter (see ``search/space_spec.py``); an omitted one stays fixed at the
                  run config default
 
