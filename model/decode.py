@@ -80,8 +80,8 @@ class PhonemeTransitions:
         if labels.size and (labels.min() < 0 or labels.max() >= classes):
             raise ConfigError(f"transition labels must be class indices in [0, {classes}), but range over "
                               f"[{labels.min()}, {labels.max()}]")
-        if classes < 2:
-            raise ConfigError(f"a sequence decode needs at least 2 classes, but got {classes}")
+        if not 2 <= classes < STAYED:  # back-pointers are bytes, one value kept for "stayed"
+            raise ConfigError(f"a sequence decode needs 2 to {STAYED - 1} classes, but got {classes}")
         starts = np.zeros(labels.size, dtype=bool)
         starts[offsets[:-1][offsets[:-1] < labels.size]] = True
         follows = ~starts[1:]  # frame i+1 continues the utterance of frame i

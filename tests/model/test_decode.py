@@ -115,6 +115,8 @@ def test_transitions_are_counted_inside_utterances_never_across_two():
     assert np.allclose(np.exp(counted.log_prior), np.array([4, 4, 4]) / 12)
     with pytest.raises(ConfigError, match=r"class indices in \[0, 3\).*\[0, 7\]"):
         PhonemeTransitions.count(np.array([0, 7]), np.array([0, 2]), num_classes=3)
+    with pytest.raises(ConfigError, match="2 to 254 classes, but got 300"):
+        PhonemeTransitions.count(np.array([0, 7]), np.array([0, 2]), num_classes=300)
 
 
 def test_dev_chooses_the_sequence_decode_only_when_it_beats_the_argmax():
