@@ -1,4 +1,4 @@
-"""The MLP family, the 20M parameter budget, the trainer, checkpoints, inference and scoring.
+"""The MLP family, the 20M parameter limit, the trainer, checkpoints, inference and scoring.
 
 This top level holds what needs no torch: the configs, the parameter arithmetic and the run files, so the search and
 the CLI import them in milliseconds. What makes tensors is imported from its module: ``model.network``
@@ -6,12 +6,12 @@ the CLI import them in milliseconds. What makes tensors is imported from its mod
 ``predict_checkpoint``), ``model.checkpoint``.
 """
 
-from phonetune.model.budget import (
-    DEFAULT_PARAM_BUDGET,
+from phonetune.model.params import (
+    DEFAULT_PARAM_LIMIT,
     MAX_BASE_WIDTH,
-    check_ensemble_budget,
+    check_ensemble_limit,
     check_members_fit,
-    check_param_budget,
+    check_param_limit,
     count_params,
     ensure_fits,
     layer_widths,
@@ -30,7 +30,7 @@ from phonetune.model.train_config import (
 )
 
 __all__ = [
-    "DEFAULT_PARAM_BUDGET",
+    "DEFAULT_PARAM_LIMIT",
     "EpochMetrics",
     "MAX_BASE_WIDTH",
     "ModelConfig",
@@ -40,9 +40,9 @@ __all__ = [
     "SubmissionError",
     "TrainConfig",
     "TrainResult",
-    "check_ensemble_budget",
+    "check_ensemble_limit",
     "check_members_fit",
-    "check_param_budget",
+    "check_param_limit",
     "count_params",
     "ensure_fits",
     "layer_widths",

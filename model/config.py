@@ -46,7 +46,7 @@ class ModelConfig:
 
     hidden_layers: int = 0  # hidden Linear+activation blocks, 0..8; 0 is a single linear layer (the starter)
     base_width: int = 512  # W: the width the shape starts from (multiple of 8); ignored when hidden_layers=0
-    width_shape: WidthShape = "cylinder"  # how widths vary with depth; see budget.layer_widths for exact values
+    width_shape: WidthShape = "cylinder"  # how widths vary with depth; see params.layer_widths for exact values
     activation: Activation = "relu"  # nonlinearity after every hidden Linear
     batchnorm: BatchnormPlace = "none"  # BatchNorm1d before or after the activation, or none
     batchnorm_layers: LayerPattern = "every"  # every hidden layer, or alternate ones (1st, 3rd, 5th, ...)

@@ -1,7 +1,7 @@
-"""Ensembles of trained checkpoints within the parameter budget: averaged probabilities, greedy selection, submission.
+"""Ensembles of trained checkpoints within the parameter limit: averaged probabilities, greedy selection, submission.
 
 The HW1P2 rule caps the summed parameters of every model used for a submission, so each entry point checks the
-members' total against the budget before it predicts anything. Members may differ in context and normalization:
+members' total against the limit before it predicts anything. Members may differ in context and normalization:
 each one windows and normalizes the split as it was trained, and their softmax probabilities are averaged.
 
 Example::
@@ -22,8 +22,8 @@ from typing import Any, Hashable, Mapping, Sequence, TypeVar
 import numpy as np
 import torch
 
-from phonetune.errors import BudgetError, CheckpointError
-from phonetune.model.budget import DEFAULT_PARAM_BUDGET, check_members_fit, check_param_budget
+from phonetune.errors import CheckpointError, ParamLimitError
+from phonetune.model.params import DEFAULT_PARAM_LIMIT, check_members_fit, check_param_limit
 from phonetune.model.device import resolve_device
 from phonetune.model.inference import load_checkpoint, load_checkpoint_split, predict_probabilities, write_submission
 from phonetune.model.network import PhonemeMLP
@@ -56,19 +56,19 @@ class EnsembleSelection:
 
 def load_members(
     checkpoints: Sequence[str | Path],
-    param_budget: int = DEFAULT_PARAM_BUDGET,
+    param_limit: int = DEFAULT_PARAM_LIMIT,
     device: str | torch.device | None = None,
 ) -> list[EnsembleMember]:
-    """Load every checkpoint, refuse an over-budget or inconsistent set, then move the models to ``device``.
+    """Load every checkpoint, refuse a set over the limit or inconsistent, then move the models to ``device``.
 
-    Models are loaded on the CPU first so that a set the budget refuses never reaches the accelerator.
+    Models are loaded on the CPU first so that a set the limit refuses never reaches the accelerator.
     """
     members = []
     for checkpoint in checkpoints:
         model, run_config, payload = load_checkpoint(checkpoint, device="cpu")
         members.append(EnsembleMember(Path(checkpoint), model, run_config, payload))
     check_members_fit(
-        [member.param_count for member in members], param_budget, names=[str(m.checkpoint) for m in members]
+        [member.param_count for member in members], param_limit, names=[str(m.checkpoint) for m in members]
     )
     first = tuple(members[0].run_config.data.phonemes)
     for member in members[1:]:
@@ -113,12 +113,12 @@ def ensemble_probabilities(
     data_root: str | Path,
     split: str,
     *,
-    param_budget: int = DEFAULT_PARAM_BUDGET,
+    param_limit: int = DEFAULT_PARAM_LIMIT,
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """Averaged probabilities of ``checkpoints`` over ``data_root/split``; BudgetError first if they do not fit."""
-    return members_probabilities(load_members(checkpoints, param_budget, device), data_root, split, progress=progress)
+    """Averaged probabilities of ``checkpoints`` over ``data_root/split``; ParamLimitError first if they do not fit."""
+    return members_probabilities(load_members(checkpoints, param_limit, device), data_root, split, progress=progress)
 
 
 def write_ensemble_submission(
@@ -126,16 +126,16 @@ def write_ensemble_submission(
     data_root: str | Path,
     split: str,
     out_path: str | Path,
-    param_budget: int = DEFAULT_PARAM_BUDGET,
+    param_limit: int = DEFAULT_PARAM_LIMIT,
     *,
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> tuple[Path, int]:
     """Predict ``data_root/split`` with the averaged ensemble and write the ``id,label`` CSV; returns (path, frames).
 
-    Nothing is predicted or written when the members exceed ``param_budget``.
+    Nothing is predicted or written when the members exceed ``param_limit``.
     """
-    members = load_members(checkpoints, param_budget, device)
+    members = load_members(checkpoints, param_limit, device)
     probabilities = members_probabilities(members, data_root, split, progress=progress)
     symbols = np.asarray(members[0].run_config.data.phonemes)[probabilities.argmax(axis=1)]
     path = write_submission(out_path, symbols)
@@ -150,20 +150,20 @@ def select_ensemble(
     member_probs: Mapping[Key, np.ndarray],
     labels: np.ndarray,
     param_counts: Mapping[Key, int],
-    param_budget: int,
+    param_limit: int,
     max_members: int,
 ) -> EnsembleSelection:
-    """Greedy forward selection without replacement (Caruana et al. 2004) by dev accuracy, within ``param_budget``.
+    """Greedy forward selection without replacement (Caruana et al. 2004) by dev accuracy, within ``param_limit``.
 
     Starts from the best single member that fits, then adds the member that most raises the accuracy of the
     averaged probabilities while the summed parameters fit; stops when no addition raises it or at ``max_members``.
     Ties go to the lower key.
     """
-    check_param_budget(param_budget)
+    check_param_limit(param_limit)
     if max_members < 1:
         raise ValueError(f"max_members must be at least 1, but got {max_members}")
     if not member_probs:
-        raise BudgetError("ensemble selection needs at least one candidate member, but got none")
+        raise ParamLimitError("ensemble selection needs at least one candidate member, but got none")
     labels = np.asarray(labels)
     keys = sorted(member_probs)
     for key in keys:
@@ -172,11 +172,11 @@ def select_ensemble(
             raise ValueError(f"member {key!r} probabilities must be (N={len(labels)}, classes), but are {shape}")
         if key not in param_counts:
             raise ValueError(f"member {key!r} has probabilities but no entry in param_counts")
-    fitting = [key for key in keys if param_counts[key] <= param_budget]
+    fitting = [key for key in keys if param_counts[key] <= param_limit]
     if not fitting:
         smallest = min(keys, key=lambda key: (param_counts[key], key))
-        raise BudgetError(
-            f"an ensemble must have at most {param_budget:,} parameters, but even the smallest candidate "
+        raise ParamLimitError(
+            f"an ensemble must have at most {param_limit:,} parameters, but even the smallest candidate "
             f"{smallest!r} has {param_counts[smallest]:,}"
         )
 
@@ -194,7 +194,7 @@ def select_ensemble(
     while len(members) < max_members:
         choice, choice_correct = None, best
         for key in fitting:
-            if key in members or used + param_counts[key] > param_budget:
+            if key in members or used + param_counts[key] > param_limit:
                 continue
             candidate = correct(total + member_probs[key])
             if candidate > choice_correct:

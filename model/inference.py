@@ -23,7 +23,7 @@ from phonetune.atomic import atomic_write_text
 from phonetune.data_pipeline import NormStats, SplitData, compute_global_stats, load_split
 from phonetune.data_pipeline.batches import ContextWindows
 from phonetune.errors import CheckpointError, ConfigError
-from phonetune.model.budget import count_params
+from phonetune.model.params import count_params
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.model.device import autocast_context, bf16_pays, resolve_device
 from phonetune.model.network import PhonemeMLP

@@ -1,4 +1,4 @@
-"""``PhonemeMLP``: the MLP family over flattened context windows, and ``build_model``, its budget-checked builder.
+"""``PhonemeMLP``: the MLP family over flattened context windows, and ``build_model``, its builder, checked against the parameter limit.
 
 Layer order, in the order modules are created (``count_params`` mirrors it exactly). For each hidden layer ``i``
 with width ``layer_widths(config)[i]``::
@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from phonetune.model.budget import DEFAULT_PARAM_BUDGET, ensure_fits, layer_has, layer_widths
+from phonetune.model.params import DEFAULT_PARAM_LIMIT, ensure_fits, layer_has, layer_widths
 from phonetune.model.config import ModelConfig, ModelIO
 from phonetune.model.dropout import Dropout
 
@@ -118,12 +118,12 @@ class PhonemeMLP(nn.Module):
 
 
 def build_model(
-    config: ModelConfig, io: ModelIO, param_budget: int = DEFAULT_PARAM_BUDGET, *, allow_over_default: bool = False
+    config: ModelConfig, io: ModelIO, param_limit: int = DEFAULT_PARAM_LIMIT, *, allow_over_default: bool = False
 ) -> PhonemeMLP:
-    """Build ``config`` for ``io`` after checking, without allocating, that it fits ``param_budget``.
+    """Build ``config`` for ``io`` after checking, without allocating, that it fits ``param_limit``.
 
-    Raises BudgetError stating the count and the budget when it does not fit, and when ``param_budget`` exceeds
+    Raises ParamLimitError stating the count and the limit when it does not fit, and when ``param_limit`` exceeds
     the 20M HW1P2 limit without ``allow_over_default=True``.
     """
-    ensure_fits(config, io, param_budget, allow_over_default=allow_over_default)
+    ensure_fits(config, io, param_limit, allow_over_default=allow_over_default)
     return PhonemeMLP(config, io)

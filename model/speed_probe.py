@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from phonetune.data_pipeline.batches import ContextWindows
 from phonetune.data_pipeline.split import SplitData, subsample_utterances
-from phonetune.model.budget import count_params
+from phonetune.model.params import count_params
 from phonetune.model.config import ModelConfig, ModelIO
 from phonetune.model.device import autocast_context, bf16_pays, resolve_device
 from phonetune.model.network import build_model

@@ -40,7 +40,7 @@ from phonetune import interrupts
 from phonetune.data_pipeline.batches import ContextWindows
 from phonetune.data_pipeline.load import TrainingData, load_training_data
 from phonetune.errors import ConfigError
-from phonetune.model.budget import DEFAULT_PARAM_BUDGET, count_params, ensure_fits
+from phonetune.model.params import DEFAULT_PARAM_LIMIT, count_params, ensure_fits
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.model.deadline import Deadline, DeadlineKeeper
 from phonetune.model.device import autocast_context, bf16_pays, resolve_device
@@ -102,7 +102,7 @@ class Trainer:
         epoch_callback: EpochCallback | None = None,
         progress: bool = True,
         overwrite: bool = False,
-        param_budget: int = DEFAULT_PARAM_BUDGET,
+        param_limit: int = DEFAULT_PARAM_LIMIT,
         curves: bool = True,
         deadline: float | Deadline | None = None,
     ) -> None:
@@ -111,7 +111,7 @@ class Trainer:
         self.epoch_callback = epoch_callback
         self.progress = progress
         self.overwrite = overwrite
-        self.param_budget = param_budget
+        self.param_limit = param_limit
         self.curves = curves  # curves.html inlines plotly (~5 MB): a search of many trials may skip it
         # A time.monotonic() value the last step must end by: a linear schedule's end is replanned at each
         # evaluation to the step the time left buys at the speed just measured (phonetune run's final run).
@@ -129,7 +129,7 @@ class Trainer:
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
         config = self.run_config
-        ensure_fits(config.model, config.io, self.param_budget)  # fail before loading data or allocating
+        ensure_fits(config.model, config.io, self.param_limit)  # fail before loading data or allocating
         self.device = resolve_device(config.train.device)
         self.use_bf16 = config.train.bf16 and bf16_pays(
             self.device, count_params(config.model, config.io), config.train.batch_size)
@@ -141,7 +141,7 @@ class Trainer:
         self.augment = config.data.augment if config.data.augment.enabled else None
 
         torch.manual_seed(config.train.seed)
-        self.model = build_model(config.model, config.io, self.param_budget).to(self.device)
+        self.model = build_model(config.model, config.io, self.param_limit).to(self.device)
         self.step_model = torch.compile(self.model) if config.train.compile else self.model
         self.steps_per_epoch = self.train_windows.num_batches(config.train.batch_size)
         self.total_steps = total_steps(config.train, self.steps_per_epoch)

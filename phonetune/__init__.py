@@ -1,7 +1,7 @@
 """phonetune: find, train and submit the best MLP for HW1P2 frame-level phoneme classification.
 
 The work lives in packages by role: ``phonetune.data_pipeline`` (files to batches), ``phonetune.model`` (network,
-budget, training, inference) and ``phonetune.search`` (the study engine: space, storage, trials, workers, promotion,
+parameter counts, training, inference) and ``phonetune.search`` (the study engine: space, storage, trials, workers, promotion,
 retrain), kept in the repository's top-level folders; and ``phonetune.job`` (``phonetune run`` under one budget),
 ``phonetune.results`` (ablation sheet, report, dashboard) and ``phonetune.cli`` (the ``phonetune`` command), folders
 of this package. This top level holds what all of them share: the errors, typed config loading, atomic writes.
@@ -12,6 +12,7 @@ from phonetune.errors import (
     CheckpointError,
     ConfigError,
     DataError,
+    ParamLimitError,
     PhonetuneError,
     StorageError,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "ParamLimitError",
     "PhonetuneError",
     "StorageError",
 ]

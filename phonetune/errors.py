@@ -22,7 +22,11 @@ class DataError(PhonetuneError):
 
 
 class BudgetError(PhonetuneError):
-    """A model, ensemble or search space cannot fit the parameter budget."""
+    """A wall-clock budget (``phonetune run --budget``) cannot be met."""
+
+
+class ParamLimitError(PhonetuneError):
+    """A model, ensemble or search space cannot fit the parameter limit (``[study] param_limit``, the HW1P2 20M)."""
 
 
 class StorageError(PhonetuneError):

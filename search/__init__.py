@@ -1,4 +1,4 @@
-"""The study engine: study config, budget-aware space, storage, the trial runner, workers, promotion, retrain.
+"""The study engine: study config, space sized under the parameter limit, storage, the trial runner, workers, promotion, retrain.
 
 The package's top level holds the study config only (it imports neither Optuna nor torch); everything else is
 imported from its module.

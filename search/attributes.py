@@ -8,8 +8,8 @@ User attributes (``trial.user_attrs[...]``). ``space.py`` writes ``base_width`` 
 ``warm_start`` are set when ``promote.py`` and ``study.enqueue_warm_starts`` queue a trial:
 
 =====================  ==========================================================================================
-``base_width``         int: the width the budget-aware space derived from ``width_fraction`` (not an Optuna param)
-``param_count``        int: trainable parameters of the trial's model (always <= the study's ``param_budget``)
+``base_width``         int: the width the space derived under the parameter limit from ``width_fraction`` (not an Optuna param)
+``param_count``        int: trainable parameters of the trial's model (always <= the study's ``param_limit``)
 ``best_dev_accuracy``  float: best dev accuracy so far (equals the objective value of a COMPLETE trial)
 ``epochs_run``         int: epochs finished, counting epochs a retried trial inherited from its dead predecessor
 ``pruned_at_epoch``    int: the epoch after which the pruner stopped the trial (only on PRUNED trials)
@@ -34,7 +34,7 @@ A system attribute because optuna-dashboard lists every user attribute on the tr
 JSON list pushes the page off screen; the dashboard plots the dev accuracy per epoch from the reported values.
 
 Optuna parameters are the sampled hyperparameters under their ``[space]`` names, plus ``width_fraction`` (the
-position of ``base_width`` between its low end and the budget bound) and ``<name>_on`` switches of ranges with
+position of ``base_width`` between its low end and the parameter limit's bound) and ``<name>_on`` switches of ranges with
 ``zero = true``. System attributes ``failed_trial``/``retry_history`` are Optuna's retry bookkeeping
 (``RetryHeartbeatStaleTrialCallback``), and ``phonetune:heartbeat`` is the journal-storage heartbeat.
 """
@@ -52,13 +52,13 @@ SPEARMAN_ATTR = "spearman_search_vs_full"  # rank correlation of search and full
 SPEARMAN_COUNT_ATTR = "spearman_trials"  # how many promoted trials it was computed over
 PROMOTED_SOURCES_ATTR = "promoted_sources"  # search trial numbers that have a completed full-data run
 SOURCE_STUDY_ATTR = "source_study"  # name of the search study the full-data trials came from
-SETTINGS_ATTR = "settings"  # search study: fidelity, data, parameter budget and space it was created with
+SETTINGS_ATTR = "settings"  # search study: fidelity, data, parameter limit and space it was created with
 ENSEMBLE_ATTR = "ensemble"  # the final model last chosen (single or ensemble): members, parameters, accuracies
 # Study user attributes of both studies, recorded when a study is created.
 TRAINING_DATA_ATTR = "training_data"  # {"normalization", "train_fraction"}: what the study's trials trained on
 # The three sizes a study's models answer to, named the same way everywhere (sheet, report, dashboard, terminal):
-HW1P2_LIMIT_ATTR = "hw1p2_limit"  # the HW1P2 rule: at most 20M parameters, ensembles summed (DEFAULT_PARAM_BUDGET)
-SIZE_CAP_ATTR = "size_cap"  # the largest model this study may sample ([study] param_budget; `run` lowers it)
+HW1P2_LIMIT_ATTR = "hw1p2_limit"  # the HW1P2 rule: at most 20M parameters, ensembles summed (DEFAULT_PARAM_LIMIT)
+SIZE_CAP_ATTR = "size_cap"  # the largest model this study may sample ([study] param_limit; `run` lowers it)
 PLANNED_SIZE_ATTR = "planned_size"  # `phonetune run`: the final run's size the plan chose (its final_params)
 
 # What each fidelity trained on, as the ablation sheet and metrics.json say it.

@@ -2,7 +2,7 @@
 
 A study file has these tables (each optional except ``[study]`` with its ``name``):
 
-- ``[study]``    name, storage URL, trial budget (``n_trials`` / ``timeout_seconds``), ``param_budget``, heartbeats
+- ``[study]``    name, storage URL, trial target (``n_trials`` / ``timeout_seconds``), ``param_limit``, heartbeats
 - ``[data]``     a ``DataConfig`` without the keys the search owns (context and masking come from ``[space]``,
                  the training fraction from ``[fidelity]``)
 - ``[train]``    fixed ``TrainConfig`` settings (device, bf16, seed, clipping...) without the searched keys
@@ -17,7 +17,7 @@ A study file has these tables (each optional except ``[study]`` with its ``name`
 
 ``load_study_config(path, overrides)`` collects every problem (unknown keys, wrong types, values out of range) into
 one ``ConfigError`` whose lines name the file and table, then checks that the space's smallest model fits the
-parameter budget (``BudgetError`` otherwise).
+parameter limit (``ParamLimitError`` otherwise).
 
 Example::
 
@@ -35,12 +35,12 @@ from typing import Any, Literal, Mapping, Sequence
 from phonetune.configs import apply_overrides, collect_problems, did_you_mean, raise_problems, read_toml
 from phonetune.data_pipeline.config import DataConfig
 from phonetune.errors import ConfigError
-from phonetune.model.budget import DEFAULT_PARAM_BUDGET
+from phonetune.model.params import DEFAULT_PARAM_LIMIT
 from phonetune.model.train_config import TrainConfig
 from phonetune.search.attributes import FULL_FIDELITY, SEARCH_FIDELITY, check_fidelity
 from phonetune.search.overrides import blame_overrides, override_problems
 from phonetune.search.paths import StudyPaths
-from phonetune.search.space_budget import check_space_budget
+from phonetune.search.space_sizes import check_space_limit
 from phonetune.search.space_spec import HYPERPARAMETERS, Choice, FloatRange, IntRange, ParamSpec
 from phonetune.search.space_table import load_space, space_problems
 from phonetune.search.warm_start import WarmStart, load_warm_starts
@@ -50,14 +50,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class StudySettings:
-    """``[study]``: identity, storage, how many trials, the parameter budget and dead-worker detection."""
+    """``[study]``: identity, storage, how many trials, the parameter limit and dead-worker detection."""
 
     name: str  # study name in the storage; also names studies/<name>.db and studies/<name>/trials/
     storage: str = ""  # "" = sqlite:///studies/<name>.db; any SQLAlchemy URL (postgresql://...) or journal:///file.log
     artifacts_dir: str = ""  # "" = studies/<name>; trial run folders go to <artifacts_dir>/trials/<number>/
     n_trials: int = 20  # finished (COMPLETE or PRUNED) trials the study aims for, over all workers and runs; 0 = no cap
     timeout_seconds: float = 0.0  # each worker stops starting trials after this long; 0 = no time limit
-    param_budget: int = DEFAULT_PARAM_BUDGET  # no sampled model may exceed this; lower is fine, above 20M is refused
+    param_limit: int = DEFAULT_PARAM_LIMIT  # no sampled model may exceed this; lower is fine, above 20M is refused
     heartbeat_interval: int = 10  # seconds between a running trial's heartbeats (integer, as Optuna requires)
     grace_period: int = 60  # a RUNNING trial silent this long is failed and retried; must exceed the interval
     max_retry: int = 3  # how often a trial whose worker died is re-queued before it is given up
@@ -73,12 +73,12 @@ class StudySettings:
             found.append(f"timeout_seconds must be 0 (no limit) or more, but got {self.timeout_seconds}")
         if self.n_trials == 0 and self.timeout_seconds == 0:
             found.append("n_trials or timeout_seconds must be set, but both are 0 (the study would never stop)")
-        if self.param_budget <= 0:
-            found.append(f"param_budget must be a positive integer, but got {self.param_budget}")
-        elif self.param_budget > DEFAULT_PARAM_BUDGET:
+        if self.param_limit <= 0:
+            found.append(f"param_limit must be a positive integer, but got {self.param_limit}")
+        elif self.param_limit > DEFAULT_PARAM_LIMIT:
             found.append(
-                f"param_budget must be at most {DEFAULT_PARAM_BUDGET:,} (the HW1P2 limit), but got "
-                f"{self.param_budget:,}; lower it"
+                f"param_limit must be at most {DEFAULT_PARAM_LIMIT:,} (the HW1P2 limit), but got "
+                f"{self.param_limit:,}; lower it"
             )
         if self.heartbeat_interval < 1:
             found.append(f"heartbeat_interval must be at least 1 second, but got {self.heartbeat_interval}")
@@ -258,8 +258,8 @@ class StudyConfig:
         return self.study.name
 
     @property
-    def param_budget(self) -> int:
-        return self.study.param_budget
+    def param_limit(self) -> int:
+        return self.study.param_limit
 
     def study_name(self, fidelity: str = SEARCH_FIDELITY) -> str:
         """Name of the Optuna study of one fidelity: ``<name>`` for search trials, ``<name>-full`` for promoted runs."""
@@ -276,21 +276,47 @@ class StudyConfig:
 
 
 def load_study_config(path: str | Path, overrides: Sequence[str] = ()) -> StudyConfig:
-    """Read, override and validate a study TOML; see the module docstring. Raises ConfigError or BudgetError.
+    """Read, override and validate a study TOML; see the module docstring. Raises ConfigError or ParamLimitError.
 
     A problem an override brings is blamed on it: a ``--set`` naming no key of a study file is refused by name
     before the file is read (``override_problems``), and a value it sets that the file's checks refuse is marked
     ``(from --set ...)``.
     """
     owned = dict(zip(("data", "train"), search_owned_keys()))
+    overrides = [_renamed_override(text) for text in overrides]
     raise_problems(override_problems(overrides, TABLE_CLASSES, owned), f"invalid --set for {path}")
-    raw = apply_overrides(read_toml(path), list(overrides))
+    raw = apply_overrides(_renamed_keys(read_toml(path), str(path)), list(overrides))
     try:
         config = study_config_from_mapping(raw, source=str(path))
     except ConfigError as exc:
         raise ConfigError(blame_overrides(str(exc), overrides)) from exc
     config.overrides = tuple(overrides)
     return config
+
+
+# Keys a study file may still carry under their old names: (table, old, new). Each loads under its new name, with
+# one line saying so.
+RENAMED_KEYS = (("study", "param_budget", "param_limit"),)
+
+
+def _renamed_keys(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """``raw`` with each old key of ``RENAMED_KEYS`` moved to its new name (a file that sets both is left for the
+    unknown-key check to refuse)."""
+    for table, old, new in RENAMED_KEYS:
+        section = raw.get(table)
+        if isinstance(section, dict) and old in section and new not in section:
+            logger.warning("%s: [%s] %s is now called %s; it loads under the new name", source, table, old, new)
+            section[new] = section.pop(old)
+    return raw
+
+
+def _renamed_override(text: str) -> str:
+    """A ``--set`` of an old key (``study.param_budget=...``) as the new one, with one line saying so."""
+    for table, old, new in RENAMED_KEYS:
+        if text.strip().startswith(f"{table}.{old}="):
+            logger.warning("--set %s.%s is now --set %s.%s", table, old, table, new)
+            return text.replace(f"{table}.{old}=", f"{table}.{new}=", 1)
+    return text
 
 
 # The tables of a study file that hold one dataclass each; [space] and [[warm_start]] are checked on their own.
@@ -334,7 +360,7 @@ def study_config_from_mapping(raw: Mapping[str, Any], source: str = "<memory>") 
 
     config = StudyConfig(study, data, train, fidelity, sampler, pruner, space, warm_start, timing, decode,
                          source=source)
-    check_space_budget(config)
+    check_space_limit(config)
     return config
 
 

@@ -1,8 +1,8 @@
-"""The study's ensemble: the promoted runs whose averaged probabilities do best on dev, within the parameter budget.
+"""The study's ensemble: the promoted runs whose averaged probabilities do best on dev, within the parameter limit.
 
 ``phonetune ensemble`` (and ``phonetune run``) takes every completed full-data run of the study, predicts dev with
 each member's ``best.pt``, and picks members by greedy forward selection (``model.ensemble.select_ensemble``) while
-their summed parameters fit the budget (the HW1P2 rule counts an ensemble's parameters together). The ensemble is
+their summed parameters fit the limit (the HW1P2 rule counts an ensemble's parameters together). The ensemble is
 used only when it beats the best single run on dev; either way the chosen model(s) predict the test split into one
 submission, scored when ``ROOT/<test_split>-labels`` exists (and then every run's own test accuracy too, for the
 leaderboard), and the choice is recorded in the full-data study. Beside the submission: ``model_metadata.json`` and
@@ -33,7 +33,7 @@ from optuna.trial import TrialState
 
 from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
-from phonetune.model.budget import DEFAULT_PARAM_BUDGET
+from phonetune.model.params import DEFAULT_PARAM_LIMIT
 from phonetune.model.decode import DecoderFit, PhonemeTransitions, fit_decoder
 from phonetune.model.ensemble import EnsembleMember, load_members, members_probabilities, select_ensemble
 from phonetune.model.inference import load_checkpoint_split, write_submission
@@ -94,19 +94,19 @@ def build_study_ensemble(
     config: StudyConfig,
     *,
     max_members: int = 4,
-    param_budget: int | None = None,
+    param_limit: int | None = None,
     out_dir: str | Path | None = None,
     progress: bool = False,
     storage: optuna.storages.BaseStorage | None = None,
 ) -> StudyEnsemble:
     """Select, predict, score and record the study's ensemble (see the module docstring).
 
-    ``param_budget`` defaults to the study's; members over it together are never selected. Raises ConfigError when
-    no promoted run exists, BudgetError when no single run fits the budget.
+    ``param_limit`` defaults to the study's; members over it together are never selected. Raises ConfigError when
+    no promoted run exists, ParamLimitError when no single run fits the limit.
     """
     if max_members < 1:
         raise ConfigError(f"--max-members must be at least 1, but got {max_members}")
-    budget = config.param_budget if param_budget is None else param_budget
+    limit = config.param_limit if param_limit is None else param_limit
     storage = storage if storage is not None else storage_for(config, must_exist=True)
     # A mistyped study name lists the stored studies, as every other command says it.
     require_study(storage, config.study_name(), config.paths.storage_url, "run `phonetune search --config ...` first")
@@ -118,7 +118,7 @@ def build_study_ensemble(
             f"{BEST_CHECKPOINT}; run `phonetune promote --config {config.source}` first"
         )
     data = config.data
-    members = {number: load_members([path], budget)[0] for number, path in sorted(checkpoints.items())}
+    members = {number: load_members([path], limit)[0] for number, path in sorted(checkpoints.items())}
     any_member = next(iter(members.values()))
     dev = load_checkpoint_split(any_member.run_config, any_member.payload, data.root, data.dev_split, progress=progress)
     labels = np.asarray(dev.labels, dtype=np.int64)
@@ -128,7 +128,7 @@ def build_study_ensemble(
     }
     member_dev = {number: float((probs.argmax(axis=1) == labels).mean()) for number, probs in dev_probs.items()}
     counts = {number: member.param_count for number, member in members.items()}
-    selection = select_ensemble(dev_probs, labels, counts, budget, max_members)
+    selection = select_ensemble(dev_probs, labels, counts, limit, max_members)
     best_single = max(member_dev, key=lambda number: (member_dev[number], -number))
     # Dev chose the members, so demand a strict gain before trading one model for several.
     use_ensemble = len(selection.members) > 1 and selection.dev_accuracy > member_dev[best_single]
@@ -150,7 +150,7 @@ def build_study_ensemble(
         chosen="ensemble" if use_ensemble else "single",
         members=chosen,
         param_count=sum(counts[number] for number in chosen),
-        size_cap=budget,
+        size_cap=limit,
         dev_accuracy=selection.dev_accuracy if use_ensemble else member_dev[best_single],
         single_dev_accuracy=member_dev[best_single],
         ensemble_dev_accuracy=selection.dev_accuracy,
@@ -211,7 +211,7 @@ def _mean(probabilities: list[np.ndarray]) -> np.ndarray:
 def format_ensemble(result: StudyEnsemble) -> str:
     """A few lines for the CLI: members, parameters, dev and test accuracy, single against ensemble."""
     test = "not scored (no test labels)" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
-    limit = "HW1P2 limit" if result.size_cap == DEFAULT_PARAM_BUDGET else "size cap"
+    limit = "HW1P2 limit" if result.size_cap == DEFAULT_PARAM_LIMIT else "size cap"
     lines = [
         f"chosen: {result.chosen} of search trials {result.members} ({result.param_count:,} parameters; {limit} "
         f"{result.size_cap:,})",

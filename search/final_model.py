@@ -8,7 +8,7 @@ architecture, parameter count, data, schedule, epochs and accuracies, and the ru
 
 Example::
 
-    metadata = final_model_metadata(result, members, hw1p2_limit=DEFAULT_PARAM_BUDGET)
+    metadata = final_model_metadata(result, members, hw1p2_limit=DEFAULT_PARAM_LIMIT)
     atomic_write_json(out / METADATA_FILE, metadata)
 """
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from phonetune.configs import to_mapping
-from phonetune.model.budget import DEFAULT_PARAM_BUDGET, layer_widths
+from phonetune.model.params import DEFAULT_PARAM_LIMIT, layer_widths
 from phonetune.model.scoring import score_predictions, write_score_report
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def final_model_metadata(result: "StudyEnsemble", members: Mapping[int, "Ensembl
         "members": [member_metadata(number, members[number], result.member_dev_accuracy.get(number),
                                     member_test_accuracy.get(number)) for number in result.members],
         "param_count": result.param_count,
-        "hw1p2_limit": DEFAULT_PARAM_BUDGET,
+        "hw1p2_limit": DEFAULT_PARAM_LIMIT,
         "size_cap": result.size_cap,
         "dev_accuracy": result.dev_accuracy,
         "test_accuracy": result.test_accuracy,

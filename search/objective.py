@@ -1,6 +1,6 @@
 """The objective: train one trial's sampled model on the search subsample, report dev accuracy, prune, record.
 
-Per trial, ``runner.train_trial`` draws a budget-fitting ``RunConfig`` (``[fidelity] trial_epochs`` epochs on
+Per trial, ``runner.train_trial`` draws a ``RunConfig`` within the parameter limit (``[fidelity] trial_epochs`` epochs on
 ``train_fraction`` of the training utterances) and trains it into ``<artifacts>/trials/<number>/`` with the
 worker's preloaded data, reporting and pruning after every epoch. The value is the best dev accuracy of any epoch
 (maximized).

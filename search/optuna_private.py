@@ -1,7 +1,7 @@
 """The few private Optuna attributes phonetune reaches, kept in one place (checked against Optuna 5.0).
 
 Why each is needed: the ask/tell loop runs its own heartbeat and stale-trial check (``Study.optimize`` would do both,
-but the workers must count the budget under a lock between ask and tell), so it needs the storage object and the
+but the workers must count the trials under a lock between ask and tell), so it needs the storage object and the
 trial's storage id, which the public ``Study``/``Trial`` API does not expose; Optuna's retry callback keeps the
 lineage of a retried trial in the ``retry_history`` system attribute, which a live ``Trial`` does not show; and a
 ``Study`` wraps an RDB storage in ``_CachedStorage``, whose ``_backend`` is the storage that holds the heartbeat, and

@@ -160,7 +160,7 @@ def retrain_winner(
         logger.info("reusing the promoted run in %s: it trained this exact config on the same data", result.out_dir)
     else:
         data = load_training_data(run_config.data, with_dev=with_dev, progress=progress)
-        trainer = Trainer(run_config, out_dir, data=data, progress=progress, param_budget=config.param_budget)
+        trainer = Trainer(run_config, out_dir, data=data, progress=progress, param_limit=config.param_limit)
         try:
             trainer.setup()
             result = trainer.train()
@@ -186,7 +186,7 @@ def retrain_winner(
         "params": dict(winner.search_trial.params),
         "run_config": run_config.to_mapping(),
         "param_count": result.param_count,
-        "param_budget": config.param_budget,
+        "param_limit": config.param_limit,
         "with_dev": with_dev,
         "reused_promoted_run": str(result.out_dir) if result.out_dir != out_dir else None,
         "epochs": len(result.history),

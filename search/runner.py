@@ -85,7 +85,7 @@ def train_trial(
         data=data,
         epoch_callback=recorder,
         progress=progress,
-        param_budget=config.param_budget,
+        param_limit=config.param_limit,
         curves=not searching,  # curves.html inlines plotly (~5 MB): not worth it for every search trial
         deadline=deadline,
     )

@@ -1,11 +1,11 @@
-"""Sample one trial's ``RunConfig`` from a study's ``[space]``, never over the parameter budget.
+"""Sample one trial's ``RunConfig`` from a study's ``[space]``, never over the parameter limit.
 
 Every hyperparameter of ``space_spec.HYPERPARAMETERS`` that applies to the model drawn so far is drawn in its
 declared order and set on the run-config field its declaration names (``space_spec.applies``: a model without hidden
 layers draws no activation, Adam no momentum); nothing here lists them by name. The width comes last: the trial samples
 ``width_fraction`` in [0, 1] and maps it (on a log scale when ``base_width.log``) into
-``[base_width.low, min(base_width.high, max_base_width(structure, param_budget))]``. Every sampled model therefore
-fits the budget by construction, no trial is wasted discovering that it does not, and the parameter's distribution
+``[base_width.low, min(base_width.high, max_base_width(structure, param_limit))]``. Every sampled model therefore
+fits the limit by construction, no trial is wasted discovering that it does not, and the parameter's distribution
 stays the same for every trial (which TPE needs). The derived ``base_width`` and the model's ``param_count`` are
 recorded as trial user attributes (``search/attributes.py``).
 
@@ -15,7 +15,7 @@ promoted or retrained run trains exactly the model the trial did.
 Example::
 
     study = optuna.create_study(direction="maximize")
-    run_config = suggest_run_config(study.ask(), config)   # a RunConfig whose model fits config.param_budget
+    run_config = suggest_run_config(study.ask(), config)   # a RunConfig whose model fits config.param_limit
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any, Mapping
 import optuna
 
 from phonetune.data_pipeline.config import DataConfig
-from phonetune.errors import BudgetError, ConfigError
-from phonetune.model.budget import count_params, max_base_width
+from phonetune.errors import ConfigError, ParamLimitError
+from phonetune.model.params import count_params, max_base_width
 from phonetune.model.config import WIDTH_MULTIPLE, ModelConfig, ModelIO
 from phonetune.model.train_config import RunConfig
 from phonetune.search import attributes as attrs
@@ -80,16 +80,16 @@ def fraction_for_width(width: int, low: int, high: int, log: bool) -> float:
 
 
 def width_bounds(config: StudyConfig, model: ModelConfig, io: ModelIO) -> tuple[int, int, int]:
-    """(low, high, budget bound) of the base width for a model whose other fields are known."""
+    """(low, high, the parameter limit's bound) of the base width for a model whose other fields are known."""
     low, high = config.space[DERIVED].bounds()
     if model.hidden_layers == 0:
         return low, low, low
-    bound = max_base_width(model, io, config.param_budget)
+    bound = max_base_width(model, io, config.param_limit)
     high = min(high, bound)
     return min(low, high), high, bound
 
 
-def _budgeted_width(trial: optuna.trial.BaseTrial, config: StudyConfig, model: ModelConfig, io: ModelIO) -> tuple[int, int]:
+def _width_under_limit(trial: optuna.trial.BaseTrial, config: StudyConfig, model: ModelConfig, io: ModelIO) -> tuple[int, int]:
     """(base_width, largest width that fits) for a model whose other fields are already sampled."""
     spec = config.space[DERIVED]
     low, high, bound = width_bounds(config, model, io)
@@ -104,14 +104,14 @@ def _budgeted_width(trial: optuna.trial.BaseTrial, config: StudyConfig, model: M
 
 def width_fraction_for_params(config: StudyConfig, params: Mapping[str, Any], target: int) -> float | None:
     """The ``width_fraction`` that gives the model of ``params`` (every parameter but the width) the largest width
-    within ``target`` parameters (and the study's budget), clipped to ``[space.base_width]``; None without hidden
+    within ``target`` parameters (and the study's parameter limit), clipped to ``[space.base_width]``; None without hidden
     layers. The prior sampler uses it to compare structures at one parameter count."""
     run_config = suggest_run_config(optuna.trial.FixedTrial({**params, WIDTH_FRACTION: 0.0}), config)
     model, io = run_config.model, run_config.io
     if model.hidden_layers == 0:
         return None
     low, high, _bound = width_bounds(config, model, io)
-    width = min(high, max(low, max_base_width(model, io, min(target, config.param_budget))))
+    width = min(high, max(low, max_base_width(model, io, min(target, config.param_limit))))
     return fraction_for_width(width, low, high, config.space[DERIVED].log)
 
 
@@ -150,7 +150,7 @@ def suggest_run_config(
     the dashboard, the report and the sheet then show the same parameters. ``replays``: the parameters of the
     finished trial this one replays; the values it holds for ignored hyperparameters (older studies drew them)
     are kept, so its run config equals the one it trained. Records ``base_width`` and ``param_count`` as user
-    attributes. Raises BudgetError only on a bug (every sampled model is sized to fit).
+    attributes. Raises ParamLimitError only on a bug (every sampled model is sized to fit).
     """
     values: dict[str, Any] = {}
     for name in HYPERPARAMETERS:
@@ -163,16 +163,16 @@ def suggest_run_config(
     data = dataclasses.replace(fidelity_data_config(config, fidelity), **changes["data"])
     model = ModelConfig(**changes["model"])
     io = ModelIO.of(data)
-    base_width, width_bound = _budgeted_width(trial, config, model, io)
+    base_width, width_bound = _width_under_limit(trial, config, model, io)
     model = dataclasses.replace(model, base_width=base_width)
     run_config = RunConfig(data, model, dataclasses.replace(config.train, **changes["train"]))
 
     param_count = count_params(model, io)
     if config.timing.enabled:
         run_config = timed_run_config(run_config, config.timing, fidelity, param_count)
-    if param_count > config.param_budget:
-        raise BudgetError(
-            f"sampled model must fit param_budget={config.param_budget:,}, but has {param_count:,} parameters "
+    if param_count > config.param_limit:
+        raise ParamLimitError(
+            f"sampled model must fit param_limit={config.param_limit:,}, but has {param_count:,} parameters "
             f"(base_width={base_width}, bound {width_bound}); this is a bug in the search space"
         )
     trial.set_user_attr(attrs.BASE_WIDTH, base_width)
@@ -196,8 +196,8 @@ def warm_start_params(config: StudyConfig, warm_start: WarmStart) -> dict[str, A
 
     Fixed hyperparameters are not Optuna parameters and are left out, and so is a value the warm start's model
     ignores (an activation without hidden layers: the space does not draw it); a ``zero = true`` range gets its
-    on/off switch; ``base_width`` becomes the ``width_fraction`` that gives that width, capped by the budget
-    exactly as a sampled trial's width is (so a warm start is sized to the study's ``param_budget`` by the same
+    on/off switch; ``base_width`` becomes the ``width_fraction`` that gives that width, capped by the parameter limit
+    exactly as a sampled trial's width is (so a warm start is sized to the study's ``param_limit`` by the same
     rule).
     """
     values = warm_start.values
@@ -224,7 +224,7 @@ def warm_start_params(config: StudyConfig, warm_start: WarmStart) -> dict[str, A
             else:
                 raise ConfigError(
                     f"warm start {warm_start.name!r} of {config.source} sets base_width, so it must also set {name} "
-                    "(the width that fits the budget depends on it)"
+                    "(the width that fits the parameter limit depends on it)"
                 )
         context = structure.pop("context_frames")
         model = ModelConfig(**structure)

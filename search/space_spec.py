@@ -15,7 +15,7 @@ writes each one in whichever form fits::
     choices = [512, 1024, 2048]
 
 ``base_width`` is special: its range is the *requested* range, and each trial samples ``width_fraction`` in [0, 1],
-mapped on a log scale into ``[low, min(high, largest width that fits the parameter budget)]`` (see ``space.py``).
+mapped on a log scale into ``[low, min(high, largest width that fits the parameter limit)]`` (see ``space.py``).
 ``weight_decay`` and other log ranges may set ``zero = true`` to also try exactly 0, sampled as a separate on/off
 switch (a log scale cannot hold 0).
 """
@@ -126,7 +126,7 @@ MOMENTUM_OPTIMIZERS = frozenset({"sgd", "sgd_nesterov", "rmsprop"})
 # is derived from it (``RunConfig.io``).
 HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "hidden_layers": Hyperparameter("int", "model.hidden_layers", 0, 8, "hidden Linear blocks; 0 = starter model"),
-    "base_width": Hyperparameter("int", "model.base_width", 8, 65_536, "requested width range; budget caps it"),
+    "base_width": Hyperparameter("int", "model.base_width", 8, 65_536, "requested width range; the parameter limit caps it"),
     "width_shape": Hyperparameter("choice", "model.width_shape", help="cylinder/pyramid/inverse_pyramid/diamond"),
     "activation": Hyperparameter("choice", "model.activation"),
     "batchnorm": Hyperparameter("choice", "model.batchnorm", help="BatchNorm before/after the activation, none"),

@@ -26,7 +26,7 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 
 from phonetune.errors import ConfigError, StorageError
-from phonetune.model.budget import DEFAULT_PARAM_BUDGET
+from phonetune.model.params import DEFAULT_PARAM_LIMIT
 from phonetune.search import attributes as attrs
 from phonetune.search.attributes import FIDELITY, FULL_FIDELITY, SEARCH_FIDELITY, SETTINGS_ATTR, WARM_START
 from phonetune.search.config import StudyConfig
@@ -188,7 +188,7 @@ def open_study(
 def study_sizes(config: StudyConfig) -> dict[str, int]:
     """The sizes a study's models answer to, as its user attributes (the dashboard lists them): the HW1P2 limit,
     the study's size cap and, under ``phonetune run``, the planned size of the final run."""
-    sizes = {attrs.HW1P2_LIMIT_ATTR: DEFAULT_PARAM_BUDGET, attrs.SIZE_CAP_ATTR: config.param_budget}
+    sizes = {attrs.HW1P2_LIMIT_ATTR: DEFAULT_PARAM_LIMIT, attrs.SIZE_CAP_ATTR: config.param_limit}
     if config.sampler.kind == "prior" and config.sampler.target_params:
         sizes[attrs.PLANNED_SIZE_ATTR] = config.sampler.target_params
     return sizes
@@ -211,7 +211,7 @@ def check_study_folders(config: StudyConfig) -> None:
 
 
 def search_settings(config: StudyConfig) -> dict[str, Any]:
-    """What makes two search trials comparable: the fidelity they train at, the data, the parameter budget and the
+    """What makes two search trials comparable: the fidelity they train at, the data, the parameter limit and the
     space they are drawn from. Recorded when the study is created, as the JSON the storage gives back."""
     data = config.data
     settings = {
@@ -222,7 +222,7 @@ def search_settings(config: StudyConfig) -> dict[str, Any]:
         "data.train_split": data.train_split,
         "data.dev_split": data.dev_split,
         "data.normalization": data.normalization,
-        "study.param_budget": config.param_budget,
+        "study.param_limit": config.param_limit,
         **{f"space.{name}": spec for name, spec in sorted(config.space.items())},
     }
     if config.timing.enabled:

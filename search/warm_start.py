@@ -2,7 +2,7 @@
 
 Each table names a configuration (``name``) and sets hyperparameters by their ``[space]`` names; every value must be
 one the space can produce (a choice it lists, a number inside its range), except ``base_width``, which is the width
-asked for and is capped by the budget exactly as a sampled trial's width is (``space.warm_start_params`` turns a
+asked for and is capped by the parameter limit exactly as a sampled trial's width is (``space.warm_start_params`` turns a
 warm start into the Optuna parameters that replay it). Problems are collected with the rest of the study file's.
 """
 
@@ -20,7 +20,7 @@ class WarmStart:
     """One ``[[warm_start]]`` table: a known-good configuration the study tries first (Optuna's ``enqueue_trial``).
 
     ``values`` holds hyperparameters by their ``[space]`` names; ``base_width`` is the width asked for, capped by the
-    same budget rule as sampled trials. Omitted hyperparameters are sampled as usual.
+    same parameter limit as sampled trials. Omitted hyperparameters are sampled as usual.
     """
 
     name: str

@@ -1,13 +1,13 @@
-"""A worker: one process that runs a study's trials until its budget is spent (``run_worker``, ``phonetune worker``).
+"""A worker: one process that runs a study's trials until its trial target or time limit is reached (``run_worker``, ``phonetune worker``).
 
 A worker loads the training and dev splits once, then loops:
 
 1. under ``trial_start_lock``: fail trials whose worker died (re-queueing them), count the study's trials, and
-   either pop a re-queued trial, create a new one, wait (the remaining budget is held by running trials that may
-   yet die), or stop (``n_trials`` COMPLETE+PRUNED reached, or ``timeout_seconds`` passed; ``budget_step``);
+   either pop a re-queued trial, create a new one, wait (the rest of the target is held by running trials that may
+   yet die), or stop (``n_trials`` COMPLETE+PRUNED reached, or ``timeout_seconds`` passed; ``next_step``);
 2. run the trial with a heartbeat thread, then tell the storage how it ended (``run_trial``).
 
-Counting against the budget under the lock means N workers finish exactly ``n_trials`` trials with consecutive
+Counting against the target under the lock means N workers finish exactly ``n_trials`` trials with consecutive
 numbers. Ctrl-C (SIGINT) fails the running trial and re-queues it, so the next run resumes it from its epoch
 checkpoint; running the command again continues the study where it stopped.
 """
@@ -72,8 +72,8 @@ def typical_trial_seconds(study: optuna.Study) -> float | None:
     return statistics.median(seconds) if seconds else None
 
 
-def budget_step(study: optuna.Study, config: StudyConfig, deadline: float | None) -> tuple[str, str]:
-    """("ask" | "wait" | "done", why): what a worker does next given the study's trials and the budget."""
+def next_step(study: optuna.Study, config: StudyConfig, deadline: float | None) -> tuple[str, str]:
+    """("ask" | "wait" | "done", why): what a worker does next given the study's trials, its target and its time limit."""
     counts = collections.Counter(trial.state for trial in study.get_trials(deepcopy=False))
     finished = sum(counts[state] for state in COUNTED_STATES)
     target = config.study.n_trials
@@ -89,8 +89,8 @@ def budget_step(study: optuna.Study, config: StudyConfig, deadline: float | None
     if counts[TrialState.WAITING]:
         return "ask", "a re-queued trial is waiting"
     if not target or finished + counts[TrialState.RUNNING] < target:
-        return "ask", "budget left"
-    return "wait", f"{counts[TrialState.RUNNING]} running trials hold the rest of the budget"
+        return "ask", "trials left to run"
+    return "wait", f"{counts[TrialState.RUNNING]} running trials hold the rest of the target"
 
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, objective: TrialObjective, config: StudyConfig) -> TrialState:
@@ -135,7 +135,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, objective: TrialObjectiv
 def _ask(study: optuna.Study) -> optuna.Trial:
     with warnings.catch_warnings():
         # Optuna warns that heartbeats expect Study.optimize; this loop runs the heartbeat and the stale-trial
-        # check itself (TrialHeartbeat, recover_stale_trials), because it must count the budget under a lock.
+        # check itself (TrialHeartbeat, recover_stale_trials), because it must count the trials under a lock.
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
         return study.ask()
 
@@ -169,7 +169,7 @@ def run_worker(
     progress: bool = False,
     data: TrainingData | None = None,
 ) -> WorkerSummary:
-    """Run trials of ``config``'s search study until its budget is spent (see the module docstring)."""
+    """Run trials of ``config``'s search study until its target or time limit is reached (see the module docstring)."""
     storage = storage_for(config, must_exist=not create)  # a worker on a mistyped study creates no database
     study = open_study(config, create=create, worker_index=worker_index, storage=storage)
     check_study_folders(config)
@@ -188,7 +188,7 @@ def run_worker(
         with trial_start_lock(storage, config.paths.storage_url, study.study_name):
             fail_orphaned_trials(study, on_stale)
             recover_stale_trials(study, config.study.grace_period, on_stale)
-            step, reason = budget_step(study, config, deadline)
+            step, reason = next_step(study, config, deadline)
             trial = _ask(study) if step == "ask" else None
             if trial is not None:
                 # Claimed under the lock: a retry inherits its dead predecessor's worker, and another worker's

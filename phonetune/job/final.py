@@ -19,7 +19,7 @@ from phonetune.errors import BudgetError
 from phonetune.job.planner import FINAL_EVALUATIONS, MIN_FINAL_STEPS, Plan, outputs_seconds, reserve_seconds
 from phonetune.job.screen import job_status, screen_winner
 from phonetune.job.state import JobState
-from phonetune.model.budget import count_params
+from phonetune.model.params import count_params
 from phonetune.model.deadline import Deadline
 from phonetune.model.decode import decode_seconds
 from phonetune.model.run_files import EpochMetrics
@@ -118,8 +118,8 @@ def _deadline(clock: BudgetClock, final: dict, plan: Plan, decoding: bool) -> De
     return Deadline(at=clock.deadline_at(clock.budget_s - fixed), reserve_steps=float(final["reserve_steps"]))
 
 
-def build_final_model(screen: StudyConfig, state: JobState, param_budget: int, max_members: int, progress: bool) -> dict:
+def build_final_model(screen: StudyConfig, state: JobState, param_limit: int, max_members: int, progress: bool) -> dict:
     if not state.done("final_model"):
-        result = build_study_ensemble(screen, max_members=max_members, param_budget=param_budget, progress=progress)
+        result = build_study_ensemble(screen, max_members=max_members, param_limit=param_limit, progress=progress)
         state.mark_done("final_model", final_model=result.to_dict())
     return state.values["final_model"]

@@ -21,7 +21,7 @@ Three numbers decide the split; each is a design choice stated here, not a value
   worse); on the second corpus 15 frames per parameter (1,280,552 parameters) led 1.9 (3,609,640) at each quarter
   of the run both reached, by 2.1, 1.1 and 0.3 points (the gap closing; the smaller run was stopped at three
   quarters), so there the optimum lies somewhere from 2 to 15: consistent with 5, not pinned by it.
-  Never above ``[study] param_budget`` (the HW1P2 20M): on a GPU the rule asks for more than 20M, so the final
+  Never above ``[study] param_limit`` (the HW1P2 20M): on a GPU the rule asks for more than 20M, so the final
   model is capped and trains up to ``max_epochs``.
 
 A screen is paid for only when it can compare something: when its time holds fewer trials than the recipes it would
@@ -34,7 +34,7 @@ screen held nothing but the recipe at two sizes, and the trial it did not contin
 Example::
 
     plan = make_plan(600, speed, train_frames=977_855, dev_frames=142_000, test_frames=142_398,
-                     param_budget=20_000_000, max_epochs=25, batch_size=1024, workers=2)
+                     param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=2)
     print(plan.describe())
 """
 
@@ -84,14 +84,14 @@ def reserve_seconds(speed: Speed, params: int, dev_frames: int, test_frames: int
             + speed.predict_seconds(params, dev_frames + test_frames) * slowdown)
 
 
-def compute_optimal_params(speed: Speed, seconds: float, batch_size: int, param_budget: int,
+def compute_optimal_params(speed: Speed, seconds: float, batch_size: int, param_limit: int,
                            min_params: int) -> int:
     """The largest model that still sees ``FRAMES_PER_PARAM`` training frames per parameter in ``seconds``, within
-    ``[min_params, param_budget]`` (frames per parameter fall as the model grows, so a bisection finds it)."""
+    ``[min_params, param_limit]`` (frames per parameter fall as the model grows, so a bisection finds it)."""
     def frames_per_param(params: int) -> float:
         return seconds / speed.seconds_per_frame(params, batch_size) / params
 
-    low, high = max(1, min_params), max(min_params, param_budget)
+    low, high = max(1, min_params), max(min_params, param_limit)
     if frames_per_param(high) >= FRAMES_PER_PARAM:
         return high
     if frames_per_param(low) < FRAMES_PER_PARAM:
@@ -191,7 +191,7 @@ def make_plan(
     train_frames: int,
     dev_frames: int,
     test_frames: int,
-    param_budget: int,
+    param_limit: int,
     max_epochs: float,
     batch_size: int,
     workers: int,
@@ -204,11 +204,11 @@ def make_plan(
 
     ``max_epochs`` (the study's ``[fidelity] full_epochs``) bounds the final run's length: time a capped model cannot
     use goes to the screen. ``min_params`` and ``max_params`` are the smallest and largest model of the space (0: no
-    bound beyond ``param_budget``). ``recipes``: the warm starts the screen would train first (0: none, so there is
+    bound beyond ``param_limit``). ``recipes``: the warm starts the screen would train first (0: none, so there is
     always a screen). BudgetError naming the numbers when not even a short final run fits.
     """
     plan = _screened_plan(budget_s, speed, train_frames=train_frames, dev_frames=dev_frames,
-                          test_frames=test_frames, param_budget=param_budget, max_epochs=max_epochs,
+                          test_frames=test_frames, param_limit=param_limit, max_epochs=max_epochs,
                           batch_size=batch_size, workers=workers, elapsed_s=elapsed_s, min_params=min_params,
                           max_params=max_params, direct=False)
     # Trials run side by side only on separate GPUs; a CPU's workers share its cores, so its trials take turns.
@@ -216,7 +216,7 @@ def make_plan(
     holds = plan.screen_s / max(plan.trial_seconds, 1e-9) * parallel
     if recipes and holds < recipes + MIN_SEARCHED_TRIALS:
         direct = _screened_plan(budget_s, speed, train_frames=train_frames, dev_frames=dev_frames,
-                                test_frames=test_frames, param_budget=param_budget, max_epochs=max_epochs,
+                                test_frames=test_frames, param_limit=param_limit, max_epochs=max_epochs,
                                 batch_size=batch_size, workers=1, elapsed_s=elapsed_s, min_params=min_params,
                                 max_params=max_params, direct=True)
         why = (f"{direct.why}; no screen: its time would hold {holds:.1f} trials, fewer than the {recipes} "
@@ -227,20 +227,20 @@ def make_plan(
 
 
 def _screened_plan(budget_s: float, speed: Speed, *, train_frames: int, dev_frames: int, test_frames: int,
-                   param_budget: int, max_epochs: float, batch_size: int, workers: int, elapsed_s: float,
+                   param_limit: int, max_epochs: float, batch_size: int, workers: int, elapsed_s: float,
                    min_params: int, max_params: int, direct: bool) -> Plan:
     """The split with a screen of ``SCREEN_SHARE``, or (``direct``) with a screen that is the final run's first
     tenth alone: the training time is then all the final run's, less starting the screen's one worker."""
-    budget_cap = param_budget
+    budget_cap = param_limit
     if max_params:
-        param_budget = min(param_budget, max_params)
+        param_limit = min(param_limit, max_params)
     # The final run is its trial (run during the screen) plus its continuation, which is what the screen leaves;
     # its evaluations on all of dev come out of that, and predicting dev and test with it out of the reserve (its
     # size decides both, so it is sized first on the fixed part of the reserve).
     outputs = outputs_seconds(budget_s)
     rough = ((1.0 - SCREEN_SHARE) * (budget_s - elapsed_s - outputs) / (1.0 - TRIAL_SHARE) if not direct
              else budget_s - elapsed_s - outputs - MIN_SCREEN_S)
-    final_params = compute_optimal_params(speed, rough, batch_size, param_budget, min_params)
+    final_params = compute_optimal_params(speed, rough, batch_size, param_limit, min_params)
     reserve = reserve_seconds(speed, final_params, dev_frames, test_frames, budget_s)
     available = budget_s - elapsed_s - reserve
     evaluating = FINAL_EVALUATIONS * speed.predict_seconds(final_params, dev_frames)
@@ -266,9 +266,9 @@ def _screened_plan(budget_s: float, speed: Speed, *, train_frames: int, dev_fram
     epochs = final / (speed.seconds_per_frame(final_params, batch_size) * train_frames)
     why = (f"the largest model that sees {FRAMES_PER_PARAM:g} training frames per parameter in the final run's time "
            "(compute-optimal size)")
-    if final_params >= param_budget:
-        why = (f"the parameter budget ({param_budget:,}) caps the model" if param_budget == budget_cap
-               else f"the largest model of the space ({param_budget:,} parameters) caps it")
+    if final_params >= param_limit:
+        why = (f"the parameter budget ({param_limit:,}) caps the model" if param_limit == budget_cap
+               else f"the largest model of the space ({param_limit:,} parameters) caps it")
         if epochs > max_epochs and not direct:
             # A capped model needs no more than max_epochs: the rest of its time buys more trials.
             final = max_epochs * speed.seconds_per_frame(final_params, batch_size) * train_frames

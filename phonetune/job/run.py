@@ -52,7 +52,7 @@ from phonetune.job.final import build_final_model, run_final
 from phonetune.job.planner import MIN_SCREEN_S, Plan, make_plan, outputs_seconds
 from phonetune.job.screen import likeliest_final_run, run_screen, screen_recipes, screen_standings, screen_study
 from phonetune.job.state import STATE_FILE, JobState
-from phonetune.model.budget import count_params
+from phonetune.model.params import count_params
 from phonetune.model.speed import Speed
 from phonetune.model.speed_probe import measure_relative_step, measure_speed, probed_reference_step_s
 from phonetune.results.export import write_ablation_sheet
@@ -61,7 +61,7 @@ from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.resolved import study_tables
 from phonetune.search.runner import load_fidelity_data
-from phonetune.search.space_budget import largest_model_of_space, smallest_budget_for_every_trial
+from phonetune.search.space_sizes import largest_model_of_space, smallest_limit_for_every_trial
 from phonetune.search.storage import check_storage_url, job_lock, study_names
 from phonetune.search.study import open_studies, storage_for
 
@@ -183,7 +183,7 @@ def run_job(
             if not state.done("screen"):
                 run_screen(screen, state, clock, plan, workers, gpus, progress)
             final = run_final(screen, state, clock, plan, progress)
-            model = build_final_model(screen, state, config.param_budget, max_members, progress)
+            model = build_final_model(screen, state, config.param_limit, max_members, progress)
             summary = _outputs(config, screen, state, clock, plan, final, model, sheet_path)
         summary["spent_s"] = clock.spent
         summary_path = atomic_write_json(job_dir / SUMMARY_FILE, summary)
@@ -264,8 +264,8 @@ def plan_sizes(config: StudyConfig, data: TrainingData, test_frames: int, worker
     first = config.warm_start[0] if config.warm_start else None
     batch = int(first.values.get("batch_size", config.train.batch_size)) if first else config.train.batch_size
     return dict(train_frames=data.train.num_frames, dev_frames=data.dev.num_frames, test_frames=test_frames,
-                param_budget=config.param_budget, max_epochs=config.fidelity.full_epochs, batch_size=batch,
-                workers=workers, min_params=smallest_budget_for_every_trial(config),
+                param_limit=config.param_limit, max_epochs=config.fidelity.full_epochs, batch_size=batch,
+                workers=workers, min_params=smallest_limit_for_every_trial(config),
                 max_params=largest_model_of_space(config))
 
 
@@ -328,7 +328,7 @@ def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: B
     search_study, full_study = open_studies(screen)
     sheet = write_ablation_sheet(search_study, full_study, sheet_path or config.paths.artifacts_path / "ablation_sheet.csv")
     report_path = config.paths.artifacts_path / "report.html"
-    write_report(search_study, full_study, report_path, param_budget=config.param_budget, space=screen.space)
+    write_report(search_study, full_study, report_path, param_limit=config.param_limit, space=screen.space)
     states: dict[str, int] = {}
     for trial in search_study.get_trials(deepcopy=False):
         states[trial.state.name] = states.get(trial.state.name, 0) + 1

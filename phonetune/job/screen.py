@@ -22,7 +22,7 @@ from phonetune.errors import BudgetError, StorageError
 from phonetune.job.clock import BudgetClock, format_seconds
 from phonetune.job.planner import Plan
 from phonetune.job.state import JobState
-from phonetune.model.budget import count_params, max_base_width
+from phonetune.model.params import count_params, max_base_width
 from phonetune.model.config import ModelConfig, ModelIO
 from phonetune.model.speed import Speed
 from phonetune.model.train_config import RunConfig
@@ -104,9 +104,9 @@ def screen_study(config: StudyConfig, plan: Plan) -> StudyConfig:
         # it was resized, as it is otherwise.
         candidates = [*resized, *(recipe for recipe, _own in screened)][:1]
         sizes_kept = [own for recipe, own in screened if recipe in candidates]
-        budget = min(config.param_budget, max([plan.final_params, *sizes_kept]))
+        budget = min(config.param_limit, max([plan.final_params, *sizes_kept]))
         return _screen_config(config, plan, timing, space, candidates, budget, n_trials=1)
-    budget = min(config.param_budget, max([plan.final_params, *(own for _recipe, own in screened)]))
+    budget = min(config.param_limit, max([plan.final_params, *(own for _recipe, own in screened)]))
     warm_starts = [recipe for recipe, _own in screened]
     # The planned size first: the likelier winner starts early.
     return _screen_config(config, plan, timing, space, [*resized, *warm_starts], budget, n_trials=0)
@@ -129,7 +129,7 @@ def _screen_config(config: StudyConfig, plan: Plan, timing: TimingConfig, space:
     return dataclasses.replace(
         config,
         study=dataclasses.replace(config.study, n_trials=n_trials, timeout_seconds=max(1.0, plan.screen_s),
-                                  param_budget=budget),
+                                  param_limit=budget),
         fidelity=dataclasses.replace(config.fidelity, train_fraction=1.0, full_train_fraction=1.0),
         timing=timing,
         sampler=dataclasses.replace(config.sampler, kind="prior", target_params=plan.final_params),

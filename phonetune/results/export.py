@@ -33,7 +33,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from phonetune.atomic import atomic_write_text
-from phonetune.model.budget import layer_widths
+from phonetune.model.params import layer_widths
 from phonetune.model.config import ModelConfig
 from phonetune.results.formatting import format_cell
 from phonetune.results.leaderboard import final_model_record, run_test_accuracies

@@ -13,7 +13,7 @@ Example::
 
     config = load_study_config("studies/demo.toml")
     search_study, full_study = open_studies(config)   # full_study: None before promote
-    write_report(search_study, full_study, "report.html", param_budget=config.param_budget, space=config.space)
+    write_report(search_study, full_study, "report.html", param_limit=config.param_limit, space=config.space)
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 from plotly.offline import get_plotlyjs
 
 from phonetune.atomic import atomic_write_text
-from phonetune.model.budget import DEFAULT_PARAM_BUDGET
+from phonetune.model.params import DEFAULT_PARAM_LIMIT
 from phonetune.results.export import finished_trials
 from phonetune.results.figures import (
     accuracy_vs_params_figure,
@@ -267,11 +267,11 @@ table.leaderboard tr.final {{ font-weight: bold; background: #fff8dc; }}
 
 
 def build_sections(
-    study: optuna.Study, full_study: optuna.Study | None, param_budget: int, space: Mapping[str, ParamSpec],
+    study: optuna.Study, full_study: optuna.Study | None, param_limit: int, space: Mapping[str, ParamSpec],
     page_dir: Path = Path("."),
 ) -> list[Section]:
     log_params = log_scale_params(space)
-    sizes = sizes_of(study, fallback_cap=param_budget)
+    sizes = sizes_of(study, fallback_cap=param_limit)
     return [
         summary_section(study, full_study, sizes, page_dir),
         leaderboard_section(study, full_study),
@@ -286,10 +286,10 @@ def build_sections(
 
 
 def render_report(
-    study: optuna.Study, full_study: optuna.Study | None, param_budget: int, space: Mapping[str, ParamSpec],
+    study: optuna.Study, full_study: optuna.Study | None, param_limit: int, space: Mapping[str, ParamSpec],
     page_dir: Path = Path("."),
 ) -> str:
-    sections = build_sections(study, full_study, param_budget, space, page_dir)
+    sections = build_sections(study, full_study, param_limit, space, page_dir)
     title = f"phonetune study report: {study.study_name}"
     nav = "".join(f'<a href="#{section.anchor}">{html.escape(section.title)}</a>' for section in sections)
     body = "\n".join(
@@ -303,15 +303,15 @@ def write_report(
     study: optuna.Study,
     full_study: optuna.Study | None,
     out_path: str | Path,
-    param_budget: int = DEFAULT_PARAM_BUDGET,
+    param_limit: int = DEFAULT_PARAM_LIMIT,
     *,
     space: Mapping[str, ParamSpec],
 ) -> Path:
     """Render the report page and write it atomically to ``out_path``; ``space`` is the study's ``[space]`` (which
-    hyperparameters get log axes, and each axis's range); ``param_budget`` is the size cap of a study that did not
+    hyperparameters get log axes, and each axis's range); ``param_limit`` is the size cap of a study that did not
     record its sizes."""
     page_dir = Path(out_path).resolve().parent
-    page = render_report(study, full_study, param_budget, space, page_dir)
+    page = render_report(study, full_study, param_limit, space, page_dir)
     path = atomic_write_text(out_path, page)
     logger.debug("wrote the report of study %s (%d KiB) to %s", study.study_name, len(page) // 1024, path)
     return path

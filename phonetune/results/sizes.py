@@ -2,8 +2,8 @@
 the planned size.
 
 - **HW1P2 limit**: the course's rule, at most 20,000,000 parameters for whatever makes a submission, an
-  ensemble's members summed (``model.budget.DEFAULT_PARAM_BUDGET``);
-- **size cap**: the largest model this study may sample (``[study] param_budget``; ``phonetune run`` lowers it
+  ensemble's members summed (``model.params.DEFAULT_PARAM_LIMIT``);
+- **size cap**: the largest model this study may sample (``[study] param_limit``; ``phonetune run`` lowers it
   for its screen to what the time budget can train);
 - **planned size**: under ``phonetune run``, the size of the final run the plan chose (its ``final_params``).
 
@@ -12,7 +12,7 @@ A study records them when it is created (``search.study.study_sizes``: user attr
 
 Example::
 
-    sizes = sizes_of(search_study, fallback_cap=config.param_budget)
+    sizes = sizes_of(search_study, fallback_cap=config.param_limit)
     print(sizes.describe())   # "HW1P2 limit 20,000,000 parameters; size cap 231,285 ...; planned size ..."
 """
 
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import optuna
 
-from phonetune.model.budget import DEFAULT_PARAM_BUDGET
+from phonetune.model.params import DEFAULT_PARAM_LIMIT
 from phonetune.search import attributes as attrs
 
-OLD_CAP_ATTR = "param_budget"  # what studies created before the three names recorded the size cap as
+OLD_CAP_ATTR = "param_limit"  # what studies created before the three names recorded the size cap as
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,10 @@ class Sizes:
         return "; ".join(f"{name} {count:,} parameters ({meaning})" for name, count, meaning in self.lines())
 
 
-def sizes_of(study: optuna.Study, fallback_cap: int = DEFAULT_PARAM_BUDGET) -> Sizes:
+def sizes_of(study: optuna.Study, fallback_cap: int = DEFAULT_PARAM_LIMIT) -> Sizes:
     """The sizes ``study`` recorded; ``fallback_cap`` for a study that recorded no cap."""
     recorded = study.user_attrs
     cap = recorded.get(attrs.SIZE_CAP_ATTR, recorded.get(OLD_CAP_ATTR, fallback_cap))
     planned = recorded.get(attrs.PLANNED_SIZE_ATTR)
-    return Sizes(int(recorded.get(attrs.HW1P2_LIMIT_ATTR, DEFAULT_PARAM_BUDGET)), int(cap),
+    return Sizes(int(recorded.get(attrs.HW1P2_LIMIT_ATTR, DEFAULT_PARAM_LIMIT)), int(cap),
                  int(planned) if planned else None)

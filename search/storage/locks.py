@@ -1,6 +1,6 @@
 """Serializing trial starts across workers (``trial_start_lock``), and one budgeted job per study (``job_lock``).
 
-Counting trials against the budget and creating the next one must not interleave between workers, or two workers
+Counting trials against the target and creating the next one must not interleave between workers, or two workers
 could both start the last trial. ``trial_start_lock`` serializes that step: an ``fcntl`` lock beside a SQLite or
 journal file, a PostgreSQL advisory lock on PostgreSQL (other databases: no lock, a rare extra trial is possible).
 

@@ -48,18 +48,18 @@ def test_budgets_parse_in_compound_units_and_print_in_hours():
 def test_the_final_model_sees_the_planned_frames_per_parameter_and_grows_with_the_square_root_of_time():
     sizes = []
     for seconds in (600, 2400):
-        params = compute_optimal_params(CPU, seconds, 1024, param_budget=20_000_000, min_params=10_000)
+        params = compute_optimal_params(CPU, seconds, 1024, param_limit=20_000_000, min_params=10_000)
         frames = seconds / CPU.seconds_per_frame(params, 1024)
         assert frames / params == pytest.approx(FRAMES_PER_PARAM, rel=0.01)
         sizes.append(params)
     # Compute-optimal: four times the time, about twice the model (the per-frame cost bends it a little).
     assert 1.7 < sizes[1] / sizes[0] < 2.3
-    assert compute_optimal_params(CPU, 1e9, 1024, param_budget=20_000_000, min_params=10_000) == 20_000_000
-    assert compute_optimal_params(CPU, 0.01, 1024, param_budget=20_000_000, min_params=10_000) == 10_000
+    assert compute_optimal_params(CPU, 1e9, 1024, param_limit=20_000_000, min_params=10_000) == 20_000_000
+    assert compute_optimal_params(CPU, 0.01, 1024, param_limit=20_000_000, min_params=10_000) == 10_000
 
 
 def test_a_cpu_budget_screens_a_quarter_and_continues_a_mid_sized_model():
-    plan = make_plan(600, CPU, **DEMO, param_budget=20_000_000, max_epochs=25, batch_size=1024, workers=2,
+    plan = make_plan(600, CPU, **DEMO, param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=2,
                      elapsed_s=20)
     training = plan.budget_s - plan.prepare_s - plan.reserve_s
     assert plan.screen_s == pytest.approx(SCREEN_SHARE * training)
@@ -73,9 +73,9 @@ def test_a_cpu_budget_screens_a_quarter_and_continues_a_mid_sized_model():
 
 
 def test_a_cpu_screen_that_holds_only_the_recipes_is_skipped_and_its_time_goes_to_the_final_run():
-    screened = make_plan(600, CPU, **DEMO, param_budget=20_000_000, max_epochs=25, batch_size=1024, workers=2,
+    screened = make_plan(600, CPU, **DEMO, param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=2,
                          elapsed_s=20)
-    direct = make_plan(600, CPU, **DEMO, param_budget=20_000_000, max_epochs=25, batch_size=1024, workers=2,
+    direct = make_plan(600, CPU, **DEMO, param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=2,
                        elapsed_s=20, recipes=2)
     assert not screened.direct and direct.direct and direct.workers == 1
     assert "no screen" in direct.why and "2 recipes plus 3 searched" in direct.why
@@ -91,19 +91,19 @@ def test_a_cpu_screen_that_holds_only_the_recipes_is_skipped_and_its_time_goes_t
     assert direct.prepare_s + direct.screen_s + 0.9 * direct.final_seconds + direct.reserve_s <= 600 + 1e-6
     assert "no screen" in direct.describe() and Plan.from_dict(direct.to_dict(), "state.json") == direct
     # One recipe still leaves no room for three searched trials beside it on one CPU.
-    assert make_plan(600, CPU, **DEMO, param_budget=20_000_000, max_epochs=25, batch_size=1024, workers=1,
+    assert make_plan(600, CPU, **DEMO, param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=1,
                      recipes=1).direct
 
 
 def test_gpu_budgets_screen_even_with_recipes():
     for budget, workers in ((1200, 1), (6 * 3600, 4)):
-        plan = make_plan(budget, H200, **HW1P2, param_budget=20_000_000, max_epochs=25, batch_size=8192,
+        plan = make_plan(budget, H200, **HW1P2, param_limit=20_000_000, max_epochs=25, batch_size=8192,
                          workers=workers, elapsed_s=120, recipes=2)
         assert not plan.direct and plan.screen_s / plan.trial_seconds * workers > 5, plan
 
 
 def test_six_hours_on_h200s_train_a_20m_model_for_the_studys_epochs_and_screen_with_the_rest():
-    plan = make_plan(6 * 3600, H200, **HW1P2, param_budget=20_000_000, max_epochs=25, batch_size=8192, workers=4,
+    plan = make_plan(6 * 3600, H200, **HW1P2, param_limit=20_000_000, max_epochs=25, batch_size=8192, workers=4,
                      elapsed_s=120)
     assert plan.final_params == 20_000_000 and plan.final_epochs == 25
     # 25 epochs of 36M frames at ~1.9M frames/s take minutes; everything else buys trials.
@@ -113,13 +113,13 @@ def test_six_hours_on_h200s_train_a_20m_model_for_the_studys_epochs_and_screen_w
 
 
 def test_twenty_minutes_on_an_h200_still_train_near_the_20m_rule_and_screen_a_few_dozen_trials():
-    plan = make_plan(1200, H200, **HW1P2, param_budget=20_000_000, max_epochs=25, batch_size=8192, workers=1,
+    plan = make_plan(1200, H200, **HW1P2, param_limit=20_000_000, max_epochs=25, batch_size=8192, workers=1,
                      elapsed_s=120)
     assert plan.final_params == 20_000_000 and 10 <= plan.final_epochs <= 25
     assert plan.prepare_s + plan.screen_s + plan.final_seconds * 0.9 + plan.reserve_s <= 1200
     assert plan.screen_s / plan.trial_seconds > 10
     # At batch 1024 the step's launch cost dominates: the same 20 minutes buy a far smaller model.
-    small_batch = make_plan(1200, H200, **HW1P2, param_budget=20_000_000, max_epochs=25, batch_size=1024,
+    small_batch = make_plan(1200, H200, **HW1P2, param_limit=20_000_000, max_epochs=25, batch_size=1024,
                             workers=1, elapsed_s=120)
     assert small_batch.final_epochs < plan.final_epochs
 
@@ -127,12 +127,12 @@ def test_twenty_minutes_on_an_h200_still_train_near_the_20m_rule_and_screen_a_fe
 def test_an_unmeetable_budget_is_one_named_error_with_the_budget_that_would_do():
     slow = Speed(fixed=1e-3, per_param=1e-9, device="cpu")  # 1,000 frames/s at best
     with pytest.raises(BudgetError, match=r"--budget 40 s cannot be met on this machine.*at least"):
-        make_plan(40, slow, **DEMO, param_budget=20_000_000, max_epochs=3, batch_size=1024, workers=1,
+        make_plan(40, slow, **DEMO, param_limit=20_000_000, max_epochs=3, batch_size=1024, workers=1,
                   elapsed_s=20, min_params=50_000)
 
 
 def test_a_state_files_plan_with_wrong_types_is_a_named_error():
-    plan = make_plan(600, CPU, **DEMO, param_budget=20_000_000, max_epochs=25, batch_size=1024, workers=2)
+    plan = make_plan(600, CPU, **DEMO, param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=2)
     assert Plan.from_dict(plan.to_dict(), "state.json") == plan
     for key, value in (("budget_s", "abc"), ("final_params", None), ("screen_s", -5), ("why", 3)):
         broken = {**plan.to_dict(), key: value}

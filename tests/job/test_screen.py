@@ -48,7 +48,7 @@ def test_a_screen_cut_before_any_evaluation_hands_its_first_trial_to_the_final_r
 def test_a_direct_plan_screens_the_first_recipe_alone_at_the_planned_size():
     config = load_study_config("studies/demo.toml")
     cpu = Speed(fixed=5e-7, per_param=7.5e-11, device="cpu")
-    sizes = dict(train_frames=977_855, dev_frames=146_806, test_frames=142_398, param_budget=20_000_000,
+    sizes = dict(train_frames=977_855, dev_frames=146_806, test_frames=142_398, param_limit=20_000_000,
                  max_epochs=25, batch_size=1024, workers=2, elapsed_s=20)
     screened = make_plan(600, cpu, **sizes)
     full = screen_study(config, screened)
@@ -67,7 +67,7 @@ def test_a_recipe_is_screened_resized_only_when_the_planned_size_is_far_from_its
     config = load_study_config("studies/demo.toml")
     cpu = Speed(fixed=5e-7, per_param=7.5e-11, device="cpu")
     plan = make_plan(600, cpu, train_frames=977_855, dev_frames=146_806, test_frames=142_398,
-                     param_budget=20_000_000, max_epochs=25, batch_size=1024, workers=2, elapsed_s=20)
+                     param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=2, elapsed_s=20)
     (own,) = [size for entry, size in zip(config.warm_start, recipe_sizes(config)) if entry.name == "expert"]
 
     def screened(final_params: int, direct: bool = False) -> list[str]:

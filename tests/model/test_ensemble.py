@@ -10,7 +10,7 @@ from corpus import DEV, TEST, write_tiny_corpus
 from shared import REPO, one_torch_thread
 
 from phonetune.data_pipeline import HW1P2_PHONEMES
-from phonetune.errors import BudgetError
+from phonetune.errors import ParamLimitError
 from phonetune.model import check_members_fit
 from phonetune.model import ensemble as ensemble_module
 from phonetune.model.ensemble import ensemble_probabilities, select_ensemble, write_ensemble_submission
@@ -96,15 +96,15 @@ def test_over_budget_members_are_refused_before_any_prediction(trained, tmp_path
     monkeypatch.setattr(ensemble_module, "predict_probabilities", no_prediction)
     monkeypatch.setattr(ensemble_module, "load_checkpoint_split", no_prediction)
     out = tmp_path / "refused.csv"
-    with pytest.raises(BudgetError) as caught:
+    with pytest.raises(ParamLimitError) as caught:
         write_ensemble_submission(paths, corpus.root, TEST, out, budget, device="cpu")
     message = str(caught.value)
     assert f"at most {budget:,}" in message and f"have {sum(counts):,}" in message
     for path, count in zip(paths, counts):
         assert f"{path}: {count:,}" in message
     assert not out.exists() and list(tmp_path.iterdir()) == []
-    with pytest.raises(BudgetError, match=f"{sum(counts):,}"):
-        ensemble_probabilities(paths, corpus.root, TEST, param_budget=budget, device="cpu")
+    with pytest.raises(ParamLimitError, match=f"{sum(counts):,}"):
+        ensemble_probabilities(paths, corpus.root, TEST, param_limit=budget, device="cpu")
     # Exactly at the budget is allowed.
     assert check_members_fit(counts, sum(counts)) == sum(counts)
 
@@ -129,23 +129,23 @@ def _synthetic_members() -> tuple[dict[str, np.ndarray], np.ndarray]:
 def test_greedy_selection_prefers_the_complementary_pair_over_the_two_best_singles():
     probs, labels = _synthetic_members()
     counts = {"a": 10, "b": 10, "c": 10, "d": 10}
-    selection = select_ensemble(probs, labels, counts, param_budget=40, max_members=4)
+    selection = select_ensemble(probs, labels, counts, param_limit=40, max_members=4)
     assert selection.members == ("a", "c")  # a and b tie at 7/10: the lower key starts
     assert selection.trail == (0.7, 1.0) and selection.dev_accuracy == 1.0
     assert selection.param_count == 20
 
-    single = select_ensemble(probs, labels, counts, param_budget=40, max_members=1)
+    single = select_ensemble(probs, labels, counts, param_limit=40, max_members=1)
     assert single.members == ("a",) and single.trail == (0.7,)
 
 
 def test_greedy_selection_respects_the_budget():
     probs, labels = _synthetic_members()
     # c no longer fits beside a (10 + 15 > 20); d, the next best addition, does (10 + 8).
-    selection = select_ensemble(probs, labels, {"a": 10, "b": 10, "c": 15, "d": 8}, param_budget=20, max_members=4)
+    selection = select_ensemble(probs, labels, {"a": 10, "b": 10, "c": 15, "d": 8}, param_limit=20, max_members=4)
     assert selection.members == ("a", "d") and selection.param_count == 18
     assert selection.trail == (0.7, 0.9)
     # A best single member larger than the whole budget is never picked, even to start.
-    selection = select_ensemble(probs, labels, {"a": 30, "b": 10, "c": 10, "d": 10}, param_budget=20, max_members=4)
+    selection = select_ensemble(probs, labels, {"a": 30, "b": 10, "c": 10, "d": 10}, param_limit=20, max_members=4)
     assert selection.members == ("b", "c")
-    with pytest.raises(BudgetError, match="at most 5 parameters.*'d' has 8"):
-        select_ensemble(probs, labels, {"a": 10, "b": 10, "c": 15, "d": 8}, param_budget=5, max_members=2)
+    with pytest.raises(ParamLimitError, match="at most 5 parameters.*'d' has 8"):
+        select_ensemble(probs, labels, {"a": 10, "b": 10, "c": 15, "d": 8}, param_limit=5, max_members=2)

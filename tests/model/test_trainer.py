@@ -18,7 +18,7 @@ import torch
 from shared import REPO
 
 from phonetune.data_pipeline import DataConfig
-from phonetune.errors import BudgetError, CheckpointError
+from phonetune.errors import CheckpointError, ParamLimitError
 from phonetune.model import ModelConfig, ModelIO, RunConfig, TrainConfig, load_run_config
 from phonetune.model.checkpoint import read_checkpoint, save_checkpoint
 from phonetune.model.network import build_model
@@ -184,7 +184,7 @@ def test_over_budget_model_fails_before_touching_the_data(tmp_path):
     data = DataConfig(root=str(tmp_path / "does-not-exist"), context_frames=50)
     model = ModelConfig(hidden_layers=8, base_width=8192)
     trainer = Trainer(RunConfig(data, model, TrainConfig(device="cpu")), tmp_path / "run", progress=False)
-    with pytest.raises(BudgetError, match="20,000,000"):
+    with pytest.raises(ParamLimitError, match="20,000,000"):
         trainer.setup()
     assert not (tmp_path / "run").exists()
 

@@ -11,7 +11,7 @@ import pytest
 
 from phonetune.configs import from_mapping
 from phonetune.data_pipeline import load_split
-from phonetune.model.budget import DEFAULT_PARAM_BUDGET
+from phonetune.model.params import DEFAULT_PARAM_LIMIT
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.model.train_config import RunConfig
 from phonetune.search import attributes as attrs
@@ -36,7 +36,7 @@ def test_the_final_model_has_dev_diagnostics_and_metadata_that_rebuild_it(finish
 
     metadata = json.loads(Path(final["metadata"]).read_text())
     assert Path(final["metadata"]).parent == Path(final["submission"]).parent
-    assert metadata["final_model"] == final["chosen"] and metadata["hw1p2_limit"] == DEFAULT_PARAM_BUDGET
+    assert metadata["final_model"] == final["chosen"] and metadata["hw1p2_limit"] == DEFAULT_PARAM_LIMIT
     assert [member["search_trial"] for member in metadata["members"]] == final["members"]
     assert metadata["param_count"] == sum(member["param_count"] for member in metadata["members"])
     assert metadata["test_accuracy"] == final["test_accuracy"] and metadata["dev_accuracy"] == final["dev_accuracy"]

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from plotly.offline import get_plotlyjs
 
 from phonetune.cli.main import main
-from phonetune.model.budget import DEFAULT_PARAM_BUDGET
+from phonetune.model.params import DEFAULT_PARAM_LIMIT
 from phonetune.results.figures import accuracy_vs_params_figure, learning_curve_figure, slice_figure
 from phonetune.results.importances import MIN_TRIALS_FOR_IMPORTANCE
 from phonetune.results.report import importance_section
@@ -92,8 +92,8 @@ def test_every_final_model_is_on_the_accuracy_against_parameters_plot_with_the_s
     assert list(by_name["final model"].x) == [final["param_count"]]
     assert list(by_name["final model"].y) == [final["dev_accuracy"]]
     (limit,) = [shape for shape in figure.layout.shapes if shape.type == "line"]  # the cap equals the limit here
-    assert limit.x0 == DEFAULT_PARAM_BUDGET
-    assert [item.text for item in figure.layout.annotations] == [f"HW1P2 limit {DEFAULT_PARAM_BUDGET:,}"]
+    assert limit.x0 == DEFAULT_PARAM_LIMIT
+    assert [item.text for item in figure.layout.annotations] == [f"HW1P2 limit {DEFAULT_PARAM_LIMIT:,}"]
     # The report links the final model's dev diagnostics and its metadata, relative to the page.
     summary = page.split('<section id="summary">', 1)[1].split("</section>", 1)[0]
     links = re.findall(r'href="([^"]+)"', summary)
@@ -106,7 +106,7 @@ def test_every_final_model_is_on_the_accuracy_against_parameters_plot_with_the_s
 
 def test_a_screen_names_its_size_cap_and_planned_size():
     """Under `phonetune run` a study records three sizes, and the plot draws a line for each, labelled."""
-    sizes = Sizes(hw1p2_limit=DEFAULT_PARAM_BUDGET, size_cap=231_285, planned_size=200_000)
+    sizes = Sizes(hw1p2_limit=DEFAULT_PARAM_LIMIT, size_cap=231_285, planned_size=200_000)
     figure = accuracy_vs_params_figure([], sizes)
     labels = [item.text for item in figure.layout.annotations]
     assert labels == ["HW1P2 limit 20,000,000", "size cap 231,285", "planned size 200,000"]
@@ -131,10 +131,10 @@ def test_learning_curves_cut_pruned_trials_and_budget_line(searched):
     assert figure.layout.xaxis.dtick == 1  # epochs are whole numbers
     scatter = accuracy_vs_params_figure(study.trials, sizes_of(study))
     (line,) = [shape for shape in scatter.layout.shapes if shape.type == "line"]
-    assert line.x0 == line.x1 == config.param_budget
+    assert line.x0 == line.x1 == config.param_limit
     # Its label sits on the line (a log axis places annotations at log10 of x) and inside the axis range.
     (label,) = [item for item in scatter.layout.annotations if "HW1P2 limit" in item.text]
-    assert label.x == pytest.approx(math.log10(config.param_budget))
+    assert label.x == pytest.approx(math.log10(config.param_limit))
     low, high = scatter.layout.xaxis.range
     assert low < label.x < high
     plotted = sorted(x for trace in scatter.data for x in trace.x)

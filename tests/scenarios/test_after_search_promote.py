@@ -103,7 +103,7 @@ def test_promote_links_full_trials_reports_spearman_and_is_idempotent(study_copy
         source = search.trials[trial.user_attrs[attrs.SOURCE_TRIAL]]
         assert trial.params == source.params
         assert trial.user_attrs[attrs.FIDELITY] == "full"
-        assert trial.user_attrs[attrs.PARAM_COUNT] == source.user_attrs[attrs.PARAM_COUNT] <= config.param_budget
+        assert trial.user_attrs[attrs.PARAM_COUNT] == source.user_attrs[attrs.PARAM_COUNT] <= config.param_limit
         curves = trial.system_attrs[attrs.CURVES]
         assert [point["epoch"] for point in curves] == [1, 2]
         assert trial.value == max(point["dev_accuracy"] for point in curves)
@@ -369,7 +369,7 @@ def test_study_ensemble_of_promoted_runs_sums_their_parameters_and_beats_the_bes
     printed = capsys.readouterr().out
     chosen = open_study(config, "full").user_attrs[attrs.ENSEMBLE_ATTR]
     assert chosen["chosen"] == "ensemble" and chosen["members"] == [best, other]
-    assert chosen["param_count"] == counts[best] + counts[other] <= config.param_budget
+    assert chosen["param_count"] == counts[best] + counts[other] <= config.param_limit
     # The submission's labels: the sequence decode when dev prefers it, else the argmax; the argmax is scored too.
     decoder = chosen["decoder"]
     assert sorted(decoder["grid"]) == ["1.5/0.5", "1.5/0.75", "1/0.5", "1/0.75"]
@@ -399,7 +399,7 @@ def test_study_ensemble_of_promoted_runs_sums_their_parameters_and_beats_the_bes
     # A budget with room for either run but not both: the best single run is the final model, and the sheet says so.
     tight = max(counts.values())
     assert counts[best] + counts[other] > tight
-    assert main(["ensemble", "--config", str(path), "--param-budget", str(tight)]) == 0
+    assert main(["ensemble", "--config", str(path), "--param-limit", str(tight)]) == 0
     chosen = open_study(config, "full").user_attrs[attrs.ENSEMBLE_ATTR]
     assert chosen["chosen"] == "single" and chosen["members"] == [best] and chosen["param_count"] == counts[best]
     assert chosen["dev_accuracy"] == pytest.approx(full[best].value)

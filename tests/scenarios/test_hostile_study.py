@@ -22,7 +22,7 @@ from corpus import write_tiny_corpus
 from search_study import write_study
 from shared import REPO, readline_within
 
-from phonetune.errors import BudgetError, ConfigError, StorageError
+from phonetune.errors import ConfigError, ParamLimitError, StorageError
 from phonetune.cli.main import build_parser, main
 from phonetune.search.config import load_study_config
 from phonetune.results.dashboard import DashboardServer
@@ -97,13 +97,13 @@ def test_space_whose_smallest_model_is_over_budget_is_refused_before_anything_ru
         **{"space.hidden_layers": {"low": 8, "high": 8}, "space.base_width": {"low": 4096, "high": 8192},
            "space.context_frames": {"low": 50, "high": 50}},
     )
-    with pytest.raises(BudgetError) as error:
+    with pytest.raises(ParamLimitError) as error:
         load_study_config(path)
     message = str(error.value)
-    assert "smallest model" in message and "param_budget=20,000,000" in message and str(path) in message
+    assert "smallest model" in message and "param_limit=20,000,000" in message and str(path) in message
 
     code, err = _run(capsys, "worker", "--config", str(path))
-    assert code == 1 and "param_budget" in err
+    assert code == 1 and "param_limit" in err
     stored.assert_untouched()
 
 
@@ -297,7 +297,7 @@ def test_database_url_without_its_driver_names_the_package_to_install(stored, ca
     [
         ({"fidelity.train_fraction": 0.5}, "fidelity.train_fraction: 1.0 -> 0.5"),
         ({"fidelity.trial_epochs": 2}, "fidelity.trial_epochs: 1 -> 2"),
-        ({"study.param_budget": 50_000}, "study.param_budget: 20000000 -> 50000"),
+        ({"study.param_limit": 50_000}, "study.param_limit: 20000000 -> 50000"),
         ({"space.lr": {"low": 1e-3, "high": 2e-3, "log": True}}, "space.lr"),
     ],
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from shared import REPO
 
-from phonetune.errors import BudgetError, ConfigError
+from phonetune.errors import ConfigError, ParamLimitError
 from phonetune.search.config import load_study_config
 from phonetune.search.space_spec import Choice, FloatRange, IntRange
 
@@ -46,11 +46,27 @@ kind = "patient"
     assert "kind must be one of ['median', 'asha', 'hyperband', 'none'], but got 'patient'" in message
 
 
-def test_param_budget_may_be_lowered_but_not_raised(tmp_path):
-    low = load_study_config(write(tmp_path, '[study]\nname = "s"\nparam_budget = 5_000_000\n'))
-    assert low.param_budget == 5_000_000
-    with pytest.raises(ConfigError, match="param_budget must be at most 20,000,000 .* but got 25,000,000"):
-        load_study_config(write(tmp_path, '[study]\nname = "s"\nparam_budget = 25_000_000\n'))
+def test_param_limit_may_be_lowered_but_not_raised(tmp_path):
+    low = load_study_config(write(tmp_path, '[study]\nname = "s"\nparam_limit = 5_000_000\n'))
+    assert low.param_limit == 5_000_000
+    with pytest.raises(ConfigError, match="param_limit must be at most 20,000,000 .* but got 25,000,000"):
+        load_study_config(write(tmp_path, '[study]\nname = "s"\nparam_limit = 25_000_000\n'))
+
+
+def test_the_old_name_param_budget_still_loads_with_one_line_naming_the_new_one(tmp_path, caplog):
+    path = write(tmp_path, '[study]\nname = "s"\nparam_budget = 5_000_000\n')
+    with caplog.at_level("WARNING"):
+        assert load_study_config(path).param_limit == 5_000_000
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{path}: [study] param_budget is now called param_limit; it loads under the new name"]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert load_study_config(path, ["study.param_budget=1_000_000"]).param_limit == 1_000_000
+    assert "--set study.param_budget is now --set study.param_limit" in caplog.text
+    # Both names at once is one setting given twice: refused by name, not silently resolved.
+    both = write(tmp_path, '[study]\nname = "s"\nparam_budget = 5_000_000\nparam_limit = 4_000_000\n')
+    with pytest.raises(ConfigError, match="unknown key 'param_budget'"):
+        load_study_config(both)
 
 
 def test_impossible_budget_names_the_smallest_model(tmp_path):
@@ -65,10 +81,10 @@ base_width = {low = 2048, high = 4096}
 context_frames = {low = 30, high = 50}
 """,
     )
-    with pytest.raises(BudgetError) as caught:
+    with pytest.raises(ParamLimitError) as caught:
         load_study_config(path)
     message = str(caught.value)
-    assert "param_budget=20,000,000" in message
+    assert "param_limit=20,000,000" in message
     assert "hidden_layers=6, base_width=2048, context_frames=30" in message
     # The smallest shape (pyramid) of that corner: the count is stated, and it is above the budget.
     count = int(message.split(" has ")[1].split(" parameters")[0].replace(",", ""))
@@ -78,7 +94,7 @@ context_frames = {low = 30, high = 50}
 def test_context_too_wide_for_any_width_is_a_budget_error(tmp_path):
     path = write(tmp_path, '[study]\nname = "s"\nparam_budget = 50_000\n[space]\ncontext_frames = {low = 0, high = 50}\n'
                  "hidden_layers = {low = 0, high = 2}\nbase_width = {low = 8, high = 64}\n")
-    with pytest.raises(BudgetError, match="context_frames=50 .* even at base_width=8"):
+    with pytest.raises(ParamLimitError, match="context_frames=50 .* even at base_width=8"):
         load_study_config(path)
 
 
@@ -129,7 +145,7 @@ def test_range_given_as_list_and_fixed_plus_range_are_rejected(tmp_path):
 def test_shipped_study_files_load(name):
     config = load_study_config(REPO / "studies" / f"{name}.toml")
     assert config.name == name
-    assert config.param_budget <= 20_000_000
+    assert config.param_limit <= 20_000_000
     chosen = [spec for spec in config.space.values() if not spec.is_fixed()]
     assert len(chosen) >= 10  # the shipped studies search, they do not fix everything
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import optuna
 from shared import REPO
 
-from phonetune.model.budget import count_params
+from phonetune.model.params import count_params
 from phonetune.search import attributes as attrs
 from phonetune.search.config import load_study_config
 from phonetune.search.space import suggest_run_config
@@ -18,7 +18,7 @@ TARGET = 1_200_000
 def _study(prior_weight: float, target: int = TARGET) -> tuple[optuna.Study, object]:
     config = load_study_config(REPO / "studies" / "demo.toml", [
         'sampler.kind="prior"', f"sampler.prior_weight={prior_weight}", f"sampler.target_params={target}",
-        "study.param_budget=4000000",
+        "study.param_limit=4000000",
     ])
     study = optuna.create_study(direction="maximize", sampler=create_sampler(config))
     enqueue_warm_starts(study, config)

@@ -14,7 +14,7 @@ CASES = {
     "demo": ["study.n_trials=6", "space.context_frames.high=30", 'data.root="elsewhere"', "fidelity.trial_epochs=2",
              "space.lr.high=3e-3", 'sampler.kind="random"'],
     "default": ['study.storage="postgresql://phonetune@db-host/phonetune"', "train.grad_clip=0.5",
-                'space.batch_size=[512, 1024]', "pruner.reduction_factor=4", "study.param_budget=5_000_000"],
+                'space.batch_size=[512, 1024]', "pruner.reduction_factor=4", "study.param_limit=5_000_000"],
 }
 
 

@@ -25,14 +25,14 @@ def sample(config, sampler, count):
         trial = study.ask()
         run_config = suggest_run_config(trial, config)
         # Any deterministic score lets TPE model something; bigger models scoring higher pushes it to the bound.
-        study.tell(trial, count_params(run_config.model, run_config.io) / config.param_budget)
+        study.tell(trial, count_params(run_config.model, run_config.io) / config.param_limit)
         drawn.append((run_config, trial))
     return drawn, study
 
 
 @pytest.mark.parametrize("budget", [20_000_000, 2_000_000])
 def test_thousands_of_random_samples_fit_the_budget_and_cover_the_space(budget):
-    config = load_study_config(REPO / "studies" / "default.toml", [f"study.param_budget={budget}"])
+    config = load_study_config(REPO / "studies" / "default.toml", [f"study.param_limit={budget}"])
     drawn, study = sample(config, optuna.samplers.RandomSampler(seed=budget), 1000)
     counts = [count_params(run.model, run.io) for run, _ in drawn]
     assert max(counts) <= budget
@@ -63,7 +63,7 @@ def test_tpe_with_constant_liar_stays_under_the_budget():
         sampler = optuna.samplers.TPESampler(seed=0, multivariate=True, group=True, constant_liar=True,
                                              n_startup_trials=10)
     drawn, study = sample(config, sampler, 120)
-    assert max(count_params(run.model, run.io) for run, _ in drawn) <= config.param_budget
+    assert max(count_params(run.model, run.io) for run, _ in drawn) <= config.param_limit
     # The space is conditional: momentum is drawn exactly for the optimizers that use it, and no trial holds a
     # parameter its model ignores (so Optuna, the dashboard, the report and the sheet show the same ones).
     for frozen in study.trials:

@@ -101,9 +101,9 @@ def test_the_parent_parses_the_study_file_once_and_workers_load_the_resolved_fil
 def test_a_config_warning_is_printed_once_not_once_per_worker(tmp_path, tiny_corpus):
     # One hidden layer over up to 3 context frames: at base_width.low = 16 the widest window is over the budget of
     # 3,000 parameters (those trials get a narrower width), which the config check warns about.
-    path = write_study(tmp_path, tiny_corpus.root, **{"study.n_trials": 2, "study.param_budget": 3000,
+    path = write_study(tmp_path, tiny_corpus.root, **{"study.n_trials": 2, "study.param_limit": 3000,
                                                       "space.hidden_layers": 1})
     done = search(path)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    assert output.count("even base_width=16 is over param_budget=3,000") == 1, output
+    assert output.count("even base_width=16 is over param_limit=3,000") == 1, output

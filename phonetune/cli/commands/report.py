@@ -13,7 +13,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = add_command(
         subparsers, "report", study=True,
         description="Optimization history, hyperparameter importances, parallel coordinates, slices, learning "
-        "curves of every trial (pruned ones cut short), accuracy against parameter count with the budget line, "
+        "curves of every trial (pruned ones cut short), accuracy against parameter count with the parameter limit's line, "
         "and the full-data fidelity when trials were promoted. plotly.js is inlined: the page opens offline.",
     )
     parser.add_argument("--out", default="report.html", metavar="HTML", help="page to write")
@@ -23,6 +23,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_study_args(args)
     search_study, full_study = open_studies(config)
-    path = write_report(search_study, full_study, args.out, param_budget=config.param_budget, space=config.space)
+    path = write_report(search_study, full_study, args.out, param_limit=config.param_limit, space=config.space)
     print(f"report: {path.resolve()}")
     return 0

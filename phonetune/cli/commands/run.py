@@ -9,7 +9,7 @@ from phonetune.cli.commands import add_command, interrupt_on_sigterm, load_study
 from phonetune.cli.hosts import parse_gpus
 from phonetune.job.clock import format_seconds, parse_budget
 from phonetune.job.run import run_job
-from phonetune.model.budget import DEFAULT_PARAM_BUDGET
+from phonetune.model.params import DEFAULT_PARAM_LIMIT
 from phonetune.results.leaderboard import format_leaderboard, leaderboard
 from phonetune.search.study import open_studies
 
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     for name, why in screen["not_screened"].items():
         print(f"  {name}: not screened, {why}")
     print(f"final model: {model['chosen']} of search trials {model['members']} ({model['param_count']:,} parameters; "
-          f"HW1P2 limit {DEFAULT_PARAM_BUDGET:,}); dev {model['dev_accuracy']:.4f}; test {test}")
+          f"HW1P2 limit {DEFAULT_PARAM_LIMIT:,}); dev {model['dev_accuracy']:.4f}; test {test}")
     decoder = model.get("decoder")
     if decoder:
         argmax = model.get("test_argmax_accuracy")

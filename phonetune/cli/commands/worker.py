@@ -7,7 +7,7 @@ import logging
 import os
 
 from phonetune.cli.commands import add_command, interrupt_on_sigterm, load_study_args
-from phonetune.search import space_budget
+from phonetune.search import space_sizes
 from phonetune.search.worker import run_worker
 
 
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         logging.getLogger("phonetune").setLevel(logging.WARNING)
         # Started by `phonetune search` or `run`, which loaded this same config and printed its warnings once.
-        logging.getLogger(space_budget.__name__).setLevel(logging.ERROR)
+        logging.getLogger(space_sizes.__name__).setLevel(logging.ERROR)
     interrupt_on_sigterm()
     config = load_study_args(args, needs_data=True)
     worker_index = args.worker_index if args.worker_index is not None else os.getpid() % 100_000

@@ -12,13 +12,13 @@ from torch import nn
 
 from phonetune.configs import from_mapping
 from phonetune.data_pipeline import DataConfig
-from phonetune.errors import BudgetError, ConfigError
+from phonetune.errors import ConfigError, ParamLimitError
 from phonetune.model import (
-    DEFAULT_PARAM_BUDGET,
+    DEFAULT_PARAM_LIMIT,
     MAX_BASE_WIDTH,
     ModelConfig,
     ModelIO,
-    check_ensemble_budget,
+    check_ensemble_limit,
     count_params,
     layer_widths,
     max_base_width,
@@ -123,29 +123,29 @@ def test_widths_are_multiples_of_8_and_never_below_8():
 def test_oversized_model_raises_budget_error_before_allocating():
     # 8 layers of 1M units would need ~8e12 parameters (32 TB); reaching the allocator would crash, not raise this.
     huge = ModelConfig(hidden_layers=8, base_width=1 << 20)
-    with pytest.raises(BudgetError) as caught:
+    with pytest.raises(ParamLimitError) as caught:
         build_model(huge, STARTER_IO)
     message = str(caught.value)
     assert f"{count_params(huge, STARTER_IO):,}" in message and "20,000,000" in message
     thirty_million = ModelConfig(hidden_layers=1, base_width=10_000)
     assert 25e6 < count_params(thirty_million, window_io(50)) < 35e6
-    with pytest.raises(BudgetError, match="20,000,000"):
+    with pytest.raises(ParamLimitError, match="20,000,000"):
         build_model(thirty_million, window_io(50))
 
 
 def test_budget_can_be_lowered_but_not_silently_raised():
     config = ModelConfig(hidden_layers=2, base_width=256)
     count = count_params(config, STARTER_IO)
-    with pytest.raises(BudgetError, match=f"{count - 1:,}"):
-        build_model(config, STARTER_IO, param_budget=count - 1)
-    assert build_model(config, STARTER_IO, param_budget=count).param_count() == count
-    with pytest.raises(BudgetError, match="allow_over_default"):
-        build_model(config, STARTER_IO, param_budget=30_000_000)
+    with pytest.raises(ParamLimitError, match=f"{count - 1:,}"):
+        build_model(config, STARTER_IO, param_limit=count - 1)
+    assert build_model(config, STARTER_IO, param_limit=count).param_count() == count
+    with pytest.raises(ParamLimitError, match="allow_over_default"):
+        build_model(config, STARTER_IO, param_limit=30_000_000)
     big = ModelConfig(hidden_layers=1, base_width=8000)
-    assert count_params(big, window_io(50)) > DEFAULT_PARAM_BUDGET
+    assert count_params(big, window_io(50)) > DEFAULT_PARAM_LIMIT
     assert max_base_width(big, window_io(50), 30_000_000, allow_over_default=True) > 8000
-    with pytest.raises(BudgetError):
-        build_model(config, STARTER_IO, param_budget=0)
+    with pytest.raises(ParamLimitError):
+        build_model(config, STARTER_IO, param_limit=0)
 
 
 def test_max_base_width_is_the_largest_fitting_multiple_of_8():
@@ -154,7 +154,7 @@ def test_max_base_width_is_the_largest_fitting_multiple_of_8():
         io, config = _random_config(rng)
         if config.hidden_layers == 0:
             continue
-        budget = rng.choice([200_000, 2_000_000, DEFAULT_PARAM_BUDGET])
+        budget = rng.choice([200_000, 2_000_000, DEFAULT_PARAM_LIMIT])
         if count_params(dataclasses.replace(config, base_width=8), io) > budget:
             continue
         width = max_base_width(config, io, budget)
@@ -162,17 +162,17 @@ def test_max_base_width_is_the_largest_fitting_multiple_of_8():
         assert count_params(dataclasses.replace(config, base_width=width), io) <= budget
         if width < MAX_BASE_WIDTH:
             assert count_params(dataclasses.replace(config, base_width=width + 8), io) > budget
-    assert max_base_width(ModelConfig(hidden_layers=0), STARTER_IO, DEFAULT_PARAM_BUDGET) == MAX_BASE_WIDTH
-    with pytest.raises(BudgetError, match="base_width=8"):
+    assert max_base_width(ModelConfig(hidden_layers=0), STARTER_IO, DEFAULT_PARAM_LIMIT) == MAX_BASE_WIDTH
+    with pytest.raises(ParamLimitError, match="base_width=8"):
         max_base_width(ModelConfig(hidden_layers=8), window_io(50), 10_000)
 
 
 def test_ensemble_budget_sums_members():
     member = (ModelConfig(hidden_layers=3, base_width=1024), STARTER_IO)
     count = count_params(*member)
-    assert check_ensemble_budget([member, member], 2 * count) == 2 * count
-    with pytest.raises(BudgetError, match=f"{3 * count:,}"):
-        check_ensemble_budget([member] * 3, 2 * count)
+    assert check_ensemble_limit([member, member], 2 * count) == 2 * count
+    with pytest.raises(ParamLimitError, match=f"{3 * count:,}"):
+        check_ensemble_limit([member] * 3, 2 * count)
 
 
 def test_model_config_rejects_unknown_keys_and_out_of_range_values():

@@ -1,4 +1,4 @@
-"""The width shapes and the parameter budget, computed from a ``ModelConfig`` without building anything.
+"""The width shapes and the parameter count and limit, computed from a ``ModelConfig`` without building anything.
 
 Everything here is arithmetic on the config, so the search can reject or resize an oversized model before a single
 tensor is allocated. ``count_params`` must agree exactly with ``sum(p.numel())`` of ``build_model(config)``; the
@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Sequence
 
-from phonetune.errors import BudgetError
+from phonetune.errors import ParamLimitError
 from phonetune.model.config import WIDTH_MULTIPLE, ModelConfig, ModelIO
 
 # The HW1P2 rule: no model (or ensemble, summed) may have more than 20 million parameters.
-DEFAULT_PARAM_BUDGET = 20_000_000
+DEFAULT_PARAM_LIMIT = 20_000_000
 # Upper end of the base width search: beyond this no realistic config fits 20M anyway, and a model without hidden
 # layers (whose size does not depend on the base width) needs some finite answer.
 MAX_BASE_WIDTH = 65_536
@@ -64,7 +64,7 @@ def layer_widths(config: ModelConfig) -> list[int]:
         elif config.width_shape == "diamond":
             factor = 1.0 + (DIAMOND_PEAK_FACTOR - 1.0) * (1.0 - abs(2.0 * position - 1.0))
         else:
-            raise BudgetError(f"width_shape must be cylinder, pyramid, inverse_pyramid or diamond, got {config.width_shape!r}")
+            raise ParamLimitError(f"width_shape must be cylinder, pyramid, inverse_pyramid or diamond, got {config.width_shape!r}")
         widths.append(_round_width(base * factor))
     return widths
 
@@ -94,20 +94,20 @@ def count_params(config: ModelConfig, io: ModelIO) -> int:
     return total
 
 
-def check_param_budget(param_budget: int, *, allow_over_default: bool = False) -> int:
-    """Validate a budget: positive, and not above 20M unless the caller explicitly opts in.
+def check_param_limit(param_limit: int, *, allow_over_default: bool = False) -> int:
+    """Validate a parameter limit: positive, and not above 20M unless the caller explicitly opts in.
 
-    A budget can be lowered freely (to search smaller models) but raising it past the HW1P2 limit must be a
+    A limit can be lowered freely (to search smaller models) but raising it past the HW1P2 limit must be a
     deliberate choice, never the side effect of a typo.
     """
-    if isinstance(param_budget, bool) or not isinstance(param_budget, int) or param_budget <= 0:
-        raise BudgetError(f"param_budget must be a positive integer, but got {param_budget!r}")
-    if param_budget > DEFAULT_PARAM_BUDGET and not allow_over_default:
-        raise BudgetError(
-            f"param_budget must be at most {DEFAULT_PARAM_BUDGET:,} (the HW1P2 limit), but got {param_budget:,}; "
+    if isinstance(param_limit, bool) or not isinstance(param_limit, int) or param_limit <= 0:
+        raise ParamLimitError(f"param_limit must be a positive integer, but got {param_limit!r}")
+    if param_limit > DEFAULT_PARAM_LIMIT and not allow_over_default:
+        raise ParamLimitError(
+            f"param_limit must be at most {DEFAULT_PARAM_LIMIT:,} (the HW1P2 limit), but got {param_limit:,}; "
             "pass allow_over_default=True to lift the limit on purpose"
         )
-    return param_budget
+    return param_limit
 
 
 def describe(config: ModelConfig, io: ModelIO) -> str:
@@ -118,38 +118,38 @@ def describe(config: ModelConfig, io: ModelIO) -> str:
 
 
 def ensure_fits(
-    config: ModelConfig, io: ModelIO, param_budget: int = DEFAULT_PARAM_BUDGET, *, allow_over_default: bool = False
+    config: ModelConfig, io: ModelIO, param_limit: int = DEFAULT_PARAM_LIMIT, *, allow_over_default: bool = False
 ) -> int:
-    """Return ``count_params(config, io)``, or raise BudgetError stating the count and the budget."""
-    check_param_budget(param_budget, allow_over_default=allow_over_default)
+    """Return ``count_params(config, io)``, or raise ParamLimitError stating the count and the limit."""
+    check_param_limit(param_limit, allow_over_default=allow_over_default)
     count = count_params(config, io)
-    if count > param_budget:
-        raise BudgetError(
-            f"model must have at most {param_budget:,} parameters, but {describe(config, io)} has {count:,}; "
+    if count > param_limit:
+        raise ParamLimitError(
+            f"model must have at most {param_limit:,} parameters, but {describe(config, io)} has {count:,}; "
             "lower base_width, hidden_layers or context_frames"
         )
     return count
 
 
 def max_base_width(
-    config: ModelConfig, io: ModelIO, param_budget: int = DEFAULT_PARAM_BUDGET, *, allow_over_default: bool = False
+    config: ModelConfig, io: ModelIO, param_limit: int = DEFAULT_PARAM_LIMIT, *, allow_over_default: bool = False
 ) -> int:
-    """Largest base width (a multiple of 8, at most ``MAX_BASE_WIDTH``) for which ``config`` fits the budget.
+    """Largest base width (a multiple of 8, at most ``MAX_BASE_WIDTH``) for which ``config`` fits the parameter limit.
 
     All other fields of ``config`` are kept; its own ``base_width`` is ignored. The parameter count never falls as
     the base width grows, so a binary search over multiples of 8 finds the answer. Without hidden layers the width
-    does not matter and the answer is ``MAX_BASE_WIDTH`` when the single linear layer fits. Raises BudgetError when
+    does not matter and the answer is ``MAX_BASE_WIDTH`` when the single linear layer fits. Raises ParamLimitError when
     even base width 8 does not fit (the context window alone is too large).
     """
-    check_param_budget(param_budget, allow_over_default=allow_over_default)
+    check_param_limit(param_limit, allow_over_default=allow_over_default)
 
     def fits(width: int) -> bool:
-        return count_params(dataclasses.replace(config, base_width=width), io) <= param_budget
+        return count_params(dataclasses.replace(config, base_width=width), io) <= param_limit
 
     if not fits(WIDTH_MULTIPLE):
         smallest = count_params(dataclasses.replace(config, base_width=WIDTH_MULTIPLE), io)
-        raise BudgetError(
-            f"model must fit {param_budget:,} parameters, but even base_width={WIDTH_MULTIPLE} gives {smallest:,} "
+        raise ParamLimitError(
+            f"model must fit {param_limit:,} parameters, but even base_width={WIDTH_MULTIPLE} gives {smallest:,} "
             f"(input width {io.input_dim}, hidden_layers={config.hidden_layers}); lower context_frames"
         )
     low, high = 1, MAX_BASE_WIDTH // WIDTH_MULTIPLE  # in units of 8; fits(low) holds
@@ -166,38 +166,38 @@ def max_base_width(
 
 def check_members_fit(
     param_counts: Sequence[int],
-    param_budget: int = DEFAULT_PARAM_BUDGET,
+    param_limit: int = DEFAULT_PARAM_LIMIT,
     *,
     names: Sequence[str] | None = None,
     allow_over_default: bool = False,
 ) -> int:
-    """Return the summed parameter count of ensemble members, or raise BudgetError naming each member's count.
+    """Return the summed parameter count of ensemble members, or raise ParamLimitError naming each member's count.
 
     ``names`` (one per member, such as checkpoint paths) label the counts in the message.
     """
-    check_param_budget(param_budget, allow_over_default=allow_over_default)
+    check_param_limit(param_limit, allow_over_default=allow_over_default)
     counts = [int(count) for count in param_counts]
     if not counts:
-        raise BudgetError("an ensemble must have at least one member, but got none")
+        raise ParamLimitError("an ensemble must have at least one member, but got none")
     if names is not None and len(names) != len(counts):
         raise ValueError(f"check_members_fit needs one name per member, got {len(names)} for {len(counts)}")
     total = sum(counts)
-    if total > param_budget:
+    if total > param_limit:
         labels = names if names is not None else [f"member {index + 1}" for index in range(len(counts))]
         members = ", ".join(f"{label}: {count:,}" for label, count in zip(labels, counts))
-        raise BudgetError(
-            f"an ensemble must have at most {param_budget:,} parameters in all, but its {len(counts)} members "
+        raise ParamLimitError(
+            f"an ensemble must have at most {param_limit:,} parameters in all, but its {len(counts)} members "
             f"have {total:,} ({members}); drop a member or pick smaller ones"
         )
     return total
 
 
-def check_ensemble_budget(
+def check_ensemble_limit(
     members: Iterable[tuple[ModelConfig, ModelIO]],
-    param_budget: int = DEFAULT_PARAM_BUDGET,
+    param_limit: int = DEFAULT_PARAM_LIMIT,
     *,
     allow_over_default: bool = False,
 ) -> int:
-    """Return the summed parameter count of an ensemble, or raise BudgetError listing each member's count."""
+    """Return the summed parameter count of an ensemble, or raise ParamLimitError listing each member's count."""
     counts = [count_params(config, io) for config, io in members]
-    return check_members_fit(counts, param_budget, allow_over_default=allow_over_default)
+    return check_members_fit(counts, param_limit, allow_over_default=allow_over_default)
