@@ -1,4 +1,4 @@
-"""A final run that ends at a deadline: its linear schedule's end replanned from the step times it measures.
+"""A final run that ends at a deadline: its horizon schedule's end replanned from the step times it measures.
 
 ``phonetune run`` gives its final run a wall-clock time, not a step count: a step count planned from a speed probe is
 wrong by whatever the machine's load does later. At each evaluation the trainer hands the measured speed to a
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from phonetune.model.optim import LinearSchedule
+    from phonetune.model.optim import HorizonSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class DeadlineKeeper:
         does not swing the end while a lasting change of load moves it within a few measurements."""
         self.step_seconds = latest if self.step_seconds is None else 0.5 * (self.step_seconds + latest)
 
-    def replan(self, schedule: LinearSchedule | None, step: int, total_steps: int, eval_every: int,
+    def replan(self, schedule: HorizonSchedule | None, step: int, total_steps: int, eval_every: int,
                evaluation_seconds: float) -> int:
         """The schedule's end after this evaluation: moved (and ``schedule`` replanned to it) to the step the time
         left buys, when that differs from ``total_steps`` by more than DEADLINE_SLACK; else ``total_steps``."""

@@ -18,9 +18,10 @@ The trigram replaced a bigram of frame transitions (one state per phoneme) after
 make-demo model and 2.3 on a weaker model of the second corpus.
 
 The model is untouched: the decode post-processes its outputs with tables of counts from the training labels,
-nothing trained by gradient and nothing from outside the corpus. ``[decode] mode = "argmax"`` in a study file turns
-it off (for a course whose rules ask for the network's own per-frame choice); with ``"viterbi"`` the decode is used
-only when it is strictly better than the argmax on dev.
+nothing trained by gradient and nothing from outside the corpus. The handout frames the task as per-frame
+classification by an MLP, so a submission holds the network's own argmax by default and the decoded labels are
+written beside it (``[decode] mode = "argmax"``); ``"viterbi"`` makes them the submission, only when strictly better
+than the argmax on dev; ``"off"`` skips the decode and its time.
 
 Example::
 

@@ -1,20 +1,23 @@
 """Optimizer and learning-rate schedule built from a ``TrainConfig``, and when each schedule steps.
 
-Schedules step once per epoch (step, exponential, cosine; plateau on the dev loss) except one-cycle and linear,
-which step once per batch because their warm-up and annealing are defined over optimizer steps.
+Schedules step once per epoch (step, exponential, cosine; plateau on the dev loss) except one-cycle and the horizon
+schedules, which step once per batch because their warm-up and annealing are defined over optimizer steps.
 
-``linear`` is the budgeted-training schedule: a warm-up, an optional hold at the full learning rate, then a straight
-line to zero at the run's last step, so a run sized to its deadline ends exactly annealed. While a run is still in
-its warm-up or hold, its total may be changed (``phonetune run`` sizes a search trial's continuation to the time
-really left): the steps taken so far had the same learning rates under either total.
+A horizon schedule (``HorizonSchedule``: ``linear`` always, ``cosine`` and ``onecycle`` in a run sized in steps) is
+budgeted training: a warm-up, then a decay to zero at the run's last step, so a run sized to its deadline ends
+exactly annealed, and the end can be replanned while it runs. The linear one may also hold the full rate after its
+warm-up; while a run is still in its warm-up or hold, its total may be changed: the steps taken so far had the same
+learning rates under either total.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from phonetune.model.train_config import TrainConfig
+from phonetune.model.train_config import HORIZON_SHAPES, TrainConfig
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -52,7 +55,7 @@ def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
 
 
 def warmup_steps(config: TrainConfig, total: int) -> int:
-    """The linear schedule's warm-up: ``warmup_steps`` when set, else ``warmup_fraction`` of the run."""
+    """A horizon schedule's or one-cycle's warm-up: ``warmup_steps`` when set, else ``warmup_fraction`` of the run."""
     return config.warmup_steps or max(1, round(config.warmup_fraction * total))
 
 
@@ -65,41 +68,68 @@ def constant_until(config: TrainConfig, total: int) -> int:
 
 def linear_factor(step: int, warmup: int, hold: int, total: int) -> float:
     """Learning-rate multiplier of optimizer step ``step`` (0-based) under the linear schedule."""
-    if step < warmup:
-        return (step + 1) / warmup
-    decay_start = warmup + hold
-    if step < decay_start or total <= decay_start:
-        return 1.0
-    return max(0.0, (total - step) / (total - decay_start))
+    return HorizonSchedule("linear", warmup, hold, total)(step)
 
 
-class LinearSchedule:
-    """The linear schedule as a callable for ``LambdaLR`` (which saves a callable object's attributes in its state,
-    so a replanned end survives a checkpoint): ``linear_factor`` until a ``replan``, then a straight line from the
-    rate at the replanned step to zero at the new end. ``phonetune run``'s final run replans when the machine turns
-    out slower or faster than predicted, so the rate still reaches zero when the time is up."""
+# One-cycle starts its warm-up at this fraction of the peak rate (torch's OneCycleLR: div_factor 25).
+ONECYCLE_START = 1 / 25
 
-    def __init__(self, warmup: int, hold: int, total: int) -> None:
-        self.warmup, self.hold, self.total = warmup, hold, total
+
+def _decay(shape: str, progress: float) -> float:
+    """The share of its starting rate a decay keeps ``progress`` (0 to 1) of the way to its end."""
+    progress = min(1.0, max(0.0, progress))
+    return 1.0 - progress if shape == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class HorizonSchedule:
+    """A schedule that ends at a horizon, as a callable for ``LambdaLR`` (which saves a callable object's attributes
+    in its state, so a replanned end survives a checkpoint): a warm-up, an optional hold at the full rate (linear
+    only), then a decay to zero at step ``total``: a straight line (``linear``), half a cosine (``cosine``), or half
+    a cosine after a cosine warm-up from ``ONECYCLE_START`` of the rate (``onecycle``). After a ``replan`` the decay
+    runs from the rate of the replanned step to zero at the new end, in the same shape. ``phonetune run``'s final
+    run replans when the machine turns out slower or faster than predicted, so the rate still reaches zero when the
+    time is up."""
+
+    def __init__(self, shape: str, warmup: int, hold: int, total: int) -> None:
+        if shape not in HORIZON_SHAPES:
+            raise ValueError(f"shape must be one of {list(HORIZON_SHAPES)}, but got {shape!r}")
+        self.shape, self.warmup, self.hold, self.total = shape, warmup, hold, total
         self.anchor_step: int | None = None  # the step of the last replan, with the factor it had then
         self.anchor_factor = 1.0
 
     def __call__(self, step: int) -> float:
         if self.anchor_step is None or step < self.anchor_step:
-            return linear_factor(step, self.warmup, self.hold, self.total)
+            return self._planned(step)
         if self.total <= self.anchor_step:
             return 0.0
-        return max(0.0, self.anchor_factor * (self.total - step) / (self.total - self.anchor_step))
+        return max(0.0, self.anchor_factor * _decay(self.shape, (step - self.anchor_step)
+                                                    / (self.total - self.anchor_step)))
+
+    def _planned(self, step: int) -> float:
+        if step < self.warmup:
+            if self.shape == "onecycle":
+                rise = 0.5 * (1.0 - math.cos(math.pi * (step + 1) / self.warmup))
+                return ONECYCLE_START + (1.0 - ONECYCLE_START) * rise
+            return (step + 1) / self.warmup
+        if step < self.decay_start or self.total <= self.decay_start:
+            return 1.0
+        return max(0.0, _decay(self.shape, (step - self.decay_start) / (self.total - self.decay_start)))
 
     @property
     def decay_start(self) -> int:
         return self.warmup + self.hold
 
     def replan(self, step: int, total: int) -> None:
-        """End the schedule at ``total`` instead, falling linearly from the rate of ``step`` (a step in the decay)."""
+        """End the schedule at ``total`` instead, decaying from the rate of ``step`` (a step in the decay)."""
         self.anchor_factor = self(step)
         self.anchor_step = step
         self.total = total
+
+
+def horizon_schedule(config: TrainConfig) -> bool:
+    """Whether ``config``'s schedule is a ``HorizonSchedule``: the linear one always; cosine and one-cycle when the
+    run is sized in steps (``total_steps``, as ``phonetune run`` sizes every run to its time)."""
+    return config.scheduler == "linear" or (config.total_steps > 0 and config.scheduler in HORIZON_SHAPES)
 
 
 def build_scheduler(
@@ -108,9 +138,9 @@ def build_scheduler(
     """The configured schedule, or None for a fixed learning rate."""
     schedules = torch.optim.lr_scheduler
     total = total_steps(config, steps_per_epoch)
-    if config.scheduler == "linear":
-        warmup, hold = warmup_steps(config, total), config.hold_steps
-        return schedules.LambdaLR(optimizer, LinearSchedule(warmup, hold, total))
+    if horizon_schedule(config):
+        warmup, hold = warmup_steps(config, total), config.hold_steps if config.scheduler == "linear" else 0
+        return schedules.LambdaLR(optimizer, HorizonSchedule(config.scheduler, warmup, hold, total))
     if config.scheduler == "fixed":
         return None
     if config.scheduler == "step":
@@ -133,7 +163,7 @@ def build_scheduler(
 
 def steps_per_batch(config: TrainConfig) -> bool:
     """True when the schedule advances every optimizer step rather than every epoch."""
-    return config.scheduler in ("onecycle", "linear")
+    return config.scheduler == "onecycle" or horizon_schedule(config)
 
 
 def step_epoch_schedule(scheduler, config: TrainConfig, dev_loss: float) -> None:

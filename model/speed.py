@@ -43,6 +43,14 @@ class Speed:
     def seconds_per_frame(self, params: int, batch_size: int = DEFAULT_BATCH) -> float:
         return self.fixed + self.per_param * params + self.per_step / batch_size
 
+    def step_seconds(self, params: int, batch_size: int) -> float:
+        """One optimizer step of a ``params``-parameter model at ``batch_size``."""
+        return self.seconds_per_frame(params, batch_size) * batch_size
+
+    def steps_in(self, seconds: float, params: int, batch_size: int) -> int:
+        """Optimizer steps that ``seconds`` of training buy (at least 1)."""
+        return max(1, int(seconds / self.step_seconds(params, batch_size)))
+
     def frames_per_s(self, params: int, batch_size: int = DEFAULT_BATCH) -> float:
         return 1.0 / self.seconds_per_frame(params, batch_size)
 

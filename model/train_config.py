@@ -27,6 +27,9 @@ from phonetune.model.config import ModelConfig, ModelIO
 
 Optimizer = Literal["adamw", "adam", "sgd", "sgd_nesterov", "rmsprop"]
 Scheduler = Literal["fixed", "step", "plateau", "exponential", "cosine", "onecycle", "linear"]
+# The schedules that can end at a run's horizon (``model.optim.HorizonSchedule``), as every run ``phonetune run``
+# trains does.
+HORIZON_SHAPES = ("linear", "cosine", "onecycle")
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 RUN_SECTIONS = ("data", "model", "train")

@@ -48,7 +48,7 @@ from phonetune.model.ema import ModelEMA
 from phonetune.model.loss import evaluate, training_loss
 from phonetune.model.network import PhonemeMLP, build_model
 from phonetune.model.optim import (
-    LinearSchedule,
+    HorizonSchedule,
     build_optimizer,
     build_scheduler,
     current_lr,
@@ -113,7 +113,7 @@ class Trainer:
         self.overwrite = overwrite
         self.param_limit = param_limit
         self.curves = curves  # curves.html inlines plotly (~5 MB): a search of many trials may skip it
-        # A time.monotonic() value the last step must end by: a linear schedule's end is replanned at each
+        # A time.monotonic() value the last step must end by: a horizon schedule's end is replanned at each
         # evaluation to the step the time left buys at the speed just measured (phonetune run's final run).
         self.deadline = deadline
         if isinstance(deadline, (int, float)):
@@ -180,7 +180,7 @@ class Trainer:
                            steps_per_epoch=self.steps_per_epoch, train=self.run_config.train)
             restore_training_state(payload, last, model=self.model, optimizer=self.optimizer,
                                    scheduler=self.scheduler, ema=self.ema)
-            schedule = self._linear_schedule()
+            schedule = self._horizon_schedule()
             if schedule is not None and schedule.anchor_step is not None:
                 self.total_steps = schedule.total  # the end a replan moved it to, not the config's
             resumed = TrainResult.from_checkpoint(payload, self.out_dir)
@@ -263,13 +263,13 @@ class Trainer:
 
     def _replan(self) -> None:
         self.total_steps = self.deadline_keeper.replan(
-            self._linear_schedule(), self.step, self.total_steps,
+            self._horizon_schedule(), self.step, self.total_steps,
             self.run_config.train.eval_every_steps or self.steps_per_epoch, self._evaluation_seconds,
         )
 
-    def _linear_schedule(self) -> LinearSchedule | None:
+    def _horizon_schedule(self) -> HorizonSchedule | None:
         lambdas = getattr(self.scheduler, "lr_lambdas", None)
-        return lambdas[0] if lambdas and isinstance(lambdas[0], LinearSchedule) else None
+        return lambdas[0] if lambdas and isinstance(lambdas[0], HorizonSchedule) else None
 
     def _next_evaluation(self, stop: int) -> int:
         """The step of the next evaluation: the next ``eval_every_steps`` multiple when set (however many epochs that

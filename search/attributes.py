@@ -24,6 +24,8 @@ User attributes (``trial.user_attrs[...]``). ``space.py`` writes ``base_width`` 
 ``worker``             str: ``host:pid`` of the worker process that ran (last attempted) the trial
 ``warm_start``         str: on a trial enqueued from a ``[[warm_start]]`` table, that table's name
 ``mutated_from``       int: on a trial the prior sampler made by mutating an earlier one, that trial's number
+``move``               str: on a trial the prior sampler made by one move of that trial, which (``lr up``,
+                       ``context_frames down``, ``scheduler other``: ``prior_sampler.MOVES``)
 =====================  ==========================================================================================
 
 Trial system attribute ``curves`` (written and read by ``records.py``; a user attribute in older studies): a list of
@@ -88,6 +90,7 @@ SOURCE_TRIAL = "source_trial"
 WORKER = "worker"
 WARM_START = "warm_start"
 MUTATED_FROM = "mutated_from"
+MOVE = "move"
 
 # Keys of each entry of the ``curves`` list.
 CURVE_KEYS = (

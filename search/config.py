@@ -9,9 +9,9 @@ A study file has these tables (each optional except ``[study]`` with its ``name`
 - ``[fidelity]`` training fraction and epochs of a search trial, and epochs of a full-data (promoted) run
 - ``[timing]``   time-boxed trials instead of epochs (``phonetune run`` writes it into the study it resolves)
 - ``[sampler]``, ``[pruner]``  which Optuna sampler and pruner, and their settings
-- ``[decode]``   how the final model's frame posteriors become labels: ``mode = "viterbi"`` (the default: the
-                 likeliest phoneme sequence under the training labels' durations and phoneme trigrams, when dev
-                 prefers it) or ``"argmax"`` (each frame alone; ``model/decode.py``)
+- ``[decode]``   which labels the submission holds: ``mode = "argmax"`` (the default: each frame's own, the
+                 sequence decode's written beside), ``"viterbi"`` (the likeliest phoneme sequence under the training
+                 labels' durations and phoneme trigrams, when dev prefers it) or ``"off"`` (``model/decode.py``)
 - ``[space]``    one entry per hyperparameter (see ``search/space_spec.py``); an omitted one stays fixed at the
                  run config default
 
@@ -36,6 +36,7 @@ from phonetune.configs import apply_overrides, collect_problems, did_you_mean, r
 from phonetune.data_pipeline.config import DataConfig
 from phonetune.errors import ConfigError
 from phonetune.model.params import DEFAULT_PARAM_LIMIT
+from phonetune.model.speed import Speed
 from phonetune.model.train_config import TrainConfig
 from phonetune.search.attributes import FULL_FIDELITY, SEARCH_FIDELITY, check_fidelity
 from phonetune.search.overrides import blame_overrides, override_problems
@@ -117,23 +118,23 @@ class FidelityConfig:
 
 @dataclass
 class TimingConfig:
-    """``[timing]``: time-boxed trials, which ``phonetune run`` writes into the study it resolves (a study file
-    normally leaves this table out, and trials then train ``[fidelity]`` epochs).
+    """``[timing]``: trials sized in wall time, which ``phonetune run`` writes into the study it resolves (a study
+    file normally leaves this table out, and trials then train ``[fidelity]`` epochs).
 
-    With ``trial_seconds`` > 0, a search trial is the first ``trial_seconds`` of a ``final_seconds`` run of its
-    model, both priced in optimizer steps at the speed line below (measured on this machine): the linear schedule
-    warms up, holds the full rate to the trial's end, and would decay to zero at the final run's end, so the best
-    trial continues to that end without starting over (``search.timing``). Every trial then gets the same wall
-    time, whatever its size: the comparison a fixed deadline makes.
+    With ``trial_seconds`` > 0 a search trial is a whole run compressed to that horizon: priced in optimizer steps
+    at the speed line measured on this machine (``[timing.speed]``, ``model.speed.Speed``), it warms up, then its
+    learning rate falls linearly to zero at its last step (``search.timing``). Every trial gets the same wall time,
+    whatever its size: the comparison a fixed deadline makes. A promoted run of such a study trains from scratch for
+    ``final_seconds`` on the same schedule. With ``continues`` (``phonetune run``'s direct plan) a trial is instead
+    the first ``trial_seconds`` of its final run, held at the full rate, and its promoted run continues it.
     """
 
-    trial_seconds: float = 0.0  # 0 = trials train [fidelity] trial_epochs epochs; else this long each
-    final_seconds: float = 0.0  # the length of the run a trial is the start of (a promoted run trains all of it)
-    evaluations: int = 9  # dev evaluations per trial, evenly spaced: the pruner's steps
+    trial_seconds: float = 0.0  # 0 = trials train [fidelity] trial_epochs epochs; else a whole run of this long
+    final_seconds: float = 0.0  # a promoted (final) run's horizon
+    evaluations: int = 3  # dev evaluations per trial, evenly spaced; the last one, at the horizon, ranks it
     dev_fraction: float = 0.3  # share of dev utterances a trial evaluates on (a promoted run: all of them)
-    seconds_per_frame: float = 0.0  # the speed line: seconds per training frame = this
-    seconds_per_frame_per_param: float = 0.0  #   + this x parameters
-    seconds_per_step: float = 0.0  #   + this / batch size (per-step costs: kernel launches, Python)
+    speed: Speed | None = None  # the speed line the steps are priced at (required with trial_seconds)
+    continues: bool = False  # a trial is the start of its final run, which continues its checkpoint
 
     @property
     def enabled(self) -> bool:
@@ -141,8 +142,7 @@ class TimingConfig:
 
     def problems(self) -> list[str]:
         found = []
-        for name in ("trial_seconds", "final_seconds", "seconds_per_frame", "seconds_per_frame_per_param",
-                     "seconds_per_step"):
+        for name in ("trial_seconds", "final_seconds"):
             if getattr(self, name) < 0:
                 found.append(f"{name} must be 0 or more, but got {getattr(self, name)}")
         if self.evaluations < 1:
@@ -151,11 +151,11 @@ class TimingConfig:
             found.append(f"dev_fraction must be in (0, 1], but got {self.dev_fraction}")
         if self.enabled:
             if self.final_seconds < self.trial_seconds:
-                found.append(f"final_seconds must be at least trial_seconds={self.trial_seconds:g} (a trial is the "
-                             f"start of a final run), but got {self.final_seconds:g}")
-            if self.seconds_per_frame + self.seconds_per_frame_per_param <= 0:
-                found.append("seconds_per_frame or seconds_per_frame_per_param must be above 0 when trial_seconds "
-                             "is set (trials are priced at that speed)")
+                found.append(f"final_seconds must be at least trial_seconds={self.trial_seconds:g} (a final run is "
+                             f"no shorter than a trial), but got {self.final_seconds:g}")
+            if self.speed is None or self.speed.seconds_per_frame(1) <= 0:
+                found.append("[timing.speed] must give a positive speed line when trial_seconds is set (trials are "
+                             "priced at that speed)")
         return found
 
 
@@ -213,9 +213,12 @@ class PrunerConfig:
 
 @dataclass
 class DecodeConfig:
-    """``[decode]``: how the final model's frame posteriors become the submission's labels (``model/decode.py``)."""
+    """``[decode]``: which labels the submission holds (``model/decode.py``). ``argmax`` (the default): each frame's
+    argmax, the network's own labels, with the sequence decode's labels written beside them; ``viterbi``: the
+    sequence decode's labels when they beat the argmax on dev, the argmax's beside them; ``off``: the argmax alone,
+    and no time spent on the decode."""
 
-    mode: Literal["viterbi", "argmax"] = "viterbi"  # viterbi: when it beats argmax on dev; argmax: the network's own
+    mode: Literal["argmax", "viterbi", "off"] = "argmax"
 
 
 def search_owned_keys() -> tuple[dict[str, str], dict[str, str]]:

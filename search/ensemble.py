@@ -8,9 +8,10 @@ submission, scored when ``ROOT/<test_split>-labels`` exists (and then every run'
 leaderboard), and the choice is recorded in the full-data study. Beside the submission: ``model_metadata.json`` and
 the final model's per-phoneme accuracy and confusion matrix on dev (``search/final_model.py``).
 
-The submission's labels come from the chosen model's test probabilities through ``[decode]`` (``model/decode.py``):
-the likeliest phoneme sequence under the training labels' transitions when that beats the plain argmax on dev, the
-argmax otherwise; with test labels both are scored, so what the decode added is on record.
+The submission holds the chosen model's own labels, each test frame's argmax, and ``submission-decoded.csv`` beside
+it the likeliest phoneme sequence under the training labels' transitions (``model/decode.py``) at the point dev
+chose; ``[decode] mode = "viterbi"`` swaps the two when the decode beats the argmax on dev (``submission-argmax.csv``
+beside), ``"off"`` writes the argmax alone. With test labels both are scored, so what the decode adds is on record.
 
 Dev picks the members (and the decode), so the dev figures are optimistic by a little; the test accuracy is the
 honest one.
@@ -34,7 +35,7 @@ from optuna.trial import TrialState
 from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
 from phonetune.model.params import DEFAULT_PARAM_LIMIT
-from phonetune.model.decode import DecoderFit, PhonemeTransitions, fit_decoder
+from phonetune.model.decode import DecoderFit, PhonemeTransitions, decode_sequence, fit_decoder
 from phonetune.model.ensemble import EnsembleMember, load_members, members_probabilities, select_ensemble
 from phonetune.model.inference import load_checkpoint_split, write_submission
 from phonetune.model.run_files import BEST_CHECKPOINT
@@ -48,6 +49,8 @@ from phonetune.search.study import open_full_study, storage_for
 logger = logging.getLogger(__name__)
 
 SUBMISSION_FILE = "submission.csv"
+DECODED_FILE = "submission-decoded.csv"  # beside an argmax submission: the sequence decode's labels
+ARGMAX_FILE = "submission-argmax.csv"  # beside a decoded submission: the network's own labels
 
 
 @dataclass
@@ -70,8 +73,11 @@ class StudyEnsemble:
     dev_score_dir: str | None = None  # per_phoneme.csv and confusion.html of the chosen model on dev
     test_score_dir: str | None = None  # the same on test, when it has labels
     metadata: str | None = None  # model_metadata.json
-    decoder: dict | None = None  # DecoderFit.to_dict(): what dev chose, every grid point; None with [decode] argmax
+    decoder: dict | None = None  # DecoderFit.to_dict(): what dev chose, every grid point; None with [decode] off
     test_argmax_accuracy: float | None = None  # the chosen model's own per-frame argmax on test (labels only)
+    labels: str = "argmax"  # what the submission holds: "argmax" (the network's own) or "decoded"
+    other_submission: str | None = None  # the other labels, beside it (submission-decoded.csv / -argmax.csv)
+    test_decoded_accuracy: float | None = None  # the sequence decode's labels on test (labels only)
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -142,10 +148,16 @@ def build_study_ensemble(
                      for number, member in members.items() if labelled or number in chosen}
     test_probs = _mean([test_probs_of[number] for number in chosen])
     dev_chosen = _mean([dev_probs[number] for number in chosen])
-    decoder, test_labels = decode_test_labels(config, any_member, dev_chosen, labels, dev.offsets, test_probs,
-                                              progress)
-    symbols = np.asarray(any_member.run_config.data.phonemes)[test_labels]
-    submission = write_submission(out / SUBMISSION_FILE, symbols)
+    phonemes = np.asarray(any_member.run_config.data.phonemes)
+    argmax_labels = test_probs.argmax(axis=1)
+    decoder, decoded_labels = decode_test_labels(config, any_member, dev_chosen, labels, dev.offsets, test_probs,
+                                                 progress)
+    use_decoded = config.decode.mode == "viterbi" and decoder is not None and decoder.used
+    main, beside = (decoded_labels, argmax_labels) if use_decoded else (argmax_labels, decoded_labels)
+    submission = write_submission(out / SUBMISSION_FILE, phonemes[main])
+    other = None
+    if decoder is not None:
+        other = write_submission(out / (ARGMAX_FILE if use_decoded else DECODED_FILE), phonemes[beside])
     result = StudyEnsemble(
         chosen="ensemble" if use_ensemble else "single",
         members=chosen,
@@ -156,16 +168,20 @@ def build_study_ensemble(
         ensemble_dev_accuracy=selection.dev_accuracy,
         trail=list(selection.trail),
         submission=submission,
-        test_frames=len(symbols),
+        test_frames=len(main),
         member_dev_accuracy=member_dev,
         decoder=decoder.to_dict() if decoder is not None else None,
+        labels="decoded" if use_decoded else "argmax",
+        other_submission=str(other) if other is not None else None,
     )
     result.test_accuracy = score_when_labelled(submission, data, out / "score")
     if result.test_accuracy is not None:
         truth = read_true_labels(labels_dir_of(data), any_member.run_config.data.phonemes)
         result.member_test_accuracy = {number: float((probs.argmax(axis=1) == truth).mean())
                                        for number, probs in test_probs_of.items()}
-        result.test_argmax_accuracy = float((test_probs.argmax(axis=1) == truth).mean())
+        result.test_argmax_accuracy = float((argmax_labels == truth).mean())
+        if decoder is not None:
+            result.test_decoded_accuracy = float((decoded_labels == truth).mean())
         result.test_score_dir = str(out / "score")
     dev_folder = write_dev_diagnostics(dev_chosen, labels,
                                        any_member.run_config.data.phonemes, chosen, data.dev_split, out)
@@ -185,9 +201,11 @@ def build_study_ensemble(
 def decode_test_labels(config: StudyConfig, member: EnsembleMember, dev_probs: np.ndarray, dev_labels: np.ndarray,
                        dev_offsets: np.ndarray, test_probs: np.ndarray, progress: bool = False
                        ) -> tuple[DecoderFit | None, np.ndarray]:
-    """The decode dev chooses (None under ``[decode] mode = "argmax"``) and the test labels it gives: the
-    transitions counted on the train split as ``member`` reads it, the grid scored on dev's probabilities."""
-    if config.decode.mode == "argmax":
+    """The sequence decode fit on dev (None under ``[decode] mode = "off"``) and the test labels it gives at dev's best
+    grid point (whether or not that beat the argmax on dev: ``DecoderFit.used`` says; with the decode off, each
+    frame's argmax): the transitions counted on the train split as ``member`` reads it, the grid scored on dev's
+    probabilities."""
+    if config.decode.mode == "off":
         return None, test_probs.argmax(axis=1)
     data = config.data
     train = load_checkpoint_split(member.run_config, member.payload, data.root, data.train_split, progress=progress)
@@ -197,7 +215,30 @@ def decode_test_labels(config: StudyConfig, member: EnsembleMember, dev_probs: n
     logger.info("decode: %s on dev (argmax %.4f, sequence %.4f at weight %g, prior power %g)",
                 "sequence" if decoder.used else "argmax", decoder.dev_argmax_accuracy, decoder.dev_decoded_accuracy,
                 decoder.weight, decoder.prior_power)
-    return decoder, decoder.decode(test_probs, test.offsets, transitions)
+    return decoder, decode_sequence(test_probs, test.offsets, transitions, decoder.weight, decoder.prior_power)
+
+
+def labels_line(model: dict) -> str:
+    """What the submission holds and what stands beside it, each with its dev (and, when labelled, test) accuracy:
+    ``labels: each frame's argmax (dev 0.8801, test 0.8857); beside it, submission-decoded.csv: ...``."""
+    decoder = model.get("decoder")
+    argmax_test = model.get("test_argmax_accuracy")
+    decoded_test = model.get("test_decoded_accuracy")
+
+    def scored(dev: float | None, test: float | None) -> str:
+        parts = [f"dev {dev:.4f}" if dev is not None else None, f"test {test:.4f}" if test is not None else None]
+        return ", ".join(part for part in parts if part)
+
+    argmax = f"each frame's argmax, the network's own ({scored(model.get('dev_accuracy'), argmax_test)})"
+    if decoder is None:
+        return f"labels: {argmax}; no sequence decode ([decode] mode = \"off\")"
+    decoded = (f"the likeliest phoneme sequence at weight {decoder['weight']:g}, prior power "
+               f"{decoder['prior_power']:g} ({scored(decoder['dev_decoded_accuracy'], decoded_test)}; dev by argmax on "
+               f"the same {decoder.get('fit_frames', 0):,} frames {decoder['dev_argmax_accuracy']:.4f})")
+    beside = Path(model["other_submission"]).name if model.get("other_submission") else "(not written)"
+    if model.get("labels") == "decoded":
+        return f"labels: {decoded}; beside it, {beside}: {argmax}"
+    return f"labels: {argmax}; beside it, {beside}: {decoded}"
 
 
 def _mean(probabilities: list[np.ndarray]) -> np.ndarray:
@@ -218,15 +259,8 @@ def format_ensemble(result: StudyEnsemble) -> str:
         f"dev diagnostics: {result.dev_score_dir} (per_phoneme.csv, confusion.html); metadata: {result.metadata}",
         f"dev accuracy: {result.dev_accuracy:.4f} (best single run {result.single_dev_accuracy:.4f}, best ensemble "
         f"{result.ensemble_dev_accuracy:.4f}; dev picked the members, so these are slightly optimistic)",
-        f"test accuracy: {test}",
+        f"test accuracy of the submission ({'decoded labels' if result.labels == 'decoded' else 'argmax'}): {test}",
         f"submission: {result.submission}",
     ]
-    if result.decoder is not None:
-        decoder = result.decoder
-        argmax = ("" if result.test_argmax_accuracy is None
-                  else f"; test by argmax {result.test_argmax_accuracy:.4f}")
-        how = (f"the likeliest phoneme sequence (weight {decoder['weight']:g}, prior power {decoder['prior_power']:g})"
-               if decoder["used"] else "each frame's argmax")
-        lines.insert(-1, f"labels: {how}; dev {decoder['dev_decoded_accuracy']:.4f} by sequence, "
-                         f"{decoder['dev_argmax_accuracy']:.4f} by argmax{argmax}")
+    lines.insert(-1, labels_line(result.to_dict()))
     return "\n".join(lines)

@@ -176,7 +176,7 @@ def _train_full_trial(
     started = time.perf_counter()
     out_dir = config.paths.trial_dir(source.number, FULL_FIDELITY)
     searched = config.paths.run_dir_of(source.user_attrs.get(attrs.CHECKPOINT_DIR, ""))
-    if config.timing.enabled and not (out_dir / LAST_CHECKPOINT).exists() and (searched / LAST_CHECKPOINT).exists():
+    if config.timing.continues and not (out_dir / LAST_CHECKPOINT).exists() and (searched / LAST_CHECKPOINT).exists():
         # A time-boxed search trial is the start of this very run (same data, schedule held at full rate): the run
         # continues from it rather than training its first minutes again. The trainer checks the two configs agree.
         copy_run_folder(searched, out_dir)
@@ -210,7 +210,7 @@ def _link_runs(config: StudyConfig, search_study: optuna.Study, full_study: optu
     epochs = last.epochs_done if last is not None and last.epochs_done else len(result.history)
     reported = source.intermediate_values
     searched = source.value if source.value is not None else reported[max(reported)] if reported else float("nan")
-    verb, done = ("Continues", "Continued") if config.timing.enabled else ("Retrains", "Retrained")
+    verb, done = ("Continues", "Continued") if config.timing.continues else ("Retrains", "Retrained")
     save_note(trial, (
         f"## Full-data run of search trial {source.number}\n\n"
         f"{verb} trial **{source.number}** of study `{search_study.study_name}` (dev accuracy {searched:.4f} at the "
@@ -245,7 +245,7 @@ def promote_top_trials(
 
     ``source_numbers`` picks the search trials instead (``phonetune run`` promotes its plan one at a time), and
     ``data`` is the full training data when the caller has it loaded already; ``on_epoch`` sees each evaluation of
-    the runs trained here, and ``deadline`` (a ``time.monotonic()`` value) is when a linear schedule's run must
+    the runs trained here, and ``deadline`` (a ``time.monotonic()`` value) is when a horizon schedule's run must
     end. Raises StorageError when the search study does not exist, ConfigError when it has no complete trial (or a
     named source is not COMPLETE).
     """

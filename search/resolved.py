@@ -49,7 +49,7 @@ def study_tables(config: StudyConfig) -> dict[str, Any]:
         "data": {key: value for key, value in to_mapping(config.data).items() if key not in data_owned},
         "train": {key: value for key, value in to_mapping(config.train).items() if key not in train_owned},
         "fidelity": to_mapping(config.fidelity),
-        "timing": to_mapping(config.timing),
+        "timing": _without_none(to_mapping(config.timing)),
         "sampler": to_mapping(config.sampler),
         "pruner": to_mapping(config.pruner),
         "decode": to_mapping(config.decode),

@@ -1,20 +1,23 @@
 """The job's wall-clock budget: ``--budget`` parsed (``parse_budget``), shown (``format_seconds``) and counted across
-invocations (``BudgetClock``).
+invocations (``BudgetClock``); a stage's share of it (``TimeLimit``, from ``planner.Plan.stage_end``).
 
 Example::
 
     budget_s = parse_budget("20m")                      # 1200.0; "2m30s" is 150.0
-    with BudgetClock(budget_s, spent_before=0.0, save=print) as clock:
+    clock = BudgetClock(budget_s, spent_before=0.0)
+    with clock.saving(print):                           # the time spent, every few seconds and at the end
         deadline = clock.deadline_after(60)             # a time.monotonic() value, never past the job's end
     format_seconds(clock.left)                          # "19 min 59 s"
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 from phonetune.errors import ConfigError
 
@@ -67,14 +70,12 @@ def format_seconds(seconds: float) -> str:
 
 
 class BudgetClock:
-    """Wall time spent on one job across invocations; a thread saves it into the state every few seconds."""
+    """Wall time spent on one job across invocations (``spent_before`` by the earlier ones); inside ``saving`` a
+    thread hands the time spent to a callback every few seconds, and once more at the end."""
 
-    def __init__(self, budget_s: float, spent_before: float, save: Callable[[float], None]) -> None:
+    def __init__(self, budget_s: float, spent_before: float) -> None:
         self.budget_s = budget_s
         self._started = time.monotonic() - spent_before
-        self._save = save
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._keep_saving, name="budget-clock", daemon=True)
 
     @property
     def spent(self) -> float:
@@ -92,15 +93,45 @@ class BudgetClock:
         """A ``time.monotonic()`` value ``seconds`` from now, never past the job's own end."""
         return min(time.monotonic() + seconds, self._started + self.budget_s)
 
-    def _keep_saving(self) -> None:
-        while not self._stop.wait(STATE_SAVE_EVERY_S):
-            self._save(self.spent)
+    @contextlib.contextmanager
+    def saving(self, save: Callable[[float], None]) -> Iterator["BudgetClock"]:
+        """Call ``save(spent)`` every ``STATE_SAVE_EVERY_S`` while the block runs, and once when it ends (a kill
+        loses at most that much of the count)."""
+        stop = threading.Event()
 
-    def __enter__(self) -> "BudgetClock":
-        self._thread.start()
-        return self
+        def keep_saving() -> None:
+            while not stop.wait(STATE_SAVE_EVERY_S):
+                save(self.spent)
 
-    def __exit__(self, *exc_info: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._save(self.spent)
+        thread = threading.Thread(target=keep_saving, name="budget-clock", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
+            save(self.spent)
+
+
+@dataclass(frozen=True)
+class TimeLimit:
+    """One stage's time: it must be done when the job's clock reaches ``end_s`` (``Plan.stage_end``). The job hands
+    each stage its limit; a stage reads what is left of it and never computes another stage's share."""
+
+    stage: str
+    end_s: float
+    clock: BudgetClock
+
+    @property
+    def left(self) -> float:
+        """Seconds until the stage's end (negative once it is past)."""
+        return self.end_s - self.clock.spent
+
+    @property
+    def deadline(self) -> float:
+        """The stage's end as a ``time.monotonic()`` value, never past the job's own end."""
+        return self.clock.deadline_at(self.end_s)
+
+    def moved_to(self, end_s: float) -> "TimeLimit":
+        """The same stage ending at ``end_s`` instead (a screen extended to complete its first trial)."""
+        return TimeLimit(self.stage, end_s, self.clock)

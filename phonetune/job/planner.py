@@ -1,72 +1,75 @@
-"""The planner of ``phonetune run``: how one wall-clock budget is split, from the speed measured on this machine.
+"""The planner of ``phonetune run``: the one place where the job's wall-clock budget becomes stage times.
 
-The budget pays for four things: preparing (validating the data, building its cache, timing this machine), the
-screen (time-boxed search trials: each the first minutes of the run it would become), the final run (the screen's
-best trial continued to its end, its learning rate decaying to zero exactly then), and a reserve for predicting dev
-and test, the sheet and the report. The winner's own trial is not lost: the final run continues it.
+The budget pays for preparing (validating and caching the data, timing this machine), the training time, and a
+reserve at the end (predicting dev and test with the final model, the decode, the sheet, the report and the
+summary). ``make_plan`` splits the training time, once per job, from the speed measured on this machine; the job
+hands each stage its end on the budget's clock (``Plan.stage_end``, ``clock.TimeLimit``) and no stage computes
+another's share.
 
-Three numbers decide the split; each is a design choice stated here, not a value fitted to one corpus:
+Two kinds of plan, chosen by where the model the time can train lands against the size cap (the study's
+``param_limit``, or the largest model of its space when that is smaller):
 
-- ``SCREEN_SHARE``: the share of the training time the screen gets (the rest goes to the final run). A quarter pays
-  for about ten pruned comparisons on a CPU budget, and on a GPU budget far more, since there the final run's
-  length is bounded by ``max_epochs`` and the surplus goes to the screen.
-- ``TRIAL_SHARE``: a trial's length as a share of the final run it starts. Long enough that a comparison is not
-  won by the fastest starter alone (see FRAMES_PER_PARAM), short enough for several trials.
-- ``FRAMES_PER_PARAM``: the model size. At a fixed time a model can be wide and see the data few times, or narrow
-  and see it often; the compute-optimal size grows with the square root of the compute (Hoffmann et al. 2022), so
-  the final run's model is the largest that still sees about this many training frames per parameter in its
-  time. Measured on two flite corpora on the 2-core development machine (BENCHMARKS.md, "model size at a fixed
-  time"): the expert recipe's shape trained for equal time at three widths peaked at 4.7 frames per parameter on
-  the demo corpus (1,280,552 parameters, 6.2 epochs; 0.6 and 30 frames per parameter were 1.4 and 1.3 points
-  worse); on the second corpus 15 frames per parameter (1,280,552 parameters) led 1.9 (3,609,640) at each quarter
-  of the run both reached, by 2.1, 1.1 and 0.3 points (the gap closing; the smaller run was stopped at three
-  quarters), so there the optimum lies somewhere from 2 to 15: consistent with 5, not pinned by it.
-  Never above ``[study] param_limit`` (the HW1P2 20M): on a GPU the rule asks for more than 20M, so the final
-  model is capped and trains up to ``max_epochs``.
+- **direct**: the compute-optimal model for the whole training time is under the cap, or the cap-size model needs
+  every minute (it has not yet seen ``SATURATION_FRAMES_PER_PARAM`` frames per parameter twice over). No screen:
+  the first warm start, sized to the plan, trains the whole time. A search that takes time from this run costs more
+  than it can find.
+- **screened**: the cap-size model has more time than it can use well. The final run (the screen's winner trained
+  from scratch at the cap) gets half the training time, and past ``4 x saturation`` the square root of the
+  budget's growth, so a long budget buys mostly search; the rest is the screen. A screen trial is a whole run
+  compressed to the *trial horizon* (``final / HORIZON_RATIO``): its learning rate falls to zero at its own end, so
+  a high learning rate or strong regularization is judged finished, not halfway (``search.timing``).
 
-A screen is paid for only when it can compare something: when its time holds fewer trials than the recipes it would
-screen plus ``MIN_SEARCHED_TRIALS`` sampled ones, the plan is *direct*: the first recipe (at the planned size when
-its own is far from it) trains the whole time, its first tenth as the screen's one trial. A CPU's workers share its
-cores, so its screen holds about ``SCREEN_SHARE / TRIAL_SHARE`` trials in turn, and a CPU budget is direct unless the
-model is capped and the surplus goes to the screen. On both flite corpora at 10 and 20 minutes (BENCHMARKS.md) the
-screen held nothing but the recipe at two sizes, and the trial it did not continue threw away a sixth of the budget.
+Every budget's final run is at least as long and as large as half that budget's (the plan is monotone under
+doubling; tests/job/test_planner.py pins it from 5 minutes to 12 hours). The three design numbers:
+
+- ``FRAMES_PER_PARAM`` (5): the compute-optimal size, the largest model that sees this many training frames per
+  parameter in its time (BENCHMARKS.md, "Model size at a fixed time").
+- ``SATURATION_FRAMES_PER_PARAM``: where the cap-size model's learning curve flattens, so that halving its time to
+  pay for a screen costs less than a screen finds (BENCHMARKS.md, "The capped regime").
+- ``HORIZON_RATIO``: the final horizon over the trial horizon, trading how well a trial ranks its run against how
+  many trials the screen holds (BENCHMARKS.md, "The capped regime", the Spearman of trial against final).
 
 Example::
 
-    plan = make_plan(600, speed, train_frames=977_855, dev_frames=142_000, test_frames=142_398,
-                     param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=2)
+    plan = make_plan(1200, speed, train_frames=977_855, dev_frames=146_806, test_frames=142_398,
+                     param_limit=1_000_000, batch_size=1024, workers=2)
     print(plan.describe())
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from phonetune.errors import BudgetError, ConfigError
 from phonetune.job.clock import format_seconds
 from phonetune.model.decode import decode_seconds
 from phonetune.model.speed import Speed
 
-SCREEN_SHARE = 0.25
-TRIAL_SHARE = 0.10
 FRAMES_PER_PARAM = 5.0
+SATURATION_FRAMES_PER_PARAM = 16.0
+HORIZON_RATIO = 8.0
+SCREEN_SHARE = 0.5  # of the training time, from where the screen starts to four times its saturation time
 # The end of a job beyond predicting (which is priced from the model): opening the studies, the sheet, the report
-# and summary.json. Measured on this 2-core machine on a 16-trial study: 1.1-1.5 s (opening the storage 0.8-0.9 s,
-# the sheet 0.1 s, the report 0.2-0.4 s), and `make demo` ended 13 s inside the 15 s this used to be. A fixed part
-# for a loaded machine, and a share of the budget for what grows with it: a long job's many trials, on a remote
-# storage, in the report's plots.
+# and summary.json. A fixed part for a loaded machine, and a share of the budget for what grows with it (a long job's
+# many trials, a remote storage, the report's plots); BENCHMARKS.md, "The job's clock and reserve".
 OUTPUTS_S = 5.0
 OUTPUTS_SHARE = 0.005
 MIN_FINAL_STEPS = 50  # a final run shorter than this is not worth starting: the budget is refused instead
-# The screen must at least start a worker (Python, torch, the data: seconds on a loaded 2-core machine) and run a
-# trial; a shorter one would only interrupt its workers while they start.
-MIN_SCREEN_S = 10.0
+# Starting a worker process (Python, torch, the data: seconds on a loaded 2-core machine), paid once by a screen.
+WORKER_START_S = 10.0
+# What a screen trial costs beyond its horizon: building its model and windows, its evaluations on a share of dev.
+TRIAL_OVERHEAD_S = 3.0
+# A direct plan's screen is its final run's first tenth, on one worker, which the final run continues.
+DIRECT_TRIAL_SHARE = 0.10
 FINAL_EVALUATIONS = 8  # the final run evaluates on all of dev this often (search.timing.FULL_RUN_EVALUATIONS)
-# Fewer sampled trials than this are a guess, not a search: ASHA (reduction factor 3) prunes nothing among fewer
-# than three, and the prior sampler's first mutations need a finished trial to mutate.
+# Fewer sampled trials than this beside the warm starts are a guess, not a search.
 MIN_SEARCHED_TRIALS = 3
+
+PlanKind = Literal["direct", "screened"]
+STAGES = ("prepare", "screen", "final", "outputs")
 
 
 def outputs_seconds(budget_s: float) -> float:
@@ -74,24 +77,27 @@ def outputs_seconds(budget_s: float) -> float:
     return OUTPUTS_S + OUTPUTS_SHARE * budget_s
 
 
+def fixed_reserve_seconds(budget_s: float, dev_frames: int, test_frames: int, decode: bool) -> float:
+    """The part of the reserve that does not depend on the model: the outputs, and the decode when it runs."""
+    return outputs_seconds(budget_s) + (decode_seconds(dev_frames, test_frames) if decode else 0.0)
+
+
 def reserve_seconds(speed: Speed, params: int, dev_frames: int, test_frames: int, budget_s: float,
-                    slowdown: float = 1.0) -> float:
-    """The end of a ``budget_s`` job: predicting dev and test with a ``params``-parameter model, fitting the decode
-    on dev and decoding test (``model.decode``), the sheet, the report and the summary. ``slowdown``: this model's
-    measured step time over the speed line's prediction, which scales the predicting alone (the rest does not
-    depend on the model)."""
-    return (outputs_seconds(budget_s) + decode_seconds(dev_frames, test_frames)
+                    decode: bool = True, slowdown: float = 1.0) -> float:
+    """The end of a ``budget_s`` job: predicting dev and test with a ``params``-parameter model, the decode when it
+    runs, the sheet, the report and the summary. ``slowdown``: this model's measured step time over the speed line's
+    prediction, which scales the predicting alone (the rest does not depend on the model)."""
+    return (fixed_reserve_seconds(budget_s, dev_frames, test_frames, decode)
             + speed.predict_seconds(params, dev_frames + test_frames) * slowdown)
 
 
-def compute_optimal_params(speed: Speed, seconds: float, batch_size: int, param_limit: int,
-                           min_params: int) -> int:
+def compute_optimal_params(speed: Speed, seconds: float, batch_size: int, size_cap: int, min_params: int) -> int:
     """The largest model that still sees ``FRAMES_PER_PARAM`` training frames per parameter in ``seconds``, within
-    ``[min_params, param_limit]`` (frames per parameter fall as the model grows, so a bisection finds it)."""
+    ``[min_params, size_cap]`` (frames per parameter fall as the model grows, so a bisection finds it)."""
     def frames_per_param(params: int) -> float:
         return seconds / speed.seconds_per_frame(params, batch_size) / params
 
-    low, high = max(1, min_params), max(min_params, param_limit)
+    low, high = max(1, min_params), max(min_params, size_cap)
     if frames_per_param(high) >= FRAMES_PER_PARAM:
         return high
     if frames_per_param(low) < FRAMES_PER_PARAM:
@@ -105,18 +111,35 @@ def compute_optimal_params(speed: Speed, seconds: float, batch_size: int, param_
     return low
 
 
+def final_seconds_of(training_s: float, saturation_s: float) -> float:
+    """The screened plan's final horizon for ``training_s`` of training: ``SCREEN_SHARE`` of it up to four times the
+    cap model's ``saturation_s``, then growing with the square root of the time (continuous there), so that past
+    saturation most of a larger budget buys search."""
+    knee = 4.0 * saturation_s
+    if training_s <= knee:
+        return (1.0 - SCREEN_SHARE) * training_s
+    return (1.0 - SCREEN_SHARE) * knee * math.sqrt(training_s / knee)
+
+
 @dataclass(frozen=True)
 class Plan:
-    """How the budget is split, decided once per job and kept in its state file so a resumed job keeps it."""
+    """How the budget is split, decided once per job and kept in its state file so a resumed job keeps it.
+
+    Times are seconds of the budget's clock (``clock.BudgetClock.spent``); ``stage_end`` gives each stage's end."""
 
     budget_s: float
     prepare_s: float  # spent validating data, building caches and timing this machine, before the plan
-    reserve_s: float  # predicting dev and test, the sheet, the report
-    screen_s: float  # wall time of the screen (time-boxed search trials), from prepare_s on
-    trial_seconds: float  # one trial's training time at the measured speed (a box: equal for every candidate)
-    final_seconds: float  # the whole final run's training time at that speed, its trial included
-    final_params: int  # the size searched trials are given: the compute-optimal model for final_seconds
+    reserve_s: float  # predicting dev and test with the planned model, the decode, the sheet, the report
+    screen_s: float  # wall time of the screen, from prepare_s on
+    trial_seconds: float  # a screen trial's horizon: its training time, its schedule ending with it (direct: the
+    #                       final run's first tenth, its one trial)
+    trials: float  # how many trials the screen's time holds, all workers together (direct: 1)
+    final_seconds: float  # the final run's training time at the measured speed (its evaluations are on top; direct:
+    #                       its first tenth, the screen's trial, included)
+    final_params: int  # the planned size: the cap when screened, the compute-optimal size when direct
     final_epochs: float  # passes over the training split that final_seconds buys a final_params model
+    size_cap: int  # the largest model the study may train: param_limit, or the space's largest if smaller
+    saturation_s: float  # the time in which a size_cap model sees SATURATION_FRAMES_PER_PARAM frames per parameter
     train_frames: int
     dev_frames: int
     test_frames: int
@@ -124,16 +147,43 @@ class Plan:
     workers: int
     speed: dict  # Speed.to_dict()
     why: str
-    direct: bool = False  # no comparison fits: the screen is the first recipe's first tenth alone, on one worker
+    kind: str = "screened"  # PlanKind
+    decode: bool = True  # the reserve holds the decode's time
     # The step the speed line was refit through, unrounded: params, batch_size, measured_s (the step priced from it)
     # and line_s (the probe's line at that size); run_step_s, reference_step_s, reference_probed_s and relative say
     # how measured_s came from the step timed beside the probe's large model. Empty when nothing was refit.
     refit_step: dict = dataclasses.field(default_factory=dict)
 
     @property
+    def direct(self) -> bool:
+        return self.kind == "direct"
+
+    @property
     def screen_end(self) -> float:
         """The job's spent time (its clock) at which the screen ends."""
         return self.prepare_s + self.screen_s
+
+    def stage_end(self, stage: str) -> float:
+        """Where ``stage`` ends on the budget's clock: ``prepare``, ``screen``, ``final`` (the budget less the
+        model-independent reserve: predicting is priced in the final run's own step times, ``model.deadline``) and
+        ``outputs`` (the budget)."""
+        if stage == "prepare":
+            return self.prepare_s
+        if stage == "screen":
+            return self.screen_end
+        if stage == "final":
+            return self.budget_s - fixed_reserve_seconds(self.budget_s, self.dev_frames, self.test_frames,
+                                                         self.decode)
+        if stage == "outputs":
+            return self.budget_s
+        raise ValueError(f"stage must be one of {list(STAGES)}, but got {stage!r}")
+
+    def latest_screen_end(self) -> float:
+        """The latest the screen may run to when the deadline cut all its trials: two trials more, at most a quarter
+        of the final run's time (a direct plan's one trial: its own length more, for a slow worker start)."""
+        if self.direct:
+            return self.screen_end + self.trial_seconds
+        return self.screen_end + min(2.0 * (self.trial_seconds + TRIAL_OVERHEAD_S), 0.25 * self.final_seconds)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,27 +211,33 @@ class Plan:
         unknown = sorted(set(values) - {field.name for field in fields(cls)})
         if unknown:
             problems.append(f"plan has keys this phonetune does not know: {unknown}")
+        if kept.get("kind", "screened") not in ("direct", "screened"):
+            problems.append(f"plan.kind must be 'direct' or 'screened', but got {kept['kind']!r}")
         if problems:
             raise ConfigError(f"{source}: " + "; ".join(problems))
         return cls(**kept)
 
-    def describe(self) -> str:
+    def describe(self) -> list[tuple[str, str]]:
+        """The plan as a few labelled lines (label, text) for the terminal and the report."""
+        final = (f"{self.final_params:,} parameters for {format_seconds(self.final_seconds)} (about "
+                 f"{self.final_epochs:.1f} epochs of {self.train_frames:,} frames)")
         if self.direct:
-            return (
-                f"budget {format_seconds(self.budget_s)}: preparing {format_seconds(self.prepare_s)}, no screen (the "
-                f"first recipe's first {format_seconds(self.trial_seconds)} on one worker), final run "
-                f"{format_seconds(self.final_seconds)} at the planned size of {self.final_params:,} parameters (about "
-                f"{self.final_epochs:.1f} epochs of {self.train_frames:,} frames), reserve "
-                f"{format_seconds(self.reserve_s)}; {self.why}"
-            )
-        return (
-            f"budget {format_seconds(self.budget_s)}: preparing {format_seconds(self.prepare_s)}, screen "
-            f"{format_seconds(self.screen_s)} ({self.workers} worker{'s' if self.workers != 1 else ''}; each trial "
-            f"the first {format_seconds(self.trial_seconds)} of its final run), final run "
-            f"{format_seconds(self.final_seconds)} at the planned size of {self.final_params:,} parameters (about "
-            f"{self.final_epochs:.1f} epochs of {self.train_frames:,} frames), reserve {format_seconds(self.reserve_s)}; "
-            f"{self.why}"
-        )
+            screen = "none: the first warm start trains the whole time"
+        else:
+            workers = f"{self.workers} worker{'s' if self.workers != 1 else ''}"
+            screen = (f"{format_seconds(self.screen_s)} on {workers}: about {self.trials:.0f} trials, each a whole "
+                      f"run of {format_seconds(self.trial_seconds)}")
+        return [
+            ("budget", f"{format_seconds(self.budget_s)}: preparing {format_seconds(self.prepare_s)}, reserve "
+                       f"{format_seconds(self.reserve_s)} for predicting and the outputs"),
+            ("screen", screen),
+            ("final run", final),
+            ("why", self.why),
+        ]
+
+    def describe_text(self) -> str:
+        width = max(len(label) for label, _text in self.describe())
+        return "\n".join(f"{label + ':':<{width + 1}} {text}" for label, text in self.describe())
 
 
 def make_plan(
@@ -192,94 +248,73 @@ def make_plan(
     dev_frames: int,
     test_frames: int,
     param_limit: int,
-    max_epochs: float,
     batch_size: int,
     workers: int,
     elapsed_s: float = 0.0,
     min_params: int = 1,
     max_params: int = 0,
-    recipes: int = 0,
+    warm_starts: int = 1,
+    decode: bool = True,
 ) -> Plan:
-    """Split ``budget_s`` (``elapsed_s`` already spent preparing); see the module docstring.
+    """Split ``budget_s`` (``elapsed_s`` of it already spent preparing); see the module docstring.
 
-    ``max_epochs`` (the study's ``[fidelity] full_epochs``) bounds the final run's length: time a capped model cannot
-    use goes to the screen. ``min_params`` and ``max_params`` are the smallest and largest model of the space (0: no
-    bound beyond ``param_limit``). ``recipes``: the warm starts the screen would train first (0: none, so there is
-    always a screen). BudgetError naming the numbers when not even a short final run fits.
-    """
-    plan = _screened_plan(budget_s, speed, train_frames=train_frames, dev_frames=dev_frames,
-                          test_frames=test_frames, param_limit=param_limit, max_epochs=max_epochs,
-                          batch_size=batch_size, workers=workers, elapsed_s=elapsed_s, min_params=min_params,
-                          max_params=max_params, direct=False)
-    # Trials run side by side only on separate GPUs; a CPU's workers share its cores, so its trials take turns.
-    parallel = workers if speed.device != "cpu" else 1
-    holds = plan.screen_s / max(plan.trial_seconds, 1e-9) * parallel
-    if recipes and holds < recipes + MIN_SEARCHED_TRIALS:
-        direct = _screened_plan(budget_s, speed, train_frames=train_frames, dev_frames=dev_frames,
-                                test_frames=test_frames, param_limit=param_limit, max_epochs=max_epochs,
-                                batch_size=batch_size, workers=1, elapsed_s=elapsed_s, min_params=min_params,
-                                max_params=max_params, direct=True)
-        why = (f"{direct.why}; no screen: its time would hold {holds:.1f} trials, fewer than the {recipes} "
-               f"recipe{'s' if recipes != 1 else ''} plus {MIN_SEARCHED_TRIALS} searched, so the first recipe trains "
-               "the whole time")
-        return dataclasses.replace(direct, why=why)
-    return plan
-
-
-def _screened_plan(budget_s: float, speed: Speed, *, train_frames: int, dev_frames: int, test_frames: int,
-                   param_limit: int, max_epochs: float, batch_size: int, workers: int, elapsed_s: float,
-                   min_params: int, max_params: int, direct: bool) -> Plan:
-    """The split with a screen of ``SCREEN_SHARE``, or (``direct``) with a screen that is the final run's first
-    tenth alone: the training time is then all the final run's, less starting the screen's one worker."""
-    budget_cap = param_limit
-    if max_params:
-        param_limit = min(param_limit, max_params)
-    # The final run is its trial (run during the screen) plus its continuation, which is what the screen leaves;
-    # its evaluations on all of dev come out of that, and predicting dev and test with it out of the reserve (its
-    # size decides both, so it is sized first on the fixed part of the reserve).
-    outputs = outputs_seconds(budget_s)
-    rough = ((1.0 - SCREEN_SHARE) * (budget_s - elapsed_s - outputs) / (1.0 - TRIAL_SHARE) if not direct
-             else budget_s - elapsed_s - outputs - MIN_SCREEN_S)
-    final_params = compute_optimal_params(speed, rough, batch_size, param_limit, min_params)
-    reserve = reserve_seconds(speed, final_params, dev_frames, test_frames, budget_s)
-    available = budget_s - elapsed_s - reserve
-    evaluating = FINAL_EVALUATIONS * speed.predict_seconds(final_params, dev_frames)
-    if direct:
-        final = available - evaluating - MIN_SCREEN_S
-        screen = TRIAL_SHARE * final + MIN_SCREEN_S
-    else:
-        screen = SCREEN_SHARE * max(0.0, available)
-        # A short budget's quarter may not start a worker and run a trial: the screen then takes what that needs.
-        screen = max(screen, MIN_SCREEN_S * (1.0 - TRIAL_SHARE) + TRIAL_SHARE * (available - evaluating))
-        final = (available - screen - evaluating) / (1.0 - TRIAL_SHARE)
-    step_s = speed.seconds_per_frame(final_params, batch_size) * batch_size
-    continuation = (1.0 - TRIAL_SHARE) * final
-    if continuation < MIN_FINAL_STEPS * step_s:
-        needed = (elapsed_s + reserve + evaluating + MIN_SCREEN_S + MIN_FINAL_STEPS * step_s / (1.0 - TRIAL_SHARE))
+    ``min_params`` and ``max_params`` are the smallest and largest model of the space (0: no bound beyond
+    ``param_limit``). ``warm_starts``: the warm starts a screen trains before it samples. ``decode``: whether the
+    reserve holds the sequence decode. BudgetError naming the numbers when not even a short final run fits."""
+    size_cap = min(param_limit, max_params) if max_params else param_limit
+    # Sized first on the model-independent reserve, then the predicting of that size is reserved too.
+    fixed = fixed_reserve_seconds(budget_s, dev_frames, test_frames, decode)
+    rough = budget_s - elapsed_s - fixed - WORKER_START_S
+    params = compute_optimal_params(speed, rough, batch_size, size_cap, min_params)
+    reserve = fixed + speed.predict_seconds(params, dev_frames + test_frames)
+    evaluating = FINAL_EVALUATIONS * speed.predict_seconds(params, dev_frames)
+    # The training time of a direct plan's final run, which trains in the job's own process.
+    training = budget_s - elapsed_s - reserve - evaluating
+    step_s = speed.step_seconds(params, batch_size)
+    if training < MIN_FINAL_STEPS * step_s:
+        needed = elapsed_s + reserve + evaluating + MIN_FINAL_STEPS * step_s
         raise BudgetError(
             f"--budget {format_seconds(budget_s)} cannot be met on this machine: preparing took "
             f"{format_seconds(elapsed_s)} and predicting dev and test needs about {format_seconds(reserve)}, which "
-            f"leaves too little for a screen of at least {MIN_SCREEN_S:.0f} s and {MIN_FINAL_STEPS} training steps of "
-            f"even a {final_params:,}-parameter model ({1000 * step_s:.1f} ms each here); give a --budget of at "
-            f"least {format_seconds(needed * 1.2)}"
+            f"leaves too little for {MIN_FINAL_STEPS} training steps of even a {params:,}-parameter model "
+            f"({1000 * step_s:.1f} ms each here); give a --budget of at least {format_seconds(needed * 1.2)}"
         )
-    epochs = final / (speed.seconds_per_frame(final_params, batch_size) * train_frames)
-    why = (f"the largest model that sees {FRAMES_PER_PARAM:g} training frames per parameter in the final run's time "
-           "(compute-optimal size)")
-    if final_params >= param_limit:
-        why = (f"the parameter budget ({param_limit:,}) caps the model" if param_limit == budget_cap
-               else f"the largest model of the space ({param_limit:,} parameters) caps it")
-        if epochs > max_epochs and not direct:
-            # A capped model needs no more than max_epochs: the rest of its time buys more trials.
-            final = max_epochs * speed.seconds_per_frame(final_params, batch_size) * train_frames
-            screen = available - evaluating - (1.0 - TRIAL_SHARE) * final
-            epochs = float(max_epochs)
-            why += f", which needs only [fidelity] full_epochs = {max_epochs:g} epochs: the time left buys more trials"
-    elif final_params <= min_params:
-        why = "the smallest model of the space"
-    return Plan(
-        budget_s=budget_s, prepare_s=elapsed_s, reserve_s=reserve, screen_s=screen,
-        trial_seconds=TRIAL_SHARE * final, final_seconds=final, final_params=final_params, final_epochs=epochs,
-        train_frames=train_frames, dev_frames=dev_frames, test_frames=test_frames, batch_size=batch_size,
-        workers=workers, speed=speed.to_dict(), why=why, direct=direct,
-    )
+    per_frame = speed.seconds_per_frame(size_cap, batch_size)
+    saturation = SATURATION_FRAMES_PER_PARAM * size_cap * per_frame
+    common = dict(budget_s=budget_s, prepare_s=elapsed_s, reserve_s=reserve, size_cap=size_cap,
+                  saturation_s=saturation, train_frames=train_frames, dev_frames=dev_frames,
+                  test_frames=test_frames, batch_size=batch_size, speed=speed.to_dict(), decode=decode)
+    cap_name = "param_limit" if size_cap == param_limit else "the largest model of the space"
+
+    def direct(why: str) -> Plan:
+        # The final run's first tenth trains in a worker (the screen's one trial), which costs starting it.
+        final = training - WORKER_START_S
+        epochs = final / (speed.seconds_per_frame(params, batch_size) * train_frames)
+        return Plan(**common, screen_s=DIRECT_TRIAL_SHARE * final + WORKER_START_S,
+                    trial_seconds=DIRECT_TRIAL_SHARE * final, trials=1.0, final_seconds=final, final_params=params,
+                    final_epochs=epochs, workers=1, why=why, kind="direct")
+
+    if params < size_cap:
+        return direct(f"the compute-optimal model for this time ({params:,} parameters, {FRAMES_PER_PARAM:g} "
+                      f"training frames each) is under the size cap ({size_cap:,}, {cap_name}): every minute "
+                      "goes to training it")
+    if training < 2.0 * saturation:
+        return direct(f"a model at the size cap ({size_cap:,}, {cap_name}) needs the whole time: a screen would "
+                      f"start past {format_seconds(2.0 * saturation + budget_s - training)} of budget, where half "
+                      f"the time still shows it {SATURATION_FRAMES_PER_PARAM:g} frames per parameter")
+    final = final_seconds_of(training, saturation)
+    # A CPU's workers share its cores, so its trials take turns; GPUs run them side by side.
+    parallel = workers if speed.device != "cpu" else 1
+    screen = training - final
+    trial = final / HORIZON_RATIO
+    trials = (screen - WORKER_START_S) / (trial + TRIAL_OVERHEAD_S) * parallel
+    if trials < warm_starts + MIN_SEARCHED_TRIALS:
+        return direct(f"a screen would hold {trials:.1f} trials, fewer than the {warm_starts} warm "
+                      f"start{'s' if warm_starts != 1 else ''} plus {MIN_SEARCHED_TRIALS} searched")
+    knee = "" if training <= 4.0 * saturation else ", the square root of the rest past four times that"
+    why = (f"the size cap ({size_cap:,}, {cap_name}) sees {SATURATION_FRAMES_PER_PARAM:g} frames per parameter in "
+           f"{format_seconds(saturation)}: the final run gets {SCREEN_SHARE:.0%} of the training time{knee}, and the "
+           f"screen the rest, in trials of 1/{HORIZON_RATIO:g} of the final run")
+    return Plan(**common, screen_s=screen, trial_seconds=trial, trials=trials, final_seconds=final,
+                final_params=size_cap, final_epochs=final / (per_frame * train_frames), workers=workers, why=why,
+                kind="screened")

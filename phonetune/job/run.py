@@ -47,10 +47,16 @@ from phonetune.atomic import atomic_write_json
 from phonetune.data_pipeline.load import TrainingData, load_split
 from phonetune.data_pipeline.split import SplitData
 from phonetune.errors import BudgetError, ConfigError, StorageError
-from phonetune.job.clock import BudgetClock, format_seconds
-from phonetune.job.final import build_final_model, run_final
-from phonetune.job.planner import MIN_SCREEN_S, Plan, make_plan, outputs_seconds
-from phonetune.job.screen import likeliest_final_run, run_screen, screen_recipes, screen_standings, screen_study
+from phonetune.job.clock import BudgetClock, TimeLimit, format_seconds
+from phonetune.job.final import FinalRun, run_final
+from phonetune.job.planner import WORKER_START_S, Plan, make_plan, outputs_seconds
+from phonetune.job.screen import (
+    likeliest_final_run,
+    run_screen,
+    screen_standings,
+    screen_study,
+    screened_warm_starts,
+)
 from phonetune.job.state import STATE_FILE, JobState
 from phonetune.model.params import count_params
 from phonetune.model.speed import Speed
@@ -61,6 +67,7 @@ from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.resolved import study_tables
 from phonetune.search.runner import load_fidelity_data
+from phonetune.search.ensemble import build_study_ensemble
 from phonetune.search.space_sizes import largest_model_of_space, smallest_limit_for_every_trial
 from phonetune.search.storage import check_storage_url, job_lock, study_names
 from phonetune.search.study import open_studies, storage_for
@@ -135,11 +142,11 @@ def run_job(
         raise ConfigError(f"--workers must be at least 1, but got {workers}")
     if max_members < 1:
         raise ConfigError(f"--max-members must be at least 1, but got {max_members}")
-    fixed_s = MIN_SCREEN_S + outputs_seconds(budget_s)
+    fixed_s = WORKER_START_S + outputs_seconds(budget_s)
     if budget_s < fixed_s:
         # Below the fixed costs no machine meets it: said at once, before the data is cached and the machine timed.
         raise BudgetError(f"--budget {format_seconds(budget_s)} cannot be met: a job needs at least "
-                          f"{format_seconds(fixed_s)} for a screen and its outputs alone, plus "
+                          f"{format_seconds(fixed_s)} for starting a worker and its outputs alone, plus "
                           "preparing and training; give a --budget of at least 1 min on a small corpus")
     job_dir = config.paths.artifacts_path / "run"
     settings = job_settings(config, workers, gpus, max_members)
@@ -166,23 +173,23 @@ def run_job(
                 return finished
         test_frames = prepare_data(config, progress)
         spent_before = state.spent_s if state is not None else 0.0
-        clock = BudgetClock(budget_s, spent_before + time.monotonic() - started, lambda spent: None)
+        clock = BudgetClock(budget_s, spent_before + time.monotonic() - started)
         if state is None:
             # BudgetError here leaves nothing behind.
             plan = plan_job(config, clock.budget_s, clock.spent, workers, test_frames)
             state = JobState.new(job_dir / STATE_FILE, budget_s, settings)
             state.save(plan=plan.to_dict(), spent_s=clock.spent, study_values=values)
-            logger.info("plan: %s", plan.describe())
+            logger.info("plan:\n%s", plan.describe_text())
         else:
             plan = Plan.from_dict(state.values.get("plan"), str(state.path))
             state.save(budget_s=budget_s, settings=settings, study_values=values)
             logger.info("continuing the job: %s spent of %s", format_seconds(clock.spent), format_seconds(budget_s))
-        clock._save = lambda spent: state.save(spent_s=spent)
-        with clock:
+        with clock.saving(lambda spent: state.save(spent_s=spent)):
             screen = screen_study(config, plan)
             if not state.done("screen"):
-                run_screen(screen, state, clock, plan, workers, gpus, progress)
-            final = run_final(screen, state, clock, plan, progress)
+                run_screen(screen, state, TimeLimit("screen", plan.stage_end("screen"), clock),
+                           TimeLimit("screen", plan.latest_screen_end(), clock), plan, workers, gpus, progress)
+            final = run_final(screen, state, TimeLimit("final", plan.stage_end("final"), clock), plan, progress)
             model = build_final_model(screen, state, config.param_limit, max_members, progress)
             summary = _outputs(config, screen, state, clock, plan, final, model, sheet_path)
         summary["spent_s"] = clock.spent
@@ -264,32 +271,24 @@ def plan_sizes(config: StudyConfig, data: TrainingData, test_frames: int, worker
     first = config.warm_start[0] if config.warm_start else None
     batch = int(first.values.get("batch_size", config.train.batch_size)) if first else config.train.batch_size
     return dict(train_frames=data.train.num_frames, dev_frames=data.dev.num_frames, test_frames=test_frames,
-                param_limit=config.param_limit, max_epochs=config.fidelity.full_epochs, batch_size=batch,
-                workers=workers, min_params=smallest_limit_for_every_trial(config),
-                max_params=largest_model_of_space(config))
+                param_limit=config.param_limit, batch_size=batch, workers=workers,
+                min_params=smallest_limit_for_every_trial(config), max_params=largest_model_of_space(config),
+                warm_starts=screened_warm_starts(config), decode=config.decode.mode != "off")
 
 
-def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: int, test_frames: int,
-             direct: bool = True) -> Plan:
+def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: int, test_frames: int) -> Plan:
     """Time this machine on the study's training data and split ``budget_s`` (``elapsed_s`` of it spent before the
-    call; the timing itself counts too). ``direct=False``: a screened plan even where no comparison fits
-    (``bench/fidelity.py`` measures the screen itself)."""
+    call; the timing itself counts too)."""
     started = time.monotonic()
     data = load_fidelity_data(config, attrs.FULL_FIDELITY)
     speed = measure_speed(config.train.device, split=data.train)
     sizes = plan_sizes(config, data, test_frames, workers)
-    screened = make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started, **sizes)
-    refit = _refit_speed(config, speed, screened, data.train)
-    if refit is not None:
-        speed = refit[0]
-        screened = make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started, **sizes)
-    if direct:
-        # Which recipes a screen would train depends on the planned size, so the plan is made once to count them.
-        screened = make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started,
-                             recipes=screen_recipes(config, screened), **sizes)
+    plan = make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started, **sizes)
+    refit = _refit_speed(config, speed, plan, data.train)
     if refit is None:
-        return screened
-    return dataclasses.replace(screened, why=f"{screened.why}; {refit[1]}", refit_step=refit[2])
+        return plan
+    plan = make_plan(budget_s, refit[0], elapsed_s=elapsed_s + time.monotonic() - started, **sizes)
+    return dataclasses.replace(plan, why=f"{plan.why}; {refit[1]}", refit_step=refit[2])
 
 
 def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData) -> tuple[Speed, str, dict] | None:
@@ -323,8 +322,18 @@ def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData
                          "reference_probed_s": reference_probed, "relative": step.relative}
 
 
+def build_final_model(screen: StudyConfig, state: JobState, param_limit: int, max_members: int,
+                      progress: bool) -> dict:
+    """The final model (``phonetune.job.run``, step 4): the final run, or an ensemble of full-data runs within the
+    parameter limit that beats it on dev; its submission, scored when test labels exist."""
+    if not state.done("final_model"):
+        result = build_study_ensemble(screen, max_members=max_members, param_limit=param_limit, progress=progress)
+        state.mark_done("final_model", final_model=result.to_dict())
+    return state.values["final_model"]
+
+
 def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan,
-             final: dict, model: dict, sheet_path: str | Path | None) -> dict:
+             final: FinalRun, model: dict, sheet_path: str | Path | None) -> dict:
     search_study, full_study = open_studies(screen)
     sheet = write_ablation_sheet(search_study, full_study, sheet_path or config.paths.artifacts_path / "ablation_sheet.csv")
     report_path = config.paths.artifacts_path / "report.html"
@@ -339,7 +348,7 @@ def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: B
         "plan": plan.to_dict(),
         "search_trials": states,
         "screen": standings,
-        "final_run": final,
+        "final_run": final.to_dict(),
         "final_model": model,
         "submission": model["submission"],
         "test_accuracy": model["test_accuracy"],

@@ -25,7 +25,7 @@ from phonetune.errors import ConfigError
 from phonetune.job.planner import Plan
 
 STATE_FILE = "state.json"
-VERSION = 2
+VERSION = 3  # 3: plans of a kind (direct or screened) with whole-run trials
 STEPS = ("screen", "final", "final_model", "outputs")
 # Settings of a job that its outputs depend on: a rerun with others is refused rather than silently ignored.
 SETTING_KEYS = ("config", "workers", "gpus", "max_members")

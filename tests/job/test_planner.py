@@ -1,5 +1,8 @@
 """The planner of ``phonetune run``: ``--budget`` parsed and shown, and the budget split by what this machine's speed
-buys, from a 2-core CPU and a small corpus to one H200 (four of them) and HW1P2's 36M training frames."""
+buys, from a 2-core CPU and a small corpus to one H200 and HW1P2's 36M training frames.
+
+The plan must be monotone: at twice the budget the final run is never smaller or shorter (issue 34, item 1), from
+5 minutes to 12 hours, on this machine's speed and on the H200's, for the demo study and the HW1P2 one."""
 
 from __future__ import annotations
 
@@ -8,14 +11,16 @@ import math
 import pytest
 
 from phonetune.errors import BudgetError, ConfigError
-from phonetune.job.clock import format_seconds, parse_budget
+from phonetune.job.clock import BudgetClock, TimeLimit, format_seconds, parse_budget
 from phonetune.job.planner import (
     FINAL_EVALUATIONS,
     FRAMES_PER_PARAM,
-    MIN_SCREEN_S,
-    SCREEN_SHARE,
+    HORIZON_RATIO,
+    SATURATION_FRAMES_PER_PARAM,
+    WORKER_START_S,
     Plan,
     compute_optimal_params,
+    fixed_reserve_seconds,
     make_plan,
     outputs_seconds,
     reserve_seconds,
@@ -23,14 +28,40 @@ from phonetune.job.planner import (
 from phonetune.model.decode import decode_seconds
 from phonetune.model.speed import Speed
 
-# The 2-core development machine, fitted from the trainer's own steps (BENCHMARKS.md): a 1.28M-parameter model
-# trains about 8,000 frames a second here.
-CPU = Speed(fixed=5e-7, per_param=7.5e-11, device="cpu")
+# The 2-core development machine, as its probe measured it on 2026-12-07 (a 985,840-parameter model trains about
+# 27,000 frames a second at batch 1024), and the slower line the earlier tests used.
+CPU = Speed(fixed=0.0, per_param=3.3e-11, device="cpu", per_step=4.6e-3)
+SLOW_CPU = Speed(fixed=5e-7, per_param=7.5e-11, device="cpu")
 # One H200 (issue 21, bench/trainer.py): an 18,481,192-parameter model trains 2,033,655 frames/s at batch 8192 and
 # 258,473 at batch 1024; a step's launch cost of ~4 ms does not shrink with the batch.
 H200 = Speed(fixed=0.0, per_param=4.3e-16, device="cuda", per_step=3.97e-3)
 HW1P2 = dict(train_frames=36_000_000, dev_frames=1_930_000, test_frames=1_940_000)
 DEMO = dict(train_frames=977_855, dev_frames=146_806, test_frames=142_398)
+# The largest model of each shipped study's space (search.space_sizes.largest_model_of_space).
+DEMO_SPACE_MAX = 8_199_768
+DEFAULT_SPACE_MAX = 20_000_000
+BUDGETS = [5 * 60 * 2 ** (k / 2) for k in range(0, 14)]  # 5 min to 10 h 40 min in steps of sqrt(2)
+BUDGETS.append(12 * 3600)
+
+
+def _plan(budget_s: float, speed: Speed, frames: dict, **options) -> Plan:
+    values = dict(param_limit=20_000_000, batch_size=1024, workers=2, elapsed_s=30.0, warm_starts=1,
+                  max_params=DEMO_SPACE_MAX, **frames)
+    values.update(options)
+    return make_plan(budget_s, speed, **values)
+
+
+CELLS = {
+    "demo.toml, this machine": (CPU, DEMO, {}),
+    "demo.toml capped at 1M, this machine": (CPU, DEMO, {"param_limit": 1_000_000}),
+    "demo.toml, a slower CPU": (SLOW_CPU, DEMO, {}),
+    "default.toml, this machine": (CPU, HW1P2, {"max_params": DEFAULT_SPACE_MAX, "min_params": 200_000}),
+    "default.toml, one H200": (H200, HW1P2, {"max_params": DEFAULT_SPACE_MAX, "batch_size": 8192, "workers": 1,
+                                             "elapsed_s": 120.0}),
+    "default.toml, four H200s": (H200, HW1P2, {"max_params": DEFAULT_SPACE_MAX, "batch_size": 8192, "workers": 4,
+                                               "elapsed_s": 120.0}),
+    "demo.toml, one H200": (H200, DEMO, {"batch_size": 8192, "workers": 1}),
+}
 
 
 def test_budgets_parse_in_compound_units_and_print_in_hours():
@@ -45,94 +76,116 @@ def test_budgets_parse_in_compound_units_and_print_in_hours():
     assert format_seconds(7620) == "2 h 07 min" and format_seconds(-116) == "-1 min 56 s"
 
 
-def test_the_final_model_sees_the_planned_frames_per_parameter_and_grows_with_the_square_root_of_time():
+def test_the_compute_optimal_model_sees_the_planned_frames_per_parameter_and_grows_with_the_square_root_of_time():
     sizes = []
     for seconds in (600, 2400):
-        params = compute_optimal_params(CPU, seconds, 1024, param_limit=20_000_000, min_params=10_000)
-        frames = seconds / CPU.seconds_per_frame(params, 1024)
+        params = compute_optimal_params(SLOW_CPU, seconds, 1024, size_cap=20_000_000, min_params=10_000)
+        frames = seconds / SLOW_CPU.seconds_per_frame(params, 1024)
         assert frames / params == pytest.approx(FRAMES_PER_PARAM, rel=0.01)
         sizes.append(params)
     # Compute-optimal: four times the time, about twice the model (the per-frame cost bends it a little).
     assert 1.7 < sizes[1] / sizes[0] < 2.3
-    assert compute_optimal_params(CPU, 1e9, 1024, param_limit=20_000_000, min_params=10_000) == 20_000_000
-    assert compute_optimal_params(CPU, 0.01, 1024, param_limit=20_000_000, min_params=10_000) == 10_000
+    assert compute_optimal_params(SLOW_CPU, 1e9, 1024, size_cap=20_000_000, min_params=10_000) == 20_000_000
+    assert compute_optimal_params(SLOW_CPU, 0.01, 1024, size_cap=20_000_000, min_params=10_000) == 10_000
 
 
-def test_a_cpu_budget_screens_a_quarter_and_continues_a_mid_sized_model():
-    plan = make_plan(600, CPU, **DEMO, param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=2,
-                     elapsed_s=20)
-    training = plan.budget_s - plan.prepare_s - plan.reserve_s
-    assert plan.screen_s == pytest.approx(SCREEN_SHARE * training)
-    # The winner's trial is the first tenth of its run; the rest is what the screen leaves, minus its evaluations.
-    continuation = plan.final_seconds - plan.trial_seconds
-    assert continuation < training - plan.screen_s and continuation > 0.9 * (training - plan.screen_s)
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_twice_the_budget_never_trains_a_smaller_or_shorter_final_model(cell):
+    speed, frames, options = CELLS[cell]
+    plans = {}
+    for budget in BUDGETS:
+        try:
+            plans[budget] = _plan(budget, speed, frames, **options)
+        except BudgetError:
+            assert budget < 30 * 60, f"{cell}: {format_seconds(budget)} refused"
+    assert len(plans) >= len(BUDGETS) - 2, cell
+    for budget, plan in plans.items():
+        # Every plan fits its budget: preparing, the screen, the final run and its evaluations, the reserve.
+        evaluating = FINAL_EVALUATIONS * speed.predict_seconds(plan.final_params, plan.dev_frames)
+        training = plan.final_seconds if plan.direct else plan.final_seconds + plan.screen_s
+        assert plan.prepare_s + training + evaluating + plan.reserve_s <= budget + 1e-6, (cell, plan)
+        doubled = next((other for other_budget, other in plans.items()
+                        if math.isclose(other_budget, 2 * budget, rel_tol=1e-9)), None)
+        if doubled is None:
+            continue
+        assert doubled.final_params >= plan.final_params, (cell, format_seconds(budget))
+        assert doubled.final_seconds >= plan.final_seconds - 1e-6, (cell, format_seconds(budget), plan, doubled)
+    # More budget never screens less once a screen has begun.
+    screens = [plan.screen_s for plan in plans.values() if not plan.direct]
+    assert screens == sorted(screens), cell
+
+
+def test_an_uncapped_budget_trains_the_compute_optimal_model_the_whole_time():
+    plan = _plan(600, SLOW_CPU, DEMO)
+    assert plan.direct and plan.final_params < DEMO_SPACE_MAX and plan.workers == 1
+    assert "compute-optimal" in plan.why and plan.trials == 1
+    # The final run is all the training time but starting the worker of its first tenth (its screen trial).
+    reserve = reserve_seconds(SLOW_CPU, plan.final_params, DEMO["dev_frames"], DEMO["test_frames"], 600)
+    evaluating = FINAL_EVALUATIONS * SLOW_CPU.predict_seconds(plan.final_params, DEMO["dev_frames"])
+    assert plan.reserve_s == pytest.approx(reserve)
+    assert plan.final_seconds == pytest.approx(600 - 30 - reserve - evaluating - WORKER_START_S)
     assert plan.trial_seconds == pytest.approx(0.1 * plan.final_seconds)
-    assert 500_000 < plan.final_params < 3_609_640  # smaller than the expert recipe as written, for more epochs
-    assert 2 < plan.final_epochs < 12
-    assert plan.screen_end == pytest.approx(plan.prepare_s + plan.screen_s)
+    # Sized on the time before predicting and its evaluations are priced: a little under the target.
+    frames = plan.final_seconds / SLOW_CPU.seconds_per_frame(plan.final_params, 1024)
+    assert FRAMES_PER_PARAM * 0.85 < frames / plan.final_params <= FRAMES_PER_PARAM
 
 
-def test_a_cpu_screen_that_holds_only_the_recipes_is_skipped_and_its_time_goes_to_the_final_run():
-    screened = make_plan(600, CPU, **DEMO, param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=2,
-                         elapsed_s=20)
-    direct = make_plan(600, CPU, **DEMO, param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=2,
-                       elapsed_s=20, recipes=2)
-    assert not screened.direct and direct.direct and direct.workers == 1
-    assert "no screen" in direct.why and "2 recipes plus 3 searched" in direct.why
-    # The whole training time is the final run's, less starting the one worker that runs its first tenth.
-    training = direct.budget_s - direct.prepare_s - direct.reserve_s
-    evaluating = training - MIN_SCREEN_S - direct.final_seconds
-    assert evaluating == pytest.approx(FINAL_EVALUATIONS * CPU.predict_seconds(direct.final_params, DEMO["dev_frames"]))
-    assert direct.trial_seconds == pytest.approx(0.1 * direct.final_seconds)
-    assert direct.screen_s == pytest.approx(direct.trial_seconds + MIN_SCREEN_S)
-    assert direct.final_seconds > 1.15 * screened.final_seconds
-    # More time, so a larger compute-optimal model, at about the same frames per parameter.
-    assert direct.final_params > screened.final_params
-    assert direct.prepare_s + direct.screen_s + 0.9 * direct.final_seconds + direct.reserve_s <= 600 + 1e-6
-    assert "no screen" in direct.describe() and Plan.from_dict(direct.to_dict(), "state.json") == direct
-    # One recipe still leaves no room for three searched trials beside it on one CPU.
-    assert make_plan(600, CPU, **DEMO, param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=1,
-                     recipes=1).direct
+def test_a_capped_budget_gives_the_final_run_half_and_screens_whole_runs_of_an_eighth_of_it():
+    plan = _plan(1200, CPU, DEMO, param_limit=1_000_000)
+    assert not plan.direct and plan.final_params == plan.size_cap == 1_000_000
+    training = plan.budget_s - plan.prepare_s - plan.reserve_s - FINAL_EVALUATIONS * CPU.predict_seconds(
+        1_000_000, DEMO["dev_frames"])
+    assert plan.final_seconds == pytest.approx(0.5 * training)
+    assert plan.screen_s == pytest.approx(0.5 * training)
+    assert plan.trial_seconds == pytest.approx(plan.final_seconds / HORIZON_RATIO)
+    # On a CPU the workers take turns on its cores: the screen holds its time over a trial, both workers together.
+    assert 6 <= plan.trials <= HORIZON_RATIO
+    assert plan.final_epochs > SATURATION_FRAMES_PER_PARAM * 1_000_000 / DEMO["train_frames"] - 1e-9
+    assert plan.stage_end("screen") == pytest.approx(plan.prepare_s + plan.screen_s)
+    assert plan.stage_end("final") == pytest.approx(1200 - fixed_reserve_seconds(1200, **_dev_test(), decode=True))
+    assert plan.stage_end("outputs") == 1200
+    assert plan.latest_screen_end() > plan.stage_end("screen")
+    assert "screen" in dict(plan.describe()) and "about" in dict(plan.describe())["screen"]
+    # Ten minutes of the same cap still need every minute for the model: no screen.
+    assert _plan(600, CPU, DEMO, param_limit=1_000_000).direct
 
 
-def test_gpu_budgets_screen_even_with_recipes():
-    for budget, workers in ((1200, 1), (6 * 3600, 4)):
-        plan = make_plan(budget, H200, **HW1P2, param_limit=20_000_000, max_epochs=25, batch_size=8192,
-                         workers=workers, elapsed_s=120, recipes=2)
-        assert not plan.direct and plan.screen_s / plan.trial_seconds * workers > 5, plan
+def _dev_test() -> dict:
+    return dict(dev_frames=DEMO["dev_frames"], test_frames=DEMO["test_frames"])
 
 
-def test_six_hours_on_h200s_train_a_20m_model_for_the_studys_epochs_and_screen_with_the_rest():
-    plan = make_plan(6 * 3600, H200, **HW1P2, param_limit=20_000_000, max_epochs=25, batch_size=8192, workers=4,
-                     elapsed_s=120)
-    assert plan.final_params == 20_000_000 and plan.final_epochs == 25
-    # 25 epochs of 36M frames at ~1.9M frames/s take minutes; everything else buys trials.
-    assert plan.final_seconds < 15 * 60 and plan.screen_s > 5 * 3600
-    assert plan.trial_seconds * 4 < plan.screen_s / 100  # hundreds of trials on four GPUs
-    assert "caps the model" in plan.why
+def test_eighty_minutes_of_the_demo_study_train_the_largest_model_for_many_epochs_not_full_epochs():
+    # Issue 34: the planner of e794209 gave this budget a final run of 3 epochs ([fidelity] full_epochs), an eighth
+    # of what 60 minutes gave it. Now the final run's length grows with the budget.
+    for speed in (CPU, SLOW_CPU):
+        sixty = _plan(3600, speed, DEMO)
+        eighty = _plan(4800, speed, DEMO)
+        assert eighty.final_params >= sixty.final_params and eighty.final_seconds >= sixty.final_seconds
+        assert eighty.final_epochs > 12, eighty
 
 
-def test_twenty_minutes_on_an_h200_still_train_near_the_20m_rule_and_screen_a_few_dozen_trials():
-    plan = make_plan(1200, H200, **HW1P2, param_limit=20_000_000, max_epochs=25, batch_size=8192, workers=1,
-                     elapsed_s=120)
-    assert plan.final_params == 20_000_000 and 10 <= plan.final_epochs <= 25
-    assert plan.prepare_s + plan.screen_s + plan.final_seconds * 0.9 + plan.reserve_s <= 1200
-    assert plan.screen_s / plan.trial_seconds > 10
-    # At batch 1024 the step's launch cost dominates: the same 20 minutes buy a far smaller model.
-    small_batch = make_plan(1200, H200, **HW1P2, param_limit=20_000_000, max_epochs=25, batch_size=1024,
-                            workers=1, elapsed_s=120)
-    assert small_batch.final_epochs < plan.final_epochs
+def test_six_hours_on_an_h200_train_20m_for_a_decided_length_and_screen_hundreds_of_trials():
+    # Issue 34: e794209's planner gave this job a 7.4-minute final run (25 epochs, [fidelity] full_epochs) whatever
+    # the budget. Now the final run grows with the square root of the budget past saturation.
+    six = _plan(6 * 3600, H200, HW1P2, max_params=DEFAULT_SPACE_MAX, batch_size=8192, workers=1, elapsed_s=120)
+    three = _plan(3 * 3600, H200, HW1P2, max_params=DEFAULT_SPACE_MAX, batch_size=8192, workers=1, elapsed_s=120)
+    assert six.final_params == 20_000_000 and not six.direct
+    assert six.final_seconds > three.final_seconds > 15 * 60
+    assert six.final_seconds == pytest.approx(three.final_seconds * math.sqrt(2), rel=0.02)
+    assert 60 < six.final_epochs < 400
+    assert six.trials > 50 and six.screen_s > 4 * 3600
+    assert "square root" in six.why
 
 
 def test_an_unmeetable_budget_is_one_named_error_with_the_budget_that_would_do():
     slow = Speed(fixed=1e-3, per_param=1e-9, device="cpu")  # 1,000 frames/s at best
     with pytest.raises(BudgetError, match=r"--budget 40 s cannot be met on this machine.*at least"):
-        make_plan(40, slow, **DEMO, param_limit=20_000_000, max_epochs=3, batch_size=1024, workers=1,
-                  elapsed_s=20, min_params=50_000)
+        make_plan(40, slow, **DEMO, param_limit=20_000_000, batch_size=1024, workers=1, elapsed_s=20,
+                  min_params=50_000)
 
 
 def test_a_state_files_plan_with_wrong_types_is_a_named_error():
-    plan = make_plan(600, CPU, **DEMO, param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=2)
+    plan = _plan(1200, CPU, DEMO, param_limit=1_000_000)
     assert Plan.from_dict(plan.to_dict(), "state.json") == plan
     for key, value in (("budget_s", "abc"), ("final_params", None), ("screen_s", -5), ("why", 3)):
         broken = {**plan.to_dict(), key: value}
@@ -140,14 +193,18 @@ def test_a_state_files_plan_with_wrong_types_is_a_named_error():
             Plan.from_dict(broken, "state.json")
     with pytest.raises(ConfigError, match="plan must be a table"):
         Plan.from_dict("x", "state.json")
-    # A plan kept before "direct" existed is a screened one; a kept "direct" must be true or false.
-    older = {key: value for key, value in plan.to_dict().items() if key != "direct"}
-    assert Plan.from_dict(older, "state.json") == plan and not plan.direct
-    with pytest.raises(ConfigError, match=r"plan\.direct must be true or false, but got 'yes'"):
-        Plan.from_dict({**plan.to_dict(), "direct": "yes"}, "state.json")
+    with pytest.raises(ConfigError, match=r"plan\.kind must be 'direct' or 'screened', but got 'both'"):
+        Plan.from_dict({**plan.to_dict(), "kind": "both"}, "state.json")
     with pytest.raises(ConfigError, match=r"plan\.budget_s must be a number, but got True"):
         Plan.from_dict({**plan.to_dict(), "budget_s": True}, "state.json")
-    assert not math.isnan(plan.final_epochs)
+
+
+def test_the_decode_is_priced_only_when_it_runs():
+    with_decode = _plan(1200, CPU, DEMO, param_limit=1_000_000)
+    without = _plan(1200, CPU, DEMO, param_limit=1_000_000, decode=False)
+    saved = decode_seconds(DEMO["dev_frames"], DEMO["test_frames"])
+    assert with_decode.reserve_s - without.reserve_s == pytest.approx(saved)
+    assert without.stage_end("final") - with_decode.stage_end("final") == pytest.approx(saved)
 
 
 def test_a_slow_measured_model_scales_the_predicting_in_the_reserve_not_the_fixed_end():
@@ -169,3 +226,15 @@ def test_the_outputs_reserve_is_seconds_on_a_short_job_and_grows_with_a_long_one
     assert 5.0 <= outputs_seconds(60) <= 6.0
     assert outputs_seconds(600) < 10.0
     assert 60.0 <= outputs_seconds(6 * 3600) <= 180.0
+
+
+def test_a_stage_reads_its_own_limit_from_the_clock():
+    clock = BudgetClock(600, spent_before=100.0)
+    limit = TimeLimit("screen", 160.0, clock)
+    assert 59.0 < limit.left <= 60.0
+    assert limit.deadline == pytest.approx(clock.deadline_at(160.0))
+    assert limit.moved_to(200.0).left > 99.0 and limit.moved_to(200.0).stage == "screen"
+    saved = []
+    with clock.saving(saved.append):
+        pass
+    assert len(saved) == 1 and 100.0 <= saved[0] < 101.0

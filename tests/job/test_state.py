@@ -16,8 +16,8 @@ from phonetune.model.speed import Speed
 def _valid_state() -> dict:
     speed = Speed(fixed=1e-6, per_param=1e-12, device="cpu", per_step=1e-3, threads=2)
     plan = make_plan(600, speed, train_frames=977_855, dev_frames=142_000, test_frames=142_398,
-                     param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=1, elapsed_s=20)
-    return {"version": 2, "budget_s": 600.0, "spent_s": 42.0, "settings": {"workers": 1}, "done": ["screen"],
+                     param_limit=20_000_000, batch_size=1024, workers=1, elapsed_s=20)
+    return {"version": 3, "budget_s": 600.0, "spent_s": 42.0, "settings": {"workers": 1}, "done": ["screen"],
             "plan": plan.to_dict(), "final": {"source": 3, "final_seconds": 300.0, "reserve_s": 20.0}}
 
 

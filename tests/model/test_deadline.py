@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 
 from phonetune.model.deadline import Deadline, DeadlineKeeper
-from phonetune.model.optim import LinearSchedule
+from phonetune.model.optim import HorizonSchedule
 
 
 def _replanned(reserve_steps: float, step_seconds: float) -> int:
     keeper = DeadlineKeeper(Deadline(at=time.monotonic() + 100.0, reserve_steps=reserve_steps))
     keeper.observe(frames_per_s=1024 / step_seconds, batch_size=1024)
-    schedule = LinearSchedule(warmup=10, hold=90, total=1000)
+    schedule = HorizonSchedule("linear", warmup=10, hold=90, total=1000)
     return keeper.replan(schedule, step=100, total_steps=1000, eval_every=100, evaluation_seconds=0.0)
 
 
@@ -27,6 +27,6 @@ def test_the_end_moves_to_what_the_time_left_buys_after_the_reserve_at_the_measu
 def test_a_deadline_given_as_a_time_alone_keeps_no_reserve():
     keeper = DeadlineKeeper(Deadline(at=time.monotonic() + 10.0))
     assert keeper.deadline.reserve_steps == 0.0
-    schedule = LinearSchedule(warmup=1, hold=0, total=50)
+    schedule = HorizonSchedule("linear", warmup=1, hold=0, total=50)
     # Before any step time is measured there is nothing to replan from.
     assert keeper.replan(schedule, step=5, total_steps=50, eval_every=10, evaluation_seconds=0.0) == 50

@@ -1,6 +1,6 @@
 """When a run may resume: the same run config apart from the keys that do not change what was trained, and a linear
-schedule's length or hold moved only while the rate is still constant (a trial the screen cut, continued by
-``phonetune run`` with less time than the rest of its box)."""
+schedule's length or hold moved only while the rate is still constant (a direct plan's trial the screen cut, continued
+by ``phonetune run`` with less time than the rest of its box)."""
 
 from __future__ import annotations
 
@@ -14,21 +14,22 @@ from phonetune.errors import CheckpointError
 from phonetune.model.resume import check_same_run
 from phonetune.model.train_config import load_run_config
 from phonetune.search import attributes as attrs
+from phonetune.model.speed import Speed
 from phonetune.search.config import TimingConfig
-from phonetune.search.timing import timed_run_config, trial_steps
+from phonetune.search.timing import horizon_steps, timed_run_config
 
 PARAMS = 400_000
 
 
 def _timed(final_seconds: float, fidelity: str):
-    timing = TimingConfig(trial_seconds=60, final_seconds=final_seconds, seconds_per_frame_per_param=1e-10,
-                          evaluations=9)
+    timing = TimingConfig(trial_seconds=60, final_seconds=final_seconds, evaluations=9, continues=True,
+                          speed=Speed(fixed=0.0, per_param=1e-10, device="cpu"))
     return timed_run_config(load_run_config(REPO / "studies" / "mlp4.toml"), timing, fidelity, PARAMS), timing
 
 
 def test_a_final_run_shorter_than_its_trial_box_ends_when_its_time_does():
     trial, timing = _timed(600, attrs.SEARCH_FIDELITY)
-    box = trial_steps(timing, PARAMS, trial.train.batch_size)
+    box = horizon_steps(timing, attrs.SEARCH_FIDELITY, PARAMS, trial.train.batch_size)
     assert trial.train.pause_at_step == box and trial.train.total_steps > box
     short, _ = _timed(20, attrs.FULL_FIDELITY)  # a third of the trial's 60 s: the rest of the box is not trained
     assert short.train.total_steps < box

@@ -11,18 +11,20 @@ from phonetune.job.clock import format_seconds, parse_budget
 from phonetune.job.run import run_job
 from phonetune.model.params import DEFAULT_PARAM_LIMIT
 from phonetune.results.leaderboard import format_leaderboard, leaderboard
+from phonetune.search.ensemble import labels_line
 from phonetune.search.study import open_studies
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = add_command(
         subparsers, "run", study=True,
-        description="Plan the budget from this machine's measured speed; screen candidates (the study's warm-start "
-        "recipes at their own size and at the size the budget trains best, then mutations of the best so far) for "
-        "equal time as the start of their final runs, pruning the weak; continue the best to the deadline with a "
-        "learning rate that reaches zero exactly then; write and score the test submission, the ablation sheet, "
-        "the report and summary.json. Ctrl-C or a kill, then the same command, continues where it stopped and "
-        "spends only the budget left.",
+        description="Plan the budget from this machine's measured speed. When the size cap leaves time over, screen "
+        "candidates at the cap, each a whole run of the same short horizon (the warm starts, then moves of the best "
+        "so far), and train the best from scratch to the deadline, its learning rate reaching zero exactly then; "
+        "otherwise the first warm start, sized to the time, trains the whole budget. Write and score the test "
+        "submission (each frame's argmax; the sequence decode's labels beside it), the ablation sheet, the report "
+        "and summary.json. Ctrl-C or a kill, then the same command, continues where it stopped and spends only the "
+        "budget left.",
     )
     parser.add_argument("--budget", required=True, help="wall-clock budget for the whole job: 90s, 20m, 1.5h, 2m30s")
     parser.add_argument("--workers", type=int, default=1, help="search worker processes on this machine")
@@ -51,35 +53,24 @@ def run(args: argparse.Namespace) -> int:
     model = summary["final_model"]
     screen = summary["screen"]
     winner = screen["winner"]
-    test = "not scored (no test labels)" if summary["test_accuracy"] is None else f"{summary['test_accuracy']:.4f}"
-    recipes = "; ".join(
-        f"{name} {item['screen_accuracy']:.4f} ({item['state'].lower()} after {item['evaluations']} evaluations)"
-        if item["screen_accuracy"] is not None else f"{name} not evaluated ({item['state'].lower()})"
-        for name, item in screen["warm_starts"].items()
-    )
-    if winner["screen_accuracy"] is None:
-        told = "no screen trial reported an evaluation; the final run trained it from its start"
+    plan = summary["plan"]
+    if plan.get("kind") == "direct":
+        print(f"screen: none ({plan['why']})")
     else:
-        told = (f"dev {winner['screen_accuracy']:.4f} on {screen['dev_share']:.0%} of dev after its "
-                f"{screen['trial_seconds']:.0f} s of training")
-    print(f"screen winner: trial {winner['trial']} ({winner['from']}), {told}"
-          + (f"; warm starts: {recipes}" if recipes else ""))
+        warm = "; ".join(
+            f"{name} {item['screen_accuracy']:.4f}" if item["screen_accuracy"] is not None
+            else f"{name} not evaluated ({item['state'].lower()})" for name, item in screen["warm_starts"].items())
+        told = ("no trial reported an evaluation" if winner["screen_accuracy"] is None else
+                f"dev {winner['screen_accuracy']:.4f} on {screen['dev_share']:.0%} of dev")
+        print(f"screen: {screen['complete_trials']} of {screen['trials']} trials complete, each a whole run of "
+              f"{format_seconds(screen['trial_seconds'])}; winner trial {winner['trial']} ({winner['from']}), {told}"
+              + (f"; warm starts: {warm}" if warm else ""))
     for name, why in screen["not_screened"].items():
         print(f"  {name}: not screened, {why}")
+    limit = "HW1P2 limit" if model["size_cap"] == DEFAULT_PARAM_LIMIT else "param_limit"
     print(f"final model: {model['chosen']} of search trials {model['members']} ({model['param_count']:,} parameters; "
-          f"HW1P2 limit {DEFAULT_PARAM_LIMIT:,}); dev {model['dev_accuracy']:.4f}; test {test}")
-    decoder = model.get("decoder")
-    if decoder:
-        argmax = model.get("test_argmax_accuracy")
-        on_test = f", test {argmax:.4f} by argmax" if argmax is not None else ""
-        if decoder["used"]:
-            print(f"labels: the likeliest phoneme sequence (weight {decoder['weight']:g}, prior power "
-                  f"{decoder['prior_power']:g}): dev {decoder['dev_decoded_accuracy']:.4f} against "
-                  f"{decoder['dev_argmax_accuracy']:.4f} by each frame's argmax{on_test}; [decode] mode = \"argmax\" "
-                  "keeps the network's own")
-        else:
-            print(f"labels: each frame's argmax (the sequence decode reached dev {decoder['dev_decoded_accuracy']:.4f}"
-                  f" against {decoder['dev_argmax_accuracy']:.4f})")
+          f"{limit} {model['size_cap']:,})")
+    print(labels_line(model))
     if model.get("dev_score_dir"):
         print(f"dev diagnostics: {model['dev_score_dir']} (per_phoneme.csv, confusion.html); "
               f"metadata: {model['metadata']}")
