@@ -75,10 +75,11 @@ def linear_factor(step: int, warmup: int, hold: int, total: int) -> float:
 ONECYCLE_START = 1 / 25
 
 
-def _decay(shape: str, progress: float) -> float:
-    """The share of its starting rate a decay keeps ``progress`` (0 to 1) of the way to its end."""
-    progress = min(1.0, max(0.0, progress))
-    return 1.0 - progress if shape == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+def _decay(shape: str, done: int, length: int) -> float:
+    """The share of its starting rate a decay of ``length`` steps keeps after ``done`` of them."""
+    if shape == "linear":
+        return max(0.0, (length - done) / length)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, done / length))))
 
 
 class HorizonSchedule:
@@ -102,8 +103,8 @@ class HorizonSchedule:
             return self._planned(step)
         if self.total <= self.anchor_step:
             return 0.0
-        return max(0.0, self.anchor_factor * _decay(self.shape, (step - self.anchor_step)
-                                                    / (self.total - self.anchor_step)))
+        return max(0.0, self.anchor_factor * _decay(self.shape, step - self.anchor_step,
+                                                    self.total - self.anchor_step))
 
     def _planned(self, step: int) -> float:
         if step < self.warmup:
@@ -113,7 +114,7 @@ class HorizonSchedule:
             return (step + 1) / self.warmup
         if step < self.decay_start or self.total <= self.decay_start:
             return 1.0
-        return max(0.0, _decay(self.shape, (step - self.decay_start) / (self.total - self.decay_start)))
+        return max(0.0, _decay(self.shape, step - self.decay_start, self.total - self.decay_start))
 
     @property
     def decay_start(self) -> int:

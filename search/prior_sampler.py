@@ -108,7 +108,7 @@ class PriorSampler(BaseSampler):
         )
         if parent is None:
             return
-        move = self._next_move(parent, trials)
+        move = self._next_move(parent, trials) if self.prior_weight > 0 else None
         if move is not None:
             self._plans[trial.number] = {"parent": dict(parent.params), "parent_number": parent.number,
                                          "mutate": set(), "move": move}

@@ -89,8 +89,8 @@ def _decide(screen: StudyConfig, limit: TimeLimit, plan: Plan) -> FinalRun:
     winner = screen_winner(screen)
     continues = screen.timing.continues
     if continues and not winner.intermediate_values:
-        logger.warning("the screen's one trial reported no evaluation (starting the worker took the screen's "
-                       "time): the final run trains trial %d from its start", winner.number)
+        logger.warning("the screen's one trial was cut before its first evaluation (starting the worker took the "
+                       "screen's time): the final run trains trial %d from its start", winner.number)
     elif winner.state != TrialState.COMPLETE:
         logger.warning("no screen trial completed: the final run trains trial %d, which the screen's end cut after "
                        "%d of its %d evaluations", winner.number, len(winner.intermediate_values),

@@ -271,13 +271,15 @@ def make_plan(
     # The training time of a direct plan's final run, which trains in the job's own process.
     training = budget_s - elapsed_s - reserve - evaluating
     step_s = speed.step_seconds(params, batch_size)
-    if training < MIN_FINAL_STEPS * step_s:
-        needed = elapsed_s + reserve + evaluating + MIN_FINAL_STEPS * step_s
+    # The least a job trains: a worker started for its first steps (the direct plan's screen), then enough steps.
+    if training < WORKER_START_S + MIN_FINAL_STEPS * step_s:
+        needed = elapsed_s + reserve + evaluating + WORKER_START_S + MIN_FINAL_STEPS * step_s
         raise BudgetError(
             f"--budget {format_seconds(budget_s)} cannot be met on this machine: preparing took "
             f"{format_seconds(elapsed_s)} and predicting dev and test needs about {format_seconds(reserve)}, which "
-            f"leaves too little for {MIN_FINAL_STEPS} training steps of even a {params:,}-parameter model "
-            f"({1000 * step_s:.1f} ms each here); give a --budget of at least {format_seconds(needed * 1.2)}"
+            f"leaves too little for starting a worker and {MIN_FINAL_STEPS} training steps of even a {params:,}-"
+            f"parameter model ({1000 * step_s:.1f} ms each here); give a --budget of at least "
+            f"{format_seconds(needed * 1.2)}"
         )
     per_frame = speed.seconds_per_frame(size_cap, batch_size)
     saturation = SATURATION_FRAMES_PER_PARAM * size_cap * per_frame

@@ -265,15 +265,32 @@ def prepare_data(config: StudyConfig, progress: bool) -> int:
     return test.num_frames
 
 
-def plan_sizes(config: StudyConfig, data: TrainingData, test_frames: int, workers: int) -> dict[str, int]:
-    """What ``make_plan`` needs besides the budget and the speed: the splits' sizes, the bounds of the study's
-    models, and the batch size its first recipe trains at."""
-    first = config.warm_start[0] if config.warm_start else None
+def plan_sizes(config: StudyConfig, frames: tuple[int, int, int], workers: int) -> dict[str, Any]:
+    """What ``make_plan`` needs besides the budget and the speed: the splits' frames (train, dev, test), the bounds
+    of the study's models, the batch size its first warm start trains at, and what the screen and the reserve hold."""
+    first = next((entry for entry in config.warm_start if entry.values.get("hidden_layers", 1) >= 1), None)
     batch = int(first.values.get("batch_size", config.train.batch_size)) if first else config.train.batch_size
-    return dict(train_frames=data.train.num_frames, dev_frames=data.dev.num_frames, test_frames=test_frames,
+    train_frames, dev_frames, test_frames = frames
+    return dict(train_frames=train_frames, dev_frames=dev_frames, test_frames=test_frames,
                 param_limit=config.param_limit, batch_size=batch, workers=workers,
                 min_params=smallest_limit_for_every_trial(config), max_params=largest_model_of_space(config),
                 warm_starts=screened_warm_starts(config), decode=config.decode.mode != "off")
+
+
+def preview_plan(config: StudyConfig, budget_s: float, workers: int, *, speed: Speed | None = None,
+                 frames: tuple[int, int, int] | None = None, prepare_s: float = 0.0, progress: bool = False) -> Plan:
+    """The plan ``run_job`` would make, without training (``phonetune plan``). With ``speed`` (another machine's
+    line) and ``frames`` (train, dev and test frames) nothing is read or timed, and ``prepare_s`` stands for that
+    machine's preparing; without them the data is validated and cached and this machine is timed, as a job does."""
+    if speed is None:
+        started = time.monotonic()
+        test_frames = prepare_data(config, progress)
+        return plan_job(config, budget_s, time.monotonic() - started, workers, test_frames)
+    if frames is None:
+        data = load_fidelity_data(config, attrs.FULL_FIDELITY, progress=progress)
+        test = load_split(config.data, config.data.test_split, progress=progress)
+        frames = (data.train.num_frames, data.dev.num_frames, test.num_frames)
+    return make_plan(budget_s, speed, elapsed_s=prepare_s, **plan_sizes(config, frames, workers))
 
 
 def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: int, test_frames: int) -> Plan:
@@ -282,7 +299,7 @@ def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: in
     started = time.monotonic()
     data = load_fidelity_data(config, attrs.FULL_FIDELITY)
     speed = measure_speed(config.train.device, split=data.train)
-    sizes = plan_sizes(config, data, test_frames, workers)
+    sizes = plan_sizes(config, (data.train.num_frames, data.dev.num_frames, test_frames), workers)
     plan = make_plan(budget_s, speed, elapsed_s=elapsed_s + time.monotonic() - started, **sizes)
     refit = _refit_speed(config, speed, plan, data.train)
     if refit is None:

@@ -1,4 +1,5 @@
-"""The screen's winner when the deadline cut every trial: the furthest cut trial, and when none reported an
+"""The screen as a plan makes it (a direct plan's one trial, the start of its final run; a screened plan's whole runs
+at the cap), and its winner when the deadline cut every trial: the furthest cut trial, and when none reported an
 evaluation (a busy machine's workers spent the screen starting), the first trial that started, which the final run
 then trains from its beginning instead of the job ending with nothing."""
 
@@ -11,13 +12,16 @@ import optuna
 from corpus import write_tiny_corpus
 from search_study import write_study
 
+import pytest
+
 from phonetune.job.planner import make_plan
-from phonetune.job.screen import (RESIZE_FACTOR, recipe_sizes, screen_recipes, screen_standings, screen_study,
-                                  screen_winner)
+from phonetune.job.screen import screen_standings, screen_study, screen_winner, screened_warm_starts
+from phonetune.model.params import count_params
 from phonetune.model.speed import Speed
 from phonetune.search.config import load_study_config
 from phonetune.search.promote import promote_top_trials
-from phonetune.search.space import suggest_run_config
+from phonetune.search.space import suggest_run_config, warm_start_params
+from phonetune.search.space_spec import Choice
 from phonetune.search.study import open_study
 
 
@@ -25,7 +29,8 @@ def test_a_screen_cut_before_any_evaluation_hands_its_first_trial_to_the_final_r
     corpus = write_tiny_corpus(tmp_path / "data", n_train=24, n_dev=6, n_test=4)
     # Priced so a trial is ~10 steps of 64 frames and its final run ~50: seconds of CPU.
     path = write_study(tmp_path, corpus.root, **{"timing.trial_seconds": 0.64, "timing.final_seconds": 3.2,
-                                                 "timing.seconds_per_frame": 1e-3, "timing.evaluations": 2,
+                                                 "timing.speed": {"fixed": 1e-3, "per_param": 0.0, "device": "cpu"},
+                                                 "timing.continues": True, "timing.evaluations": 2,
                                                  "space.hidden_layers": 1, "space.batch_size": 64})
     config = load_study_config(path)
     study = open_study(config, create=True)
@@ -45,48 +50,53 @@ def test_a_screen_cut_before_any_evaluation_hands_its_first_trial_to_the_final_r
     assert 0.0 < promoted.full_accuracy <= 1.0 and (promoted.checkpoint_dir / "best.pt").is_file()
 
 
-def test_a_direct_plan_screens_the_first_recipe_alone_at_the_planned_size():
-    config = load_study_config("studies/demo.toml")
-    cpu = Speed(fixed=5e-7, per_param=7.5e-11, device="cpu")
-    sizes = dict(train_frames=977_855, dev_frames=146_806, test_frames=142_398, param_limit=20_000_000,
-                 max_epochs=25, batch_size=1024, workers=2, elapsed_s=20)
-    screened = make_plan(600, cpu, **sizes)
-    full = screen_study(config, screened)
-    # The expert as written and resized to the plan; the starter (no hidden layer) is not screened.
-    assert [entry.name for entry in full.warm_start][1:] == ["expert"] and full.study.n_trials == 0
-    assert screen_recipes(config, screened) == 2
-    direct = make_plan(600, cpu, **sizes, recipes=screen_recipes(config, screened))
-    assert direct.direct
-    alone = screen_study(config, direct)
-    (only,) = alone.warm_start
+CPU = Speed(fixed=0.0, per_param=3.3e-11, device="cpu", per_step=4.6e-3)
+DEMO = dict(train_frames=977_855, dev_frames=146_806, test_frames=142_398)
+
+
+def test_a_direct_plan_screens_the_first_warm_start_alone_at_the_planned_size_as_its_final_runs_start():
+    config = load_study_config("studies/demo.toml", ["study.param_limit=20_000_000"])
+    plan = make_plan(600, CPU, **DEMO, param_limit=20_000_000, batch_size=1024, workers=2, elapsed_s=20)
+    assert plan.direct
+    alone = screen_study(config, plan)
+    (only,) = alone.warm_start  # the starter has no hidden layer: never screened
     assert only.name.startswith("expert@") and alone.study.n_trials == 1
-    assert alone.sampler.target_params == direct.final_params
+    assert alone.sampler.target_params == plan.final_params and alone.timing.continues
+    assert alone.timing.trial_seconds == pytest.approx(0.1 * plan.final_seconds)
+    run_config = suggest_run_config(_enqueued(alone), alone)
+    assert count_params(run_config.model, run_config.io) <= plan.final_params
+    assert run_config.train.pause_at_step > 0 and run_config.train.hold_steps > 0  # held at its peak, to continue
 
 
-def test_a_recipe_is_screened_resized_only_when_the_planned_size_is_far_from_its_own():
-    config = load_study_config("studies/demo.toml")
-    cpu = Speed(fixed=5e-7, per_param=7.5e-11, device="cpu")
-    plan = make_plan(600, cpu, train_frames=977_855, dev_frames=146_806, test_frames=142_398,
-                     param_limit=20_000_000, max_epochs=25, batch_size=1024, workers=2, elapsed_s=20)
-    (own,) = [size for entry, size in zip(config.warm_start, recipe_sizes(config)) if entry.name == "expert"]
+def test_a_screened_plan_trains_whole_runs_at_the_cap_with_the_horizon_schedules():
+    config = load_study_config("studies/demo.toml", ["study.param_limit=1_000_000"])
+    plan = make_plan(1800, CPU, **DEMO, param_limit=1_000_000, batch_size=1024, workers=2, elapsed_s=20)
+    assert not plan.direct and plan.final_params == 1_000_000
+    screen = screen_study(config, plan)
+    assert screened_warm_starts(config) == 1
+    (expert,) = screen.warm_start
+    assert expert.name == "expert@985k" and expert.values["scheduler"] == "onecycle"
+    assert screen.space["scheduler"].options() == ["linear", "cosine", "onecycle"]
+    assert screen.pruner.kind == "none" and not screen.timing.continues and screen.study.param_limit == 1_000_000
+    assert screen.sampler.kind == "prior" and screen.sampler.target_params == 1_000_000
+    run_config = suggest_run_config(_enqueued(screen), screen)
+    train = run_config.train
+    steps = CPU.steps_in(plan.trial_seconds, count_params(run_config.model, run_config.io), train.batch_size)
+    assert train.total_steps == steps and train.pause_at_step == 0 and train.hold_steps == 0
+    assert train.scheduler == "onecycle" and train.warmup_steps == round(0.3 * steps)
+    assert train.eval_every_steps * screen.timing.evaluations >= steps
+    # Its promoted (final) run is a whole run too, of the final horizon.
+    final = suggest_run_config(_enqueued(screen), screen, "full")
+    assert final.train.total_steps == CPU.steps_in(plan.final_seconds, count_params(final.model, final.io),
+                                                   final.train.batch_size)
+    # A study that fixes a horizon schedule keeps it, for its warm starts too.
+    fixed = dataclasses.replace(config, space={**config.space, "scheduler": Choice(value="cosine")})
+    fixed_screen = screen_study(fixed, plan)
+    assert fixed_screen.space["scheduler"].options() == ["cosine"]
+    assert fixed_screen.warm_start[0].values["scheduler"] == "cosine"
 
-    def screened(final_params: int, direct: bool = False) -> list[str]:
-        sized = dataclasses.replace(plan, final_params=final_params, direct=direct)
-        return [entry.name for entry in screen_study(config, sized).warm_start]
 
-    near = int(own * 1.2)  # within RESIZE_FACTOR either way: the recipe as written, never a copy of nearly its size
-    assert screened(near) == ["expert"] and screened(near, direct=True) == ["expert"]
-    assert screened(int(own / 1.2)) == ["expert"]
-    # Far larger: the expert's width is already the space's bound, so it cannot grow and is screened as written
-    # (it once vanished from the screen: neither resized nor as written).
-    far = int(own * RESIZE_FACTOR * 1.1)
-    assert config.space["base_width"].bounds()[1] == 1024 and screened(far) == ["expert"]
-    assert screened(far, direct=True) == ["expert"]
-    # With room to grow, the copy at the planned size stands in for it (a short trial would favour the smaller).
-    wider = dict(config.space, base_width=dataclasses.replace(config.space["base_width"], high=4096))
-    config = dataclasses.replace(config, space=wider)
-    larger = screened(far)
-    assert len(larger) == 1 and larger[0].startswith("expert@")
-    smaller = screened(int(own / RESIZE_FACTOR / 1.1))  # far smaller: resized down, and as written beside it
-    assert len(smaller) == 2 and smaller[0].startswith("expert@") and smaller[1] == "expert"
-    assert screened(int(own / RESIZE_FACTOR / 1.1), direct=True) == smaller[:1]
+def _enqueued(config) -> optuna.Trial:
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(warm_start_params(config, config.warm_start[0]))
+    return study.ask()

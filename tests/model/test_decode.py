@@ -158,9 +158,10 @@ def test_dev_chooses_the_sequence_decode_only_when_it_beats_the_argmax():
 
 def test_a_decode_table_with_an_unknown_mode_or_key_is_refused_by_name():
     base = {"study": {"name": "decode"}, "data": {"root": "data/demo"}}
-    assert study_config_from_mapping(base).decode.mode == "viterbi"
-    assert study_config_from_mapping({**base, "decode": {"mode": "argmax"}}).decode.mode == "argmax"
-    refused = r"s.toml \[decode\].mode must be one of \['viterbi', 'argmax'\], but got 'beam'"
+    assert study_config_from_mapping(base).decode.mode == "argmax"  # the network's own labels by default
+    assert study_config_from_mapping({**base, "decode": {"mode": "viterbi"}}).decode.mode == "viterbi"
+    assert study_config_from_mapping({**base, "decode": {"mode": "off"}}).decode.mode == "off"
+    refused = r"s.toml \[decode\].mode must be one of \['argmax', 'viterbi', 'off'\], but got 'beam'"
     with pytest.raises(ConfigError, match=refused):
         study_config_from_mapping({**base, "decode": {"mode": "beam"}}, source="s.toml")
     with pytest.raises(ConfigError, match=r"\[decode\].*width"):

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -428,14 +429,32 @@ def test_an_ensemble_no_better_than_its_best_member_is_not_chosen(tmp_path, caps
     chosen = open_study(config, "full").user_attrs[attrs.ENSEMBLE_ATTR]
     assert chosen["chosen"] == "single" and chosen["members"] == [0]  # ties go to the lower trial number
     assert chosen["ensemble_dev_accuracy"] == chosen["single_dev_accuracy"] == pytest.approx(full[0].value)
-    # [decode] mode = "argmax": the network's own per-frame choice is the submission, and no decode is recorded.
-    plain = build_study_ensemble(dataclasses.replace(config, decode=DecodeConfig(mode="argmax")))
-    assert plain.decoder is None and plain.members == [0]
-    assert plain.test_accuracy == pytest.approx(plain.test_argmax_accuracy)
+    # [decode] mode = "argmax" (the default): the network's own per-frame choice is the submission, and the
+    # sequence decode's labels are written beside it, each scored; "viterbi" swaps them only when dev prefers the
+    # decode; "off" writes the argmax alone and records no decode.
     model, run_config, payload = load_checkpoint(config.paths.trial_dir(0, "full") / "best.pt", "cpu")
     split = load_checkpoint_split(run_config, payload, config.data.root, config.data.test_split, progress=False)
-    argmax = np.asarray(run_config.data.phonemes)[predict_split(model, run_config, split, "cpu")]
-    assert [line.split(",")[1] for line in plain.submission.read_text().splitlines()[1:]] == list(argmax)
+    argmax = list(np.asarray(run_config.data.phonemes)[predict_split(model, run_config, split, "cpu")])
+
+    def labels_of(path) -> list[str]:
+        return [line.split(",")[1] for line in Path(path).read_text().splitlines()[1:]]
+
+    plain = build_study_ensemble(dataclasses.replace(config, decode=DecodeConfig(mode="argmax")))
+    assert plain.labels == "argmax" and plain.members == [0] and labels_of(plain.submission) == argmax
+    assert plain.test_accuracy == pytest.approx(plain.test_argmax_accuracy)
+    assert Path(plain.other_submission).name == "submission-decoded.csv" and plain.decoder is not None
+    truth = read_true_labels(Path(config.data.root) / f"{config.data.test_split}-labels", config.data.phonemes)
+    decoded = np.asarray([run_config.data.phonemes.index(label) for label in labels_of(plain.other_submission)])
+    assert plain.test_decoded_accuracy == pytest.approx(float((decoded == truth).mean()))
+    viterbi = build_study_ensemble(dataclasses.replace(config, decode=DecodeConfig(mode="viterbi")))
+    if viterbi.decoder["used"]:
+        assert viterbi.labels == "decoded" and Path(viterbi.other_submission).name == "submission-argmax.csv"
+        assert labels_of(viterbi.other_submission) == argmax
+        assert viterbi.test_accuracy == pytest.approx(viterbi.test_decoded_accuracy)
+    else:
+        assert viterbi.labels == "argmax" and labels_of(viterbi.submission) == argmax
+    off = build_study_ensemble(dataclasses.replace(config, decode=DecodeConfig(mode="off")))
+    assert off.decoder is None and off.other_submission is None and labels_of(off.submission) == argmax
     sheet = tmp_path / "sheet.csv"
     assert main(["export", "--config", str(path), "--out", str(sheet)]) == 0
     assert _ensemble_row(sheet)["promoted_from"] == "0"

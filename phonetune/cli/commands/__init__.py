@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 # command name -> (module under phonetune.cli.commands, the one line `phonetune --help` shows for it)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "the whole job under one wall-clock budget: search, promote, final model, submission, sheet"),
+    "plan": ("plan", "print the plan `run` would make for a budget, on this machine or from another's speed line"),
     "inspect": ("inspect_data", "validate a data root (HW1P2 layout) and print per-split counts"),
     "demo-data": ("demo_data", "synthesize a small HW1P2-layout corpus with flite"),
     "train": ("train", "train one MLP configuration and write checkpoints, metrics and curves"),
