@@ -1,17 +1,18 @@
-"""Does the screen rank what the final stage trains? K screen trials continued to their final runs, in one run.
+"""Does the screen rank what the final run trains? K screen trials each trained at the final horizon, in one run.
 
-``phonetune run`` chooses its final model from a time-boxed screen: every candidate trains the first tenth of its
-final run for the same wall time, and only the best one is continued. This measures that choice where it matters,
-on candidates that include the warm starts: the job's own plan for ``--budget`` on this machine, its screen config
-(warm starts at their own size when not far smaller than the plan's, resized to it, then the prior sampler's
-mutations) run for exactly ``--trials`` trials with no pruning, then *every* one of them continued to the plan's
-final length (as the winner alone would be). Printed per trial: where it came from, its size, its screen accuracy
-(on the screen's share of dev) and its final dev accuracy; then the Spearman rank correlation of the two over the K
-trials, and the regret of the screen's pick. Last line:
+``phonetune run`` picks its final model from a screen of whole runs compressed to the trial horizon (an eighth of
+the final run), and trains only the best at the final horizon. This measures that pick where it matters, on the
+candidates the job's own screen makes (the warm starts resized to the size cap, then the prior sampler's moves of
+the best): the job's plan for ``--budget`` on this machine (it must be a screened plan: use a capped study,
+``--set study.param_limit=1000000``), its screen run for exactly ``--trials`` trials, then *every* one of them
+trained from scratch at the plan's final horizon, as the winner alone would be. Printed per trial: where it came
+from, its size, its screen accuracy (on the screen's share of dev) and its final dev accuracy; then the Spearman
+rank correlation of the two over the K trials, and the regret of the screen's pick. Last line:
 
     ratio: final dev accuracy of the screen's pick / the best final dev accuracy among the K   (1.0 = it picked the best)
 
-Usage: python bench/fidelity.py [--config studies/demo.toml] --data data/demo [--budget 5m] [--trials 8]
+Usage: python bench/fidelity.py [--config studies/demo.toml] --data data/demo --budget 20m --trials 8 \\
+           [--set study.param_limit=1000000]
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from pathlib import Path
 
 import optuna
 
+from phonetune.errors import PhonetuneError
 from phonetune.job.clock import format_seconds, parse_budget
 from phonetune.job.run import plan_job, prepare_data
 from phonetune.job.screen import screen_study
 from phonetune.search import attributes as attrs
-from phonetune.search.config import PrunerConfig, load_study_config
+from phonetune.search.config import load_study_config
 from phonetune.search.promote import promote_top_trials, spearman_correlation
 from phonetune.search.study import open_study
 from phonetune.search.supervisor import run_search
@@ -41,10 +43,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "studies" / "demo.toml"))
     parser.add_argument("--data", default="data/demo")
-    parser.add_argument("--budget", default="5m", help="the job budget whose plan sizes the trials")
+    parser.add_argument("--budget", default="20m", help="the job budget whose plan sizes the trials")
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -54,32 +57,31 @@ def main() -> None:
         config = load_study_config(args.config, [
             f'data.root="{Path(args.data).resolve()}"', 'study.name="fidelity"',
             f'study.storage="sqlite:///{folder / "study.db"}"', f'study.artifacts_dir="{folder / "artifacts"}"',
-            f"sampler.seed={args.seed}", f"train.seed={args.seed}",
+            f"sampler.seed={args.seed}", f"train.seed={args.seed}", *args.overrides,
         ])
         started = time.monotonic()
         test_frames = prepare_data(config, progress=False)
-        # The screen the job runs when it screens: a CPU budget's own plan is direct (no comparison fits), and
-        # this bench measures what a comparison would rank.
-        plan = plan_job(config, budget_s, time.monotonic() - started, args.workers, test_frames, direct=False)
-        print(f"plan: {plan.describe()}", flush=True)
+        plan = plan_job(config, budget_s, time.monotonic() - started, args.workers, test_frames)
+        print(f"plan:\n{plan.describe_text()}", flush=True)
+        if plan.direct:
+            raise PhonetuneError(f"the plan for {args.budget} is direct (no screen to rank); give a capped study "
+                                 "(--set study.param_limit=1000000) or a larger --budget")
         screen = screen_study(config, plan)
-        screen = dataclasses.replace(
-            screen, study=dataclasses.replace(screen.study, n_trials=args.trials, timeout_seconds=0),
-            pruner=PrunerConfig(kind="none"),
-        )
+        screen = dataclasses.replace(screen, study=dataclasses.replace(screen.study, n_trials=args.trials,
+                                                                       timeout_seconds=0))
         run_search(screen, workers=args.workers, progress=False)
         trials = [trial for trial in open_study(screen).get_trials(deepcopy=False) if trial.value is not None]
         print(f"screen: {len(trials)} complete trials in {format_seconds(time.monotonic() - started)}", flush=True)
         result = promote_top_trials(screen, len(trials), progress=False)
         full = {item.source_number: item for item in result.promoted}
         rows = []
-        for trial in sorted(trials, key=lambda item: -item.value):
+        for trial in sorted(trials, key=lambda item: (-item.value, item.number)):
             origin = trial.user_attrs.get(attrs.WARM_START) or (
-                f"mutation of {trial.user_attrs[attrs.MUTATED_FROM]}" if attrs.MUTATED_FROM in trial.user_attrs
-                else "base sampler")
+                f"{trial.user_attrs.get(attrs.MOVE) or 'mutation'} of {trial.user_attrs[attrs.MUTATED_FROM]}"
+                if attrs.MUTATED_FROM in trial.user_attrs else "base sampler")
             rows.append((trial.number, origin, trial.user_attrs.get(attrs.PARAM_COUNT), trial.value,
                          full[trial.number].full_accuracy))
-            print(f"trial {trial.number:>3}  {origin:<22} {rows[-1][2]:>10,} params  screen {trial.value:.4f}  "
+            print(f"trial {trial.number:>3}  {origin:<28} {rows[-1][2]:>10,} params  screen {trial.value:.4f}  "
                   f"final {rows[-1][4]:.4f}", flush=True)
         rho = spearman_correlation([row[3] for row in rows], [row[4] for row in rows])
         pick, best = rows[0][4], max(row[4] for row in rows)

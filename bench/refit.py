@@ -29,7 +29,7 @@ from pathlib import Path
 from phonetune.job.clock import parse_budget
 from phonetune.job.planner import Plan, make_plan
 from phonetune.job.run import REFIT_PROBE_S, REFIT_ROUNDS, plan_sizes
-from phonetune.job.screen import likeliest_final_run, screen_recipes
+from phonetune.job.screen import likeliest_final_run
 from phonetune.model import count_params
 from phonetune.model.speed import Speed
 from phonetune.model.speed_probe import (measure_relative_step, measure_run_step_seconds, measure_speed,
@@ -44,8 +44,7 @@ TEST_FRAMES_GUESS = 150_000
 
 
 def _direct_plan(budget_s: float, speed: Speed, sizes: dict, config) -> Plan:
-    screened = make_plan(budget_s, speed, elapsed_s=ELAPSED_S, **sizes)
-    return make_plan(budget_s, speed, elapsed_s=ELAPSED_S, recipes=screen_recipes(config, screened), **sizes)
+    return make_plan(budget_s, speed, elapsed_s=ELAPSED_S, **sizes)
 
 
 def _beside_a_spinner(measure: Callable[[], float]) -> float:
@@ -69,7 +68,7 @@ def main() -> None:
     config = load_study_config(args.config, [f'data.root="{Path(args.data).resolve()}"'])
     budget_s = parse_budget(args.budget)
     data = load_fidelity_data(config, attrs.FULL_FIDELITY)
-    sizes = plan_sizes(config, data, TEST_FRAMES_GUESS, workers=2)
+    sizes = plan_sizes(config, (data.train.num_frames, data.dev.num_frames, TEST_FRAMES_GUESS), workers=2)
     speed = measure_speed(config.train.device, split=data.train, seconds=args.probe_seconds)
     probed = _direct_plan(budget_s, speed, sizes, config)
     run_config = likeliest_final_run(config, probed)
