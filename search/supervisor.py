@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from phonetune.errors import ConfigError
@@ -144,12 +144,15 @@ def run_search(
     poll_seconds: float = 1.0,
     deadline: float | None = None,
     status: Callable[[], str] | None = None,
+    stop_when: Callable[[list[FrozenTrial]], str | None] | None = None,
 ) -> SearchSummary:
     """Create the study once, start ``workers`` worker processes on it and follow them until they stop.
 
     ``deadline`` (a ``time.monotonic()`` value) is a hard stop: the workers still running then are interrupted as
     by Ctrl-C (their running trials are re-queued to resume from their checkpoints) and the summary is returned.
-    ``status`` (``phonetune run``: the phase and the time left of its budget) leads the progress line.
+    ``stop_when`` is asked with the study's trials each time one finishes; the reason it returns stops the workers
+    the same way (``phonetune run``: a screen that stopped paying). ``status`` (``phonetune run``: the phase and the
+    time left of its budget) leads the progress line.
     """
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, but got {workers}")
@@ -191,9 +194,11 @@ def run_search(
                     bar.set_postfix_str(now_running)
                 elif not now_running.endswith("running: none"):
                     logger.info("%s%s", f"{status()} | " if status is not None else "", now_running)
+            newly_finished = False
             for trial in sorted(trials, key=lambda item: item.number):
                 if trial.state.is_finished() and trial.number not in already:
                     already.add(trial.number)
+                    newly_finished = True
                     if progress:
                         bar.write(trial_line(trial))
                     else:
@@ -202,6 +207,12 @@ def run_search(
                         bar.update(1)
             if not running:
                 break
+            reason = stop_when(trials) if stop_when is not None and newly_finished and not stopped_at_deadline else None
+            if reason:
+                bar.write(f"stopping the search: {reason} (running trials are re-queued)")
+                _stop_workers(processes, study)
+                stopped_at_deadline = True
+                continue
             if deadline is not None and time.monotonic() >= deadline:
                 bar.write("search deadline reached: stopping workers (their running trials are re-queued)")
                 _stop_workers(processes, study)

@@ -111,6 +111,16 @@ class _EventFormatter(logging.Formatter):
         return f"{message}{where}"
 
 
+# Without --verbose a command's terminal shows what a user acts on: warnings from anywhere, and the steps of the job,
+# the screen's trials and the data it caches; the trainer's per-evaluation lines and the deadline's replanning go to
+# --verbose (a live progress bar shows the run on a terminal).
+QUIET_INFO_LOGGERS = ("phonetune.job", "phonetune.cli", "phonetune.search.supervisor", "phonetune.data_pipeline")
+
+
+def _shown_without_verbose(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.name.startswith(QUIET_INFO_LOGGERS)
+
+
 def _configure_logging(verbose: bool) -> Callable[[], None]:
     """Route phonetune's, Optuna's and Python's warnings through one plain handler; returns the undo, so that
     ``main()`` called in a process that goes on (tests, notebooks) leaves its logging as it found it."""
@@ -118,6 +128,8 @@ def _configure_logging(verbose: bool) -> Callable[[], None]:
     level = root.level
     handler = logging.StreamHandler()  # the sys.stderr of this call (main() removes it again when it returns)
     handler.setFormatter(_EventFormatter(verbose))
+    if not verbose:
+        handler.addFilter(_shown_without_verbose)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.captureWarnings(True)  # Optuna's and torch's warnings, as one line each through the same handler

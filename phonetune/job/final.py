@@ -71,8 +71,9 @@ def run_final(screen: StudyConfig, state: JobState, limit: TimeLimit, plan: Plan
                                                                           final_seconds=final.final_seconds))
     if not state.done("final"):
         def report(metrics: EpochMetrics) -> None:
-            logger.info("%s | final run: step %s of %s, epoch %.2f, dev %.4f", job_status("final", limit),
-                        f"{metrics.step:,}", f"{metrics.total_steps:,}", metrics.epochs_done, metrics.dev_acc)
+            # Each evaluation; on a terminal the trainer's progress bar is the live line (--verbose shows these).
+            logger.debug("%s | final run: step %s of %s, epoch %.2f, dev %.4f", job_status("final", limit),
+                         f"{metrics.step:,}", f"{metrics.total_steps:,}", metrics.epochs_done, metrics.dev_acc)
 
         result = promote_top_trials(final_config, 1, source_numbers=[final.source], progress=progress,
                                     on_epoch=report,

@@ -227,9 +227,15 @@ class Plan:
             workers = f"{self.workers} worker{'s' if self.workers != 1 else ''}"
             screen = (f"{format_seconds(self.screen_s)} on {workers}: about {self.trials:.0f} trials, each a whole "
                       f"run of {format_seconds(self.trial_seconds)}")
+        speed = Speed(**self.speed)
+        measured = (f"{speed.frames_per_s(self.final_params, self.batch_size):,.0f} training frames/s at "
+                    f"{self.final_params:,} parameters, batch {self.batch_size} ({speed.device}")
+        if self.refit_step:
+            measured += f"; the line refit through a timed step of {self.refit_step['params']:,} parameters"
         return [
             ("budget", f"{format_seconds(self.budget_s)}: preparing {format_seconds(self.prepare_s)}, reserve "
                        f"{format_seconds(self.reserve_s)} for predicting and the outputs"),
+            ("speed", measured + ")"),
             ("screen", screen),
             ("final run", final),
             ("why", self.why),

@@ -305,7 +305,7 @@ def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: in
     if refit is None:
         return plan
     plan = make_plan(budget_s, refit[0], elapsed_s=elapsed_s + time.monotonic() - started, **sizes)
-    return dataclasses.replace(plan, why=f"{plan.why}; {refit[1]}", refit_step=refit[2])
+    return dataclasses.replace(plan, refit_step=refit[2])
 
 
 def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData) -> tuple[Speed, str, dict] | None:
@@ -333,7 +333,7 @@ def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData
             f"the probe's model's beside it ({1000 * step.run_step_s:.2f} against "
             f"{1000 * step.reference_step_s:.2f} ms; the probe timed that model at {1000 * reference_probed:.2f} ms), "
             f"so {1000 * measured:.2f} ms, the probe's line {1000 * line:.2f} ms")
-    logger.info("%s", note)
+    logger.debug("%s", note)
     return refit, note, {"params": params, "batch_size": batch, "measured_s": measured, "line_s": line,
                          "run_step_s": step.run_step_s, "reference_step_s": step.reference_step_s,
                          "reference_probed_s": reference_probed, "relative": step.relative}

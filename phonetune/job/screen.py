@@ -53,6 +53,11 @@ SCREEN_PRUNER = PrunerConfig(kind="none", prune_warm_starts=False)
 # A screen that ends with no complete trial is extended at most this often, by at least this long.
 SCREEN_EXTENSIONS = 2
 MIN_EXTENSION_S = 15.0
+# A screen stops paying when this many searched trials beside the warm starts have not beaten the best of them by
+# MIN_SEARCH_GAIN (about the standard error of an accuracy on the screen's share of the demo corpus's dev, a
+# tenth of a point): the final run then takes the screen's remaining time, where a minute still buys accuracy.
+SEARCHED_BEFORE_JUDGING = 4
+MIN_SEARCH_GAIN = 0.002
 
 
 def recipe_sizes(config: StudyConfig) -> list[int]:
@@ -171,7 +176,7 @@ def run_screen(screen: StudyConfig, state: JobState, limit: TimeLimit, latest: T
         timed = dataclasses.replace(screen, study=dataclasses.replace(
             screen.study, timeout_seconds=max(1.0, limit.left - margin)))
         run_search(timed, workers=workers, gpus=gpus, progress=progress, deadline=end.deadline,
-                   status=lambda: job_status("screen", end))
+                   status=lambda: job_status("screen", end), stop_when=None if plan.direct else search_not_paying)
     for _attempt in range(SCREEN_EXTENSIONS):
         if _screened(screen) and rank_complete_trials(open_study(screen).get_trials(deepcopy=False)):
             break
@@ -192,6 +197,18 @@ def run_screen(screen: StudyConfig, state: JobState, limit: TimeLimit, latest: T
             "plus starting its worker); give a larger --budget to continue this job, or run it over with --fresh"
         )
     state.mark_done("screen")
+
+
+def search_not_paying(trials: Sequence[FrozenTrial]) -> str | None:
+    """Why the screen should stop now: ``SEARCHED_BEFORE_JUDGING`` searched trials have completed and none beat the
+    best warm start by ``MIN_SEARCH_GAIN``; None while the search pays or has not had its chance."""
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE and trial.value is not None]
+    warm = [trial.value for trial in complete if trial.user_attrs.get(attrs.WARM_START)]
+    searched = [trial.value for trial in complete if not trial.user_attrs.get(attrs.WARM_START)]
+    if not warm or len(searched) < SEARCHED_BEFORE_JUDGING or max(searched) >= max(warm) + MIN_SEARCH_GAIN:
+        return None
+    return (f"{len(searched)} searched trials found nothing better than the warm starts (best {max(searched):.4f} "
+            f"against {max(warm):.4f}), so the final run gets the screen's remaining time")
 
 
 def _screened(screen: StudyConfig) -> bool:

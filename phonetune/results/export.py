@@ -59,7 +59,7 @@ SEARCH_FIDELITY, FULL_FIDELITY = attrs.SEARCH_FIDELITY, attrs.FULL_FIDELITY
 FINAL_STATE = "FINAL"  # the state column of the final model's row
 
 # Where a row came from, before its hyperparameters.
-ID_COLUMNS = ["study", "number", "state", "trained_on", "promoted_from", "warm_start", "mutated_from"]
+ID_COLUMNS = ["study", "number", "state", "trained_on", "promoted_from", "warm_start", "mutated_from", "move"]
 # Columns the sheet derives, placed among the hyperparameters of their group.
 ARCHITECTURE_COLUMNS = ["layer_widths", "param_count"]  # after the model's hyperparameters
 DATA_COLUMNS = ["normalization", "train_share"]  # after context_frames
@@ -141,6 +141,7 @@ def trial_row(trial: FrozenTrial, study_name: str, default_fidelity: str, param_
         "promoted_from": source,
         "warm_start": origin.user_attrs.get(attrs.WARM_START),
         "mutated_from": origin.user_attrs.get(attrs.MUTATED_FROM),
+        "move": origin.user_attrs.get(attrs.MOVE),
         **{name: None if name in unused else value for name, value in values.items()},
         "layer_widths": hidden_layer_widths(values),
         "param_count": trial.user_attrs.get(attrs.PARAM_COUNT),

@@ -132,7 +132,8 @@ def test_the_sheet_reads_as_the_hw1p2_table(finished, tmp_path):
     out = tmp_path / "sheet.csv"
     assert main(["export", "--config", str(path), "--out", str(out)]) == 0
     columns, rows = _read_csv(out)
-    assert columns[:7] == ["study", "number", "state", "trained_on", "promoted_from", "warm_start", "mutated_from"]
+    assert columns[:8] == ["study", "number", "state", "trained_on", "promoted_from", "warm_start", "mutated_from",
+                           "move"]
     architecture = ["hidden_layers", "base_width", "activation", "layer_widths", "param_count"]
     start = columns.index("hidden_layers")
     assert columns[start:start + len(architecture)] == architecture

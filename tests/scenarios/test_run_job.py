@@ -112,7 +112,7 @@ def test_run_holds_its_budget_beside_a_cpu_hog_continues_the_screens_winner_and_
     # resized), not from the generic probe alone: at that size the refit line gives the measured step, unless the
     # measurement (beside the hog) was so far off the probe that the slope stopped at MAX_REFIT times the probe's.
     refit = plan["refit_step"]
-    assert f"refit through a step of {refit['params']:,} parameters" in plan["why"], plan
+    assert refit and f"refit through a timed step of {refit['params']:,} parameters" in done.stderr, plan
     params, batch, measured, probed = refit["params"], refit["batch_size"], refit["measured_s"], refit["line_s"]
     line = Speed(**plan["speed"])
     priced = line.seconds_per_frame(params, batch) * batch
