@@ -1,4 +1,4 @@
-"""Accuracy at an equal wall-clock budget: ``phonetune run`` against the expert recipe alone and a plain Optuna script.
+"""Accuracy at an equal wall-clock budget: ``phonetune run`` against the expert warm start alone and a plain Optuna script.
 
 Three arms, each given the same budget B on this machine, each scored on the corpus's held-apart test labels:
 
@@ -9,7 +9,7 @@ Three arms, each given the same budget B on this machine, each scored on the cor
     study's ``param_limit`` exactly as a sampled trial's is, so under ``--set study.param_limit=1000000`` it is the
     expert resized to the cap), at its strongest for the budget as a careful person would run it: all the training
     data, its own batch size, a schedule that ends at the deadline (warm-up, then the learning rate falling linearly
-    to zero at the last step the time buys, priced from the recipe's own measured step time) and a weight average
+    to zero at the last step the time buys, priced from the warm start's own measured step time) and a weight average
     (the same trainer as phonetune's final runs). Importing, loading the data and predicting are inside B. Scored
     by its argmax, as a student's own script gives it; after its time, what the job's decode would make of its
     model is printed for the record (both arms' decoded labels, for the reader to compare the same way).
@@ -67,7 +67,7 @@ PLAIN_EPOCHS = 2  # arm (c): every trial trains all the data for this many epoch
 # the job keeps (`job.planner.outputs_seconds`: 5 s and 0.5% of the budget); predicting is priced on top.
 PREDICT_RESERVE_S = 5.0
 EVALUATIONS = 8  # arm (b): dev evaluations along its run
-MIN_STEPS = 50  # arm (b): fewer is no measurement of the recipe (the job refuses a final run this short too)
+MIN_STEPS = 50  # arm (b): fewer is no measurement of the warm start (the job refuses a final run this short too)
 
 
 class DeadlineReached(Exception):
@@ -124,7 +124,7 @@ def arm_phonetune(args, config_path: str, overrides: list[str], seed: int, folde
     plan, screen, final = summary["plan"], summary["screen"], summary["final_run"]
     model = summary["final_model"]
     winner = screen["winner"]
-    recipes = ", ".join(f"{name} {item['screen_accuracy']:.4f}" for name, item in screen["warm_starts"].items()
+    warm = ", ".join(f"{name} {item['screen_accuracy']:.4f}" for name, item in screen["warm_starts"].items()
                         if item["screen_accuracy"] is not None)
     if plan["kind"] == "direct":
         how = f"direct plan: {plan['final_params']:,} params planned for {plan['final_epochs']:.1f} epochs"
@@ -132,7 +132,7 @@ def arm_phonetune(args, config_path: str, overrides: list[str], seed: int, folde
         how = (f"screened plan: {plan['trials']:.0f} trials of {plan['trial_seconds']:.0f} s in {plan['screen_s']:.0f} s, "
                f"final {plan['final_params']:,} params for {plan['final_epochs']:.1f} epochs; "
                f"{screen['complete_trials']} complete of {screen['trials']} trials; winner trial {winner['trial']} "
-               f"({winner['from']}) {winner['screen_accuracy'] or 0:.4f} vs {recipes}")
+               f"({winner['from']}) {winner['screen_accuracy'] or 0:.4f} vs {warm}")
     argmax = model.get("test_argmax_accuracy")
     if argmax is not None and abs(argmax - summary["test_accuracy"]) > 1e-9:
         raise RuntimeError(f"arm (a)'s submission is not its argmax ({summary['test_accuracy']} against {argmax}): "
@@ -151,7 +151,7 @@ def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float, im
         raise PhonetuneError(f"{config.source} must have a [[warm_start]] table named 'expert' for arm (b)")
     data = load_fidelity_data(config, attrs.FULL_FIDELITY)
     test_frames = load_split(config.data, config.data.test_split).num_frames
-    # The recipe as written; what it leaves open (unused when masking is off, say) is drawn as a study would.
+    # The warm start as written; what it leaves open (unused when masking is off, say) is drawn as a study would.
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
     study.enqueue_trial(warm_start_params(config, expert))
     run_config = suggest_run_config(study.ask(), config, attrs.FULL_FIDELITY)
@@ -195,7 +195,7 @@ def arm_expert(config: StudyConfig, seed: int, folder: Path, budget_s: float, im
 
 def decoded_test_accuracy(checkpoint: Path, config: StudyConfig) -> float:
     """What the job's decode (model/decode.py, fit on dev) would make of this arm's model on test: measured after
-    the arm's time, for the record, not its score (arm (b) is the recipe as a student runs it, by argmax)."""
+    the arm's time, for the record, not its score (arm (b) is the warm start as a student runs it, by argmax)."""
     members = load_members([checkpoint])
     data = config.data
     dev = load_checkpoint_split(members[0].run_config, members[0].payload, data.root, data.dev_split, progress=False)

@@ -1,7 +1,7 @@
-"""A training step of a dropout recipe: phonetune's CPU path against the same step with ``nn.Dropout`` and a per-tensor
+"""A training step of a dropout configuration: phonetune's CPU path against the same step with ``nn.Dropout`` and a per-tensor
 weight average, in one run on this machine.
 
-Both sides train the same model (the expert recipe's shape, resized: 3 GELU + batch-norm layers, dropout 0.15,
+Both sides train the same model (the expert warm start's shape, resized: 3 GELU + batch-norm layers, dropout 0.15,
 context 25) on the same windows with AdamW and a weight average after every step, under the same precision (bf16
 autocast where ``model.device.bf16_pays`` says it pays, as the trainer decides). The baseline is that step as
 torch's stock modules write it: ``nn.Dropout`` (one Bernoulli draw per unit) and the average updated tensor by
@@ -11,7 +11,7 @@ line is ``ratio: X``: baseline seconds per step over ours (above 1: ours is fast
 
 Run::
 
-    .venv/bin/python bench/step.py                          # the resized expert recipe, batch 1024
+    .venv/bin/python bench/step.py                          # the resized expert warm start, batch 1024
     .venv/bin/python bench/step.py --base-width 1024 --blocks 7
 """
 

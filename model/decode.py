@@ -40,21 +40,21 @@ import numpy as np
 
 from phonetune.errors import ConfigError
 
-# The dev grid. On the demo corpus's make-demo model and a weak second-corpus model (150 dev utterances each), the
-# best of 12 points was among weights 1-1.5 and powers 0.5-0.75 on both (those four within 0.1 point of each other
-# on demo, 0.4 on the weak model); weight 2 and powers 0-0.25 lost 0.1-0.8 points against the best.
+# The constants below were chosen on dev of two models, one per corpus, and checked on a third corpus none of them
+# was chosen on: BENCHMARKS.md, "A phoneme trigram in the decode".
+# The dev grid: the four points where the best of a wider grid lay on both corpora.
 WEIGHTS = (1.0, 1.5)
 PRIOR_POWERS = (0.5, 0.75)
-# The grid is scored on at most this many dev frames (every n-th utterance): differences between its points are
-# a tenth of a point, which 50,000 frames resolve, and the decode then costs the same on HW1P2's 1.9M dev frames.
+# The grid is scored on at most this many dev frames (every n-th utterance): enough to resolve its points, and the
+# decode then costs the same on HW1P2's 1.9M dev frames as on the demo's.
 FIT_MAX_FRAMES = 50_000
-# Pseudo-counts that pull a phoneme trigram toward the bigram: 1 beat 5 and 20 on dev on both corpora (by 0.1-0.2).
+# Pseudo-counts that pull a phoneme trigram toward the bigram (fewer beat more on both corpora).
 TRIGRAM_SMOOTHING = 1.0
-# The phonemes (by their best state's score) that a path may leave at each frame: 4 matched the exact recursion
-# (all 40) on the demo corpus's first 150 dev utterances (0.9009 against 0.9007) for a twelfth of its time.
+# The phonemes (by their best state's score) that a path may leave at each frame: a beam this narrow matched the
+# exact recursion over all 40 for a fraction of its time.
 BEAM = 4
-# Seconds per frame and grid point: 65-70 us measured on the 2-core development machine (one point on the demo
-# corpus's 146,806 dev frames in 10.0 s), with a margin for a loaded machine. The job reserves it (decode_seconds).
+# Seconds per frame and grid point on the 2-core development machine, with a margin for a loaded one; the job
+# reserves it (decode_seconds).
 DECODE_S_PER_FRAME = 1e-4
 # Back-pointers kept per batch of utterances decoded together (one byte per state and frame).
 BACKPOINTER_BYTES = 256 << 20

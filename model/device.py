@@ -41,9 +41,8 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 
 # On a CPU autocast casts the weights at every step, which costs about what a small model's matmuls save, and a
-# small batch gives the matmuls too little to save. Measured on the 2-core Zen 4 development machine, a training step
-# timed alone in bf16 against float32 (BENCHMARKS.md): 12k parameters 0.95x even at batch 1024 and 44.7k 1.15x;
-# 0.53M 0.89x at batch 32 and 1.44x at 128; the 3.6M expert recipe 1.31x at batch 64 and 1.85x at 1024.
+# small batch gives the matmuls too little to save: these two bounds are where bf16 began to pay on the 2-core
+# development machine (BENCHMARKS.md, "Accuracy at an equal budget, on two corpora, with bf16 on the CPU").
 CPU_BF16_MIN_PARAMS = 30_000
 CPU_BF16_MIN_BATCH = 64
 
@@ -56,8 +55,7 @@ def bf16_is_native(device: torch.device) -> bool:
 
 def bf16_pays(device: torch.device, params: int, batch_size: int) -> bool:
     """Where bfloat16 autocast makes a ``params``-parameter model's steps at ``batch_size`` faster: on CUDA always,
-    on a CPU with bfloat16 instructions once the matmuls outweigh the casts. On this project's 2-core Zen 4 machine a
-    training step of the expert recipe is 1.5-1.85x faster."""
+    on a CPU with bfloat16 instructions once the matmuls outweigh the casts."""
     if device.type == "cpu":
         return cpu_has_native_bf16() and params >= CPU_BF16_MIN_PARAMS and batch_size >= CPU_BF16_MIN_BATCH
     return bf16_is_native(device)

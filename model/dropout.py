@@ -1,9 +1,8 @@
 """``Dropout``: inverted dropout whose CPU mask costs about a third of what ``nn.Dropout``'s does.
 
 ``nn.Dropout`` on a CPU draws one Bernoulli variate per unit, one call of the generator each: on the development
-machine (2 Zen 4 cores) that was 5.4 ms for a 1024 x 752 activation, a third of the expert recipe's whole
-training step at its three dropout layers (63 ms with dropout 0.15, 41 ms without, in one timing; ``bench/step.py``
-measures the gain, BENCHMARKS.md). Here the mask comes from 64 random bits per generator call, 16 bits per unit: a
+machine that was a third of the expert warm start's whole training step at its three dropout layers
+(``bench/step.py`` measures the gain; BENCHMARKS.md, "Faster dropout on the CPU"). Here the mask comes from 64 random bits per generator call, 16 bits per unit: a
 unit is kept when its 16 bits, read as a signed integer, are at least a threshold, so ``p`` is honoured to 1/65536
 and the kept units are scaled by exactly 1 / (1 - that rate). The bits come from torch's own generator, so a seeded
 run, and a resumed one, draws the same masks every time. On CUDA (and any other device) the fused kernel of

@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, replace
 # Evaluating a frame (forward only) costs about a third of training it (forward + backward).
 EVAL_COST_FRACTION = 1 / 3
 DEFAULT_BATCH = 1024
-# ``Speed.through`` moves the probe's per-parameter slope by at most this factor either way. The probe's models are
-# not the recipe (no dropout, another width); on the development machine under bf16 the recipe's step was 1.1-1.4x
-# the line's with nn.Dropout and 0.92-1.11x with model.dropout (BENCHMARKS.md), so 2x leaves room for other
-# machines and still stops a step timed under load.
+# ``Speed.through`` moves the probe's per-parameter slope by at most this factor either way: the probe's models are
+# not the warm start (no dropout, another width), whose step measured within 1.5x of the line on the development
+# machine (BENCHMARKS.md, "Faster dropout on the CPU"), so 2x leaves room for other machines and still stops a step
+# timed under load.
 MAX_REFIT = 2.0
 
 

@@ -70,7 +70,7 @@ def create_sampler(config: StudyConfig, worker_index: int = 0, trials_before: in
 
 
 class SparingWarmStarts(optuna.pruners.BasePruner):
-    """``base``, except that a ``[[warm_start]]`` trial is never pruned: a known-good recipe reaches the end of its
+    """``base``, except that a ``[[warm_start]]`` trial is never pruned: a known-good configuration reaches the end of its
     trial and is compared there, at the fidelity every complete trial had, not after its first minutes."""
 
     def __init__(self, base: optuna.pruners.BasePruner) -> None:

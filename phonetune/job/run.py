@@ -4,20 +4,17 @@ Steps, each skipped when a previous invocation finished it (the state lives in `
 
 1. **Prepare and plan.** Validate every split the job will read (train, dev and test: a missing test split is
    found now, not after the training), build their caches, time training steps on this machine
-   (``model.speed_probe``) and split the budget (``job.planner``): the screen, the final run, a reserve. Nothing is
+   (``model.speed_probe``) and split the budget (``job.planner``, which hands each stage its end). Nothing is
    written before the plan exists, so a refused start leaves no state behind.
-2. **Screen** (``job.screen``). A time-boxed search (``search.timing``): every candidate trains for the same wall time as the first
-   minutes of the run it would become, on all the training data, at full learning rate, evaluated through a weight
-   average; ASHA stops the weak ones early. The candidates: each ``[[warm_start]]`` recipe at its own size, each
-   recipe also at the planned size (``expert@1.3M``), then the prior sampler's mutations of the best so far at that
-   size, widening to TPE as trials accumulate. ``--workers`` processes share the screen.
-3. **Final run** (``job.final``). The screen's best trial continues from its checkpoint to the deadline, its learning rate falling
-   linearly to zero exactly when its time is up; the steps that time buys are priced from this very model's
-   measured speed. It is the full-data run of the ``<name>-full`` study (``search.promote``).
+2. **Screen** (``job.screen``). In a screened plan, whole runs of the trial horizon at the size cap: the warm starts,
+   then moves of the best so far. In a direct plan, the first warm start alone, the first tenth of its final run.
+3. **Final run** (``job.final``). The screen's winner trained to the final stage's end, its learning rate reaching
+   zero exactly then: from scratch (screened) or continuing its trial (direct). It is the full-data run of the
+   ``<name>-full`` study (``search.promote``).
 4. **Final model.** The final run (or the ensemble of full-data runs that beats it on dev within the parameter
-   budget, when the study has several); its test submission, scored when labels exist.
+   limit, when the study has several); its test submission, scored when labels exist.
 5. **Outputs.** The ablation sheet, the report and ``summary.json``, which says which candidate won and by how much
-   over each warm start at the screen's equal fidelity.
+   over each warm start at the screen's equal horizon.
 
 The budget counts wall time across invocations: a killed job, started again with the same command, spends only
 what is left (the time spent is saved every few seconds). A second ``phonetune run`` of the same study is refused
@@ -310,15 +307,14 @@ def plan_job(config: StudyConfig, budget_s: float, elapsed_s: float, workers: in
 
 def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData) -> tuple[Speed, str, dict] | None:
     """The speed line refit through a measured step of the model ``plan`` would most likely train, a line saying so
-    and that step's figures (``Plan.refit_step``); None when the study has no such recipe.
+    and that step's figures (``Plan.refit_step``); None when the study has no warm start with hidden layers.
 
-    The probe's models are generic (no dropout, width 512), and what a recipe adds costs more per parameter than
-    they do: under bf16 on the development machine the line priced the expert recipe's steps 1.1-1.4x too
-    fast with nn.Dropout (0.92-1.11x with model.dropout; BENCHMARKS.md), which planned a model larger than
-    FRAMES_PER_PARAM asks for and left the final run to find out. The step is timed against the probe's large
-    model in alternating spans, and the line is refit through that ratio times the reference's faster time (the
-    probe's or now): timed alone, the step carries the host's load of that moment into the whole plan (a process
-    spinning on one core, started after the probe, shrank plans 1.19-1.31x that way; 1.01-1.12x so: bench/refit.py)."""
+    The probe's models are generic (no dropout, one width), and what a warm start adds can cost more per parameter
+    than they do, which would plan a model larger than FRAMES_PER_PARAM asks for and leave the final run to find out
+    (BENCHMARKS.md, "Faster dropout on the CPU, and a plan priced from the model it trains"). The step is timed
+    against the probe's large model in alternating spans, and the line is refit through that ratio times the
+    reference's faster time (the probe's or now): timed alone, the step would carry the host's load of that moment
+    into the whole plan (BENCHMARKS.md, "The refit's step timed beside the probe's model")."""
     run_config = likeliest_final_run(config, plan)
     if run_config is None:
         return None

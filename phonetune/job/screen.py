@@ -60,15 +60,6 @@ SEARCHED_BEFORE_JUDGING = 4
 MIN_SEARCH_GAIN = 0.002
 
 
-def recipe_sizes(config: StudyConfig) -> list[int]:
-    """Each warm start's own parameter count (a warm start without a width: the space's bound at the limit)."""
-    sizes = []
-    for warm_start in config.warm_start:
-        run_config = _warm_start_run_config(config, warm_start)
-        sizes.append(count_params(run_config.model, run_config.io))
-    return sizes
-
-
 def _warm_start_run_config(config: StudyConfig, warm_start: WarmStart) -> RunConfig:
     """The run config a warm start trains at the study's limit (what it leaves open drawn as a search would)."""
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))

@@ -4,7 +4,7 @@ One row per completed full-data run (``phonetune run``'s final run, ``phonetune 
 ensemble when the final-model step chose one: its parameters, epochs (fractional: a run timed to a deadline stops
 inside an epoch), wall time, dev accuracy, test accuracy when the test split has labels (every row by its own
 argmax, so rows compare models; a submission decoded as phoneme sequences is scored on a line of its own), and
-where it came from (the ``[[warm_start]]`` recipe, the trial a mutation started from, or the sampler).
+where it came from (the ``[[warm_start]]`` table, the trial a mutation started from, or the sampler).
 ``phonetune leaderboard`` prints it, ``phonetune run`` prints it last, and the report shows it as a table.
 
 Example::
