@@ -57,7 +57,7 @@ from phonetune.model.speed_probe import measure_run_step_seconds, measure_speed
 from phonetune.model.trainer import Trainer
 from phonetune.search import attributes as attrs
 from phonetune.search.config import DecodeConfig, StudyConfig, load_study_config
-from phonetune.search.ensemble import decode_test_labels
+from phonetune.search.final_model import decode_test_labels
 from phonetune.search.runner import load_fidelity_data
 from phonetune.search.space import suggest_run_config, warm_start_params
 

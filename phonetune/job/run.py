@@ -64,7 +64,7 @@ from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.resolved import study_tables
 from phonetune.search.runner import load_fidelity_data
-from phonetune.search.ensemble import build_study_ensemble
+from phonetune.search.final_model import build_final_model
 from phonetune.search.space_sizes import largest_model_of_space, smallest_limit_for_every_trial
 from phonetune.search.storage import check_storage_url, job_lock, study_names
 from phonetune.search.study import open_studies, storage_for
@@ -340,7 +340,7 @@ def build_final_model(screen: StudyConfig, state: JobState, param_limit: int, ma
     """The final model (``phonetune.job.run``, step 4): the final run, or an ensemble of full-data runs within the
     parameter limit that beats it on dev; its submission, scored when test labels exist."""
     if not state.done("final_model"):
-        result = build_study_ensemble(screen, max_members=max_members, param_limit=param_limit, progress=progress)
+        result = build_final_model(screen, max_members=max_members, param_limit=param_limit, progress=progress)
         state.mark_done("final_model", final_model=result.to_dict())
     return state.values["final_model"]
 

@@ -34,7 +34,7 @@ from phonetune.model.trainer import Trainer
 from phonetune.search import attributes as attrs
 from phonetune.cli.main import main
 from phonetune.search.config import DecodeConfig, load_study_config
-from phonetune.search.ensemble import build_study_ensemble
+from phonetune.search.final_model import build_final_model
 from phonetune.search.optuna_private import live_trial
 from phonetune.search.promote import promote_top_trials, spearman_correlation, top_complete_trials
 from phonetune.search.retrain import retrain_winner
@@ -439,21 +439,21 @@ def test_an_ensemble_no_better_than_its_best_member_is_not_chosen(tmp_path, caps
     def labels_of(path) -> list[str]:
         return [line.split(",")[1] for line in Path(path).read_text().splitlines()[1:]]
 
-    plain = build_study_ensemble(dataclasses.replace(config, decode=DecodeConfig(mode="argmax")))
+    plain = build_final_model(dataclasses.replace(config, decode=DecodeConfig(mode="argmax")))
     assert plain.labels == "argmax" and plain.members == [0] and labels_of(plain.submission) == argmax
     assert plain.test_accuracy == pytest.approx(plain.test_argmax_accuracy)
     assert Path(plain.other_submission).name == "submission-decoded.csv" and plain.decoder is not None
     truth = read_true_labels(Path(config.data.root) / f"{config.data.test_split}-labels", config.data.phonemes)
     decoded = np.asarray([run_config.data.phonemes.index(label) for label in labels_of(plain.other_submission)])
     assert plain.test_decoded_accuracy == pytest.approx(float((decoded == truth).mean()))
-    viterbi = build_study_ensemble(dataclasses.replace(config, decode=DecodeConfig(mode="viterbi")))
+    viterbi = build_final_model(dataclasses.replace(config, decode=DecodeConfig(mode="viterbi")))
     if viterbi.decoder["used"]:
         assert viterbi.labels == "decoded" and Path(viterbi.other_submission).name == "submission-argmax.csv"
         assert labels_of(viterbi.other_submission) == argmax
         assert viterbi.test_accuracy == pytest.approx(viterbi.test_decoded_accuracy)
     else:
         assert viterbi.labels == "argmax" and labels_of(viterbi.submission) == argmax
-    off = build_study_ensemble(dataclasses.replace(config, decode=DecodeConfig(mode="off")))
+    off = build_final_model(dataclasses.replace(config, decode=DecodeConfig(mode="off")))
     assert off.decoder is None and off.other_submission is None and labels_of(off.submission) == argmax
     sheet = tmp_path / "sheet.csv"
     assert main(["export", "--config", str(path), "--out", str(sheet)]) == 0

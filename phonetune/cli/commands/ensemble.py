@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from phonetune.cli.commands import add_command, load_study_args
-from phonetune.search.ensemble import build_study_ensemble, format_ensemble
+from phonetune.search.final_model import build_final_model, format_final_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,9 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_study_args(args)
-    result = build_study_ensemble(
+    result = build_final_model(
         config, max_members=args.max_members, param_limit=args.param_limit, out_dir=args.out,
         progress=sys.stderr.isatty(),
     )
-    print(format_ensemble(result))
+    print(format_final_model(result))
     return 0

@@ -11,7 +11,7 @@ from phonetune.job.clock import format_seconds, parse_budget
 from phonetune.job.run import run_job
 from phonetune.model.params import DEFAULT_PARAM_LIMIT
 from phonetune.results.leaderboard import format_leaderboard, leaderboard
-from phonetune.search.ensemble import labels_line
+from phonetune.search.final_model import labels_line
 from phonetune.search.study import open_studies
 
 

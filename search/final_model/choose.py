@@ -1,4 +1,5 @@
-"""The study's ensemble: the promoted runs whose averaged probabilities do best on dev, within the parameter limit.
+"""The final model: the best full-data run, or the promoted runs whose averaged probabilities do best on dev within
+the parameter limit, with its submission, its labels and what it is.
 
 ``phonetune ensemble`` (and ``phonetune run``) takes every completed full-data run of the study, predicts dev with
 each member's ``best.pt``, and picks members by greedy forward selection (``model.ensemble.select_ensemble``) while
@@ -6,26 +7,23 @@ their summed parameters fit the limit (the HW1P2 rule counts an ensemble's param
 used only when it beats the best single run on dev; either way the chosen model(s) predict the test split into one
 submission, scored when ``ROOT/<test_split>-labels`` exists (and then every run's own test accuracy too, for the
 leaderboard), and the choice is recorded in the full-data study. Beside the submission: ``model_metadata.json`` and
-the final model's per-phoneme accuracy and confusion matrix on dev (``search/final_model.py``).
+the final model's per-phoneme accuracy and confusion matrix on dev (``metadata.py``).
 
-The submission holds the chosen model's own labels, each test frame's argmax, and ``submission-decoded.csv`` beside
-it the likeliest phoneme sequence under the training labels' transitions (``model/decode.py``) at the point dev
-chose; ``[decode] mode = "viterbi"`` swaps the two when the decode beats the argmax on dev (``submission-argmax.csv``
-beside), ``"off"`` writes the argmax alone. With test labels both are scored, so what the decode adds is on record.
+The submission holds the chosen model's own labels, each test frame's argmax, with the sequence decode's labels
+beside it (``labels.py``); with test labels both are scored, so what the decode adds is on record.
 
 Dev picks the members (and the decode), so the dev figures are optimistic by a little; the test accuracy is the
 honest one.
 
 Example::
 
-    result = build_study_ensemble(load_study_config("studies/demo.toml"), max_members=4)
+    result = build_final_model(load_study_config("studies/demo.toml"), max_members=4)
     print(result.chosen, result.members, result.dev_accuracy, result.test_accuracy, result.submission)
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,54 +33,25 @@ from optuna.trial import TrialState
 from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
 from phonetune.model.params import DEFAULT_PARAM_LIMIT
-from phonetune.model.decode import DecoderFit, PhonemeTransitions, decode_sequence, fit_decoder
-from phonetune.model.ensemble import EnsembleMember, load_members, members_probabilities, select_ensemble
+from phonetune.model.ensemble import load_members, members_probabilities, select_ensemble
 from phonetune.model.inference import load_checkpoint_split, write_submission
 from phonetune.model.run_files import BEST_CHECKPOINT
 from phonetune.model.scoring import labels_dir_of, read_true_labels, score_when_labelled
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
-from phonetune.search.final_model import METADATA_FILE, final_model_metadata, write_dev_diagnostics
+from phonetune.search.final_model.labels import (
+    ARGMAX_FILE,
+    DECODED_FILE,
+    SUBMISSION_FILE,
+    decode_test_labels,
+    labels_line,
+)
+from phonetune.search.final_model.metadata import METADATA_FILE, final_model_metadata, write_dev_diagnostics
+from phonetune.search.final_model.record import FinalModel
 from phonetune.search.storage import require_study
 from phonetune.search.study import open_full_study, storage_for
 
 logger = logging.getLogger(__name__)
-
-SUBMISSION_FILE = "submission.csv"
-DECODED_FILE = "submission-decoded.csv"  # beside an argmax submission: the sequence decode's labels
-ARGMAX_FILE = "submission-argmax.csv"  # beside a decoded submission: the network's own labels
-
-
-@dataclass
-class StudyEnsemble:
-    """What ``build_study_ensemble`` chose and how each option scored."""
-
-    chosen: str  # "ensemble" or "single"
-    members: list[int]  # search trial numbers of the chosen run(s), the first one the best single
-    param_count: int  # summed over the chosen members
-    size_cap: int  # the most parameters the members may have together (the study's; the HW1P2 limit by default)
-    dev_accuracy: float  # of the chosen model(s), each frame's argmax
-    single_dev_accuracy: float  # of the best single run
-    ensemble_dev_accuracy: float  # of the selected ensemble (equals single when selection kept one member)
-    trail: list[float]  # dev accuracy after each greedy addition
-    submission: Path
-    test_frames: int
-    test_accuracy: float | None = None  # None without test labels
-    member_dev_accuracy: dict[int, float] = field(default_factory=dict)
-    member_test_accuracy: dict[int, float] = field(default_factory=dict)  # each run alone; empty without labels
-    dev_score_dir: str | None = None  # per_phoneme.csv and confusion.html of the chosen model on dev
-    test_score_dir: str | None = None  # the same on test, when it has labels
-    metadata: str | None = None  # model_metadata.json
-    decoder: dict | None = None  # DecoderFit.to_dict(): what dev chose, every grid point; None with [decode] off
-    test_argmax_accuracy: float | None = None  # the chosen model's own per-frame argmax on test (labels only)
-    labels: str = "argmax"  # what the submission holds: "argmax" (the network's own) or "decoded"
-    other_submission: str | None = None  # the other labels, beside it (submission-decoded.csv / -argmax.csv)
-    test_decoded_accuracy: float | None = None  # the sequence decode's labels on test (labels only)
-
-    def to_dict(self) -> dict:
-        values = asdict(self)
-        values["submission"] = str(self.submission)
-        return values
 
 
 def promoted_checkpoints(config: StudyConfig, full_study: optuna.Study) -> dict[int, Path]:
@@ -96,7 +65,7 @@ def promoted_checkpoints(config: StudyConfig, full_study: optuna.Study) -> dict[
     return found
 
 
-def build_study_ensemble(
+def build_final_model(
     config: StudyConfig,
     *,
     max_members: int = 4,
@@ -104,7 +73,7 @@ def build_study_ensemble(
     out_dir: str | Path | None = None,
     progress: bool = False,
     storage: optuna.storages.BaseStorage | None = None,
-) -> StudyEnsemble:
+) -> FinalModel:
     """Select, predict, score and record the study's ensemble (see the module docstring).
 
     ``param_limit`` defaults to the study's; members over it together are never selected. Raises ConfigError when
@@ -158,7 +127,7 @@ def build_study_ensemble(
     other = None
     if decoder is not None:
         other = write_submission(out / (ARGMAX_FILE if use_decoded else DECODED_FILE), phonemes[beside])
-    result = StudyEnsemble(
+    result = FinalModel(
         chosen="ensemble" if use_ensemble else "single",
         members=chosen,
         param_count=sum(counts[number] for number in chosen),
@@ -198,49 +167,6 @@ def build_study_ensemble(
     return result
 
 
-def decode_test_labels(config: StudyConfig, member: EnsembleMember, dev_probs: np.ndarray, dev_labels: np.ndarray,
-                       dev_offsets: np.ndarray, test_probs: np.ndarray, progress: bool = False
-                       ) -> tuple[DecoderFit | None, np.ndarray]:
-    """The sequence decode fit on dev (None under ``[decode] mode = "off"``) and the test labels it gives at dev's best
-    grid point (whether or not that beat the argmax on dev: ``DecoderFit.used`` says; with the decode off, each
-    frame's argmax): the transitions counted on the train split as ``member`` reads it, the grid scored on dev's
-    probabilities."""
-    if config.decode.mode == "off":
-        return None, test_probs.argmax(axis=1)
-    data = config.data
-    train = load_checkpoint_split(member.run_config, member.payload, data.root, data.train_split, progress=progress)
-    test = load_checkpoint_split(member.run_config, member.payload, data.root, data.test_split, progress=progress)
-    transitions = PhonemeTransitions.count(train.labels, train.offsets, test_probs.shape[1])
-    decoder = fit_decoder(dev_probs, dev_labels, dev_offsets, transitions)
-    logger.info("decode: %s on dev (argmax %.4f, sequence %.4f at weight %g, prior power %g)",
-                "sequence" if decoder.used else "argmax", decoder.dev_argmax_accuracy, decoder.dev_decoded_accuracy,
-                decoder.weight, decoder.prior_power)
-    return decoder, decode_sequence(test_probs, test.offsets, transitions, decoder.weight, decoder.prior_power)
-
-
-def labels_line(model: dict) -> str:
-    """What the submission holds and what stands beside it, each with its dev (and, when labelled, test) accuracy:
-    ``labels: each frame's argmax (dev 0.8801, test 0.8857); beside it, submission-decoded.csv: ...``."""
-    decoder = model.get("decoder")
-    argmax_test = model.get("test_argmax_accuracy")
-    decoded_test = model.get("test_decoded_accuracy")
-
-    def scored(dev: float | None, test: float | None) -> str:
-        parts = [f"dev {dev:.4f}" if dev is not None else None, f"test {test:.4f}" if test is not None else None]
-        return ", ".join(part for part in parts if part)
-
-    argmax = f"each frame's argmax, the network's own ({scored(model.get('dev_accuracy'), argmax_test)})"
-    if decoder is None:
-        return f"labels: {argmax}; no sequence decode ([decode] mode = \"off\")"
-    decoded = (f"the likeliest phoneme sequence at weight {decoder['weight']:g}, prior power "
-               f"{decoder['prior_power']:g} ({scored(decoder['dev_decoded_accuracy'], decoded_test)}; dev by argmax on "
-               f"the same {decoder.get('fit_frames', 0):,} frames {decoder['dev_argmax_accuracy']:.4f})")
-    beside = Path(model["other_submission"]).name if model.get("other_submission") else "(not written)"
-    if model.get("labels") == "decoded":
-        return f"labels: {decoded}; beside it, {beside}: {argmax}"
-    return f"labels: {argmax}; beside it, {beside}: {decoded}"
-
-
 def _mean(probabilities: list[np.ndarray]) -> np.ndarray:
     """The members' probabilities averaged, as ``members_probabilities`` averages them (a float64 sum)."""
     total = np.zeros(probabilities[0].shape, dtype=np.float64)
@@ -249,7 +175,7 @@ def _mean(probabilities: list[np.ndarray]) -> np.ndarray:
     return (total / len(probabilities)).astype(np.float32)
 
 
-def format_ensemble(result: StudyEnsemble) -> str:
+def format_final_model(result: FinalModel) -> str:
     """A few lines for the CLI: members, parameters, dev and test accuracy, single against ensemble."""
     test = "not scored (no test labels)" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
     limit = "HW1P2 limit" if result.size_cap == DEFAULT_PARAM_LIMIT else "size cap"

@@ -22,10 +22,10 @@ import numpy as np
 from phonetune.configs import to_mapping
 from phonetune.model.params import DEFAULT_PARAM_LIMIT, layer_widths
 from phonetune.model.scoring import score_predictions, write_score_report
+from phonetune.search.final_model.record import FinalModel
 
 if TYPE_CHECKING:
     from phonetune.model.ensemble import EnsembleMember
-    from phonetune.search.ensemble import StudyEnsemble
 
 METADATA_FILE = "model_metadata.json"
 DEV_SCORE_FOLDER = "dev-score"
@@ -81,7 +81,7 @@ def member_metadata(number: int, member: "EnsembleMember", dev_accuracy: float |
     }
 
 
-def final_model_metadata(result: "StudyEnsemble", members: Mapping[int, "EnsembleMember"],
+def final_model_metadata(result: FinalModel, members: Mapping[int, "EnsembleMember"],
                          member_test_accuracy: Mapping[int, float]) -> dict[str, Any]:
     """``model_metadata.json``: the final model as a whole, then each member (``member_metadata``)."""
     return {
