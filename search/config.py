@@ -165,7 +165,7 @@ class SamplerConfig:
 
     kind: Literal["tpe", "random", "gp", "cmaes", "prior"] = "tpe"  # prior: mutations of the best trial, then TPE
     prior_weight: float = 10.0  # prior: a trial mutates the best one with chance w / (w + finished trials)
-    target_params: int = 0  # prior: mutated trials' width gives this many parameters (phonetune run: its final size)
+    target_params: int = 0  # prior: every sampled trial's width gives this many parameters (phonetune run: its size)
     seed: int = 0  # worker i seeds its sampler with seed + i, so parallel workers draw different startup trials
     n_startup_trials: int = 10  # random trials before the model-based sampler takes over (tpe, gp)
     multivariate: bool = True  # tpe: model parameters jointly (better with interacting hyperparameters)

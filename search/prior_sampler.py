@@ -7,8 +7,8 @@ accumulate):
 
 - first, *moves*: the incumbent (the best COMPLETE trial, or before any completes the first ``[[warm_start]]``)
   with one hyperparameter moved one step, in the order of ``MOVES`` (the learning rate doubled and halved, the
-  context widened and narrowed, dropout up and down, one hidden layer more and fewer at the same parameter count,
-  masking, smoothing, the batch size, the schedule...). A move that made the new incumbent is taken again from it
+  context widened and narrowed, more dropout, one hidden layer more and fewer at the same parameter count, more
+  masking and smoothing, the batch size, the schedule...; regularizers only up, see ``MOVES``). A move that made the new incumbent is taken again from it
   first (a pattern step), and its reverse is not tried from there. Each move is recorded on the trial
   (``move``), so the sheet shows the incumbent with one hyperparameter changed;
 - once every move of the incumbent is tried, with probability ``prior_weight / (prior_weight + finished trials)`` a new trial is a *mutation of the incumbent*
@@ -63,12 +63,13 @@ MAJOR_WEIGHT = 3.0
 # The moves tried around the incumbent, in order: (hyperparameter, direction). A direction is "up" or "down" (a
 # number: a factor of 2 on a log scale, a quarter of the range or a sixth of an integer range, one step for depth; a
 # list of numbers: the next value) or "other" (a categorical: the next choice). Moves of hyperparameters the space
-# fixes, or that would leave the range, are skipped.
+# fixes, or that would leave the range, are skipped. Regularizers only move up: a trial shorter than its final run
+# favours less regularization whatever is best at the final run's length (Wu et al., ICLR 2018), so a short trial
+# that still prefers more of it can be trusted, and one that prefers less cannot.
 MOVES = (("lr", "up"), ("lr", "down"), ("context_frames", "up"), ("context_frames", "down"), ("dropout", "up"),
-         ("dropout", "down"), ("hidden_layers", "up"), ("hidden_layers", "down"), ("time_mask_prob", "up"),
-         ("freq_mask_prob", "up"), ("label_smoothing", "up"), ("label_smoothing", "down"), ("batch_size", "down"),
-         ("batch_size", "up"), ("weight_decay", "up"), ("weight_decay", "down"), ("scheduler", "other"),
-         ("width_shape", "other"), ("activation", "other"), ("batchnorm", "other"))
+         ("hidden_layers", "up"), ("hidden_layers", "down"), ("time_mask_prob", "up"), ("freq_mask_prob", "up"),
+         ("label_smoothing", "up"), ("batch_size", "down"), ("batch_size", "up"), ("weight_decay", "up"),
+         ("scheduler", "other"), ("width_shape", "other"), ("activation", "other"), ("batchnorm", "other"))
 REVERSE = {"up": "down", "down": "up", "other": "other"}
 MAX_MUTATIONS = 4
 FINISHED_PER_EXTRA_MUTATION = 3

@@ -4,6 +4,7 @@ the base sampler's exploration as evidence accumulates, warm starts untouched.""
 from __future__ import annotations
 
 import optuna
+import pytest
 from shared import REPO
 
 from phonetune.model.params import count_params
@@ -72,10 +73,50 @@ def test_mutations_grow_bolder_while_the_incumbent_holds():
     assert max(changes[-4:]) > max(changes[:3])  # more parameters move once several trials failed to improve
 
 
-def test_without_prior_weight_the_base_sampler_proposes_every_trial():
+def test_without_prior_weight_the_base_sampler_proposes_every_trial_at_the_target_size():
     study, config = _study(prior_weight=0.0)
     trials = _run(study, config, 8, lambda run_config, trial: 0.5)
     assert not any(attrs.MUTATED_FROM in trial.user_attrs for trial in trials)
-    sizes = {count_params(suggest_run_config(optuna.trial.FixedTrial(t.params), config).model,
-                          suggest_run_config(optuna.trial.FixedTrial(t.params), config).io) for t in trials[2:]}
-    assert len(sizes) > 3  # TPE's random start draws widths all over the range, not one target size
+    structures = {(t.params.get("hidden_layers"), t.params.get("context_frames")) for t in trials[2:]}
+    assert len(structures) > 3  # TPE's random start draws structures all over the space...
+    for trial in trials[2:]:  # ...each at the width that gives it the target size, unless the space's widest
+        if trial.params.get("hidden_layers", 0) > 0:  # width (1024) is smaller (one without hidden layers has none)
+            count, width = trial.user_attrs[attrs.PARAM_COUNT], trial.user_attrs[attrs.BASE_WIDTH]
+            assert 0.85 * TARGET <= count <= TARGET or (width == 1024 and count <= TARGET), trial.params
+    # Without a target, the width is the base sampler's too.
+    study, config = _study(prior_weight=0.0, target=0)
+    trials = _run(study, config, 8, lambda run_config, trial: 0.5)
+    sizes = {trial.user_attrs[attrs.PARAM_COUNT] for trial in trials[2:] if trial.params.get("hidden_layers", 0)}
+    assert max(sizes) > 2 * min(sizes)
+
+
+def test_moves_step_from_the_incumbent_repeat_a_winning_move_and_only_raise_regularization():
+    study, config = _study(prior_weight=1e9)
+    expert = "expert"
+
+    def value(run_config, trial) -> float:
+        # The expert scores 0.80; doubling its learning rate wins once (0.82), doubling it again loses.
+        if trial.user_attrs.get(attrs.WARM_START) == expert:
+            return 0.80
+        return 0.82 if trial.number == 2 else 0.5
+
+    trials = _run(study, config, 12, value)
+    by_number = {trial.number: trial for trial in trials}
+    expert_trial = next(trial for trial in trials if trial.user_attrs.get(attrs.WARM_START) == expert)
+    moves = [(trial.user_attrs.get(attrs.MUTATED_FROM), trial.user_attrs.get(attrs.MOVE)) for trial in trials[2:]]
+    # The starter (trial 0) scored 0.5 as everything else; the expert leads, and its first move doubles the rate.
+    assert moves[0] == (expert_trial.number, "lr up")
+    first = by_number[2]
+    assert first.params["lr"] == pytest.approx(2 * expert_trial.params["lr"])
+    assert {name for name in first.params if first.params[name] != expert_trial.params.get(name)} <= {"lr", "width_fraction"}
+    # Trial 2 won: it is the incumbent now, the move that made it is taken again first, and its reverse never.
+    assert moves[1] == (2, "lr up") and (2, "lr down") not in moves
+    assert by_number[3].params["lr"] == pytest.approx(min(4 * expert_trial.params["lr"], 1e-2))
+    # Then the other moves of trial 2, in order; regularizers only ever move up, and every model is at the target.
+    names = [move for parent, move in moves[2:] if parent == 2]
+    assert names[:2] == ["context_frames up", "context_frames down"] and "dropout up" in names
+    assert not any(move.endswith("down") and move.split()[0] in ("dropout", "label_smoothing", "weight_decay")
+                   for _parent, move in moves)
+    for trial in trials[2:]:
+        if trial.params.get("hidden_layers", 0) > 0:
+            assert 0.85 * TARGET <= trial.user_attrs[attrs.PARAM_COUNT] <= TARGET
