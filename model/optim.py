@@ -95,6 +95,7 @@ class HorizonSchedule:
         if shape not in HORIZON_SHAPES:
             raise ValueError(f"shape must be one of {list(HORIZON_SHAPES)}, but got {shape!r}")
         self.shape, self.warmup, self.hold, self.total = shape, warmup, hold, total
+        self.planned_total = total  # the end before any replan, which the steps before the anchor followed
         self.anchor_step: int | None = None  # the step of the last replan, with the factor it had then
         self.anchor_factor = 1.0
 
@@ -112,9 +113,10 @@ class HorizonSchedule:
                 rise = 0.5 * (1.0 - math.cos(math.pi * (step + 1) / self.warmup))
                 return ONECYCLE_START + (1.0 - ONECYCLE_START) * rise
             return (step + 1) / self.warmup
-        if step < self.decay_start or self.total <= self.decay_start:
+        total = self.planned_total if self.anchor_step is not None else self.total
+        if step < self.decay_start or total <= self.decay_start:
             return 1.0
-        return max(0.0, _decay(self.shape, step - self.decay_start, self.total - self.decay_start))
+        return max(0.0, _decay(self.shape, step - self.decay_start, total - self.decay_start))
 
     @property
     def decay_start(self) -> int:

@@ -100,3 +100,23 @@ def _enqueued(config) -> optuna.Trial:
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial(warm_start_params(config, config.warm_start[0]))
     return study.ask()
+
+
+def test_a_screen_stops_paying_when_its_searched_trials_beat_no_warm_start():
+    from optuna.trial import TrialState, create_trial
+
+    from phonetune.job.screen import MIN_SEARCH_GAIN, SEARCHED_BEFORE_JUDGING, search_not_paying
+    from phonetune.search import attributes as attrs
+
+    def trial(value, warm=None, state=TrialState.COMPLETE):
+        return create_trial(state=state, value=value if state == TrialState.COMPLETE else None,
+                            user_attrs={attrs.WARM_START: warm} if warm else {})
+
+    warm = [trial(0.80, "expert@985k")]
+    losers = [trial(0.80 + MIN_SEARCH_GAIN / 2) for _ in range(SEARCHED_BEFORE_JUDGING)]
+    assert search_not_paying(warm + losers[:-1]) is None  # not yet its chance
+    assert search_not_paying(warm + losers[:-1] + [trial(None, state=TrialState.RUNNING)]) is None
+    reason = search_not_paying(warm + losers)
+    assert reason and f"{SEARCHED_BEFORE_JUDGING} searched trials found nothing better" in reason
+    assert search_not_paying(warm + losers + [trial(0.80 + MIN_SEARCH_GAIN)]) is None  # one gain is enough
+    assert search_not_paying(losers + losers) is None  # no warm start completed: nothing to judge against

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from phonetune.model.deadline import Deadline, DeadlineKeeper
@@ -30,3 +31,22 @@ def test_a_deadline_given_as_a_time_alone_keeps_no_reserve():
     schedule = HorizonSchedule("linear", warmup=1, hold=0, total=50)
     # Before any step time is measured there is nothing to replan from.
     assert keeper.replan(schedule, step=5, total_steps=50, eval_every=10, evaluation_seconds=0.0) == 50
+
+
+def test_every_horizon_schedule_ends_at_zero_and_a_replan_continues_from_the_rate_it_reached():
+    for shape in ("linear", "cosine", "onecycle"):
+        schedule = HorizonSchedule(shape, warmup=20, hold=0, total=200)
+        rates = [schedule(step) for step in range(201)]
+        assert max(rates) == 1.0 and rates[200] == 0.0 and rates[199] < 0.05, shape
+        decay = rates[20:]
+        assert all(later <= earlier for earlier, later in zip(decay, decay[1:])), shape  # never rises again
+        # Replanned halfway into its decay to end later: no jump at the replanned step, zero at the new end.
+        before = schedule(110)
+        schedule.replan(110, 400)
+        assert schedule(110) == before and schedule(400) == 0.0 and 0.0 < schedule(300) < before, shape
+        assert schedule(50) == rates[50]  # what was trained before the replan keeps its rates
+    # One-cycle warms up from a 25th of the rate along a half cosine; cosine decays along one.
+    onecycle = HorizonSchedule("onecycle", warmup=100, hold=0, total=1000)
+    assert abs(onecycle(0) - (1 / 25 + (1 - 1 / 25) * (1 - math.cos(math.pi / 100)) / 2)) < 1e-12
+    cosine = HorizonSchedule("cosine", warmup=0, hold=0, total=100)
+    assert abs(cosine(50) - 0.5) < 1e-12 and abs(cosine(25) - (1 + math.cos(math.pi / 4)) / 2) < 1e-12
