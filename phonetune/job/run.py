@@ -366,5 +366,6 @@ def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: B
         "submission": model["submission"],
         "test_accuracy": model["test_accuracy"],
         "sheet": str(sheet.sheet_path),
+        "changes": str(sheet.changes_path),
         "report": str(report_path),
     }

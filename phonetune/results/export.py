@@ -1,5 +1,7 @@
 """The ablation sheet: one CSV row per trial of a study and of its linked full-data study, the final model's row,
-and a second CSV of marginals (``marginals.py``), in the column names of the HW1P2 ablation table.
+a second CSV of marginals (``marginals.py``), in the column names of the HW1P2 ablation table, and a third of the
+single changes the study compared (``*_changes.csv``: a trial against the one it moved one hyperparameter of), the
+table a writeup pastes.
 
 Everything here reads an ``optuna.Study`` and nothing else, so the sheet always shows what the storage holds:
 ``phonetune export`` opens the study, ``write_ablation_sheet`` turns its trials into rows. A row reads as the HW1P2
@@ -245,6 +247,38 @@ def csv_text(frame: pd.DataFrame) -> str:
     return frame.map(format_cell).to_csv(index=False, lineterminator="\n")
 
 
+# The writeup's table: one row per single change the study compared (a move of the prior sampler: the trial it
+# started from with one hyperparameter changed), both trained the same way and judged the same way.
+CHANGE_COLUMNS = ["parameter", "from", "to", "trial", "from_trial", "dev_accuracy", "from_dev_accuracy",
+                  "change_points", "scheduler"]
+
+
+def change_rows(search_study: optuna.Study) -> list[dict[str, Any]]:
+    """Each COMPLETE trial that moved one hyperparameter of another COMPLETE trial, against that trial, best gain
+    first; a retried trial counts once (its last attempt)."""
+    complete = {trial.number: trial for trial in search_study.get_trials(deepcopy=False)
+                if trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None}
+    rows = []
+    for trial in complete.values():
+        move, parent = trial.user_attrs.get(attrs.MOVE), complete.get(trial.user_attrs.get(attrs.MUTATED_FROM))
+        if not move or parent is None:
+            continue
+        name = move.split(" ", 1)[0]
+        rows.append({
+            "parameter": name, "from": parent.params.get(name), "to": trial.params.get(name),
+            "trial": trial.number, "from_trial": parent.number, "dev_accuracy": trial.value,
+            "from_dev_accuracy": parent.value, "change_points": 100 * (trial.value - parent.value),
+            "scheduler": trial.params.get("scheduler"),
+        })
+    return sorted(rows, key=lambda row: (-row["change_points"], row["trial"]))
+
+
+def changes_path_for(sheet_path: str | Path) -> Path:
+    """``ablation_sheet.csv`` -> ``ablation_sheet_changes.csv`` beside it."""
+    sheet_path = Path(sheet_path)
+    return sheet_path.with_name(f"{sheet_path.stem}_changes{sheet_path.suffix or '.csv'}")
+
+
 def marginals_path_for(sheet_path: str | Path) -> Path:
     """``ablation_sheet.csv`` -> ``ablation_sheet_marginals.csv`` beside it."""
     sheet_path = Path(sheet_path)
@@ -255,6 +289,7 @@ def marginals_path_for(sheet_path: str | Path) -> Path:
 class ExportResult:
     sheet_path: Path  # one row per trial, then the final model's
     marginals_path: Path  # one row per (trained_on, hyperparameter, value or range)
+    changes_path: Path  # one row per single change compared (a move against the trial it started from)
     trial_count: int  # trial rows in the sheet
     full_trial_count: int  # of which from the linked full-data study
 
@@ -270,8 +305,11 @@ def write_ablation_sheet(
     marginals_path = marginals_path_for(sheet_path)
     atomic_write_text(sheet_path, csv_text(sheet))
     atomic_write_text(marginals_path, csv_text(marginals))
+    changes_path = changes_path_for(sheet_path)
+    atomic_write_text(changes_path, csv_text(pd.DataFrame(change_rows(search_study), columns=CHANGE_COLUMNS,
+                                                          dtype=object)))
     trial_rows = [row for row in rows if row["state"] != FINAL_STATE]
     full_count = sum(row["promoted_from"] is not None for row in trial_rows)
     logger.debug("wrote %d rows to %s and %d marginal rows to %s", len(rows), sheet_path, len(marginals),
                 marginals_path)
-    return ExportResult(sheet_path, marginals_path, len(trial_rows), full_count)
+    return ExportResult(sheet_path, marginals_path, changes_path, len(trial_rows), full_count)

@@ -172,3 +172,32 @@ def test_the_sheet_reads_as_the_hw1p2_table(finished, tmp_path):
     assert {row["trained_on"] for row in starter_rows} == {"subsample", "all"}
     # The starter has no hidden layer: the activation it named is no parameter of its trial, and blank.
     assert all(row["activation"] == "" and row["layer_widths"] == "none" for row in starter_rows)
+
+
+def test_the_changes_table_pairs_each_move_with_the_trial_it_moved(tmp_path):
+    """The writeup's table: a trial that moved one hyperparameter of another, against it, best gain first; a move of
+    a trial that did not complete (or a mutation that changed several) has no row."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from phonetune.results.export import change_rows
+
+    study = optuna.create_study(direction="maximize")
+    lr, context = FloatDistribution(1e-4, 1e-2, log=True), IntDistribution(0, 30)
+
+    def add(value, params, state=TrialState.COMPLETE, **attributes):
+        study.add_trial(create_trial(state=state, value=value if state == TrialState.COMPLETE else None,
+                                     params=params, distributions={"lr": lr, "context_frames": context},
+                                     user_attrs=attributes))
+
+    add(0.80, {"lr": 2e-3, "context_frames": 25}, warm_start="expert@985k")
+    add(0.82, {"lr": 4e-3, "context_frames": 25}, mutated_from=0, move="lr up")
+    add(0.79, {"lr": 2e-3, "context_frames": 30}, mutated_from=0, move="context_frames up")
+    add(0.83, {"lr": 4e-3, "context_frames": 20}, mutated_from=1, move="context_frames down")
+    add(None, {"lr": 8e-3, "context_frames": 25}, TrialState.FAIL, mutated_from=1, move="lr up")
+    add(0.81, {"lr": 1e-3, "context_frames": 10}, mutated_from=0)  # a mutation of several: not a single change
+    rows = change_rows(study)
+    assert [(row["trial"], row["parameter"], row["from"], row["to"]) for row in rows] == [
+        (1, "lr", 2e-3, 4e-3), (3, "context_frames", 25, 20), (2, "context_frames", 25, 30)]
+    assert [round(row["change_points"], 6) for row in rows] == [2.0, 1.0, -1.0]
+    assert rows[1]["from_trial"] == 1 and rows[1]["from_dev_accuracy"] == 0.82

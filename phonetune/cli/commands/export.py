@@ -15,7 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="One row per trial of the study and of its linked full-data study (number, state, fidelity, "
         "every hyperparameter, param_count, best dev accuracy, epoch of pruning, epochs run, wall time, frames/s), "
         "and beside it <out>_marginals.csv: per hyperparameter value, the trial count and the mean and best dev "
-        "accuracy. Both files are replaced atomically.",
+        "accuracy, and <out>_changes.csv: each single change the study compared (a trial that moved one "
+        "hyperparameter of another, and the difference). The files are replaced atomically.",
     )
     parser.add_argument("--out", default="ablation_sheet.csv", metavar="CSV", help="sheet path")
     parser.set_defaults(handler=run)
@@ -27,4 +28,5 @@ def run(args: argparse.Namespace) -> int:
     result = write_ablation_sheet(search_study, full_study, args.out)
     print(f"ablation sheet: {result.sheet_path} ({result.trial_count} trials, {result.full_trial_count} full-data)")
     print(f"marginals:      {result.marginals_path}")
+    print(f"changes:        {result.changes_path} (each single change the study compared, against its trial)")
     return 0

@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_leaderboard(leaderboard(*open_studies(config))))
     print(f"spent {format_seconds(summary['spent_s'])} of {format_seconds(budget_s)}")
     print(f"sheet: {summary['sheet']}")
+    if summary.get("changes"):
+        print(f"changes: {summary['changes']} (each single change the screen compared, for the writeup's table)")
     print(f"report: {summary['report']}")
     print(f"submission: {outcome.submission}")
     print(f"summary: {outcome.summary_path}")
