@@ -56,6 +56,9 @@ PROMOTED_SOURCES_ATTR = "promoted_sources"  # search trial numbers that have a c
 SOURCE_STUDY_ATTR = "source_study"  # name of the search study the full-data trials came from
 SETTINGS_ATTR = "settings"  # search study: fidelity, data, parameter limit and space it was created with
 ENSEMBLE_ATTR = "ensemble"  # the final model last chosen (single or ensemble): members, parameters, accuracies
+# Search study user attribute of a `phonetune run`: what ran, in the plan's labelled lines (budget, speed, screen,
+# final run, why) and the final model's one line; the report's and the dashboard's first words on the study.
+JOB_ATTR = "phonetune_run"
 # Study user attributes of both studies, recorded when a study is created.
 TRAINING_DATA_ATTR = "training_data"  # {"normalization", "train_fraction"}: what the study's trials trained on
 # The three sizes a study's models answer to, named the same way everywhere (sheet, report, dashboard, terminal):

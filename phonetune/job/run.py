@@ -348,6 +348,15 @@ def build_final_model(screen: StudyConfig, state: JobState, param_limit: int, ma
 def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: BudgetClock, plan: Plan,
              final: FinalRun, model: dict, sheet_path: str | Path | None) -> dict:
     search_study, full_study = open_studies(screen)
+    # What ran, where a student looks first: the report's summary and the dashboard's study attributes.
+    what_ran = dict(plan.describe())
+    what_ran["final model"] = (f"{model['chosen']} of search trials {model['members']}, {model['param_count']:,} "
+                               f"parameters; dev {model['dev_accuracy']:.4f} by its argmax"
+                               + (f"; test {model['test_argmax_accuracy']:.4f} by its argmax"
+                                  if model.get("test_argmax_accuracy") is not None else ""))
+    search_study.set_user_attr(attrs.JOB_ATTR, what_ran)
+    if full_study is not None:
+        full_study.set_user_attr(attrs.JOB_ATTR, what_ran)
     sheet = write_ablation_sheet(search_study, full_study, sheet_path or config.paths.artifacts_path / "ablation_sheet.csv")
     report_path = config.paths.artifacts_path / "report.html"
     write_report(search_study, full_study, report_path, param_limit=config.param_limit, space=screen.space)

@@ -95,6 +95,12 @@ def summary_section(study: optuna.Study, full_study: optuna.Study | None, sizes:
         f"<ul>{''.join(items)}</ul>",
         f"<p>Sizes:</p><ul>{size_items}</ul>",
     ]
+    job = study.user_attrs.get(attrs.JOB_ATTR)
+    if isinstance(job, dict) and job:
+        # What `phonetune run` did, first: a direct plan says that no search ran, and why.
+        ran = "".join(f"<li><b>{html.escape(str(label))}</b>: {html.escape(str(text))}</li>"
+                      for label, text in job.items())
+        lines.insert(0, f"<p>What <code>phonetune run</code> did:</p><ul>{ran}</ul>")
     best = best_trial(_complete(study))
     if best is not None:
         param_count = best.user_attrs.get(attrs.PARAM_COUNT)
@@ -113,10 +119,16 @@ def summary_section(study: optuna.Study, full_study: optuna.Study | None, sizes:
             what = (f"ensemble of the full-data runs of search trials {', '.join(map(str, members))}"
                     if len(members) > 1 else f"the full-data run of search trial {members[0]}")
             test = final.get("test_accuracy")
+            labels = ("the sequence decode's labels" if final.get("labels") == "decoded"
+                      else "each frame's argmax, the network's own labels")
+            decoded = final.get("test_decoded_accuracy")
+            beside = (f" (the sequence decode's labels beside it: {float(decoded):.4f})"
+                      if decoded is not None and final.get("labels") != "decoded" else "")
             lines.append(
                 f"<p><b>Final model</b>: {html.escape(what)}, {int(final['param_count']):,} parameters; dev accuracy "
-                f"{float(final['dev_accuracy']):.4f}, test accuracy "
-                f"{'not scored (no test labels)' if test is None else f'<b>{float(test):.4f}</b>'}.</p>"
+                f"by its argmax {float(final['dev_accuracy']):.4f}; test accuracy of the submission "
+                f"({html.escape(labels)}) "
+                f"{'not scored (no test labels)' if test is None else f'<b>{float(test):.4f}</b>'}{beside}.</p>"
                 + _diagnostics_links(final, page_dir)
             )
     return Section("summary", "Summary", "".join(lines))
@@ -145,8 +157,10 @@ def leaderboard_section(study: optuna.Study, full_study: optuna.Study | None) ->
 
 def history_section(study: optuna.Study) -> Section:
     trials = [trial for trial in finished_trials(study) if best_dev_accuracy(trial) is not None]
-    if not trials:
-        return Section("history", "Optimization history", _message("No trial has finished an epoch yet."))
+    if len(trials) < 2:
+        return Section("history", "Optimization history", _message(
+            "No history to draw: the study has fewer than two evaluated trials (a direct plan of phonetune run "
+            "trains one)." if trials else "No trial has finished an epoch yet."))
     return Section("history", "Optimization history", _figure_html(history_figure(trials)))
 
 
@@ -182,8 +196,10 @@ def parallel_section(study: optuna.Study, log_params: Collection[str] = ()) -> S
 def slice_section(study: optuna.Study, space: Mapping[str, ParamSpec]) -> Section:
     trials = [trial for trial in finished_trials(study)
               if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and best_dev_accuracy(trial) is not None]
-    if not trials:
-        return Section("slices", "Slices", _message("No trial has finished an epoch yet."))
+    if len(trials) < 2:
+        return Section("slices", "Slices", _message(
+            "No slices to draw: the study has fewer than two evaluated trials." if trials
+            else "No trial has finished an epoch yet."))
     names = sorted({name for trial in trials for name in trial.params})
     figure = slice_figure(trials, names, log_scale_params(space), slice_bounds(space))
     return Section("slices", "Slices", _figure_html(figure))
