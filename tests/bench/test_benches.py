@@ -93,3 +93,11 @@ def test_the_kill_matrix_kills_a_job_and_its_rerun_holds_the_budget(small_study)
                     "--budget", "40s", "--workers", "1", "--phases", "outputs", timeout=300)
     assert re.search(r"^outputs .* params, test [01]\.\d+", output, re.MULTILINE), output
     assert float(output.strip().splitlines()[-1].split()[-1]) <= 1.10, output
+
+
+def test_the_horizon_bench_compares_one_change_at_one_length(small_study):
+    output = _bench("horizon.py", "--config", str(small_study), "--data", str(small_study.parent / "data"),
+                    "--cap", "20000", "--epochs", "2", "--set", "context_frames=1")
+    lines = output.strip().splitlines()
+    assert lines[0].startswith("expert : ") and lines[1].startswith("changed {'context_frames': 1}: "), output
+    assert all(f"{float(value):.4f}" == value for value in re.findall(r"test (\d\.\d{4})", output)), output
