@@ -187,7 +187,7 @@ def run_job(
                 run_screen(screen, state, TimeLimit("screen", plan.stage_end("screen"), clock),
                            TimeLimit("screen", plan.latest_screen_end(), clock), plan, workers, gpus, progress)
             final = run_final(screen, state, TimeLimit("final", plan.stage_end("final"), clock), plan, progress)
-            model = build_final_model(screen, state, config.param_limit, max_members, progress)
+            model = final_model_step(screen, state, config.param_limit, max_members, progress)
             summary = _outputs(config, screen, state, clock, plan, final, model, sheet_path)
         summary["spent_s"] = clock.spent
         summary_path = atomic_write_json(job_dir / SUMMARY_FILE, summary)
@@ -335,7 +335,7 @@ def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData
                          "reference_probed_s": reference_probed, "relative": step.relative}
 
 
-def build_final_model(screen: StudyConfig, state: JobState, param_limit: int, max_members: int,
+def final_model_step(screen: StudyConfig, state: JobState, param_limit: int, max_members: int,
                       progress: bool) -> dict:
     """The final model (``phonetune.job.run``, step 4): the final run, or an ensemble of full-data runs within the
     parameter limit that beats it on dev; its submission, scored when test labels exist."""
