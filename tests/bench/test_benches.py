@@ -36,18 +36,27 @@ def small_study(tmp_path_factory) -> Path:
     return path
 
 
-def test_quality_bench_runs_every_arm(small_study):
+def test_quality_bench_runs_every_arm_and_the_budget_curve_draws_them(tmp_path, small_study):
     data = small_study.parent / "data"
     # The job needs about 30 s even on a tiny corpus (starting Python and a worker, timing the machine); the other
     # arms only train until their deadline, so a short one tests them as well.
+    written = []
     for arms, budget in (("a", "32s"), ("b,c", "16s")):
+        written.append(tmp_path / f"{arms}.json")
         output = _bench("quality.py", "--config", str(small_study), "--data", str(data), "--budget", budget,
-                        "--seeds", "1", "--arms", arms, "--workers", "1", timeout=400, ratio=False)
+                        "--seeds", "1", "--arms", arms, "--workers", "1", "--json", str(written[-1]),
+                        timeout=400, ratio=False)
         for arm in arms.split(","):
             found = re.search(rf"^arm \({arm}\) seed 0: test accuracy ([01]\.\d{{4}})", output, re.MULTILINE)
             # Every arm learns this tiny corpus (above 0.98 here): an arm that priced its time so badly that it
             # trained a single step (arm (b) once did, guessing a 200k-frame test split) scores near chance.
             assert found and float(found.group(1)) > 0.5, output
+    # Arm (a)'s plan goes into its JSON; the curve draws each arm's budgets and names the plan of each point.
+    figure = tmp_path / "curve.html"
+    output = _bench("budget_curve.py", "--out", str(figure), *map(str, written), ratio=False)
+    assert figure.is_file() and "plotly" in figure.read_text()[:5000].lower(), output
+    assert re.search(r"^\| 32 s \| \(a\) \| [01]\.\d{4} \|.*(direct|screened)", output, re.MULTILINE), output
+    assert re.search(r"^\| 16 s \| \(b\) \| [01]\.\d{4} \|", output, re.MULTILINE), output
 
 
 def test_the_decode_bench_prints_its_grid_and_the_jobs_pick(tmp_path, small_study):
