@@ -12,10 +12,11 @@ TORCH_SPEC ?= torch==2.13.0
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# -qq: errors only (pip's warnings about this machine's package indexes are not the user's to act on).
 $(VENV)/.installed: pyproject.toml setup.py | $(BIN)/python
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install -qq --upgrade pip
+	$(BIN)/pip install -qq "$(TORCH_SPEC)"
+	$(BIN)/pip install -qq -e ".[dev]"
 	touch $@
 
 # flite synthesizes the demo corpus. setup installs it when it can (apt-get, run as root or through passwordless
@@ -34,9 +35,9 @@ setup: $(VENV)/.installed
 		|| { echo "installing flite failed: $(FLITE_HINT)"; exit 1; }; \
 	command -v flite >/dev/null || { echo "flite was installed but is not on PATH ($$PATH)"; exit 1; }
 
+# The job validates every split it reads; `phonetune inspect --data data/demo` shows the per-class counts.
 demo-data: setup
 	$(BIN)/phonetune demo-data --out $(DEMO_DATA)
-	$(BIN)/phonetune inspect --data $(DEMO_DATA)
 
 DEMO_STUDY ?= studies/demo.toml
 DEMO_WORKERS ?= 2

@@ -54,7 +54,7 @@ from phonetune.search.config import StudyConfig
 from phonetune.search.optuna_private import enqueued_params, set_frozen_trial_user_attr
 from phonetune.search.ranking import best_trial
 from phonetune.search.space import WIDTH_FRACTION, width_fraction_for_params
-from phonetune.search.space_spec import unused_params
+from phonetune.search.space_spec import Choice, IntRange, unused_params
 
 # Hyperparameters that move frame-level phoneme accuracy most (the handout's ablations and public HW1P2 write-ups).
 MAJOR = frozenset({"context_frames", "hidden_layers", "width_shape", "dropout", "lr", "batch_size", "time_mask_prob",
@@ -104,15 +104,17 @@ class PriorSampler(BaseSampler):
             # A handle on a stored trial (a note added after it finished) or a warm start: nothing to sample.
             return
         trials = study.get_trials(deepcopy=False)
+        # Before any trial completes, the first warm start; a second worker may ask while that one is still being
+        # set up (its values then are only the ones it was enqueued with).
         parent = best_trial(trials) or next(
-            (t for t in trials if t.user_attrs.get(attrs.WARM_START) and t.params), None
+            (t for t in trials if t.user_attrs.get(attrs.WARM_START) and (t.params or enqueued_params(t))), None
         )
         if parent is None:
             return
         move = self._next_move(parent, trials) if self.prior_weight > 0 else None
         if move is not None:
-            self._plans[trial.number] = {"parent": dict(parent.params), "parent_number": parent.number,
-                                         "mutate": set(), "move": move}
+            self._plans[trial.number] = {"parent": dict(parent.params or enqueued_params(parent)),
+                                         "parent_number": parent.number, "mutate": set(), "move": move}
             set_frozen_trial_user_attr(study, trial, attrs.MUTATED_FROM, parent.number)
             set_frozen_trial_user_attr(study, trial, attrs.MOVE, f"{move[0]} {move[1]}")
             return
@@ -148,15 +150,27 @@ class PriorSampler(BaseSampler):
             name, direction = came_by.split(" ", 1)
             order = [(name, direction)] + [move for move in order if move not in ((name, direction),
                                                                                   (name, REVERSE[direction]))]
-        ignored = unused_params({**parent.params, **parent.user_attrs})
+        params = parent.params or enqueued_params(parent)
+        ignored = unused_params({**params, **parent.user_attrs})
         for name, direction in order:
-            if f"{name} {direction}" in tried or name not in parent.params or name in ignored:
+            if f"{name} {direction}" in tried or name not in params or name in ignored:
                 continue
-            distribution = parent.distributions.get(name)
-            if distribution is None or self._moved(parent.params[name], distribution, direction) is None:
+            distribution = parent.distributions.get(name) or self._space_distribution(name)
+            if distribution is None or self._moved(params[name], distribution, direction) is None:
                 continue
             return name, direction
         return None
+
+    def _space_distribution(self, name: str) -> BaseDistribution | None:
+        """The distribution the space samples ``name`` from (for a parent not sampled yet: an enqueued warm start)."""
+        spec = self.config.space.get(name)
+        if spec is None or spec.is_fixed():
+            return None
+        if isinstance(spec, Choice):
+            return CategoricalDistribution(spec.choices)
+        if isinstance(spec, IntRange):
+            return IntDistribution(int(spec.low), int(spec.high), step=1 if spec.log else spec.step, log=spec.log)
+        return FloatDistribution(float(spec.low), float(spec.high), log=spec.log)
 
     @staticmethod
     def _moved(value: Any, distribution: BaseDistribution, direction: str) -> Any:

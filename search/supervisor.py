@@ -193,7 +193,8 @@ def run_search(
                 if live:
                     bar.set_postfix_str(now_running)
                 elif not now_running.endswith("running: none"):
-                    logger.info("%s%s", f"{status()} | " if status is not None else "", now_running)
+                    # Off a terminal each finished trial gets its line; the running ones' progress is for --verbose.
+                    logger.debug("%s%s", f"{status()} | " if status is not None else "", now_running)
             newly_finished = False
             for trial in sorted(trials, key=lambda item: item.number):
                 if trial.state.is_finished() and trial.number not in already:

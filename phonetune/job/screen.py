@@ -270,7 +270,8 @@ def screen_standings(screen: StudyConfig, config_warm_starts: Sequence[WarmStart
     standings = {name: standing(trial) for name, trial in furthest.items()}
     origin = winner.user_attrs.get(attrs.WARM_START)
     if origin is None and attrs.MUTATED_FROM in winner.user_attrs:
-        origin = f"a mutation of trial {winner.user_attrs[attrs.MUTATED_FROM]}"
+        kind = winner.user_attrs.get(attrs.MOVE) or "a mutation"
+        origin = f"{kind} of trial {winner.user_attrs[attrs.MUTATED_FROM]}"
     screened = {entry.name.split("@")[0] for entry in screen.warm_start}
     first = screen.warm_start[0].name if screen.warm_start else None
 

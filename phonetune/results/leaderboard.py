@@ -55,13 +55,15 @@ class LeaderboardRow:
 
 
 def trial_origin(trial: FrozenTrial | None) -> str:
-    """Where a search trial came from: its ``[[warm_start]]`` name, ``mutation of trial N`` or ``sampler``."""
+    """Where a search trial came from: its ``[[warm_start]]`` name, ``lr up of trial N`` (a move),
+    ``mutation of trial N`` or ``sampler``."""
     if trial is None:
         return "-"
     if trial.user_attrs.get(attrs.WARM_START):
         return f"warm start {trial.user_attrs[attrs.WARM_START]}"
     if trial.user_attrs.get(attrs.MUTATED_FROM) is not None:
-        return f"mutation of trial {trial.user_attrs[attrs.MUTATED_FROM]}"
+        kind = trial.user_attrs.get(attrs.MOVE) or "mutation"
+        return f"{kind} of trial {trial.user_attrs[attrs.MUTATED_FROM]}"
     return "sampler"
 
 

@@ -120,3 +120,18 @@ def test_moves_step_from_the_incumbent_repeat_a_winning_move_and_only_raise_regu
     for trial in trials[2:]:
         if trial.params.get("hidden_layers", 0) > 0:
             assert 0.85 * TARGET <= trial.user_attrs[attrs.PARAM_COUNT] <= TARGET
+
+
+def test_a_second_worker_moves_the_warm_start_before_it_has_been_set_up():
+    """Two workers: the second asks while the first has taken the warm start but not yet sampled it. Its trial is
+    a move of that warm start, not a random draw."""
+    study, config = _study(prior_weight=1e9)
+    starter = study.ask()  # the starter warm start, asked and not yet sampled
+    expert = study.ask()  # the expert warm start, likewise
+    second = study.ask()
+    suggest_run_config(second, config)
+    frozen = study.trials[second.number]
+    assert frozen.user_attrs[attrs.MUTATED_FROM] == starter.number and frozen.user_attrs[attrs.MOVE] == "lr up"
+    assert frozen.params["lr"] == pytest.approx(2 * 1e-3)  # the starter's 1e-3, doubled
+    for trial in (starter, expert):
+        suggest_run_config(trial, config)
