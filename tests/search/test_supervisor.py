@@ -37,7 +37,7 @@ def test_two_workers_finish_exactly_n_trials_and_a_rerun_resumes(tmp_path, tiny_
     # Not a terminal: each finished trial is one line; the running trials' progress (which worker, how far) is for
     # --verbose (below).
     output = first.stdout + first.stderr
-    assert not re.search(r"^running: ", output, re.MULTILINE), output[-3000:]
+    assert "running: " not in output, output[-3000:]
     for number in (0, 1):
         assert len(re.findall(rf"^trial +{number} (COMPLETE|PRUNED) ", output, re.MULTILINE)) == 1, output[-3000:]
     assert "INFO" not in output and "[I 20" not in output  # no level prefixes, no Optuna's own per-trial log
@@ -45,7 +45,9 @@ def test_two_workers_finish_exactly_n_trials_and_a_rerun_resumes(tmp_path, tiny_
     # The same command with a larger budget continues the study instead of starting over.
     second = search(path, "study.n_trials=4", verbose=True)
     assert second.returncode == 0, second.stderr
-    assert re.search(r"^running: #[0-3] w[01] epoch [0-2]/2", second.stdout + second.stderr, re.MULTILINE)
+    # After the first run a best trial exists, so the line opens with it: "best #1 0.4123 | running: #2 w0 epoch 1/2".
+    assert re.search(r"^best #[01] [0-9.]+ \| running: #[0-3] w[01] epoch [0-2]/2", second.stdout + second.stderr,
+                     re.MULTILINE), (second.stdout + second.stderr)[-3000:]
     trials = optuna.load_study(study_name="tiny", storage=storage).trials
     assert sorted(trial.number for trial in trials) == [0, 1, 2, 3]
     assert all(trial.state in (TrialState.COMPLETE, TrialState.PRUNED) for trial in trials)
