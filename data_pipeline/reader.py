@@ -173,13 +173,16 @@ def scan_headers(files: SplitFiles, feature_width: int) -> np.ndarray:
     return lengths
 
 
+# Said where a study reads the data; commands that read it for a trained model say what the model needs instead.
+FEATURE_WIDTH_HINT = "set [data] feature_width if your features really are a different width"
+
+
 def check_feature_shape(path: Path, features: np.ndarray, feature_width: int) -> None:
     if features.dtype.kind not in "fiu":
         raise CorruptFileError(f"{path} must hold a float array of mfcc frames, but its dtype is {features.dtype}")
     if features.ndim != 2 or features.shape[1] != feature_width:
         raise FeatureWidthError(
-            f"{path} must have shape (frames, {feature_width}), but has shape {features.shape}; "
-            f"set [data] feature_width if your features really are a different width"
+            f"{path} must have shape (frames, {feature_width}), but has shape {features.shape}; {FEATURE_WIDTH_HINT}"
         )
 
 

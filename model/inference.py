@@ -22,7 +22,9 @@ import torch
 from phonetune.atomic import atomic_write_text
 from phonetune.data_pipeline import NormStats, SplitData, compute_global_stats, load_split
 from phonetune.data_pipeline.batches import ContextWindows
-from phonetune.errors import CheckpointError, ConfigError
+from phonetune.data_pipeline.errors import FeatureWidthError
+from phonetune.data_pipeline.reader import FEATURE_WIDTH_HINT
+from phonetune.errors import CheckpointError, ConfigError, DataError
 from phonetune.model.params import count_params
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.model.device import autocast_context, bf16_pays, resolve_device
@@ -146,12 +148,22 @@ def predict_checkpoint(
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> tuple[Path, int]:
-    """Predict every frame of ``data_root/split`` with ``checkpoint`` and write the submission; returns (path, frames).
+    """Predict every frame of ``data_root/split`` with ``checkpoint`` and write its argmax labels as a submission;
+    returns (path, frames).
 
     The split is normalized as in training (see ``load_checkpoint_split``).
     """
+    if split in ("", ".", "..") or Path(split).name != split:
+        raise DataError(f"split must name a folder directly under the data root {data_root} (such as test-clean), "
+                        f"but got {split!r}")
     model, run_config, payload = load_checkpoint(checkpoint, device)
-    split_data = load_checkpoint_split(run_config, payload, data_root, split, progress=progress)
+    try:
+        split_data = load_checkpoint_split(run_config, payload, data_root, split, progress=progress)
+    except FeatureWidthError as exc:
+        # The study's hint names a setting this model cannot change: it reads the width it was trained on.
+        raise FeatureWidthError(str(exc).replace(
+            FEATURE_WIDTH_HINT, f"checkpoint {checkpoint} was trained on {run_config.data.feature_width} features a "
+            "frame and reads only that width")) from None
     device = next(model.parameters()).device
     classes = predict_split(model, run_config, split_data, device)
     symbols = np.asarray(run_config.data.phonemes)[classes]

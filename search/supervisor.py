@@ -41,6 +41,22 @@ logger = logging.getLogger(__name__)
 STOPPED_EXIT_CODES = (130, -signal.SIGINT, -signal.SIGKILL)
 # How long the parent waits for interrupted workers to re-queue their trials before killing them.
 INTERRUPT_GRACE_S = 60.0
+# Each worker is a process with at least one thread; past a few per core they only queue for the cores (a few beyond
+# one per core still pay where workers wait on a GPU or on the study's database).
+MAX_WORKERS_PER_CORE = 4
+
+
+def check_worker_count(workers: int, cores: int | None = None) -> None:
+    """ConfigError for a --workers this machine cannot run: under 1, or more than MAX_WORKERS_PER_CORE per core."""
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, but got {workers}")
+    cores = cores if cores is not None else len(os.sched_getaffinity(0))
+    most = MAX_WORKERS_PER_CORE * cores
+    if workers > most:
+        raise ConfigError(f"--workers {workers} is more than this machine can run: it has {cores} CPU core"
+                          f"{'s' if cores != 1 else ''} for this process, and past {MAX_WORKERS_PER_CORE} worker "
+                          f"processes a core they only wait for it; give --workers {most} or fewer (one per GPU, "
+                          "or one per core, is the usual choice)")
 
 
 @dataclass
@@ -154,8 +170,7 @@ def run_search(
     the same way (``phonetune run``: a screen that stopped paying). ``status`` (``phonetune run``: the phase and the
     time left of its budget) leads the progress line.
     """
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, but got {workers}")
+    check_worker_count(workers)
     check_study_folders(config)
     # Validate the data and build its cache once here, before the workers start and each read it, and before the
     # study exists: a search refused for bad data leaves no empty study behind.

@@ -43,9 +43,10 @@ import optuna
 from phonetune.atomic import atomic_write_json
 from phonetune.data_pipeline.load import TrainingData, load_split
 from phonetune.data_pipeline.split import SplitData
-from phonetune.errors import BudgetError, ConfigError, StorageError
+from phonetune.errors import BudgetError, CheckpointError, ConfigError, StorageError
 from phonetune.job.clock import BudgetClock, TimeLimit, format_seconds
 from phonetune.job.final import FinalRun, run_final
+from phonetune.job.outputs import OUTPUTS_KEY, DamagedOutput, damaged_outputs, named_outputs, record_outputs
 from phonetune.job.planner import WORKER_START_S, Plan, make_plan, outputs_seconds
 from phonetune.job.screen import (
     likeliest_final_run,
@@ -56,6 +57,7 @@ from phonetune.job.screen import (
 )
 from phonetune.job.state import STATE_FILE, JobState
 from phonetune.model.params import count_params
+from phonetune.model.run_files import BEST_CHECKPOINT
 from phonetune.model.speed import Speed
 from phonetune.model.speed_probe import measure_relative_step, measure_speed, probed_reference_step_s
 from phonetune.results.export import write_ablation_sheet
@@ -68,6 +70,7 @@ from phonetune.search.final_model import build_final_model
 from phonetune.search.space_sizes import largest_model_of_space, smallest_limit_for_every_trial
 from phonetune.search.storage import check_storage_url, job_lock, study_names
 from phonetune.search.study import open_studies, storage_for
+from phonetune.search.supervisor import check_worker_count
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +138,7 @@ def run_job(
     ``fresh`` starts the study's job over: its trials, run folders and state are deleted first. ``started_at``: the
     ``time.monotonic()`` at which the budget began (the command's start, so its imports count); default now."""
     started = time.monotonic() if started_at is None else started_at
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, but got {workers}")
+    check_worker_count(workers)
     if max_members < 1:
         raise ConfigError(f"--max-members must be at least 1, but got {max_members}")
     fixed_s = WORKER_START_S + outputs_seconds(budget_s)
@@ -153,6 +155,13 @@ def run_job(
     if not config.study.storage:
         default_folder = Path(config.paths.storage_url[len("sqlite:///"):]).parent
         default_folder.mkdir(parents=True, exist_ok=True)
+    if not fresh:
+        # A finished job repeated exactly only reads, so it is reprinted without taking the job's lock: a study on a
+        # read-only disk (or a copy kept for the record) still answers.
+        finished = _intact_finished_job(job_dir, budget_s, settings, values, sheet_path)
+        if finished is not None:
+            logger.info("this job finished earlier; its result:")
+            return finished
     check_storage_url(config.paths.storage_url)  # a URL that cannot work is refused before any state is written
     with job_lock(config.paths.storage_url, config.name):
         if fresh:
@@ -161,6 +170,10 @@ def run_job(
         if state is not None:
             finished = _check_rerun(state, budget_s, settings, values, job_dir)
             if finished is not None:
+                damaged = finished_outputs_damage(finished.summary)
+                if damaged:
+                    return _rebuild_outputs(config, state, finished, damaged, max_members, sheet_path, progress)
+                logger.info("this job finished earlier; its result:")
                 if sheet_path is not None and Path(sheet_path).resolve() != Path(finished.summary["sheet"]).resolve():
                     # The sheet is an export of the stored studies: asked for elsewhere, it is written there too.
                     search_study, full_study = open_studies(screen_study(config, Plan.from_dict(
@@ -240,7 +253,6 @@ def _check_rerun(state: JobState, budget_s: float, settings: dict, values: dict[
             )
         if summary_path.is_file():
             summary = json.loads(summary_path.read_text())
-            logger.info("this job finished earlier; its result:")
             return JobOutcome(summary_path, Path(summary["submission"]), summary)
         return None
     config_changed = [line for line in changed if line.startswith("config:")]
@@ -252,6 +264,64 @@ def _check_rerun(state: JobState, budget_s: float, settings: dict, values: dict[
     for line in changed:
         logger.info("continuing with a changed setting: %s", line)
     return None
+
+
+def _intact_finished_job(job_dir: Path, budget_s: float, settings: dict, values: dict[str, str],
+                         sheet_path: str | Path | None) -> JobOutcome | None:
+    """The outcome of a finished job that this command repeats exactly, when every output it names is as it wrote
+    it and nothing new is asked (a sheet elsewhere); None otherwise (the locked path then decides). Writes nothing."""
+    state = JobState.load(job_dir / STATE_FILE)
+    if state is None or not state.done("outputs"):
+        return None
+    finished = _check_rerun(state, budget_s, settings, values, job_dir)
+    if finished is None or finished_outputs_damage(finished.summary):
+        return None
+    if sheet_path is not None and Path(sheet_path).resolve() != Path(finished.summary["sheet"]).resolve():
+        return None
+    return finished
+
+
+def finished_outputs_damage(summary: dict) -> list[DamagedOutput]:
+    """What of a finished job's named outputs is no longer as it wrote them. A summary from before outputs were
+    recorded has its files checked for being there."""
+    if OUTPUTS_KEY in summary:
+        return damaged_outputs(summary[OUTPUTS_KEY])
+    return [DamagedOutput(label, str(path), "is missing")
+            for label, path in named_outputs(summary, {}).items() if not Path(path).is_file()]
+
+
+def _rebuild_outputs(config: StudyConfig, state: JobState, finished: JobOutcome, damaged: list[DamagedOutput],
+                     max_members: int, sheet_path: str | Path | None, progress: bool) -> JobOutcome:
+    """Make a finished job's missing or damaged outputs again from its final checkpoints and stored studies; a
+    damaged checkpoint is named with the commands that train it again (CheckpointError)."""
+    lost = [item for item in damaged if not item.rebuildable]
+    if lost:
+        raise CheckpointError(
+            f"this study's job is finished, but its final model cannot be rebuilt: {'; '.join(map(str, lost))}. "
+            "Train it again with the same command and --fresh (this deletes the study's trials and run folders), "
+            "or keep them and name a new study with --set study.name=<new name>")
+    started = time.monotonic()
+    logger.warning("the finished job's outputs are not as it wrote them (%s): rebuilding them from its final "
+                   "checkpoints and stored studies; the time this takes is outside the budget, which the job spent when it ran",
+                   "; ".join(map(str, damaged)))
+    plan = Plan.from_dict(state.values.get("plan"), str(state.path))
+    screen = screen_study(config, plan)
+    final = FinalRun.from_dict(state.values["final"])
+    if all(item.export for item in damaged):
+        model = state.values["final_model"]  # the exports only: rewritten from the stored studies
+    else:
+        state.save(done=[step for step in state.values["done"] if step not in ("final_model", "outputs")])
+        model = final_model_step(screen, state, config.param_limit, max_members, progress)
+    summary = _outputs(config, screen, state, BudgetClock(state.budget_s, state.spent_s), plan, final, model,
+                       sheet_path if sheet_path is not None else finished.summary["sheet"])
+    summary["spent_s"] = finished.summary["spent_s"]  # the job's own; the rebuild's time is said beside it
+    summary["rebuilt"] = {"outputs": [str(item) for item in damaged], "seconds": time.monotonic() - started}
+    summary_path = atomic_write_json(finished.summary_path, summary)
+    if not state.done("outputs"):
+        state.mark_done("outputs")
+    logger.warning("rebuilt in %s: %s", format_seconds(summary["rebuilt"]["seconds"]),
+                   ", ".join(item.label for item in damaged))
+    return JobOutcome(summary_path, Path(summary["submission"]), summary)
 
 
 def prepare_data(config: StudyConfig, progress: bool) -> int:
@@ -364,7 +434,7 @@ def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: B
     for trial in search_study.get_trials(deepcopy=False):
         states[trial.state.name] = states.get(trial.state.name, 0) + 1
     standings = screen_standings(screen, config.warm_start, direct=plan.direct)
-    return {
+    summary = {
         "study": config.name,
         "budget_s": clock.budget_s,
         "plan": plan.to_dict(),
@@ -378,3 +448,7 @@ def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: B
         "changes": str(sheet.changes_path),
         "report": str(report_path),
     }
+    checkpoints = {number: screen.paths.trial_dir(number, attrs.FULL_FIDELITY) / BEST_CHECKPOINT
+                   for number in model["members"]}
+    summary[OUTPUTS_KEY] = record_outputs(named_outputs(summary, checkpoints))
+    return summary

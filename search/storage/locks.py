@@ -106,7 +106,16 @@ def job_lock(url: str, study_name: str) -> Iterator[None]:
         if not path.parent.is_dir():
             yield  # the storage's folder is checked (and made, for the default one) when the study opens
             return
-        with open(path, "a+") as handle:
+        try:
+            handle = open(path, "a+")
+        except OSError as exc:
+            # A read-only study folder: reprinting a finished job needs no lock (phonetune.job.run), anything else
+            # this command would do writes there.
+            raise StorageError(f"the job of study {study_name!r} writes beside its storage, but its lock {path} "
+                               f"cannot be opened for writing ({exc.strerror}); a finished job repeated exactly is "
+                               "reprinted without writing, while this command would write (continue, rebuild or "
+                               "start over): run it where the study's folder is writable") from None
+        with handle:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -23,6 +23,16 @@ from phonetune.search.space_spec import Choice, log_scale_params
 from phonetune.search.study import open_studies
 
 
+def test_report_without_out_is_written_beside_the_study_not_where_the_command_ran(searched, tmp_path, monkeypatch,
+                                                                                    capsys):
+    path, config, study = searched
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--config", str(path)]) == 0
+    written = config.paths.artifacts_path / "report.html"
+    assert capsys.readouterr().out.strip() == f"report: {written.resolve()}"
+    assert '<section id="summary">' in written.read_text() and list(tmp_path.iterdir()) == []
+
+
 def test_report_page_holds_every_section_and_plotly_once(searched, tmp_path):
     path, config, study = searched
     out = tmp_path / "report.html"

@@ -70,7 +70,20 @@ def test_predict_with_a_checkpoint_from_another_config_is_refused(runs, tmp_path
     assert main(["predict", "--checkpoint", str(runs.narrow / "best.pt"), "--data", str(runs.corpus.root),
                  "--out", str(submission), "--device", "cpu"]) == 0
     written = _digest(submission)
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "each frame's argmax, the network's own labels" in out  # which labels it wrote, said
+
+    # A split outside the data root, and data of another width than the model reads: each named, nothing written.
+    code = main(["predict", "--checkpoint", str(runs.narrow / "best.pt"), "--data", str(runs.corpus.root),
+                 "--split", "../elsewhere", "--out", str(submission), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1 and "directly under the data root" in err and "'../elsewhere'" in err
+    wide = write_tiny_corpus(tmp_path / "wide", n_train=2, n_dev=2, n_test=2, feature_width=40)
+    code = main(["predict", "--checkpoint", str(runs.narrow / "best.pt"), "--data", str(wide.root),
+                 "--out", str(submission), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1 and "must have shape (frames, 28)" in err and "trained on 28 features a frame" in err, err
+    assert "[data] feature_width" not in err and _digest(submission) == written
 
     # The narrow run's weights under the deep run's config, as when checkpoints and configs get mixed up.
     mixed = tmp_path / "mixed.pt"

@@ -27,5 +27,7 @@ def run(args: argparse.Namespace) -> int:
     path, frames = predict_checkpoint(
         args.checkpoint, args.data, args.split, args.out, device=args.device, progress=sys.stderr.isatty()
     )
-    print(f"wrote {frames:,} predictions to {path}")
+    # A job's submission may hold its sequence decode's labels ([decode] mode = "viterbi"); these are the network's.
+    print(f"wrote {frames:,} predictions to {path}: each frame's argmax, the network's own labels (a job "
+          "writes its sequence decode's labels, when it made them, in a file of their own beside its submission)")
     return 0

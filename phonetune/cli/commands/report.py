@@ -1,4 +1,4 @@
-"""``phonetune report --config STUDY.toml --out report.html``: one self-contained plotly page about the study."""
+"""``phonetune report --config STUDY.toml [--out report.html]``: one self-contained plotly page about the study."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "curves of every trial (pruned ones cut short), accuracy against parameter count with the parameter limit's line, "
         "and the full-data fidelity when trials were promoted. plotly.js is inlined: the page opens offline.",
     )
-    parser.add_argument("--out", default="report.html", metavar="HTML", help="page to write")
+    parser.add_argument("--out", default=None, metavar="HTML",
+                        help="page to write (default: report.html in the study's artifacts folder, beside its runs)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_study_args(args)
     search_study, full_study = open_studies(config)
-    path = write_report(search_study, full_study, args.out, param_limit=config.param_limit, space=config.space)
+    out = args.out if args.out is not None else config.paths.artifacts_path / "report.html"
+    path = write_report(search_study, full_study, out, param_limit=config.param_limit, space=config.space)
     print(f"report: {path.resolve()}")
     return 0
