@@ -77,3 +77,35 @@ def test_wheel_installs_the_phonetune_command_with_every_subcommand(wheel):
     names = set(wheel.namelist())
     for module, _summary in COMMANDS.values():
         assert f"phonetune/cli/commands/{module}.py" in names
+
+
+def test_installing_into_an_environment_that_has_a_torch_keeps_that_torch(wheel, tmp_path, tiny_corpus):
+    """docs/gpu.md's install on a GPU image: the project installed where a torch already is (here this test run's
+    own torch, seen by a fresh virtual environment through a .pth file, as a base image's packages are) resolves
+    against it: the same torch afterwards, not a download of another build (``--no-index`` fails any download)."""
+    import torch
+
+    env = tmp_path / "gpu-image"
+    # No pip or setuptools of its own (they would shadow the image's); this run's pip installs into it.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=120)
+    python = env / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # The image's packages: this run's, less phonetune itself (a GPU image has torch and friends, not the project).
+    image = tmp_path / "image-packages"
+    image.mkdir()
+    for entry in Path(torch.__file__).resolve().parent.parent.iterdir():
+        if not entry.name.startswith(("phonetune", "__editable__")):
+            (image / entry.name).symlink_to(entry)
+    Path(site, "base_image.pth").write_text(f"{image}\n")
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", "-q",
+                                wheel.filename],
+                               capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    seen = subprocess.run([python, "-c", "import torch, phonetune; print(torch.__version__, torch.__file__, "
+                           "phonetune.__file__)"], capture_output=True, text=True, check=True, cwd=tmp_path).stdout.split()
+    assert seen[:2] == [torch.__version__, str(image / Path(torch.__file__).parent.name / "__init__.py")]
+    assert Path(seen[2]).resolve().is_relative_to(Path(site).resolve())  # the project itself went into the new env
+    inspected = subprocess.run([env / "bin" / "phonetune", "inspect", "--data", str(tiny_corpus.root)],
+                               capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert inspected.returncode == 0 and "train-clean-100" in inspected.stdout, inspected.stderr
