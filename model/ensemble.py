@@ -48,10 +48,11 @@ class EnsembleMember:
 
 @dataclass(frozen=True)
 class EnsembleSelection:
-    members: tuple[Any, ...]  # keys in the order they were added, the best single member first
-    param_count: int  # summed over the members
-    dev_accuracy: float  # of the members' averaged probabilities
+    members: tuple[Any, ...]  # keys in the order they were first added, the best single member first
+    param_count: int  # summed over the members (each counted once, however often it was added)
+    dev_accuracy: float  # of the members' probabilities averaged with ``weights``
     trail: tuple[float, ...]  # dev accuracy after each addition; trail[-1] == dev_accuracy
+    weights: tuple[int, ...]  # times each member was added, aligned with ``members``
 
 
 def load_members(
@@ -146,6 +147,10 @@ def write_ensemble_submission(
     return path, len(symbols)
 
 
+# Weights in steps of one addition: a few per member is as fine a weighting as dev can support.
+MAX_ADDITIONS_PER_MEMBER = 3
+
+
 def select_ensemble(
     member_probs: Mapping[Key, np.ndarray],
     labels: np.ndarray,
@@ -153,11 +158,12 @@ def select_ensemble(
     param_limit: int,
     max_members: int,
 ) -> EnsembleSelection:
-    """Greedy forward selection without replacement (Caruana et al. 2004) by dev accuracy, within ``param_limit``.
+    """Greedy forward selection with replacement (Caruana et al. 2004) by dev accuracy, within ``param_limit``.
 
     Starts from the best single member that fits, then adds the member that most raises the accuracy of the
-    averaged probabilities while the summed parameters fit; stops when no addition raises it or at ``max_members``.
-    Ties go to the lower key.
+    weighted average of probabilities: a new one while the summed parameters fit and fewer than ``max_members`` are
+    in, or one already in again (its weight up, no parameters more). Stops when no addition raises it, or after
+    ``MAX_ADDITIONS_PER_MEMBER * max_members`` additions. Ties go to the lower key.
     """
     check_param_limit(param_limit)
     if max_members < 1:
@@ -186,25 +192,28 @@ def select_ensemble(
     # Comparing correct-frame counts (integers) keeps ties exact; summed probabilities argmax like averaged ones.
     # max() keeps the first of equal candidates, and ``fitting`` is sorted: ties go to the lower key.
     start = max(fitting, key=lambda key: correct(np.asarray(member_probs[key])))
-    members = [start]
+    weights = {start: 1}  # times each member was added, in the order of their first addition
     total = np.asarray(member_probs[start], dtype=np.float64)
     best = correct(total)
     trail = [best]
     used = param_counts[start]
-    while len(members) < max_members:
+    for _ in range(MAX_ADDITIONS_PER_MEMBER * max_members - 1):
         choice, choice_correct = None, best
         for key in fitting:
-            if key in members or used + param_counts[key] > param_limit:
+            # A member already in costs no parameters again: adding it once more weights it up.
+            if key not in weights and (len(weights) >= max_members or used + param_counts[key] > param_limit):
                 continue
             candidate = correct(total + member_probs[key])
             if candidate > choice_correct:
                 choice, choice_correct = key, candidate
         if choice is None:
             break
-        members.append(choice)
+        if choice not in weights:
+            used += param_counts[choice]
+        weights[choice] = weights.get(choice, 0) + 1
         total = total + member_probs[choice]
-        used += param_counts[choice]
         best = choice_correct
         trail.append(best)
     frames = len(labels)
-    return EnsembleSelection(tuple(members), used, best / frames, tuple(count / frames for count in trail))
+    return EnsembleSelection(tuple(weights), used, best / frames, tuple(count / frames for count in trail),
+                             tuple(weights.values()))

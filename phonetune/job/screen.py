@@ -12,7 +12,7 @@ A direct plan screens the first warm start alone, sized to the plan, as the firs
 worker; the final run continues it.
 
 A screen the deadline cut with no complete trial is extended once or twice, up to the plan's latest screen end,
-rather than ending with nothing.
+rather than ending with nothing; only while it makes progress (a stretch that added no evaluation is not repeated).
 """
 
 from __future__ import annotations
@@ -156,7 +156,9 @@ def run_screen(screen: StudyConfig, state: JobState, limit: TimeLimit, latest: T
         # Its one trial is the final run's start, so a slow worker start must not cut it (the final run prices
         # what is left from the clock): the hard stop waits up to another trial's length.
         end = latest
-    if limit.left > margin:
+    progress = screen_progress(screen) if _screened(screen) else 0
+    searched = limit.left > margin
+    if searched:
         if plan.direct:
             logger.info("screen: the first warm start alone, the first %s of its final run",
                         format_seconds(screen.timing.trial_seconds))
@@ -176,6 +178,14 @@ def run_screen(screen: StudyConfig, state: JobState, limit: TimeLimit, latest: T
         extra = min(latest.left, max(screen.timing.trial_seconds, MIN_EXTENSION_S))
         if extra < MIN_EXTENSION_S:
             break
+        now = screen_progress(screen) if _screened(screen) else 0
+        if searched and now == progress:
+            # The last stretch of screen added no evaluation (a retry that fails as its predecessor did, workers
+            # that could not start): more of the same would spend the budget on nothing.
+            logger.warning("the screen ended with no complete trial, and its last stretch added no evaluation: not "
+                           "extending it")
+            break
+        progress, searched = now, True
         logger.warning("the screen ended with no complete trial; extending it by %s", format_seconds(extra))
         extended = limit.moved_to(limit.clock.spent + extra)
         timed = dataclasses.replace(screen, study=dataclasses.replace(screen.study, timeout_seconds=extra))
@@ -200,6 +210,16 @@ def search_not_paying(trials: Sequence[FrozenTrial]) -> str | None:
         return None
     return (f"{len(searched)} searched trials found nothing better than the warm starts (best {max(searched):.4f} "
             f"against {max(warm):.4f}), so the final run gets the screen's remaining time")
+
+
+def screen_progress(screen: StudyConfig) -> int:
+    """Evaluations the screen's trials have reported, each counted once for a trial and its retries (a retry
+    resumes from its predecessor's checkpoint and reports its evaluations again, which are no new progress)."""
+    reached: dict[int, set[int]] = {}
+    for trial in open_study(screen).get_trials(deepcopy=False):
+        history = trial.system_attrs.get("retry_history", [])  # Optuna's retry bookkeeping (attributes.py)
+        reached.setdefault(history[0] if history else trial.number, set()).update(trial.intermediate_values)
+    return sum(len(steps) for steps in reached.values())
 
 
 def _screened(screen: StudyConfig) -> bool:

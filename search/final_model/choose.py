@@ -7,7 +7,8 @@ their summed parameters fit the limit (the HW1P2 rule counts an ensemble's param
 used only when it beats the best single run on dev; either way the chosen model(s) predict the test split into one
 submission, scored when ``ROOT/<test_split>-labels`` exists (and then every run's own test accuracy too, for the
 leaderboard), and the choice is recorded in the full-data study. Beside the submission: ``model_metadata.json`` and
-the final model's per-phoneme accuracy and confusion matrix on dev (``metadata.py``).
+the final model's per-phoneme accuracy and confusion matrix on dev (``metadata.py``). The selection is with
+replacement: a member picked again weighs more in the average (``member_weights``), at no parameters more.
 
 The submission holds the chosen model's own labels, each test frame's argmax, with the sequence decode's labels
 beside it (``labels.py``); with test labels both are scored, so what the decode adds is on record.
@@ -108,6 +109,7 @@ def build_final_model(
     # Dev chose the members, so demand a strict gain before trading one model for several.
     use_ensemble = len(selection.members) > 1 and selection.dev_accuracy > member_dev[best_single]
     chosen = list(selection.members) if use_ensemble else [best_single]
+    weights = list(selection.weights) if use_ensemble else [1]
 
     out = Path(out_dir) if out_dir is not None else config.paths.artifacts_path / "ensemble"
     # With test labels every run predicts test alone (its own test accuracy, for the leaderboard); without them
@@ -115,8 +117,8 @@ def build_final_model(
     labelled = labels_dir_of(data).is_dir()
     test_probs_of = {number: members_probabilities([member], data.root, data.test_split, progress=progress)
                      for number, member in members.items() if labelled or number in chosen}
-    test_probs = _mean([test_probs_of[number] for number in chosen])
-    dev_chosen = _mean([dev_probs[number] for number in chosen])
+    test_probs = _mean([test_probs_of[number] for number in chosen], weights)
+    dev_chosen = _mean([dev_probs[number] for number in chosen], weights)
     phonemes = np.asarray(any_member.run_config.data.phonemes)
     argmax_labels = test_probs.argmax(axis=1)
     decoder, decoded_labels = decode_test_labels(config, any_member, dev_chosen, labels, dev.offsets, test_probs,
@@ -130,6 +132,7 @@ def build_final_model(
     result = FinalModel(
         chosen="ensemble" if use_ensemble else "single",
         members=chosen,
+        member_weights=weights,
         param_count=sum(counts[number] for number in chosen),
         size_cap=limit,
         dev_accuracy=selection.dev_accuracy if use_ensemble else member_dev[best_single],
@@ -167,12 +170,20 @@ def build_final_model(
     return result
 
 
-def _mean(probabilities: list[np.ndarray]) -> np.ndarray:
-    """The members' probabilities averaged, as ``members_probabilities`` averages them (a float64 sum)."""
+def _mean(probabilities: list[np.ndarray], weights: list[int]) -> np.ndarray:
+    """The members' probabilities averaged with ``weights`` (times each was added by the selection), in float64 as
+    ``members_probabilities`` averages them."""
     total = np.zeros(probabilities[0].shape, dtype=np.float64)
-    for part in probabilities:
-        total += part
-    return (total / len(probabilities)).astype(np.float32)
+    for part, weight in zip(probabilities, weights, strict=True):
+        total += weight * part
+    return (total / sum(weights)).astype(np.float32)
+
+
+def _weights_said(result: FinalModel) -> str:
+    weights = result.member_weights
+    if not weights or all(weight == 1 for weight in weights):
+        return ""
+    return " weighted " + ":".join(str(weight) for weight in weights)
 
 
 def format_final_model(result: FinalModel) -> str:
@@ -180,8 +191,8 @@ def format_final_model(result: FinalModel) -> str:
     test = "not scored (no test labels)" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
     limit = "HW1P2 limit" if result.size_cap == DEFAULT_PARAM_LIMIT else "size cap"
     lines = [
-        f"chosen: {result.chosen} of search trials {result.members} ({result.param_count:,} parameters; {limit} "
-        f"{result.size_cap:,})",
+        f"chosen: {result.chosen} of search trials {result.members}{_weights_said(result)} ({result.param_count:,} "
+        f"parameters; {limit} {result.size_cap:,})",
         f"dev diagnostics: {result.dev_score_dir} (per_phoneme.csv, confusion.html); metadata: {result.metadata}",
         f"dev accuracy: {result.dev_accuracy:.4f} (best single run {result.single_dev_accuracy:.4f}, best ensemble "
         f"{result.ensemble_dev_accuracy:.4f}; dev picked the members, so these are slightly optimistic)",

@@ -88,6 +88,7 @@ def final_model_metadata(result: FinalModel, members: Mapping[int, "EnsembleMemb
         "final_model": result.chosen,
         "members": [member_metadata(number, members[number], result.member_dev_accuracy.get(number),
                                     member_test_accuracy.get(number)) for number in result.members],
+        "member_weights": result.member_weights or [1] * len(result.members),  # probabilities averaged with these
         "param_count": result.param_count,
         "hw1p2_limit": DEFAULT_PARAM_LIMIT,
         "size_cap": result.size_cap,

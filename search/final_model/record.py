@@ -31,6 +31,7 @@ class FinalModel:
     labels: str = "argmax"  # what the submission holds: "argmax" (the network's own) or "decoded"
     other_submission: str | None = None  # the other labels, beside it (submission-decoded.csv / -argmax.csv)
     test_decoded_accuracy: float | None = None  # the sequence decode's labels on test (labels only)
+    member_weights: list[int] = field(default_factory=list)  # times each of ``members`` is in the average
 
     def to_dict(self) -> dict:
         values = asdict(self)

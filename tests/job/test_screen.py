@@ -9,13 +9,15 @@ import dataclasses
 import math
 
 import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from corpus import write_tiny_corpus
 from search_study import write_study
 
 import pytest
 
 from phonetune.job.planner import make_plan
-from phonetune.job.screen import screen_standings, screen_study, screen_winner, screened_warm_starts
+from phonetune.job.screen import (screen_progress, screen_standings, screen_study, screen_winner,
+                                  screened_warm_starts)
 from phonetune.model.params import count_params
 from phonetune.model.speed import Speed
 from phonetune.search.config import load_study_config
@@ -48,6 +50,32 @@ def test_a_screen_cut_before_any_evaluation_hands_its_first_trial_to_the_final_r
     (promoted,) = result.promoted
     assert promoted.source_number == 0 and math.isnan(promoted.search_accuracy)
     assert 0.0 < promoted.full_accuracy <= 1.0 and (promoted.checkpoint_dir / "best.pt").is_file()
+
+
+def test_screen_progress_counts_a_retrys_inherited_evaluations_once(tmp_path):
+    """The screen's extensions are paid only for progress: evaluations a retry inherits from the attempt it
+    continues are not new ones."""
+    corpus = write_tiny_corpus(tmp_path / "data", n_train=8, n_dev=4, n_test=4)
+    config = load_study_config(write_study(tmp_path, corpus.root))
+    study = open_study(config, create=True)
+    first = study.ask()
+    first.report(0.4, 0)
+    first.report(0.5, 1)
+    study.tell(first, state=optuna.trial.TrialState.FAIL)
+    assert screen_progress(config) == 2
+    # What a worker's stale-trial handling does (search/storage/heartbeats.py): the failed attempt re-queued; the
+    # retry resumes from its checkpoint and reports the evaluations it carries again.
+    RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=False)(study, study.trials[0])
+    retry = study.ask()
+    assert retry.study.trials[1].system_attrs["retry_history"] == [0]
+    retry.report(0.4, 0)
+    retry.report(0.5, 1)
+    assert screen_progress(config) == 2  # the same evaluations again are no progress
+    retry.report(0.6, 2)
+    assert screen_progress(config) == 3
+    other = study.ask()
+    other.report(0.3, 0)
+    assert screen_progress(config) == 4
 
 
 CPU = Speed(fixed=0.0, per_param=3.3e-11, device="cpu", per_step=4.6e-3)

@@ -138,6 +138,23 @@ def test_greedy_selection_prefers_the_complementary_pair_over_the_two_best_singl
     assert single.members == ("a",) and single.trail == (0.7,)
 
 
+def test_selection_with_replacement_weights_a_member_up_without_counting_its_parameters_twice():
+    """Six frames of class 0. Alone, a and b are 4/6 each; averaged 5/6; b counted twice, 6/6: the frame both get
+    wrong together (a 0.2, b 0.75) needs b's vote to weigh double, and no frame is lost by it."""
+    p_class0 = {"a": [0.45, 0.7, 0.7, 0.9, 0.9, 0.2], "b": [0.6, 0.6, 0.6, 0.45, 0.45, 0.75]}
+    probs = {key: np.stack([np.array(p), 1 - np.array(p)], axis=1).astype(np.float32) for key, p in p_class0.items()}
+    labels = np.zeros(6, dtype=np.int64)
+    selection = select_ensemble(probs, labels, {"a": 10, "b": 10}, param_limit=20, max_members=2)
+    assert selection.members == ("a", "b") and selection.weights == (1, 2)
+    assert selection.trail == pytest.approx((4 / 6, 5 / 6, 1.0)) and selection.param_count == 20
+    # One member at most: a weight on one member changes no argmax, so it stays a single run.
+    single = select_ensemble(probs, labels, {"a": 10, "b": 10}, param_limit=20, max_members=1)
+    assert single.members == ("a",) and single.weights == (1,) and single.trail == pytest.approx((4 / 6,))
+    # b alone does not fit beside a under a limit of 15: no second member, whatever its weight would be.
+    capped = select_ensemble(probs, labels, {"a": 10, "b": 10}, param_limit=15, max_members=2)
+    assert capped.members == ("a",) and capped.param_count == 10
+
+
 def test_greedy_selection_respects_the_budget():
     probs, labels = _synthetic_members()
     # c no longer fits beside a (10 + 15 > 20); d, the next best addition, does (10 + 8).
