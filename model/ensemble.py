@@ -92,21 +92,30 @@ def load_members(
 
 
 def members_probabilities(
-    members: Sequence[EnsembleMember], data_root: str | Path, split: str, *, progress: bool = False
+    members: Sequence[EnsembleMember],
+    data_root: str | Path,
+    split: str,
+    *,
+    weights: Sequence[float] | None = None,
+    progress: bool = False,
 ) -> np.ndarray:
-    """Mean of the members' softmax probabilities over ``data_root/split``, ``(N, num_classes)`` float32."""
+    """Mean of the members' softmax probabilities over ``data_root/split``, ``(N, num_classes)`` float32, weighted by
+    ``weights`` (one per member, e.g. the times a selection with replacement added it; equal when None)."""
+    weights = [1.0] * len(members) if weights is None else [float(weight) for weight in weights]
+    if len(weights) != len(members) or min(weights, default=1.0) <= 0:
+        raise ValueError(f"ensemble weights {weights} do not match {len(members)} members (one positive weight each)")
     total: np.ndarray | None = None
-    for member in members:
+    for member, weight in zip(members, weights, strict=True):
         split_data = load_checkpoint_split(member.run_config, member.payload, data_root, split, progress=progress)
         device = next(member.model.parameters()).device
         probabilities = predict_probabilities(member.model, member.run_config, split_data, device)
         # A running float64 sum holds one array instead of all of them (test-clean is ~2M frames per member).
         if total is None:
-            total = probabilities.astype(np.float64)
+            total = weight * probabilities.astype(np.float64)
         else:
-            total += probabilities
+            total += weight * probabilities
     assert total is not None
-    return (total / len(members)).astype(np.float32)
+    return (total / sum(weights)).astype(np.float32)
 
 
 def ensemble_probabilities(
@@ -116,10 +125,13 @@ def ensemble_probabilities(
     *,
     param_limit: int = DEFAULT_PARAM_LIMIT,
     device: str | torch.device | None = None,
+    weights: Sequence[float] | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """Averaged probabilities of ``checkpoints`` over ``data_root/split``; ParamLimitError first if they do not fit."""
-    return members_probabilities(load_members(checkpoints, param_limit, device), data_root, split, progress=progress)
+    """Averaged (``weights``: weighted) probabilities of ``checkpoints`` over ``data_root/split``; ParamLimitError
+    first if they do not fit."""
+    return members_probabilities(load_members(checkpoints, param_limit, device), data_root, split, weights=weights,
+                                 progress=progress)
 
 
 def write_ensemble_submission(

@@ -371,13 +371,21 @@ def test_study_ensemble_of_promoted_runs_sums_their_parameters_and_beats_the_bes
     chosen = open_study(config, "full").user_attrs[attrs.ENSEMBLE_ATTR]
     assert chosen["chosen"] == "ensemble" and chosen["members"] == [best, other]
     assert chosen["param_count"] == counts[best] + counts[other] <= config.param_limit
+    # The selection adds with replacement: a member added again weighs more (best first, each at least once).
+    weights = chosen["member_weights"]
+    assert len(weights) == 2 and min(weights) >= 1
+    if weights != [1, 1]:
+        averaged = ensemble_probabilities(checkpoints, config.data.root, config.data.dev_split, device="cpu",
+                                          weights=weights)
+        together = float((averaged.argmax(axis=1) == labels).mean())
     # The submission's labels: the sequence decode when dev prefers it, else the argmax; the argmax is scored too.
     decoder = chosen["decoder"]
     assert sorted(decoder["grid"]) == ["1.5/0.5", "1.5/0.75", "1/0.5", "1/0.75"]
     # A small dev (under FIT_MAX_FRAMES) is scored whole.
     assert decoder["dev_argmax_accuracy"] == pytest.approx(together)
     assert decoder["used"] == (max(decoder["grid"].values()) > together)
-    on_test = ensemble_probabilities(checkpoints, config.data.root, config.data.test_split, device="cpu")
+    on_test = ensemble_probabilities(checkpoints, config.data.root, config.data.test_split, device="cpu",
+                                     weights=weights)
     truth = read_true_labels(config.data.root + "/test-clean-labels", config.data.phonemes)
     assert chosen["test_argmax_accuracy"] == pytest.approx(float((on_test.argmax(axis=1) == truth).mean()))
     if not decoder["used"]:
@@ -386,7 +394,9 @@ def test_study_ensemble_of_promoted_runs_sums_their_parameters_and_beats_the_bes
     assert chosen["single_dev_accuracy"] == pytest.approx(full[best].value)
     rescored = score_submission(chosen["submission"], config.data.root + "/test-clean-labels", config.data.phonemes)
     assert chosen["test_accuracy"] == pytest.approx(rescored.accuracy)
-    assert f"chosen: ensemble of search trials [{best}, {other}] ({chosen['param_count']:,} parameters" in printed
+    said_weights = "" if weights == [1, 1] else " weighted " + ":".join(str(weight) for weight in weights)
+    assert (f"chosen: ensemble of search trials [{best}, {other}]{said_weights} ({chosen['param_count']:,} parameters"
+            in printed)
 
     sheet = path.parent / "sheet.csv"
     assert main(["export", "--config", str(path), "--out", str(sheet)]) == 0
