@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import csv
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +36,8 @@ from phonetune.errors import DataError, what_is_at
 
 PER_PHONEME_FILE = "per_phoneme.csv"
 CONFUSION_FILE = "confusion.html"
+# The confusion page lists this many of the most-confused pairs under its heatmap.
+MOST_CONFUSED = 20
 SUMMARY_FILE = "score.json"
 
 
@@ -68,6 +71,36 @@ class ScoreReport:
             (symbol, int(totals[i]), int(correct[i]), float(correct[i] / totals[i]) if totals[i] else float("nan"))
             for i, symbol in enumerate(self.phonemes)
         ]
+
+
+@dataclass(frozen=True)
+class ConfusedPair:
+    """Frames of one true phoneme predicted as another."""
+
+    true: str
+    predicted: str
+    frames: int
+    share_of_true: float  # of the true phoneme's frames
+    share_of_errors: float  # of all wrongly labelled frames
+
+
+def most_confused(report: ScoreReport, count: int = MOST_CONFUSED) -> list[ConfusedPair]:
+    """The ``count`` (true, predicted) pairs with the most wrongly labelled frames, most first; ties by phoneme
+    order, so the list is the same on every run."""
+    errors = report.confusion.copy()
+    np.fill_diagonal(errors, 0)
+    wrong = int(errors.sum())
+    totals = report.confusion.sum(axis=1)
+    flat = np.argsort(-errors, axis=None, kind="stable")[:count]
+    pairs = []
+    for index in flat:
+        true, predicted = divmod(int(index), len(report.phonemes))
+        frames = int(errors[true, predicted])
+        if frames == 0:
+            break
+        pairs.append(ConfusedPair(report.phonemes[true], report.phonemes[predicted], frames,
+                                  frames / int(totals[true]), frames / wrong))
+    return pairs
 
 
 def _transcript_folder(labels_dir: Path) -> Path:
@@ -154,7 +187,8 @@ def score_predictions(predicted: np.ndarray, truth: np.ndarray, phonemes: Sequen
 
 
 def write_score_report(report: ScoreReport, out_dir: str | Path) -> list[Path]:
-    """Write ``per_phoneme.csv``, ``confusion.html`` (plotly heatmap, rows normalized) and ``score.json``."""
+    """Write ``per_phoneme.csv``, ``confusion.html`` (a plotly heatmap of the confusions, rows normalized, and a
+    table of the most-confused pairs) and ``score.json`` (with those pairs)."""
     import plotly.graph_objects as go
 
     out_dir = Path(out_dir)
@@ -164,20 +198,41 @@ def write_score_report(report: ScoreReport, out_dir: str | Path) -> list[Path]:
 
     totals = report.confusion.sum(axis=1, keepdims=True)
     shares = np.divide(report.confusion, totals, out=np.zeros(report.confusion.shape), where=totals > 0)
-    figure = go.Figure(go.Heatmap(
-        z=shares, x=report.phonemes, y=report.phonemes, colorscale="Blues", zmin=0, zmax=1,
-        customdata=report.confusion,
-        hovertemplate="true %{y}, predicted %{x}: %{z:.3f} (%{customdata} frames)<extra></extra>",
+    # The diagonal (most frames of a good model) would take the whole colour range and leave the confusions white:
+    # it is left blank, its accuracy in the hover text, and the colours span the off-diagonal shares.
+    off_diagonal = shares.copy()
+    np.fill_diagonal(off_diagonal, np.nan)
+    top = float(np.nanmax(off_diagonal)) if np.any(off_diagonal > 0) else 1.0
+    hover = np.array([[f"true {true}, predicted {predicted}: {share:.3f} of {true}'s frames ({frames:,} frames)"
+                       for predicted, share, frames in zip(report.phonemes, row, counts)]
+                      for true, row, counts in zip(report.phonemes, shares, report.confusion)])
+    heatmap = go.Figure(go.Heatmap(
+        z=off_diagonal, x=report.phonemes, y=report.phonemes, colorscale="Reds", zmin=0, zmax=top,
+        text=hover, hovertemplate="%{text}<extra></extra>", colorbar={"title": "share of the<br>true phoneme"},
     ))
-    figure.update_layout(
-        title=f"confusion on {report.labels} (rows: true phoneme, normalized); accuracy {report.accuracy:.4f} over "
-              f"{report.frames:,} frames",
+    heatmap.update_layout(
+        title=f"confusion of {report.predictions} against {report.labels}: accuracy {report.accuracy:.4f} over "
+              f"{report.frames:,} frames<br><sub>rows: true phoneme, each normalized; the diagonal (correct) is "
+              f"blank and the colours span the confusions, up to {top:.3f}</sub>",
         xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=900, width=950,
     )
-    confusion = atomic_write_text(out_dir / CONFUSION_FILE, figure.to_html(include_plotlyjs=True, full_html=True))
+    pairs = most_confused(report)
+    table = go.Figure(go.Table(
+        header={"values": ["true", "predicted as", "frames", "share of the true phoneme", "share of all errors"]},
+        cells={"values": [[pair.true for pair in pairs], [pair.predicted for pair in pairs],
+                          [f"{pair.frames:,}" for pair in pairs],
+                          [f"{pair.share_of_true:.3f}" for pair in pairs],
+                          [f"{pair.share_of_errors:.3f}" for pair in pairs]]},
+    ))
+    table.update_layout(title=f"the {len(pairs)} most-confused pairs", height=120 + 28 * len(pairs), width=950)
+    page = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>confusion</title></head><body>"
+            + heatmap.to_html(include_plotlyjs=True, full_html=False)
+            + table.to_html(include_plotlyjs=False, full_html=False) + "</body></html>")
+    confusion = atomic_write_text(out_dir / CONFUSION_FILE, page)
     summary = atomic_write_json(out_dir / SUMMARY_FILE, {
         "predictions": report.predictions, "labels": report.labels, "frames": report.frames,
         "accuracy": report.accuracy,
+        "most_confused": [dataclasses.asdict(pair) for pair in pairs],
     })
     return [per_phoneme, confusion, summary]
 

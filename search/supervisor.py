@@ -39,8 +39,12 @@ logger = logging.getLogger(__name__)
 # The exit statuses of a worker this process stopped at a deadline: interrupted (130, or SIGINT itself) or killed
 # (a worker holding no trial, or one past its grace); expected, so not worth a warning.
 STOPPED_EXIT_CODES = (130, -signal.SIGINT, -signal.SIGKILL)
-# How long the parent waits for interrupted workers to re-queue their trials before killing them.
-INTERRUPT_GRACE_S = 60.0
+# How long the parent waits for interrupted workers to re-queue their trials before killing them. A worker checks
+# for a stop between training steps and re-queues in a second or two; one that has not after this is stuck (a step
+# or an evaluation held up by a loaded machine, I/O): killing it loses only the steps since its last checkpoint, and
+# its trial is failed and retried as a dead worker's is (heartbeat), so a long grace would spend the job's budget on
+# waiting.
+INTERRUPT_GRACE_S = 20.0
 # Each worker is a process with at least one thread; past a few per core they only queue for the cores (a few beyond
 # one per core still pay where workers wait on a GPU or on the study's database).
 MAX_WORKERS_PER_CORE = 4

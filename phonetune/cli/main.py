@@ -14,6 +14,7 @@ import importlib
 import importlib.metadata
 import logging
 import re
+import shlex
 import signal
 import sys
 import time
@@ -151,6 +152,28 @@ def _configure_logging(verbose: bool) -> Callable[[], None]:
     return undo
 
 
+# What an interrupted command kept, and how to go on; a command not named here kept nothing worth saying.
+_KEPT_ON_INTERRUPT = {
+    "run": "the job's state and the time it spent are kept",
+    "search": "finished trials are kept and the running ones re-queued",
+    "worker": "finished trials are kept and the running one re-queued",
+    "promote": "finished full-data runs are kept, and a run cut mid-way continues from its checkpoint",
+}
+
+
+def interrupted_hint(command: str, argv: list[str]) -> str:
+    """``: the job's state ... kept. Continue: phonetune run ...; start over: ... --fresh`` for an interrupted
+    command that can go on; empty for the others."""
+    kept = _KEPT_ON_INTERRUPT.get(command)
+    if kept is None:
+        return ""
+    again = shlex.join(["phonetune", *[arg for arg in argv if arg != "--fresh"]])
+    hint = f"; {kept}. Continue with the same command: {again}"
+    if command == "run":
+        hint += f" (a --budget changed there replans what is left); start over with: {again} --fresh"
+    return hint
+
+
 def main(argv: list[str] | None = None) -> int:
     # A budget is the user's wall clock from the moment the command started: importing torch and the command's
     # modules (seconds on a loaded 2-core machine) is part of it.
@@ -175,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"phonetune {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"phonetune {args.command}: interrupted", file=sys.stderr)
+        print(f"phonetune {args.command}: interrupted{interrupted_hint(args.command, argv)}", file=sys.stderr)
         return 130
     except Exception as exc:
         # A full disk surfaces as OSError, or as a storage error wrapping SQLite's "database or disk is full":

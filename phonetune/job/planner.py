@@ -185,6 +185,42 @@ class Plan:
             return self.screen_end + self.trial_seconds
         return self.screen_end + min(2.0 * (self.trial_seconds + TRIAL_OVERHEAD_S), 0.25 * self.final_seconds)
 
+    def rebudgeted(self, budget_s: float, spent_s: float, screen_done: bool) -> "Plan":
+        """This plan under a new ``budget_s``, for a job that has spent ``spent_s`` (``--budget`` changed on an
+        unfinished job). The trial horizon and the sizes stay: the trials already run stay comparable with the
+        rest. More time all goes to the final run. Less comes first from what is left of the screen, then from the
+        final run. BudgetError naming both ways on when the final run could not train its least."""
+        if budget_s == self.budget_s:
+            return self
+        old_end, new_end = self.stage_end("final"), dataclasses.replace(self, budget_s=budget_s).stage_end("final")
+        shortfall = old_end - new_end  # negative: more time
+        screen_s = self.screen_s
+        if shortfall > 0 and not screen_done and not self.direct:
+            # (A direct plan's screen is its final run's first tenth: its shortfall is the final run's alone.)
+            screen_left = max(0.0, self.screen_end - max(spent_s, self.prepare_s))
+            screen_s -= min(shortfall, screen_left)
+        final_seconds = self.final_seconds - (shortfall - (self.screen_s - screen_s))
+        least = MIN_FINAL_STEPS * Speed(**self.speed).step_seconds(self.final_params, self.batch_size)
+        deficit = max(max(spent_s, self.prepare_s + screen_s) + least - new_end, least - final_seconds)
+        if deficit > 0:
+            raise BudgetError(
+                f"--budget {format_seconds(budget_s)} cannot continue this job: it was planned for "
+                f"{format_seconds(self.budget_s)} and has spent {format_seconds(spent_s)}, which would leave its final "
+                f"run of {self.final_params:,} parameters fewer than {MIN_FINAL_STEPS} steps. Continue it with "
+                f"--budget {format_seconds(self.budget_s)} (or at least {format_seconds(budget_s + 1.2 * deficit)}), "
+                f"or start it over under {format_seconds(budget_s)} with --fresh (this deletes its trials)")
+        scale = screen_s / self.screen_s if self.screen_s else 1.0
+        trials = self.trials if self.direct else self.trials * scale
+        fixed_change = (fixed_reserve_seconds(budget_s, self.dev_frames, self.test_frames, self.decode)
+                        - fixed_reserve_seconds(self.budget_s, self.dev_frames, self.test_frames, self.decode))
+        why = (f"{self.why}; then --budget {format_seconds(self.budget_s)} -> {format_seconds(budget_s)} at "
+               f"{format_seconds(spent_s)} spent: the screen {format_seconds(self.screen_s)} -> "
+               f"{format_seconds(screen_s)}, the final run {format_seconds(self.final_seconds)} -> "
+               f"{format_seconds(final_seconds)}")
+        return dataclasses.replace(
+            self, budget_s=budget_s, reserve_s=self.reserve_s + fixed_change, screen_s=screen_s, trials=trials,
+            final_seconds=final_seconds, final_epochs=self.final_epochs * final_seconds / self.final_seconds, why=why)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -192,6 +192,12 @@ def run_job(
             logger.info("plan:\n%s", plan.describe_text())
         else:
             plan = Plan.from_dict(state.values.get("plan"), str(state.path))
+            if plan.budget_s != budget_s:
+                # BudgetError here keeps the state as it was: the same command with the old budget still continues.
+                plan = plan.rebudgeted(budget_s, clock.spent, state.done("screen"))
+                state.save(plan=plan.to_dict())
+                logger.info("replanned what is left for --budget %s:\n%s", format_seconds(budget_s),
+                            plan.describe_text())
             state.save(budget_s=budget_s, settings=settings, study_values=values)
             logger.info("continuing the job: %s spent of %s", format_seconds(clock.spent), format_seconds(budget_s))
         with clock.saving(lambda spent: state.save(spent_s=spent)):

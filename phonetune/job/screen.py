@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from phonetune.errors import BudgetError, StorageError
 from phonetune.job.clock import TimeLimit, format_seconds
-from phonetune.job.planner import DIRECT_TRIAL_SHARE, Plan
+from phonetune.job.planner import Plan
 from phonetune.job.state import JobState
 from phonetune.model.config import ModelConfig, ModelIO
 from phonetune.model.params import count_params, max_base_width
@@ -74,7 +74,9 @@ def screen_study(config: StudyConfig, plan: Plan) -> StudyConfig:
     resized to the planned size."""
     speed = Speed(**plan.speed)
     if plan.direct:
-        timing = TimingConfig(trial_seconds=DIRECT_TRIAL_SHARE * plan.final_seconds, final_seconds=plan.final_seconds,
+        # The trial's length is the plan's own (a tenth of the final run as first planned): a changed --budget moves
+        # the final run's end, not the point where its first tenth stopped.
+        timing = TimingConfig(trial_seconds=plan.trial_seconds, final_seconds=plan.final_seconds,
                               evaluations=DIRECT_EVALUATIONS, speed=speed, continues=True)
     else:
         timing = TimingConfig(trial_seconds=plan.trial_seconds, final_seconds=plan.final_seconds,

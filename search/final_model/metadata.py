@@ -35,7 +35,7 @@ def write_dev_diagnostics(dev_probabilities: np.ndarray, labels: np.ndarray, pho
                           members: Sequence[int], dev_split: str, out_dir: Path) -> Path:
     """Per-phoneme accuracy and the confusion matrix of the final model on dev, in ``out_dir/dev-score/``."""
     predicted = np.asarray(dev_probabilities).argmax(axis=1)
-    what = f"the final model (full-data runs of search trials {'+'.join(map(str, members))})"
+    what = f"the final model's argmax (full-data runs of search trials {'+'.join(map(str, members))})"
     report = score_predictions(predicted, labels, phonemes, what, f"dev ({dev_split})")
     folder = out_dir / DEV_SCORE_FOLDER
     write_score_report(report, folder)

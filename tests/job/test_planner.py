@@ -238,3 +238,53 @@ def test_a_stage_reads_its_own_limit_from_the_clock():
     with clock.saving(saved.append):
         pass
     assert len(saved) == 1 and 100.0 <= saved[0] < 101.0
+
+
+def test_a_changed_budget_replans_what_is_left_keeping_the_trial_horizon_and_sizes():
+    # Issue 36, item 5: a 6-hour job on an H200, interrupted in its screen after 40 minutes and continued under 3 h.
+    six = _plan(6 * 3600, H200, HW1P2, max_params=DEFAULT_SPACE_MAX, batch_size=8192, workers=1, elapsed_s=120)
+    assert not six.direct and six.screen_end > 40 * 60
+    three = six.rebudgeted(3 * 3600, spent_s=40 * 60, screen_done=False)
+    assert three.budget_s == 3 * 3600 and three.stage_end("outputs") == 3 * 3600
+    # The trials already run stay comparable: the same horizon, the same sizes.
+    assert (three.trial_seconds, three.final_params, three.size_cap, three.kind) == (
+        six.trial_seconds, six.final_params, six.size_cap, six.kind)
+    # Three hours less come out of the screen's remaining time; the final run keeps its length.
+    shortfall = six.stage_end("final") - three.stage_end("final")
+    assert three.screen_s == pytest.approx(six.screen_s - shortfall)
+    assert three.final_seconds == pytest.approx(six.final_seconds)
+    assert three.stage_end("screen") + three.final_seconds <= three.stage_end("final") + 1e-6
+    assert three.trials == pytest.approx(six.trials * three.screen_s / six.screen_s)
+    assert "--budget 6 h 00 min -> 3 h 00 min at 40 min 00 s spent" in three.why
+    assert Plan.from_dict(three.to_dict(), "state") == three  # kept in the state file as any plan
+
+    # With the screen done, less time comes from the final run; more time always goes to it.
+    after_screen = six.rebudgeted(5.75 * 3600, spent_s=six.screen_end, screen_done=True)
+    assert after_screen.screen_s == six.screen_s
+    assert after_screen.final_seconds == pytest.approx(six.final_seconds - (six.stage_end("final")
+                                                                            - after_screen.stage_end("final")))
+    longer = six.rebudgeted(8 * 3600, spent_s=40 * 60, screen_done=False)
+    assert longer.screen_s == six.screen_s and longer.final_seconds > six.final_seconds
+    assert longer.final_epochs > six.final_epochs
+    assert six.rebudgeted(six.budget_s, spent_s=40 * 60, screen_done=False) is six
+
+
+def test_a_budget_too_small_for_what_was_spent_is_refused_naming_both_ways_on():
+    # Issue 36's case: a --budget 6h job interrupted after a minute, then --budget 2m.
+    six = _plan(6 * 3600, H200, HW1P2, max_params=DEFAULT_SPACE_MAX, batch_size=8192, workers=1, elapsed_s=120)
+    with pytest.raises(BudgetError) as refused:
+        six.rebudgeted(120, spent_s=150, screen_done=False)
+    said = str(refused.value)
+    assert "--budget 2 min 00 s cannot continue this job" in said and "planned for 6 h 00 min" in said
+    assert "Continue it with --budget 6 h 00 min" in said and "--fresh" in said
+    # The budget it names as the least does continue the job.
+    least = parse_budget(said.split("(or at least ")[1].split(")")[0].replace(" h ", "h").replace(" min", "m")
+                         .replace(" s", "s").replace(" ", ""))
+    assert six.rebudgeted(least + 60, spent_s=150, screen_done=False).final_seconds > 0
+    # A direct plan's shortfall comes from its final run (its screen is that run's first tenth).
+    direct = _plan(1200, CPU, DEMO)
+    assert direct.direct
+    shorter = direct.rebudgeted(900, spent_s=60, screen_done=False)
+    assert shorter.screen_s == direct.screen_s and shorter.trial_seconds == direct.trial_seconds
+    assert shorter.final_seconds == pytest.approx(direct.final_seconds - (direct.stage_end("final")
+                                                                          - shorter.stage_end("final")))

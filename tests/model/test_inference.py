@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,10 @@ from shared import REPO
 
 from phonetune.data_pipeline import HW1P2_PHONEMES, DataConfig, load_split
 from phonetune.errors import CheckpointError, ConfigError
-from phonetune.model import SubmissionError, score_submission
+from phonetune.model import SubmissionError, score_submission, write_score_report
 from phonetune.model.checkpoint import read_checkpoint, save_checkpoint
 from phonetune.model.inference import load_checkpoint, predict_split, write_submission
+from phonetune.model.scoring import most_confused, score_predictions
 from phonetune.cli.main import main
 
 STARTER = str(REPO / "studies" / "starter.toml")
@@ -105,6 +107,23 @@ def test_score_report_counts_agree_with_a_hand_made_submission(tiny_corpus, tmp_
     assert report.frames == len(truth)
     assert report.accuracy == pytest.approx(1 - len(truth[::4]) / len(truth))
     assert report.confusion.sum(axis=1).tolist() == np.bincount(truth, minlength=40).tolist()
+
+    # Every 4th frame of class c was labelled c + 1: those are the confused pairs, most frames first.
+    shifted = np.bincount(truth[::4], minlength=40)
+    expected = sorted(((int(frames), c) for c, frames in enumerate(shifted) if frames), key=lambda item: (-item[0], item[1]))
+    pairs = most_confused(report, count=5)
+    assert [(pair.frames, HW1P2_PHONEMES.index(pair.true)) for pair in pairs] == expected[:5]
+    for pair in pairs:
+        true = HW1P2_PHONEMES.index(pair.true)
+        assert pair.predicted == HW1P2_PHONEMES[(true + 1) % 40]
+        assert pair.share_of_true == pytest.approx(pair.frames / np.sum(truth == true))
+        assert pair.share_of_errors == pytest.approx(pair.frames / len(truth[::4]))
+    write_score_report(report, tmp_path / "score")
+    stored = json.loads((tmp_path / "score" / "score.json").read_text())
+    assert [item["frames"] for item in stored["most_confused"]][:5] == [frames for frames, _ in expected[:5]]
+    page = (tmp_path / "score" / "confusion.html").read_text()
+    assert "most-confused pairs" in page and "the diagonal (correct) is blank" in page
+    assert most_confused(score_predictions(truth, truth, HW1P2_PHONEMES, "truth", "truth")) == []
 
 
 def test_score_rejects_length_mismatch_bad_header_and_unknown_labels(tiny_corpus, tmp_path, capsys):

@@ -397,3 +397,53 @@ def test_starts_that_cannot_succeed_are_refused_before_training_and_leave_nothin
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
+
+
+def test_ctrl_c_in_the_screen_says_how_to_go_on_and_a_smaller_budget_replans_what_is_left(tmp_path):
+    """Issue 36, item 5 (and issue 37, case 2): a job stopped by Ctrl-C in its screen, then the same command with a
+    smaller --budget: the stop is quick and says how to continue and how to start over; the rerun replans what is
+    left under the new budget and ends inside it."""
+    path = _study(tmp_path, **CAPPED)
+    config = load_study_config(path)
+    state_path = config.paths.artifacts_path / "run" / "state.json"
+    first = subprocess.Popen(_command(path, "200s", 2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True, text=True)
+
+    def screen_training() -> bool:
+        try:
+            return any(trial.state == TrialState.RUNNING for trial in open_study(config).trials)
+        except StorageError:
+            return False
+
+    if not _wait_for(screen_training, 120, first):
+        first.kill()
+        out, err = first.communicate()
+        pytest.fail(f"the job ended before its screen could be interrupted:\n{out[-2000:]}\n{err[-3000:]}")
+    time.sleep(2)
+    os.killpg(first.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole foreground group
+    interrupted_at = time.monotonic()
+    out, err = first.communicate(timeout=90)
+    stopped_in = time.monotonic() - interrupted_at
+    assert first.returncode == 130, err[-3000:]
+    assert stopped_in < 20, f"Ctrl-C took {stopped_in:.0f} s to stop the job"
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("phonetune run: interrupted; the job's state and the time it spent are kept"), err[-2000:]
+    assert f"Continue with the same command: phonetune run --config {path} --budget 200s" in last
+    assert f"start over with: phonetune run --config {path} --budget 200s --workers 2 --quiet --fresh" in last
+    assert not _workers_of(path), "the interrupted job's workers kept training"
+    spent = json.loads(state_path.read_text())["spent_s"]
+    planned = json.loads(state_path.read_text())["plan"]
+    assert planned["kind"] == "screened" and spent < planned["prepare_s"] + planned["screen_s"]
+
+    budget = 140
+    done = _run(path, f"{budget}s", 2, 300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "replanned what is left for --budget 2 min 20 s" in done.stdout + done.stderr, done.stderr[-3000:]
+    summary = _summary(done)
+    assert summary["spent_s"] <= budget * 1.1, (summary["spent_s"], summary["plan"]["why"])
+    plan = summary["plan"]
+    assert plan["budget_s"] == budget and "--budget 3 min 20 s -> 2 min 20 s" in plan["why"]
+    # The trials already run stay comparable: the trial horizon and the size are the first plan's.
+    assert plan["trial_seconds"] == planned["trial_seconds"] and plan["final_params"] == planned["final_params"]
+    assert plan["screen_s"] < planned["screen_s"]
+    assert Path(summary["submission"]).is_file()
