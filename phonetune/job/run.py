@@ -43,7 +43,7 @@ import optuna
 from phonetune.atomic import atomic_write_json
 from phonetune.data_pipeline.load import TrainingData, load_split
 from phonetune.data_pipeline.split import SplitData
-from phonetune.errors import BudgetError, CheckpointError, ConfigError, StorageError
+from phonetune.errors import BudgetError, CheckpointError, ConfigError, DataError, StorageError
 from phonetune.job.clock import BudgetClock, TimeLimit, format_seconds
 from phonetune.job.final import FinalRun, run_final
 from phonetune.job.outputs import OUTPUTS_KEY, DamagedOutput, damaged_outputs, named_outputs, record_outputs
@@ -181,14 +181,17 @@ def run_job(
                     sheet = write_ablation_sheet(search_study, full_study, sheet_path)
                     logger.info("sheet of the finished job also written to %s", sheet.sheet_path)
                 return finished
-        test_frames = prepare_data(config, progress)
+        sizes = data_sizes(config, progress)
+        test_frames = sizes[config.data.test_split]["frames"]
+        if state is not None:
+            check_same_data(state.values.get("data"), sizes, state.path)
         spent_before = state.spent_s if state is not None else 0.0
         clock = BudgetClock(budget_s, spent_before + time.monotonic() - started)
         if state is None:
             # BudgetError here leaves nothing behind.
             plan = plan_job(config, clock.budget_s, clock.spent, workers, test_frames)
             state = JobState.new(job_dir / STATE_FILE, budget_s, settings)
-            state.save(plan=plan.to_dict(), spent_s=clock.spent, study_values=values)
+            state.save(plan=plan.to_dict(), spent_s=clock.spent, study_values=values, data=sizes)
             logger.info("plan:\n%s", plan.describe_text())
         else:
             plan = Plan.from_dict(state.values.get("plan"), str(state.path))
@@ -333,9 +336,32 @@ def _rebuild_outputs(config: StudyConfig, state: JobState, finished: JobOutcome,
 def prepare_data(config: StudyConfig, progress: bool) -> int:
     """Validate and cache every split the job reads (train and dev through the training loader, test on its own);
     returns the test split's frame count."""
-    load_fidelity_data(config, attrs.FULL_FIDELITY, progress=progress)
+    return data_sizes(config, progress)[config.data.test_split]["frames"]
+
+
+def data_sizes(config: StudyConfig, progress: bool) -> dict[str, dict[str, int]]:
+    """Validate and cache every split the job reads; each split's utterances and frames, by split name."""
+    data = load_fidelity_data(config, attrs.FULL_FIDELITY, progress=progress)
     test = load_split(config.data, config.data.test_split, progress=progress)
-    return test.num_frames
+    return {name: {"utterances": split.num_utterances, "frames": split.num_frames}
+            for name, split in ((config.data.train_split, data.train), (config.data.dev_split, data.dev),
+                                (config.data.test_split, test))}
+
+
+def check_same_data(kept: Any, now: dict[str, dict[str, int]], state_path: Path) -> None:
+    """DataError when a split changed since the job started (a file added or deleted between a kill and the rerun):
+    trials scored on other data cannot be compared with the ones before, nor a final run continued on it."""
+    if not isinstance(kept, dict):
+        return  # a state from before the sizes were kept
+    changed = [f"{name}: {before.get('utterances')} utterances and {before.get('frames')} frames -> "
+               f"{now[name]['utterances']} and {now[name]['frames']}"
+               for name, before in sorted(kept.items())
+               if isinstance(before, dict) and name in now and before != now[name]]
+    if changed:
+        raise DataError(
+            f"the data changed since this job started ({'; '.join(changed)}; kept in {state_path}), so its trials "
+            "would be scored on other data than the ones before. Restore the files and run the same command, or start "
+            "the job over on the data as it is with --fresh")
 
 
 def plan_sizes(config: StudyConfig, frames: tuple[int, int, int], workers: int) -> dict[str, Any]:

@@ -59,7 +59,8 @@ def history_figure(trials: list[FrozenTrial]) -> go.Figure:
         steps.append(best if best > -math.inf else None)
     figure.add_trace(go.Scatter(x=[trial.number for trial in trials], y=steps, mode="lines", name="best so far",
                                 line={"shape": "hv", "color": "black"}))
-    figure.update_layout(title="Dev accuracy by trial", xaxis_title="trial", yaxis_title="dev accuracy")
+    figure.update_layout(title="Each trial's dev accuracy by its network's argmax (the search's objective, on its share of dev)",
+                         xaxis_title="trial", yaxis_title="dev accuracy")
     figure.update_xaxes(tickformat="d")
     return figure
 

@@ -23,7 +23,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Mapping
+from typing import Collection, Mapping, Sequence
 
 
 import optuna
@@ -189,8 +189,26 @@ def parallel_section(study: optuna.Study, log_params: Collection[str] = ()) -> S
     if len(trials) < 2:
         return Section("parallel", title, _message("Parallel coordinates need two finished trials."))
     names = [name for name in most_important(study, PARALLEL_PARAMS)
-             if all(name in trial.params for trial in trials)]
+             if all(name in trial.params for trial in trials) and name in compared_params(trials)]
+    if not names:
+        return Section("parallel", title, _message("No hyperparameter took two values over these trials."))
     return Section("parallel", title, _figure_html(parallel_figure(trials, names, log_params)))
+
+
+def compared_params(trials: Sequence[FrozenTrial]) -> list[str]:
+    """The hyperparameters that took at least two values over ``trials``: the ones the study compared."""
+    seen: dict[str, set[str]] = {}
+    for trial in trials:
+        for name, value in trial.params.items():
+            seen.setdefault(name, set()).add(repr(value))
+    return sorted(name for name, values in seen.items() if len(values) > 1)
+
+
+def _held_values(trials: Sequence[FrozenTrial], compared: Collection[str]) -> str:
+    """``activation gelu, batchnorm after``: the hyperparameters every trial held at one value, with that value."""
+    held = {name: value for trial in trials for name, value in trial.params.items() if name not in compared}
+    return ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+                     for name, value in sorted(held.items()))
 
 
 def slice_section(study: optuna.Study, space: Mapping[str, ParamSpec]) -> Section:
@@ -200,9 +218,14 @@ def slice_section(study: optuna.Study, space: Mapping[str, ParamSpec]) -> Sectio
         return Section("slices", "Slices", _message(
             "No slices to draw: the study has fewer than two evaluated trials." if trials
             else "No trial has finished an epoch yet."))
-    names = sorted({name for trial in trials for name in trial.params})
+    # A hyperparameter every trial held at one value compares nothing: it is named, not drawn.
+    names = compared_params(trials)
+    held = _held_values(trials, names)
+    note = _message(f"Held at one value in every trial, so not drawn: {held}.") if held else ""
+    if not names:
+        return Section("slices", "Slices", note or _message("No hyperparameter took two values."))
     figure = slice_figure(trials, names, log_scale_params(space), slice_bounds(space))
-    return Section("slices", "Slices", _figure_html(figure))
+    return Section("slices", "Slices", _figure_html(figure) + note)
 
 
 def slice_bounds(space: Mapping[str, ParamSpec]) -> dict[str, tuple[float, float]]:

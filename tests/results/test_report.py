@@ -167,3 +167,27 @@ def test_importances_are_withheld_below_twenty_trials_and_shown_with_their_sprea
     assert "Plotly.newPlot" in section.body and "bootstrap resamples" in section.body
     assert '"error_x":{"array":' in section.body.replace(" ", "")
     assert "first in 100%" in section.body  # width explains the accuracy in every resample
+
+
+def test_slices_and_parallel_coordinates_draw_only_the_hyperparameters_the_study_compared(searched):
+    """Issue 36, item 4: a hyperparameter every trial held at one value compares nothing; the screen of `make demo`
+    drew 19 slices of which 12 were a column of points over one value. Those are named under the slices instead."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from phonetune.results.report import parallel_section, slice_section
+
+    _, config, _ = searched
+    study = optuna.create_study(direction="maximize")
+    distributions = {"lr": FloatDistribution(1e-4, 1e-1, log=True), "context_frames": IntDistribution(0, 30),
+                     "activation": CategoricalDistribution(["relu", "gelu"]), "dropout": FloatDistribution(0.0, 0.5)}
+    for number, (lr, context) in enumerate([(0.002, 10), (0.004, 15), (0.008, 10), (0.004, 20)]):
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": lr, "context_frames": context, "activation": "gelu", "dropout": 0.15},
+            distributions=distributions, value=0.7 + 0.01 * number))
+    slices = slice_section(study, config.space).body
+    drawn = set(re.findall(r'"text":"([a-z_]+)"', slices))
+    assert {"lr", "context_frames"} <= drawn and not {"activation", "dropout"} & drawn
+    assert "Held at one value in every trial, so not drawn: activation gelu, dropout 0.15." in slices
+    parallel = parallel_section(study, log_scale_params(config.space)).body
+    assert "Plotly.newPlot" in parallel and '"label":"activation"' not in parallel
+    assert '"label":"context_frames"' in parallel

@@ -24,7 +24,7 @@ from search_study import WARM_STARTS, write_study
 from phonetune.cli.main import main
 from phonetune.errors import BudgetError, StorageError
 from phonetune.job.clock import format_seconds
-from phonetune.job.run import run_job
+from phonetune.job.run import check_same_data, data_sizes, run_job
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.model.speed import MAX_REFIT, Speed
 from phonetune.search import attributes as attrs
@@ -447,3 +447,39 @@ def test_ctrl_c_in_the_screen_says_how_to_go_on_and_a_smaller_budget_replans_wha
     assert plan["trial_seconds"] == planned["trial_seconds"] and plan["final_params"] == planned["final_params"]
     assert plan["screen_s"] < planned["screen_s"]
     assert Path(summary["submission"]).is_file()
+
+
+def test_a_dev_file_deleted_between_a_kill_and_the_rerun_is_refused_naming_the_split(tmp_path, capsys):
+    """Issue 37, case 6: the screen's scores before the kill were over all of dev; a rerun on a dev with a file less
+    would mix them with scores over fewer utterances without a word. It is refused, nothing is changed, and with the
+    file back the same command goes on."""
+    path = _study(tmp_path)
+    config = load_study_config(path)
+    state_path = config.paths.artifacts_path / "run" / "state.json"
+    first = subprocess.Popen(_command(path, "100s"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
+    planned = _wait_for(lambda: state_path.is_file() and "plan" in json.loads(state_path.read_text()), 120, first)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert planned, "the job ended before it planned"
+    kept = state_path.read_text()
+    assert json.loads(kept)["data"]["dev-clean"]["utterances"] >= 2
+
+    dev = Path(config.data.root) / "dev-clean"
+    name = sorted((dev / "mfcc").glob("*.npy"))[0].name
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for folder in ("mfcc", "transcript"):
+        shutil.move(dev / folder / name, aside / f"{folder}-{name}")
+    before = json.loads(kept)["data"]["dev-clean"]
+    refused = _run_here(capsys, path, "100s")
+    assert refused.returncode == 1, refused.stderr[-2000:]
+    assert (f"the data changed since this job started (dev-clean: {before['utterances']} utterances and "
+            f"{before['frames']} frames -> {before['utterances'] - 1} and") in refused.stderr
+    assert "Restore the files and run the same command" in refused.stderr and "--fresh" in refused.stderr
+    assert state_path.read_text() == kept  # nothing of the job was changed by the refused rerun
+
+    for folder in ("mfcc", "transcript"):
+        shutil.move(aside / f"{folder}-{name}", dev / folder / name)
+    # The same data again: the check the rerun makes passes.
+    check_same_data(json.loads(kept)["data"], data_sizes(config, progress=False), state_path)
