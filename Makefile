@@ -56,7 +56,7 @@ demo: demo-data
 	$(BIN)/phonetune run --config $(DEMO_STUDY) --budget $(DEMO_BUDGET) --workers $(DEMO_WORKERS) \
 		--sheet ablation_sheet.csv $(DEMO_SET)
 	@echo "study:      studies/demo.db (search trials in studies/demo/trials/, final runs in studies/demo/full/)"
-	@echo "dashboard:  $(BIN)/phonetune dashboard --config $(DEMO_STUDY) $(DEMO_SET)"
+	@echo "dashboard:  $(BIN)/phonetune dashboard --config $(DEMO_STUDY) $(DEMO_SET)  (a study's Note page: the final model)"
 
 test: setup
 	$(BIN)/python -m pytest -q --durations=15 tests

@@ -60,6 +60,7 @@ from phonetune.model.params import count_params
 from phonetune.model.run_files import BEST_CHECKPOINT
 from phonetune.model.speed import Speed
 from phonetune.model.speed_probe import measure_relative_step, measure_speed, probed_reference_step_s
+from phonetune.results.dashboard import write_job_note
 from phonetune.results.export import write_ablation_sheet
 from phonetune.results.report import write_report
 from phonetune.search import attributes as attrs
@@ -462,6 +463,8 @@ def _outputs(config: StudyConfig, screen: StudyConfig, state: JobState, clock: B
     sheet = write_ablation_sheet(search_study, full_study, sheet_path or config.paths.artifacts_path / "ablation_sheet.csv")
     report_path = config.paths.artifacts_path / "report.html"
     write_report(search_study, full_study, report_path, param_limit=config.param_limit, space=screen.space)
+    # Where a student looks in the dashboard: each study's Note page, the final model first.
+    write_job_note(search_study, full_study, what_ran, model, report_path)
     states: dict[str, int] = {}
     for trial in search_study.get_trials(deepcopy=False):
         states[trial.state.name] = states.get(trial.state.name, 0) + 1

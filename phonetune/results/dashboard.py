@@ -19,9 +19,10 @@ import socket
 import socketserver
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import optuna
 import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore
 
@@ -121,3 +122,35 @@ class DashboardServer:
 
     def shutdown(self) -> None:
         self.httpd.shutdown()
+
+
+def write_job_note(search_study: optuna.Study, full_study: optuna.Study | None, what_ran: Mapping[str, str],
+                   model: Mapping[str, Any], report: str | Path) -> str:
+    """Write what a ``phonetune run`` job made, final model first, as the dashboard's Note of both its studies (the
+    note page of each, in Markdown, with links between them); returns the Markdown. The dashboard otherwise shows
+    the screen's best trial as "Best Trial", which is not the model submitted."""
+    def accuracy(key: str) -> str:
+        value = model.get(key)
+        return f"**{value:.4f}**" if isinstance(value, (int, float)) else "not labelled"
+
+    members = ", ".join(str(member) for member in model.get("members", []))
+    lines = [
+        "## The final model",
+        "",
+        f"{model.get('chosen', '')} of search trials [{members}], {int(model.get('param_count', 0)):,} parameters: "
+        f"dev {accuracy('dev_accuracy')} and test {accuracy('test_argmax_accuracy')}, each by the network's argmax.",
+    ]
+    if model.get("test_decoded_accuracy") is not None:
+        lines.append(f"The sequence decode's labels: test {accuracy('test_decoded_accuracy')}.")
+    lines += ["", f"Submission ({model.get('labels', 'argmax')} labels): `{model.get('submission', '')}`",
+              f"Report: `{report}`", "", "## The job's plan", ""]
+    lines += [f"- **{label}**: {text}" for label, text in what_ran.items() if label != "final model"]
+    links = [f"[{search_study.study_name}: the search trials](../{search_study._study_id})"]
+    if full_study is not None:
+        links.append(f"[{full_study.study_name}: the full-data runs](../{full_study._study_id})")
+    lines += ["", "## Studies", "", " · ".join(links)]
+    body = "\n".join(lines) + "\n"
+    for study in (search_study, full_study):
+        if study is not None:
+            optuna_dashboard.save_note(study, body)
+    return body

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from optuna_dashboard import get_note
 from corpus import write_tiny_corpus
 from optuna.trial import TrialState
 from search_study import WARM_STARTS, write_study
@@ -142,6 +143,12 @@ def test_run_holds_its_budget_beside_a_cpu_hog_continues_the_screens_winner_and_
     assert "beside it, submission-decoded.csv: the likeliest phoneme sequence" in done.stdout
     assert summary["test_accuracy"] == model["test_accuracy"] == model["test_argmax_accuracy"]
     assert (Path(model["dev_score_dir"]) / "confusion.html").is_file()
+    # The dashboard's Note page of each study says what the job made, final model first (issue 36, item 4).
+    for fidelity in (attrs.SEARCH_FIDELITY, attrs.FULL_FIDELITY):
+        note = get_note(open_study(config, fidelity))
+        assert note.startswith("## The final model") and f"dev **{model['dev_accuracy']:.4f}**" in note, note
+        assert f"test **{model['test_argmax_accuracy']:.4f}**, each by the network's argmax" in note
+        assert "- **screen**: none:" in note and f"[{config.name}-full: the full-data runs](../" in note
     metadata = json.loads(Path(model["metadata"]).read_text())
     assert [member["search_trial"] for member in metadata["members"]] == [winner]
     assert 0 < metadata["members"][0]["epochs"] and metadata["members"][0]["run_config"]["train"]["total_steps"] > 0
