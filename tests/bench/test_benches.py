@@ -98,9 +98,14 @@ def test_the_pruning_bench_runs(small_study):
 def test_the_kill_matrix_kills_a_job_and_its_rerun_holds_the_budget(small_study):
     # The cheapest phase to reach: the kill lands after the final model is chosen, the rerun only writes the outputs.
     # 40 s: the tiny corpus's job needs about 30 s on this machine (the plan refuses less and says so).
+    # Ctrl-C pressed twice (SIGINT to the job's process group, as a terminal sends it); SIGKILL in every phase is
+    # tests/scenarios/test_run_job.py's.
     output = _bench("kill_matrix.py", "--config", str(small_study), "--data", str(small_study.parent / "data"),
-                    "--budget", "40s", "--workers", "1", "--phases", "outputs", timeout=300)
-    assert re.search(r"^outputs .* params, test [01]\.\d+", output, re.MULTILINE), output
+                    "--budget", "40s", "--workers", "1", "--phases", "outputs", "--signal", "int", "--repeat", "2",
+                    timeout=300)
+    row = re.search(r"^outputs +\d+s +(\d+)s .* params, test [01]\.\d+", output, re.MULTILINE)
+    assert row, output
+    assert int(row.group(1)) <= 15, f"the interrupted job took {row.group(1)} s to exit:\n{output}"
     assert float(output.strip().splitlines()[-1].split()[-1]) <= 1.10, output
 
 
