@@ -36,6 +36,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import shutil
 import statistics
 import subprocess
 import sys
@@ -242,6 +243,20 @@ def arm_plain_optuna(config: StudyConfig, seed: int, folder: Path, budget_s: flo
                       f"({best.user_attrs.get(attrs.PARAM_COUNT, 0):,} params)"}
 
 
+# What an arm leaves that is worth keeping for the record (not its checkpoints or caches).
+KEPT_SUFFIXES = (".csv", ".html", ".json", ".db", ".toml")
+KEPT_MAX_BYTES = 20_000_000
+
+
+def keep_outputs(folder: Path, into: Path) -> None:
+    """Copy the arm's small outputs from its temporary ``folder`` to ``into``, keeping their relative paths."""
+    for path in folder.rglob("*"):
+        if path.is_file() and path.suffix in KEPT_SUFFIXES and path.stat().st_size <= KEPT_MAX_BYTES:
+            target = into / path.relative_to(folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+
+
 def main() -> None:
     imports_s = time.monotonic() - IMPORTS_STARTED
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -253,6 +268,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="search workers of arm (a)")
     parser.add_argument("--arms", default="a,b,c")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
+    parser.add_argument("--keep", default=None, metavar="DIR",
+                        help="copy each arm's small outputs (sheets, report, summary, study) to DIR/<arm>-<seed>")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a study override for every arm, e.g. --set study.param_limit=1000000 (the capped cell)")
     args = parser.parse_args()
@@ -276,6 +293,8 @@ def main() -> None:
                     row = arm_expert(config, seed, folder, budget_s, imports_s)
                 else:
                     row = arm_plain_optuna(config, seed, folder, budget_s, imports_s)
+                if args.keep:
+                    keep_outputs(folder, Path(args.keep) / f"{arm}-{seed}")
             results[arm].append(row)
             decoded = (f"; its decoded labels: {row['decoded_test_accuracy']:.4f}"
                        if row.get("decoded_test_accuracy") is not None else "")

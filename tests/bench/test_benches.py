@@ -45,12 +45,16 @@ def test_quality_bench_runs_every_arm_and_the_budget_curve_draws_them(tmp_path, 
         written.append(tmp_path / f"{arms}.json")
         output = _bench("quality.py", "--config", str(small_study), "--data", str(data), "--budget", budget,
                         "--seeds", "1", "--arms", arms, "--workers", "1", "--json", str(written[-1]),
-                        timeout=400, ratio=False)
+                        "--keep", str(tmp_path / "kept"), timeout=400, ratio=False)
         for arm in arms.split(","):
             found = re.search(rf"^arm \({arm}\) seed 0: test accuracy ([01]\.\d{{4}})", output, re.MULTILINE)
             # Every arm learns this tiny corpus (above 0.98 here): an arm that priced its time so badly that it
             # trained a single step (arm (b) once did, guessing a 200k-frame test split) scores near chance.
             assert found and float(found.group(1)) > 0.5, output
+    # --keep: arm (a)'s job left its sheets, report and summary for the record, past its temporary folder.
+    kept = tmp_path / "kept" / "a-0" / "artifacts"
+    assert (kept / "run" / "summary.json").is_file() and (kept / "report.html").is_file()
+    assert (kept / "ablation_sheet.csv").is_file() and not list(kept.rglob("*.pt"))
     # Arm (a)'s plan goes into its JSON; the curve draws each arm's budgets and names the plan of each point.
     figure = tmp_path / "curve.html"
     output = _bench("budget_curve.py", "--out", str(figure), *map(str, written), ratio=False)
