@@ -37,7 +37,8 @@ BELOW = {
     "cli": {CORE, "data_pipeline", "model", "search", "results", "job"},
 }
 # The only names the job takes from the results: the writers of its outputs.
-JOB_USES_OF_RESULTS = {("phonetune.results.export", "write_ablation_sheet"), ("phonetune.results.report", "write_report")}
+JOB_USES_OF_RESULTS = {("phonetune.results.export", "write_ablation_sheet"), ("phonetune.results.report", "write_report"),
+                       ("phonetune.results.dashboard", "write_job_note")}
 
 
 def package_of_file(path: Path) -> str:
