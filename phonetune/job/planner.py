@@ -67,6 +67,8 @@ DIRECT_TRIAL_SHARE = 0.10
 FINAL_EVALUATIONS = 8  # the final run evaluates on all of dev this often (search.timing.FULL_RUN_EVALUATIONS)
 # Fewer sampled trials than this beside the warm starts are a guess, not a search.
 MIN_SEARCHED_TRIALS = 3
+# The longest budget a direct plan looks through for the least one that would screen.
+MAX_SCREEN_BUDGET_S = 7 * 24 * 3600.0
 
 PlanKind = Literal["direct", "screened"]
 STAGES = ("prepare", "screen", "final", "outputs")
@@ -149,6 +151,7 @@ class Plan:
     why: str
     kind: str = "screened"  # PlanKind
     decode: bool = True  # the reserve holds the decode's time
+    warm_starts: int = 1  # the warm starts a screen trains before it samples
     # The step the speed line was refit through, unrounded: params, batch_size, measured_s (the step priced from it)
     # and line_s (the probe's line at that size); run_step_s, reference_step_s, reference_probed_s and relative say
     # how measured_s came from the step timed beside the probe's large model. Empty when nothing was refit.
@@ -221,6 +224,31 @@ class Plan:
             self, budget_s=budget_s, reserve_s=self.reserve_s + fixed_change, screen_s=screen_s, trials=trials,
             final_seconds=final_seconds, final_epochs=self.final_epochs * final_seconds / self.final_seconds, why=why)
 
+    def budget_that_screens(self) -> float | None:
+        """About the least budget at which this job would screen on the same machine and data (None: not within
+        ``MAX_SCREEN_BUDGET_S``): what a direct plan tells its user to give for a search."""
+        def screens(budget_s: float) -> bool:
+            try:
+                return not make_plan(budget_s, Speed(**self.speed), train_frames=self.train_frames,
+                                     dev_frames=self.dev_frames, test_frames=self.test_frames,
+                                     param_limit=self.size_cap, batch_size=self.batch_size, workers=self.workers,
+                                     elapsed_s=self.prepare_s, warm_starts=self.warm_starts,
+                                     decode=self.decode).direct
+            except BudgetError:
+                return False
+
+        if not self.direct:
+            return self.budget_s
+        low, high = self.budget_s, self.budget_s
+        while not screens(high):
+            if high >= MAX_SCREEN_BUDGET_S:
+                return None
+            low, high = high, min(2 * high, MAX_SCREEN_BUDGET_S)
+        while high - low > 0.01 * high:
+            middle = (low + high) / 2
+            low, high = (low, middle) if screens(middle) else (middle, high)
+        return high
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -259,6 +287,9 @@ class Plan:
                  f"{self.final_epochs:.1f} epochs of {self.train_frames:,} frames)")
         if self.direct:
             screen = "none: the first warm start trains the whole time"
+            screening = self.budget_that_screens()
+            screen += (f" (a --budget of about {format_seconds(screening)} would screen here)" if screening
+                       else f" (no budget up to {format_seconds(MAX_SCREEN_BUDGET_S)} would screen here)")
         else:
             workers = f"{self.workers} worker{'s' if self.workers != 1 else ''}"
             screen = (f"{format_seconds(self.screen_s)} on {workers}: about {self.trials:.0f} trials, each a whole "
@@ -327,7 +358,8 @@ def make_plan(
     saturation = SATURATION_FRAMES_PER_PARAM * size_cap * per_frame
     common = dict(budget_s=budget_s, prepare_s=elapsed_s, reserve_s=reserve, size_cap=size_cap,
                   saturation_s=saturation, train_frames=train_frames, dev_frames=dev_frames,
-                  test_frames=test_frames, batch_size=batch_size, speed=speed.to_dict(), decode=decode)
+                  test_frames=test_frames, batch_size=batch_size, speed=speed.to_dict(), decode=decode,
+                  warm_starts=warm_starts)
     cap_name = "param_limit" if size_cap == param_limit else "the largest model of the space"
 
     def direct(why: str) -> Plan:

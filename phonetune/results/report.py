@@ -275,7 +275,7 @@ def fidelity_section(study: optuna.Study, full_study: optuna.Study | None) -> Se
         # describe_spearman says plainly when the sample is too small to mean anything.
         parts.append(_message("Spearman rank correlation, subsample vs full-data accuracy: "
                               f"{describe_spearman(correlation, count)}"))
-    if pairs:
+    if len(pairs) >= 2:  # one point compares nothing (and plotly would draw it on a padded 0..1.5 box)
         parts.append(_figure_html(fidelity_figure(pairs)))
     full_trials = finished_trials(full_study)
     if any(epoch_curve(trial) for trial in full_trials):

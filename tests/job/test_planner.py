@@ -288,3 +288,18 @@ def test_a_budget_too_small_for_what_was_spent_is_refused_naming_both_ways_on():
     assert shorter.screen_s == direct.screen_s and shorter.trial_seconds == direct.trial_seconds
     assert shorter.final_seconds == pytest.approx(direct.final_seconds - (direct.stage_end("final")
                                                                           - shorter.stage_end("final")))
+
+
+def test_a_direct_plan_says_what_budget_would_screen():
+    # Issue 36, item 4: a job with no screen says why, and what budget would search.
+    ten = _plan(600, CPU, DEMO, param_limit=1_000_000)
+    assert ten.direct
+    least = ten.budget_that_screens()
+    assert least is not None and least > 600
+    assert not _plan(least, CPU, DEMO, param_limit=1_000_000, max_params=0).direct
+    assert _plan(0.97 * least, CPU, DEMO, param_limit=1_000_000, max_params=0).direct
+    screen = dict(ten.describe())["screen"]
+    assert screen == (f"none: the first warm start trains the whole time (a --budget of about "
+                      f"{format_seconds(least)} would screen here)")
+    screened = _plan(1500, CPU, DEMO, param_limit=1_000_000)
+    assert not screened.direct and screened.budget_that_screens() == 1500
