@@ -180,17 +180,23 @@ def main(argv: list[str] | None = None) -> int:
     entered_at = time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((arg for arg in argv if arg in COMMANDS), None)
-    parser, command_parser = build_parser(command)
+    # A process started in the background of a script inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: its workers would not stop on their parent's SIGINT, nor `run` at its deadline. The
+    # handler also records the request, so an interrupt that lands in a garbage-collection callback is not lost.
+    # Installed first: importing the command's modules (torch) takes seconds, and a Ctrl-C then must stop it too.
+    interrupts.install(signal.SIGINT)
+    try:
+        parser, command_parser = build_parser(command)
+    except KeyboardInterrupt:
+        interrupts.clear()
+        print(f"phonetune {command or ''}: interrupted while starting".replace(" :", ":"), file=sys.stderr)
+        return 130
     check_spelling(parser, command_parser, argv)
     args = parser.parse_args(argv)
     args.entered_at = entered_at
     if args.command is None:
         parser.print_help()
         return 2
-    # A process started in the background of a script inherits SIGINT ignored, and Python then never raises
-    # KeyboardInterrupt: its workers would not stop on their parent's SIGINT, nor `run` at its deadline. The
-    # handler also records the request, so an interrupt that lands in a garbage-collection callback is not lost.
-    interrupts.install(signal.SIGINT)
     undo_logging = _configure_logging(args.verbose)
     try:
         return int(args.handler(args) or 0)

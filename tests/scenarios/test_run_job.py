@@ -490,3 +490,25 @@ def test_a_dev_file_deleted_between_a_kill_and_the_rerun_is_refused_naming_the_s
         shutil.move(aside / f"{folder}-{name}", dev / folder / name)
     # The same data again: the check the rerun makes passes.
     check_same_data(json.loads(kept)["data"], data_sizes(config, progress=False), state_path)
+
+
+def test_ctrl_c_while_the_command_starts_or_prepares_stops_it_within_seconds(tmp_path):
+    """Issue 36, item 5: Ctrl-C during preparation took 60-90 s. Started as a script's background job is (SIGINT
+    ignored, which the command undoes for itself), interrupted while it imports torch and while it reads the data."""
+    path = _study(tmp_path)
+    for delay in (1.5, 5.0):
+        process = subprocess.Popen(_command(path, "5m"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        time.sleep(delay)
+        os.killpg(process.pid, signal.SIGINT)
+        interrupted_at = time.monotonic()
+        try:
+            _out, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        stopped_in = time.monotonic() - interrupted_at
+        assert process.returncode == 130, (delay, process.returncode, err[-2000:])
+        assert stopped_in < 10, f"Ctrl-C {delay} s after the start took {stopped_in:.0f} s to stop the command"
+        assert "interrupted" in err.strip().splitlines()[-1], err[-2000:]
