@@ -142,7 +142,7 @@ def write_job_note(search_study: optuna.Study, full_study: optuna.Study | None, 
     ]
     if model.get("test_decoded_accuracy") is not None:
         lines.append(f"The sequence decode's labels: test {accuracy('test_decoded_accuracy')}.")
-    lines += ["", f"Submission ({model.get('labels', 'argmax')} labels): `{model.get('submission', '')}`",
+    lines += ["", f"Submission ({model.get('labels', 'argmax')} labels): `{model.get('submission', '')}`", "",
               f"Report: `{report}`", "", "## The job's plan", ""]
     lines += [f"- **{label}**: {text}" for label, text in what_ran.items() if label != "final model"]
     links = [f"[{search_study.study_name}: the search trials](../{search_study._study_id})"]
