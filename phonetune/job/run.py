@@ -56,6 +56,7 @@ from phonetune.job.screen import (
     screened_warm_starts,
 )
 from phonetune.job.state import STATE_FILE, JobState
+from phonetune.model.decode import decode_seconds
 from phonetune.model.params import count_params
 from phonetune.model.run_files import BEST_CHECKPOINT
 from phonetune.model.speed import Speed
@@ -80,6 +81,8 @@ SUMMARY_FILE = "summary.json"
 # with half as long of the probe's large model (the median round's ratio is kept).
 REFIT_PROBE_S = 2.0
 REFIT_ROUNDS = 3
+# The share of the decode's and predicting's time that must be left for a job to still write the decoded labels.
+LATE_DECODE_SHARE = 0.5
 
 
 @dataclass
@@ -210,7 +213,8 @@ def run_job(
                 run_screen(screen, state, TimeLimit("screen", plan.stage_end("screen"), clock),
                            TimeLimit("screen", plan.latest_screen_end(), clock), plan, workers, gpus, progress)
             final = run_final(screen, state, TimeLimit("final", plan.stage_end("final"), clock), plan, progress)
-            model = final_model_step(screen, state, config.param_limit, max_members, progress)
+            model = final_model_step(without_late_decode(screen, plan, clock.left), state, config.param_limit,
+                                     max_members, progress)
             summary = _outputs(config, screen, state, clock, plan, final, model, sheet_path)
         summary["spent_s"] = clock.spent
         summary_path = atomic_write_json(job_dir / SUMMARY_FILE, summary)
@@ -436,6 +440,23 @@ def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData
     return refit, note, {"params": params, "batch_size": batch, "measured_s": measured, "line_s": line,
                          "run_step_s": step.run_step_s, "reference_step_s": step.reference_step_s,
                          "reference_probed_s": reference_probed, "relative": step.relative}
+
+
+def without_late_decode(screen: StudyConfig, plan: Plan, left_s: float) -> StudyConfig:
+    """``screen`` with ``[decode] mode = "off"`` when the decode would only add labels beside the submission
+    (``argmax``, the default) and the time left cannot pay for it and for predicting: a resumed job that must redo
+    its final model (a Ctrl-C in it) then ends inside its budget with the network's own labels."""
+    if screen.decode.mode != "argmax":
+        return screen
+    needed = (decode_seconds(plan.dev_frames, plan.test_frames) + outputs_seconds(plan.budget_s)
+              + Speed(**plan.speed).predict_seconds(plan.final_params, plan.dev_frames + plan.test_frames))
+    # Half: a job on time reaches this with about ``needed`` left (the final run's deadline keeps it), give or take
+    # the machine's load; only a job well past that (one that must redo this step) goes without the decode.
+    if left_s >= LATE_DECODE_SHARE * needed:
+        return screen
+    logger.warning("%s left, and the sequence decode's labels beside the submission need about %s more: the "
+                   "submission is the network's own labels alone", format_seconds(left_s), format_seconds(needed))
+    return dataclasses.replace(screen, decode=dataclasses.replace(screen.decode, mode="off"))
 
 
 def final_model_step(screen: StudyConfig, state: JobState, param_limit: int, max_members: int,

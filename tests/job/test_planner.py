@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from shared import REPO
 
 from phonetune.errors import BudgetError, ConfigError
 from phonetune.job.clock import BudgetClock, TimeLimit, format_seconds, parse_budget
@@ -303,3 +304,22 @@ def test_a_direct_plan_says_what_budget_would_screen():
                       f"{format_seconds(least)} would screen here)")
     screened = _plan(1500, CPU, DEMO, param_limit=1_000_000)
     assert not screened.direct and screened.budget_that_screens() == 1500
+
+
+def test_a_job_short_of_time_for_its_final_model_goes_without_the_decode_beside_it():
+    # The Ctrl-C matrix's last row: interrupted while making its final model, the rerun redid the decode and ended
+    # at 1.2 x its budget. With too little time left the decode (labels beside the submission) is dropped.
+    from phonetune.job.run import LATE_DECODE_SHARE, without_late_decode
+    from phonetune.search.config import load_study_config
+
+    config = load_study_config(str(REPO / "studies" / "demo.toml"))
+    assert config.decode.mode == "argmax"
+    plan = _plan(120, CPU, DEMO)
+    needed = (decode_seconds(DEMO["dev_frames"], DEMO["test_frames"]) + outputs_seconds(120)
+              + CPU.predict_seconds(plan.final_params, DEMO["dev_frames"] + DEMO["test_frames"]))
+    assert without_late_decode(config, plan, needed) is config
+    assert without_late_decode(config, plan, LATE_DECODE_SHARE * needed + 0.1) is config
+    assert without_late_decode(config, plan, LATE_DECODE_SHARE * needed - 0.1).decode.mode == "off"
+    # A submission that is the decode's own labels (viterbi) keeps it whatever the time.
+    viterbi = load_study_config(str(REPO / "studies" / "demo.toml"), ['decode.mode="viterbi"'])
+    assert without_late_decode(viterbi, plan, 0.0) is viterbi
