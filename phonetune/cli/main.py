@@ -152,11 +152,11 @@ def _configure_logging(verbose: bool) -> Callable[[], None]:
     return undo
 
 
-# What an interrupted command kept, and how to go on; a command not named here kept nothing worth saying.
+# What an interrupted command kept, and how to go on; a command not named here kept nothing worth saying (a worker's
+# parent, `search` or `run`, says it for the whole job).
 _KEPT_ON_INTERRUPT = {
     "run": "the job's state and the time it spent are kept",
     "search": "finished trials are kept and the running ones re-queued",
-    "worker": "finished trials are kept and the running one re-queued",
     "promote": "finished full-data runs are kept, and a run cut mid-way continues from its checkpoint",
 }
 
