@@ -41,3 +41,8 @@ def requested() -> bool:
 def clear() -> None:
     """Forget a request once it has been acted on (a process that goes on, such as a test or a notebook)."""
     _requested.clear()
+
+
+class InterruptedBeforeState(KeyboardInterrupt):
+    """A Ctrl-C that came before the command wrote anything to continue from: its message must not promise that
+    state was kept."""

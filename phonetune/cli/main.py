@@ -161,13 +161,16 @@ _KEPT_ON_INTERRUPT = {
 }
 
 
-def interrupted_hint(command: str, argv: list[str]) -> str:
+def interrupted_hint(command: str, argv: list[str], kept_state: bool = True) -> str:
     """``: the job's state ... kept. Continue: phonetune run ...; start over: ... --fresh`` for an interrupted
-    command that can go on; empty for the others."""
+    command that can go on; empty for the others. ``kept_state`` False: it stopped before it wrote anything."""
     kept = _KEPT_ON_INTERRUPT.get(command)
     if kept is None:
         return ""
     again = shlex.join(["phonetune", *[arg for arg in argv if arg != "--fresh"]])
+    if not kept_state:
+        return (" before the job was planned; nothing was kept (no state, no trial). Run it again with: "
+                + shlex.join(["phonetune", *argv]))
     hint = f"; {kept}. Continue with the same command: {again}"
     if command == "run":
         hint += f" (a --budget changed there replans what is left); start over with: {again} --fresh"
@@ -187,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     interrupts.install(signal.SIGINT)
     try:
         parser, command_parser = build_parser(command)
+        if interrupts.requested():
+            raise KeyboardInterrupt  # one that an imported module's own code caught and went on from
     except KeyboardInterrupt:
         interrupts.clear()
         print(f"phonetune {command or ''}: interrupted while starting".replace(" :", ":"), file=sys.stderr)
@@ -203,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     except PhonetuneError as exc:
         print(f"phonetune {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"phonetune {args.command}: interrupted{interrupted_hint(args.command, argv)}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        hint = interrupted_hint(args.command, argv, kept_state=not isinstance(exc, interrupts.InterruptedBeforeState))
+        print(f"phonetune {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as exc:
         # A full disk surfaces as OSError, or as a storage error wrapping SQLite's "database or disk is full":

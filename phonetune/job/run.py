@@ -151,7 +151,7 @@ def run_job(
         raise BudgetError(f"--budget {format_seconds(budget_s)} cannot be met: a job needs at least "
                           f"{format_seconds(fixed_s)} for starting a worker and its outputs alone, plus "
                           "preparing and training; give a --budget of at least 1 min on a small corpus")
-    job_dir = config.paths.artifacts_path / "run"
+    job_dir = job_state_path(config).parent
     settings = job_settings(config, workers, gpus, max_members)
     values = study_values(config)
     # One job per study, held on the study's storage (a PostgreSQL study run from two machines has two run folders
@@ -220,6 +220,11 @@ def run_job(
         summary_path = atomic_write_json(job_dir / SUMMARY_FILE, summary)
         state.mark_done("outputs")
     return JobOutcome(summary_path, Path(summary["submission"]), summary)
+
+
+def job_state_path(config: StudyConfig) -> Path:
+    """Where the job of ``config`` keeps its state; the job has been planned once this file exists."""
+    return config.paths.artifacts_path / "run" / STATE_FILE
 
 
 def _start_over(config: StudyConfig, job_dir: Path) -> None:

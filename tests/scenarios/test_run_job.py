@@ -509,6 +509,15 @@ def test_ctrl_c_while_the_command_starts_or_prepares_stops_it_within_seconds(tmp
             if process.poll() is None:
                 process.kill()
         stopped_in = time.monotonic() - interrupted_at
-        assert process.returncode == 130, (delay, process.returncode, err[-2000:])
+        # Under `python -m` CPython reports a caught KeyboardInterrupt as a death by SIGINT when it passed through
+        # code that an imported module ran with PyRun_String (torch's imports do); the console script exits 130.
+        assert process.returncode in (130, -signal.SIGINT), (delay, process.returncode, err[-2000:])
         assert stopped_in < 10, f"Ctrl-C {delay} s after the start took {stopped_in:.0f} s to stop the command"
-        assert "interrupted" in err.strip().splitlines()[-1], err[-2000:]
+        last = err.strip().splitlines()[-1]
+        assert "interrupted" in last, err[-2000:]
+        # Interrupted before its plan was saved, it must not promise a kept state; after, it says what was kept.
+        if (load_study_config(path).paths.artifacts_path / "run" / "state.json").exists():
+            assert "the job's state and the time it spent are kept" in last, last
+        elif "while starting" not in last:
+            assert "before the job was planned; nothing was kept" in last, last
+            assert f"Run it again with: phonetune run --config {path} --budget 5m" in last, last

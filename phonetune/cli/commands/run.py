@@ -8,7 +8,8 @@ import sys
 from phonetune.cli.commands import add_command, interrupt_on_sigterm, load_study_args
 from phonetune.cli.hosts import parse_gpus
 from phonetune.job.clock import format_seconds, parse_budget
-from phonetune.job.run import run_job
+from phonetune.interrupts import InterruptedBeforeState
+from phonetune.job.run import job_state_path, run_job
 from phonetune.model.params import DEFAULT_PARAM_LIMIT
 from phonetune.results.leaderboard import format_leaderboard, leaderboard
 from phonetune.search.final_model import labels_line
@@ -44,11 +45,16 @@ def run(args: argparse.Namespace) -> int:
     gpus = parse_gpus(args.gpus)
     interrupt_on_sigterm()
     config = load_study_args(args, needs_data=True)
-    outcome = run_job(
-        config, budget_s, workers=args.workers, gpus=gpus, max_members=args.max_members,
-        sheet_path=args.sheet, progress=not args.quiet and sys.stderr.isatty(), fresh=args.fresh,
-        started_at=args.entered_at,
-    )
+    try:
+        outcome = run_job(
+            config, budget_s, workers=args.workers, gpus=gpus, max_members=args.max_members,
+            sheet_path=args.sheet, progress=not args.quiet and sys.stderr.isatty(), fresh=args.fresh,
+            started_at=args.entered_at,
+        )
+    except KeyboardInterrupt:
+        if not job_state_path(config).exists():
+            raise InterruptedBeforeState from None
+        raise
     summary = outcome.summary
     model = summary["final_model"]
     screen = summary["screen"]
