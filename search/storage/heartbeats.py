@@ -32,11 +32,15 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_ATTR = "phonetune:heartbeat"
 
 
-def retry_callback(max_retry: int) -> Callable[[optuna.Study, FrozenTrial], None]:
-    """Re-queue a dead worker's trial with its parameters and attributes.
+def retry_callback(max_retry: int,
+                   stop_without_progress: bool = True) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """Re-queue a dead worker's trial with its parameters and attributes, up to ``max_retry`` times.
 
     Reported epochs are not inherited: the retry re-reports them from the checkpoint it resumes, which may hold one
-    epoch more than the dead worker managed to report.
+    epoch more than the dead worker managed to report. With ``stop_without_progress``, a retry that died without
+    reporting an epoch past its predecessor's is not re-queued again: a trial that kills its worker at the same point
+    twice (memory, a bad batch) would only spend the budget on a third and fourth death. A trial stopped by the
+    user's Ctrl-C is not the trial's fault, so the worker re-queues it with ``stop_without_progress=False``.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
@@ -47,9 +51,32 @@ def retry_callback(max_retry: int) -> Callable[[optuna.Study, FrozenTrial], None
         # beat, another worker would see it as long silent and fail it again.
         trial = copy.deepcopy(trial)
         trial.system_attrs.pop(HEARTBEAT_ATTR, None)
+        if stop_without_progress:
+            previous = last_attempt_reached(study, trial)
+            if previous is not None and reached_epoch(trial) <= previous:
+                logger.warning(
+                    "trial %d died where its previous attempt did (%s) and is not retried again; its first attempt "
+                    "was trial %d", trial.number,
+                    f"after epoch {previous}" if previous else "before its first evaluation",
+                    trial.system_attrs["retry_history"][0])
+                return
         requeue(study, trial)
 
     return retry
+
+
+def reached_epoch(trial: FrozenTrial) -> int:
+    """The last epoch a trial reported (0: none)."""
+    return max(trial.intermediate_values, default=0)
+
+
+def last_attempt_reached(study: optuna.Study, trial: FrozenTrial) -> int | None:
+    """The last epoch the attempt before ``trial`` reported; None when ``trial`` is its first attempt."""
+    history = trial.system_attrs.get("retry_history", [])  # Optuna's retry bookkeeping (search/attributes.py)
+    if not history:
+        return None
+    previous = next((item for item in study.get_trials(deepcopy=False) if item.number == history[-1]), None)
+    return None if previous is None else reached_epoch(previous)
 
 
 def uses_optuna_heartbeat(storage: BaseStorage) -> bool:

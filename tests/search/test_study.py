@@ -1,5 +1,6 @@
 """Promises of the study settings, in real runs: ASHA and Hyperband prune real trials at their rungs, and a trial
-whose workers keep dying is retried ``max_retry`` times, then left failed."""
+whose workers keep dying is retried ``max_retry`` times, then left failed; one that dies twice at the same point is
+not retried a third time, unless the user's Ctrl-C stopped it."""
 
 from __future__ import annotations
 
@@ -58,7 +59,10 @@ def test_a_trial_whose_workers_keep_dying_is_retried_max_retry_times_then_left_f
     lr = trial.suggest_float("lr", 1e-4, 1e-2, log=True)
     first = trial.number
     for attempt in range(config.study.max_retry + 1):
-        # This attempt's worker dies: its heartbeat stopped a minute ago, and recovery fails the trial.
+        # This attempt trains one epoch further than the last, then its worker dies: its heartbeat stopped a
+        # minute ago, and recovery fails the trial.
+        for epoch in range(1, attempt + 2):
+            trial.report(0.5 + 0.01 * epoch, step=epoch)
         study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT_ATTR, time.time() - 60)
         assert recover_stale_trials(study, config.study.grace_period, on_stale) == [trial.number]
         waiting = [item for item in study.get_trials(deepcopy=False) if item.state == TrialState.WAITING]
@@ -71,3 +75,33 @@ def test_a_trial_whose_workers_keep_dying_is_retried_max_retry_times_then_left_f
     trials = sorted(open_study(config).trials, key=lambda item: item.number)
     assert [item.state for item in trials] == [TrialState.FAIL] * (config.study.max_retry + 1)
     assert [item.system_attrs.get("failed_trial") for item in trials[1:]] == [first] * config.study.max_retry
+
+
+@pytest.mark.parametrize("stop_without_progress", [True, False], ids=["died", "ctrl-c"])
+def test_a_trial_that_dies_twice_at_the_same_epoch_is_not_retried_again(tmp_path, tiny_corpus,
+                                                                          stop_without_progress):
+    """Issue 37, case 4: retries that make no progress eat the budget. A worker killed twice after the same epoch
+    is given up after the second death (with max_retry 3 left unspent); a trial the user's Ctrl-C stopped is not the
+    trial's fault and is re-queued as before."""
+    path = write_study(tmp_path, tiny_corpus.root, **{
+        "study.storage": f"journal:///{tmp_path / 'study.log'}", "study.max_retry": 3,
+    })
+    config = load_study_config(path)
+    study = open_study(config, create=True)
+    on_stale = retry_callback(config.study.max_retry, stop_without_progress=stop_without_progress)
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+    first = trial.number
+    for attempt in range(2):
+        for epoch in (1, 2):  # the retry re-reports its checkpoint's epochs, and dies where its predecessor did
+            trial.report(0.5 + 0.01 * epoch, step=epoch)
+        study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT_ATTR, time.time() - 60)
+        assert recover_stale_trials(study, config.study.grace_period, on_stale) == [trial.number]
+        waiting = [item for item in study.get_trials(deepcopy=False) if item.state == TrialState.WAITING]
+        if attempt == 0 or not stop_without_progress:
+            assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == first
+            trial = study.ask()
+        else:
+            assert waiting == []  # two deaths after epoch 2: no third attempt
+    trials = open_study(config).trials
+    assert len(trials) == (2 if stop_without_progress else 3)
