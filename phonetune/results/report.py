@@ -91,7 +91,7 @@ def summary_section(study: optuna.Study, full_study: optuna.Study | None, sizes:
     size_items = "".join(f"<li><b>{html.escape(name)}</b> {count:,} parameters: {html.escape(meaning)}</li>"
                          for name, count, meaning in sizes.lines())
     lines = [
-        f"<p>Study <b>{html.escape(study.study_name)}</b>: {len(trials)} trials.</p>",
+        f"<p>Study <b>{html.escape(study.study_name)}</b>: {len(trials)} trial{'' if len(trials) == 1 else 's'}.</p>",
         f"<ul>{''.join(items)}</ul>",
         f"<p>Sizes:</p><ul>{size_items}</ul>",
     ]
@@ -215,8 +215,11 @@ def slice_section(study: optuna.Study, space: Mapping[str, ParamSpec]) -> Sectio
     trials = [trial for trial in finished_trials(study)
               if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and best_dev_accuracy(trial) is not None]
     if len(trials) < 2:
+        evaluated = [trial for trial in finished_trials(study) if best_dev_accuracy(trial) is not None]
         return Section("slices", "Slices", _message(
-            "No slices to draw: the study has fewer than two evaluated trials." if trials
+            "No slices to draw: the study has fewer than two evaluated trials." if trials else
+            f"No slices to draw: no trial completed (trial {evaluated[0].number} was cut after "
+            f"{len(evaluated[0].intermediate_values)} evaluation(s), {evaluated[0].state.name})." if evaluated
             else "No trial has finished an epoch yet."))
     # A hyperparameter every trial held at one value compares nothing: it is named, not drawn.
     names = compared_params(trials)
@@ -248,7 +251,13 @@ def curves_section(study: optuna.Study) -> Section:
     trials = finished_trials(study)
     if not any(epoch_curve(trial) for trial in trials):
         return Section("curves", "Learning curves", _message("No trial has finished an epoch yet."))
-    figure = learning_curve_figure(trials, f"Learning curves of {len(trials)} trials (pruned: dashed, cut at x)")
+    if not any(len(epoch_curve(trial)) >= 2 for trial in trials):
+        # One evaluation per trial is a point, not a curve (a direct plan's screen is the first seconds of its run).
+        return Section("curves", "Learning curves", _message(
+            "No curve to draw: no trial of this study reported two evaluations (a job's final run has its curve "
+            "under the full-data fidelity section)."))
+    count = f"{len(trials)} trial{'' if len(trials) == 1 else 's'}"
+    figure = learning_curve_figure(trials, f"Learning curves of {count} (pruned: dashed, cut at x)")
     return Section("curves", "Learning curves", _figure_html(figure))
 
 

@@ -191,3 +191,28 @@ def test_slices_and_parallel_coordinates_draw_only_the_hyperparameters_the_study
     parallel = parallel_section(study, log_scale_params(config.space)).body
     assert "Plotly.newPlot" in parallel and '"label":"activation"' not in parallel
     assert '"label":"context_frames"' in parallel
+
+
+def test_a_study_whose_one_trial_was_cut_after_one_evaluation_draws_no_one_point_curve(searched):
+    """Issue 36, item 4: a direct plan's screen is one trial cut after its first evaluation (FAIL). The report drew
+    a "curve" of one point on a 0-1.5 axis and said under Slices that no trial had finished an epoch."""
+    from optuna.distributions import FloatDistribution
+
+    from phonetune.results.report import curves_section, slice_section
+
+    _, config, _ = searched
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(
+        params={"lr": 0.002}, distributions={"lr": FloatDistribution(1e-4, 1e-1, log=True)},
+        intermediate_values={1: 0.55}, state=TrialState.FAIL))
+    curves = curves_section(study).body
+    assert "Plotly.newPlot" not in curves and "no trial of this study reported two evaluations" in curves
+    slices = slice_section(study, config.space).body
+    assert "no trial completed (trial 0 was cut after 1 evaluation(s), FAIL)" in slices
+    assert "No trial has finished an epoch yet" not in slices
+    # Two evaluations make a curve.
+    study.add_trial(optuna.trial.create_trial(
+        params={"lr": 0.004}, distributions={"lr": FloatDistribution(1e-4, 1e-1, log=True)},
+        intermediate_values={1: 0.55, 2: 0.6}, value=0.6))
+    assert "Plotly.newPlot" in curves_section(study).body
+    assert "Learning curves of 2 trials" in curves_section(study).body
