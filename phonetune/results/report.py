@@ -112,7 +112,7 @@ def summary_section(study: optuna.Study, full_study: optuna.Study | None, sizes:
     if full_study is not None:
         full_complete = _complete(full_study)
         lines.append(f"<p>Full-data study <b>{html.escape(full_study.study_name)}</b>: {len(full_complete)} "
-                     "promoted trials retrained.</p>")
+                     f"promoted trial{'' if len(full_complete) == 1 else 's'} retrained.</p>")
         final = final_model_record(full_study)
         if final:
             members = [int(member) for member in final["members"]]
