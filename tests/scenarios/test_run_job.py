@@ -25,7 +25,7 @@ from search_study import WARM_STARTS, write_study
 from phonetune.cli.main import main
 from phonetune.errors import BudgetError, StorageError
 from phonetune.job.clock import format_seconds
-from phonetune.job.run import check_same_data, data_sizes, run_job
+from phonetune.job.run import check_same_data, data_sizes, job_state_path, run_job
 from phonetune.model.checkpoint import read_checkpoint
 from phonetune.model.speed import MAX_REFIT, Speed
 from phonetune.search import attributes as attrs
@@ -516,7 +516,7 @@ def test_ctrl_c_while_the_command_starts_or_prepares_stops_it_within_seconds(tmp
         last = err.strip().splitlines()[-1]
         assert "interrupted" in last, err[-2000:]
         # Interrupted before its plan was saved, it must not promise a kept state; after, it says what was kept.
-        if (load_study_config(path).paths.artifacts_path / "run" / "state.json").exists():
+        if job_state_path(load_study_config(path)).exists():
             assert "the job's state and the time it spent are kept" in last, last
         elif "while starting" not in last:
             assert "before the job was planned; nothing was kept" in last, last
