@@ -38,7 +38,9 @@ JSON list pushes the page off screen; the dashboard plots the dev accuracy per e
 Optuna parameters are the sampled hyperparameters under their ``[space]`` names, plus ``width_fraction`` (the
 position of ``base_width`` between its low end and the parameter limit's bound) and ``<name>_on`` switches of ranges with
 ``zero = true``. System attributes ``failed_trial``/``retry_history`` are Optuna's retry bookkeeping
-(``RetryHeartbeatStaleTrialCallback``), and ``phonetune:heartbeat`` is the journal-storage heartbeat.
+(``RetryHeartbeatStaleTrialCallback``), ``phonetune:interrupted_attempts`` counts the attempts of a retried trial that
+the user's Ctrl-C ended (not counted against ``max_retry``), and ``phonetune:heartbeat`` is the journal-storage
+heartbeat.
 """
 
 from phonetune.data_pipeline.config import TRAINED_ON_ALL, TRAINED_ON_SUBSAMPLE

@@ -123,7 +123,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, objective: TrialObjectiv
     if interrupted or disk_full is not None:
         frozen = frozen_trial(trial)
         if frozen.state == TrialState.FAIL:
-            retry_callback(config.study.max_retry, stop_without_progress=not interrupted)(study, frozen)
+            retry_callback(config.study.max_retry, interrupted_by_user=interrupted)(study, frozen)
             logger.warning("trial %d %s: marked FAIL and re-queued to resume from its checkpoint", trial.number,
                            "interrupted" if interrupted else "stopped by a full disk")
         if disk_full is not None:

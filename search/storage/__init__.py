@@ -24,6 +24,7 @@ from phonetune.search.storage.backends import (
 )
 from phonetune.search.storage.heartbeats import (
     HEARTBEAT_ATTR,
+    INTERRUPTED_ATTR,
     TrialHeartbeat,
     fail_orphaned_trials,
     recover_stale_trials,
@@ -36,6 +37,7 @@ from phonetune.search.storage.reconnect import RECONNECT_WINDOW_S, ReconnectingR
 __all__ = [
     "DRIVER_PACKAGES",
     "HEARTBEAT_ATTR",
+    "INTERRUPTED_ATTR",
     "JOURNAL_SCHEME",
     "POSTGRES_CONNECT_TIMEOUT_S",
     "RECONNECT_WINDOW_S",

@@ -30,28 +30,32 @@ from phonetune.search.optuna_private import storage_backend, stored_trial_id, st
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_ATTR = "phonetune:heartbeat"
+# Attempts of a trial that the user's Ctrl-C ended (not counted against max_retry); carried to each retry.
+INTERRUPTED_ATTR = "phonetune:interrupted_attempts"
 
 
 def retry_callback(max_retry: int,
-                   stop_without_progress: bool = True) -> Callable[[optuna.Study, FrozenTrial], None]:
+                   interrupted_by_user: bool = False) -> Callable[[optuna.Study, FrozenTrial], None]:
     """Re-queue a dead worker's trial with its parameters and attributes, up to ``max_retry`` times.
 
     Reported epochs are not inherited: the retry re-reports them from the checkpoint it resumes, which may hold one
-    epoch more than the dead worker managed to report. With ``stop_without_progress``, a retry that died without
-    reporting an epoch past its predecessor's is not re-queued again: a trial that kills its worker at the same point
-    twice (memory, a bad batch) would only spend the budget on a third and fourth death. A trial stopped by the
-    user's Ctrl-C is not the trial's fault, so the worker re-queues it with ``stop_without_progress=False``.
+    epoch more than the dead worker managed to report. A retry that died without reporting an epoch past its
+    predecessor's is not re-queued again: a trial that kills its worker at the same point twice (memory, a bad batch)
+    would only spend the budget on a third and fourth death. A trial the user's Ctrl-C stopped
+    (``interrupted_by_user``) is not the trial's fault: it is re-queued whatever it reached, and the attempt is not
+    counted against ``max_retry`` (the count of such attempts travels with the trial in ``INTERRUPTED_ATTR``), so a
+    student who stops and continues a job five times during one long trial does not lose that trial.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        requeue = RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=False)
 
     def retry(study: optuna.Study, trial: FrozenTrial) -> None:
         # The dead attempt's last heartbeat must not pass to the retry: between the retry's pop and its own first
         # beat, another worker would see it as long silent and fail it again.
         trial = copy.deepcopy(trial)
         trial.system_attrs.pop(HEARTBEAT_ATTR, None)
-        if stop_without_progress:
+        interrupted = int(trial.system_attrs.get(INTERRUPTED_ATTR, 0)) + int(interrupted_by_user)
+        if interrupted:
+            trial.system_attrs[INTERRUPTED_ATTR] = interrupted
+        if not interrupted_by_user:
             previous = last_attempt_reached(study, trial)
             if previous is not None and reached_epoch(trial) <= previous:
                 logger.warning(
@@ -60,6 +64,10 @@ def retry_callback(max_retry: int,
                     f"after epoch {previous}" if previous else "before its first evaluation",
                     trial.system_attrs["retry_history"][0])
                 return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            requeue = RetryHeartbeatStaleTrialCallback(max_retry=max_retry + interrupted,
+                                                       inherit_intermediate_values=False)
         requeue(study, trial)
 
     return retry

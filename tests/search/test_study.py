@@ -12,7 +12,7 @@ from search_study import write_study
 
 from phonetune.search import attributes as attrs
 from phonetune.search.config import load_study_config
-from phonetune.search.storage import HEARTBEAT_ATTR, recover_stale_trials, retry_callback
+from phonetune.search.storage import HEARTBEAT_ATTR, INTERRUPTED_ATTR, recover_stale_trials, retry_callback
 from phonetune.search.study import open_study
 from phonetune.search.worker import run_worker
 
@@ -77,9 +77,9 @@ def test_a_trial_whose_workers_keep_dying_is_retried_max_retry_times_then_left_f
     assert [item.system_attrs.get("failed_trial") for item in trials[1:]] == [first] * config.study.max_retry
 
 
-@pytest.mark.parametrize("stop_without_progress", [True, False], ids=["died", "ctrl-c"])
+@pytest.mark.parametrize("interrupted_by_user", [False, True], ids=["died", "ctrl-c"])
 def test_a_trial_that_dies_twice_at_the_same_epoch_is_not_retried_again(tmp_path, tiny_corpus,
-                                                                          stop_without_progress):
+                                                                          interrupted_by_user):
     """Issue 37, case 4: retries that make no progress eat the budget. A worker killed twice after the same epoch
     is given up after the second death (with max_retry 3 left unspent); a trial the user's Ctrl-C stopped is not the
     trial's fault and is re-queued as before."""
@@ -88,7 +88,7 @@ def test_a_trial_that_dies_twice_at_the_same_epoch_is_not_retried_again(tmp_path
     })
     config = load_study_config(path)
     study = open_study(config, create=True)
-    on_stale = retry_callback(config.study.max_retry, stop_without_progress=stop_without_progress)
+    on_stale = retry_callback(config.study.max_retry, interrupted_by_user=interrupted_by_user)
     trial = study.ask()
     trial.suggest_float("lr", 1e-4, 1e-2, log=True)
     first = trial.number
@@ -98,10 +98,42 @@ def test_a_trial_that_dies_twice_at_the_same_epoch_is_not_retried_again(tmp_path
         study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT_ATTR, time.time() - 60)
         assert recover_stale_trials(study, config.study.grace_period, on_stale) == [trial.number]
         waiting = [item for item in study.get_trials(deepcopy=False) if item.state == TrialState.WAITING]
-        if attempt == 0 or not stop_without_progress:
+        if attempt == 0 or interrupted_by_user:
             assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == first
             trial = study.ask()
         else:
             assert waiting == []  # two deaths after epoch 2: no third attempt
     trials = open_study(config).trials
-    assert len(trials) == (2 if stop_without_progress else 3)
+    assert len(trials) == (3 if interrupted_by_user else 2)
+
+
+def test_ctrl_c_attempts_do_not_count_against_max_retry(tmp_path, tiny_corpus):
+    """Issue 37, case 4's other half: a student who stops and continues a job during one long trial more often than
+    ``max_retry`` keeps the trial; the deaths that are the trial's own are still limited to ``max_retry``."""
+    path = write_study(tmp_path, tiny_corpus.root, **{
+        "study.storage": f"journal:///{tmp_path / 'study.log'}", "study.max_retry": 1,
+    })
+    config = load_study_config(path)
+    study = open_study(config, create=True)
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+    first = trial.number
+
+    def end_attempt(by_user: bool, epoch: int) -> list:
+        trial.report(0.5 + 0.01 * epoch, step=epoch)
+        study.tell(trial, state=TrialState.FAIL)
+        frozen = next(item for item in study.get_trials(deepcopy=False) if item.number == trial.number)
+        retry_callback(config.study.max_retry, interrupted_by_user=by_user)(study, frozen)
+        return [item for item in study.get_trials(deepcopy=False) if item.state == TrialState.WAITING]
+
+    for epoch in (1, 2, 3):  # three Ctrl-Cs, max_retry 1: each re-queued
+        waiting = end_attempt(True, epoch)
+        assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == first
+        assert waiting[0].system_attrs[INTERRUPTED_ATTR] == epoch
+        trial = study.ask()
+    waiting = end_attempt(False, 4)  # the trial's own first death: its one retry
+    assert len(waiting) == 1
+    trial = study.ask()
+    assert end_attempt(False, 5) == []  # its second: max_retry spent
+    trials = open_study(config).trials
+    assert len(trials) == 5 and all(item.state == TrialState.FAIL for item in trials)
