@@ -26,6 +26,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from phonetune import interrupts
 from phonetune.atomic import atomic_write
 from phonetune.errors import CheckpointError, what_is_at
 
@@ -109,6 +110,10 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     try:
         return atomic_write(path, lambda handle: _write_with_checksum(handle, {**payload, "format": CHECKPOINT_FORMAT}))
     except (OSError, RuntimeError) as exc:
+        if interrupts.requested() or isinstance(exc.__context__, KeyboardInterrupt):
+            # A stop request that landed inside torch's writer comes out as its RuntimeError ("unexpected pos"): it is
+            # the stop, not a full disk, and the previous file is intact.
+            raise KeyboardInterrupt from exc
         cause = exc.__context__ if isinstance(exc, RuntimeError) and isinstance(exc.__context__, OSError) else exc
         raise CheckpointError(
             f"checkpoint {path} could not be written ({type(cause).__name__}: {cause}); the previous {Path(path).name}, "

@@ -48,6 +48,13 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.chmod(tmp, _final_mode(target))
         os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        if exc.filename is None:
+            # A failed write() names no file; the target does, so that "no space left" says where.
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

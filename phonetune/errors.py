@@ -41,6 +41,11 @@ class DiskFullError(PhonetuneError):
     """A write failed because the disk (or the quota) under a checkpoint, cache, export or study database is full."""
 
 
+# A worker process's exit status when a full disk stopped it (sysexits' EX_TEMPFAIL: free space and try again), so
+# the process that started it stops the others and says why rather than going on without trials.
+WORKER_DISK_FULL_EXIT = 75
+
+
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 _FULL_TEXTS = ("database or disk is full", "no space left on device", "disk quota exceeded")
 

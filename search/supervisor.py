@@ -24,7 +24,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from phonetune.errors import ConfigError
+from phonetune.errors import WORKER_DISK_FULL_EXIT, ConfigError, DiskFullError
 from phonetune.search import attributes as attrs
 from phonetune.search.config import StudyConfig
 from phonetune.search.progress_lines import running_line, trial_line
@@ -227,6 +227,11 @@ def run_search(
                         bar.update(1)
             if not running:
                 break
+            if any(process.returncode == WORKER_DISK_FULL_EXIT for process in processes):
+                # The others would only fill what little is left and fail the same way, one by one.
+                bar.write("a worker stopped on a full disk: stopping the others (their running trials are re-queued)")
+                _stop_workers([process for process in processes if process.poll() is None], study)
+                continue
             reason = stop_when(trials) if stop_when is not None and newly_finished and not stopped_at_deadline else None
             if reason:
                 bar.write(f"stopping the search: {reason} (running trials are re-queued)")
@@ -246,6 +251,11 @@ def run_search(
     finally:
         bar.close()
     exit_codes = [process.returncode for process in processes]
+    if WORKER_DISK_FULL_EXIT in exit_codes:
+        raise DiskFullError(
+            f"search worker {exit_codes.index(WORKER_DISK_FULL_EXIT)} stopped because the disk is full (its error above "
+            "says where). Kept: every finished trial and every epoch checkpoint written so far. Free space there, then "
+            "run the same command again: an interrupted trial or run resumes from its last checkpoint")
     for index, code in enumerate(exit_codes):
         if stopped_at_deadline and code in STOPPED_EXIT_CODES:
             logger.debug("worker %d stopped at the deadline (status %d)", index, code)

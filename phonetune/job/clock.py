@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 import time
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from phonetune.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 STATE_SAVE_EVERY_S = 5.0
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([hms]?)")
@@ -101,16 +104,27 @@ class BudgetClock:
 
         def keep_saving() -> None:
             while not stop.wait(STATE_SAVE_EVERY_S):
-                save(self.spent)
+                try:
+                    save(self.spent)
+                except OSError as exc:  # a full disk: the save at the end tries again, and says so if it fails
+                    logger.debug("the time spent could not be saved: %s", exc)
 
         thread = threading.Thread(target=keep_saving, name="budget-clock", daemon=True)
         thread.start()
         try:
             yield self
-        finally:
+        except BaseException:
             stop.set()
             thread.join()
-            save(self.spent)
+            try:
+                save(self.spent)
+            except OSError as exc:
+                # The error that stopped the job is the one to tell; this one must not take its place.
+                logger.warning("the time this run spent (%s) could not be saved: %s", format_seconds(self.spent), exc)
+            raise
+        stop.set()
+        thread.join()
+        save(self.spent)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ atomically after every change, and only once a job has a plan: a start refused f
 be met or a mistyped option leaves nothing behind. Read back, every value is checked for its type and range; a
 state file that is not one this phonetune wrote is a ConfigError naming the key, not a traceback.
 
+A full disk under the run folders would stop the job without the time it spent on record (its rerun then overran
+its budget by half), so beside the state lies a ballast file, ``BALLAST_FILE``: a few blocks written when the state
+is, deleted to make room for the state's last saves when the disk is full, and written again when there is room.
+
 Example::
 
     state = JobState.load(artifacts / "run" / STATE_FILE)   # None before the first plan
@@ -14,8 +18,11 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import math
+import os
 import threading
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,7 +31,11 @@ from phonetune.atomic import atomic_write_json
 from phonetune.errors import ConfigError
 from phonetune.job.planner import Plan
 
+logger = logging.getLogger(__name__)
+
 STATE_FILE = "state.json"
+BALLAST_FILE = ".state-ballast"
+BALLAST_BYTES = 256 * 1024  # many times a state's size: its atomic write holds the old and the new file at once
 VERSION = 3  # 3: plans of a kind (direct or screened) with whole-run trials
 STEPS = ("screen", "final", "final_model", "outputs")
 # Settings of a job that its outputs depend on: a rerun with others is refused rather than silently ignored.
@@ -123,7 +134,31 @@ class JobState:
     def save(self, **changes: Any) -> None:
         with self._lock:
             self.values.update(changes)
-            atomic_write_json(self.path, self.values)
+            try:
+                atomic_write_json(self.path, self.values)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._ballast_path.is_file():
+                    raise
+                self._ballast_path.unlink()
+                logger.debug("the disk under %s is full: its ballast file was deleted to save it", self.path)
+                atomic_write_json(self.path, self.values)
+            self._keep_ballast()
+
+    @property
+    def _ballast_path(self) -> Path:
+        return self.path.parent / BALLAST_FILE
+
+    def _keep_ballast(self) -> None:
+        """Write the ballast file when it is missing and there is room for it (real blocks: a sparse file frees none)."""
+        if self._ballast_path.is_file():
+            return
+        try:
+            with open(self._ballast_path, "wb") as handle:
+                handle.write(b"\0" * BALLAST_BYTES)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            self._ballast_path.unlink(missing_ok=True)  # no room yet: the next save tries again
 
     def done(self, step: str) -> bool:
         return step in self.values["done"]

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,7 @@ from phonetune.model import ModelConfig, RunConfig, TrainConfig
 from phonetune.model.checkpoint import TRAILER_BYTES, read_checkpoint, save_checkpoint
 from phonetune.model.inference import load_checkpoint
 from phonetune.model.trainer import Trainer
+from phonetune import interrupts
 from phonetune.cli.main import main
 
 
@@ -215,3 +220,35 @@ def test_full_disk_while_writing_a_checkpoint_keeps_the_previous_one_and_a_rerun
     assert again.returncode == 0, again.stderr
     resumed = read_checkpoint(run / "last.pt")
     assert resumed["epoch"] == 2 and resumed["history"][0] == read_checkpoint(runs.deep / "last.pt")["history"][0]
+
+
+def test_ctrl_c_while_a_checkpoint_is_written_is_the_stop_not_a_write_error(tmp_path):
+    """A stop request (the screen's deadline, a Ctrl-C) that lands inside torch's writer comes out of torch.save as
+    ``RuntimeError: unexpected pos``; it was reported as a checkpoint that could not be written, telling the user to
+    free disk space (seen in a rerun after a full disk). It is a KeyboardInterrupt, and the previous file is intact."""
+    target = tmp_path / "last.pt"
+    save_checkpoint(target, {"step": 1})
+    before = target.read_bytes()
+    payload = {"tensors": [torch.full((25_000,), float(index)) for index in range(2_000)]}  # many writes of 100 kB
+
+    def interrupt_once_writing() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if any(path.stat().st_size > 1_000_000 for path in tmp_path.glob(".last.pt.*.tmp")):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.001)
+
+    previous = signal.getsignal(signal.SIGINT)
+    interrupts.install()
+    sender = threading.Thread(target=interrupt_once_writing)
+    try:
+        sender.start()
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint(target, payload)
+    finally:
+        sender.join()
+        signal.signal(signal.SIGINT, previous)
+        interrupts.clear()
+    assert target.read_bytes() == before
+    assert not list(tmp_path.glob(".last.pt.*"))

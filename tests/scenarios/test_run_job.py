@@ -21,6 +21,7 @@ from optuna_dashboard import get_note
 from corpus import write_tiny_corpus
 from optuna.trial import TrialState
 from search_study import WARM_STARTS, write_study
+from shared import fill_disk
 
 from phonetune.cli.main import main
 from phonetune.errors import BudgetError, StorageError
@@ -521,3 +522,43 @@ def test_ctrl_c_while_the_command_starts_or_prepares_stops_it_within_seconds(tmp
         elif "while starting" not in last:
             assert "before the job was planned; nothing was kept" in last, last
             assert f"Run it again with: phonetune run --config {path} --budget 5m" in last, last
+
+
+def test_a_job_stopped_by_a_full_disk_counts_that_time_and_ends_inside_its_budget_once_freed(tmp_path, small_disk):
+    """Issue 37, case 2's other half: a full disk under the run folders stops the job with one named error; the time
+    that start spent is counted although the disk had no room for the job's state (it was given back before: the
+    rerun overran its budget by half); with room again, the same command ends inside the budget with a submission."""
+    folder, resize = small_disk
+    resize("64m")
+    path = _study(tmp_path, **{"study.artifacts_dir": str(folder / "artifacts")})
+    config = load_study_config(path)
+    state_path = config.paths.artifacts_path / "run" / "state.json"
+    budget = 70
+    first = subprocess.Popen(_command(path, f"{budget}s"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True, text=True)
+    started = time.monotonic()
+
+    def training() -> bool:
+        try:
+            return any(trial.state == TrialState.RUNNING for trial in open_study(config).trials)
+        except StorageError:
+            return False
+
+    assert _wait_for(training, 120, first), "the job ended before it trained"
+    time.sleep(1)
+    filler = fill_disk(folder)
+    out, err = first.communicate(timeout=120)
+    took = time.monotonic() - started
+    assert first.returncode == 1, err[-3000:]
+    assert err.count("error: the disk") == 1 and str(folder) in err and "Traceback" not in err, err[-3000:]
+    assert "Exception in thread" not in err and err.strip().splitlines()[-1].startswith(
+        "phonetune run: error: search worker 0 stopped because the disk is full"), err[-3000:]
+    spent = json.loads(state_path.read_text())["spent_s"]
+    assert spent >= took - 5, (spent, took)  # the state was saved after the disk filled
+
+    filler.unlink()
+    done = _run(path, f"{budget}s", 1, 300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = _summary(done)
+    assert spent <= summary["spent_s"] <= budget * 1.1, (spent, summary["spent_s"], done.stderr[-4000:])
+    assert Path(summary["submission"]).is_file()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 
 from phonetune.cli.commands import add_command, interrupt_on_sigterm, load_study_args
+from phonetune.errors import WORKER_DISK_FULL_EXIT, DiskFullError
 from phonetune.search import space_sizes
 from phonetune.search.worker import run_worker
 
@@ -36,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
     interrupt_on_sigterm()
     config = load_study_args(args, needs_data=True)
     worker_index = args.worker_index if args.worker_index is not None else os.getpid() % 100_000
-    summary = run_worker(config, worker_index=worker_index, create=args.create)
+    try:
+        summary = run_worker(config, worker_index=worker_index, create=args.create)
+    except DiskFullError as exc:
+        print(f"phonetune worker: error: {exc}", file=sys.stderr)
+        return WORKER_DISK_FULL_EXIT
     if not args.quiet:
         print(f"worker {worker_index}: {len(summary.trial_states)} trials run; stopped because {summary.stop_reason}")
     return 0
