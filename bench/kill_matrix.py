@@ -6,7 +6,8 @@ started with ``--budget`` and stopped once it is in that phase: SIGKILL to its w
 ``--signal int`` a terminal's Ctrl-C (SIGINT to the group), ``--repeat`` times a third of a second apart (a user
 pressing it again); ``--hog`` keeps a busy process beside the whole row. Then the same command runs until it finishes.
 Printed per phase: when it was stopped, how long the stopped command took to exit, the total wall time of both
-invocations, the ``spent_s`` the job recorded, the final model and its test accuracy. The budget holds when every
+invocations, the ``spent_s`` the job recorded, whether the rerun said an overrun (``said``; ``SILENT`` when it did
+not), the final model and its test accuracy. The budget holds when every
 ``spent_s`` is within it (plus the time a kill costs: work since the last checkpoint is done again). Last line:
 
     ratio: the largest spent_s / the budget   (at most 1.10 is the target)
@@ -79,7 +80,7 @@ def main() -> None:
 
 def _rows(args: argparse.Namespace, budget_s: float, number: int) -> float:
     worst = 0.0
-    print(f"{'stopped in':<10} {'at':>6} {'exit in':>8} {'both runs':>10} {'spent_s':>8}  final model")
+    print(f"{'stopped in':<10} {'at':>6} {'exit in':>8} {'both runs':>10} {'spent_s':>8} {'overrun':>8}  final model")
     for phase in args.phases.split(","):
         with tempfile.TemporaryDirectory(prefix="kills-") as tmp:
             folder = Path(tmp)
@@ -114,7 +115,11 @@ def _rows(args: argparse.Namespace, budget_s: float, number: int) -> float:
             summary = json.loads((config.paths.artifacts_path / "run" / "summary.json").read_text())
             model = summary["final_model"]
             worst = max(worst, summary["spent_s"] / budget_s)
-            print(f"{phase:<10} {killed_at:>5.0f}s {exited_in:>7.0f}s {wall:>9.0f}s {summary['spent_s']:>7.0f}s  "
+            # An overrun must be said by the rerun: before it starts its last step, and when it ends.
+            said = ("said" if "past its --budget" in again.stderr else "SILENT") if summary["spent_s"] > budget_s + 1 \
+                else "-"
+            print(f"{phase:<10} {killed_at:>5.0f}s {exited_in:>7.0f}s {wall:>9.0f}s {summary['spent_s']:>7.0f}s "
+                  f"{said:>8}  "
                   f"{model['chosen']} of "
                   f"trials {model['members']}, {model['param_count']:,} params, test {summary['test_accuracy']}",
                   flush=True)

@@ -205,8 +205,16 @@ def run_job(
                 state.save(plan=plan.to_dict())
                 logger.info("replanned what is left for --budget %s:\n%s", format_seconds(budget_s),
                             plan.describe_text())
-            state.save(budget_s=budget_s, settings=settings, study_values=values)
+            state.save(budget_s=budget_s, settings=settings, study_values=values, starts=state.starts + 1)
             logger.info("continuing the job: %s spent of %s", format_seconds(clock.spent), format_seconds(budget_s))
+            if state.done("final") and not state.done("outputs"):
+                # The stages before are cut to their deadlines; this last one is not, so an overrun is said now.
+                needed = last_step_seconds(plan)
+                if clock.left < needed:
+                    logger.warning("%s of the budget is left, and the final model's predictions and outputs need about "
+                                   "%s: this job will end about %s past its budget (the interruption's restart and "
+                                   "the work it redoes)", format_seconds(max(clock.left, 0.0)), format_seconds(needed),
+                                   format_seconds(needed - clock.left))
         with clock.saving(lambda spent: state.save(spent_s=spent)):
             screen = screen_study(config, plan)
             if not state.done("screen"):
@@ -217,6 +225,7 @@ def run_job(
                                      max_members, progress)
             summary = _outputs(config, screen, state, clock, plan, final, model, sheet_path)
         summary["spent_s"] = clock.spent
+        summary["starts"] = state.starts
         summary_path = atomic_write_json(job_dir / SUMMARY_FILE, summary)
         state.mark_done("outputs")
     return JobOutcome(summary_path, Path(summary["submission"]), summary)
@@ -447,14 +456,19 @@ def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData
                          "reference_probed_s": reference_probed, "relative": step.relative}
 
 
+def last_step_seconds(plan: Plan) -> float:
+    """About how long the final model's step and the outputs take: predicting dev and test, the decode, the pages."""
+    return (decode_seconds(plan.dev_frames, plan.test_frames) + outputs_seconds(plan.budget_s)
+            + Speed(**plan.speed).predict_seconds(plan.final_params, plan.dev_frames + plan.test_frames))
+
+
 def without_late_decode(screen: StudyConfig, plan: Plan, left_s: float) -> StudyConfig:
     """``screen`` with ``[decode] mode = "off"`` when the decode would only add labels beside the submission
     (``argmax``, the default) and the time left cannot pay for it and for predicting: a resumed job that must redo
     its final model (a Ctrl-C in it) then ends inside its budget with the network's own labels."""
     if screen.decode.mode != "argmax":
         return screen
-    needed = (decode_seconds(plan.dev_frames, plan.test_frames) + outputs_seconds(plan.budget_s)
-              + Speed(**plan.speed).predict_seconds(plan.final_params, plan.dev_frames + plan.test_frames))
+    needed = last_step_seconds(plan)
     # Half: a job on time reaches this with about ``needed`` left (the final run's deadline keeps it), give or take
     # the machine's load; only a job well past that (one that must redo this step) goes without the decode.
     if left_s >= LATE_DECODE_SHARE * needed:

@@ -99,6 +99,9 @@ class JobState:
         done = values.get("done")
         if not isinstance(done, list) or any(step not in STEPS for step in done):
             raise _not_ours(source, f"done must list steps among {list(STEPS)}, but got {done!r}")
+        starts = values.get("starts", 1)
+        if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
+            raise _not_ours(source, f"starts must be a whole number of 1 or more, but got {starts!r}")
         if not isinstance(values.get("settings"), dict):
             raise _not_ours(source, f"settings must be a table, but got {values.get('settings')!r}")
         if "plan" in values:
@@ -130,6 +133,11 @@ class JobState:
     @property
     def spent_s(self) -> float:
         return float(self.values["spent_s"])
+
+    @property
+    def starts(self) -> int:
+        """How many times ``phonetune run`` has worked on this job (the first start, then each continuation)."""
+        return int(self.values.get("starts", 1))
 
     def save(self, **changes: Any) -> None:
         with self._lock:

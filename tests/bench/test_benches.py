@@ -109,6 +109,7 @@ def test_the_kill_matrix_kills_a_job_and_its_rerun_holds_the_budget(small_study)
                     timeout=300)
     row = re.search(r"^outputs +\d+s +(\d+)s .* params, test [01]\.\d+", output, re.MULTILINE)
     assert row, output
+    assert "SILENT" not in row.group(0), output  # an overrun is said
     assert int(row.group(1)) <= 15, f"the interrupted job took {row.group(1)} s to exit:\n{output}"
     assert float(output.strip().splitlines()[-1].split()[-1]) <= 1.10, output
 

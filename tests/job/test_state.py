@@ -36,6 +36,7 @@ def test_a_state_this_phonetune_wrote_loads(tmp_path):
     ({"budget_s": "abc"}, "budget_s must be a positive number, but got 'abc'"),
     ({"budget_s": None}, "budget_s must be a positive number, but got None"),
     ({"spent_s": -16666667.0}, "spent_s must be a number of 0 or more"),
+    ({"starts": 0}, "starts must be a whole number of 1 or more"),
     ({"spent_s": 1e6}, "spent_s must be at most about the budget_s (600), but got 1000000.0"),
     ({"plan": "x"}, "plan must be a table of the planner's numbers, but got 'x'"),
     ({"plan": {"budget_s": 600}}, "plan.final_params must be an integer, but got None"),

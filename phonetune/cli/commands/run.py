@@ -16,6 +16,10 @@ from phonetune.search.final_model import labels_line
 from phonetune.search.study import open_studies
 
 
+# An overrun smaller than this is the clock's own grain (a save every few seconds, the command's exit).
+OVERRUN_SAID_S = 1.0
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = add_command(
         subparsers, "run", study=True,
@@ -82,6 +86,13 @@ def run(args: argparse.Namespace) -> int:
               f"metadata: {model['metadata']}")
     print(format_leaderboard(leaderboard(*open_studies(config))))
     print(f"spent {format_seconds(summary['spent_s'])} of {format_seconds(budget_s)}")
+    over = summary["spent_s"] - budget_s
+    if over > OVERRUN_SAID_S:
+        starts = summary.get("starts", 1)
+        why = (f"over {starts} starts: each start after an interruption pays the command's start again and redoes the "
+               "step it stopped in" if starts > 1 else "its steps took longer than planned (a busy machine?)")
+        print(f"warning: this job ended {format_seconds(over)} past its --budget ({summary['spent_s'] / budget_s:.2f} x "
+              f"the budget), {why}", file=sys.stderr)
     print(f"sheet: {summary['sheet']}")
     if summary.get("changes"):
         print(f"changes: {summary['changes']} (each single change the screen compared, for the writeup's table)")
