@@ -215,14 +215,15 @@ def run_job(
                                    "%s: this job will end about %s past its budget (the interruption's restart and "
                                    "the work it redoes)", format_seconds(max(clock.left, 0.0)), format_seconds(needed),
                                    format_seconds(needed - clock.left))
+        final_done_before = state.done("final")  # this start redoes the final model's step
         with clock.saving(lambda spent: state.save(spent_s=spent)):
             screen = screen_study(config, plan)
             if not state.done("screen"):
                 run_screen(screen, state, TimeLimit("screen", plan.stage_end("screen"), clock),
                            TimeLimit("screen", plan.latest_screen_end(), clock), plan, workers, gpus, progress)
             final = run_final(screen, state, TimeLimit("final", plan.stage_end("final"), clock), plan, progress)
-            model = final_model_step(without_late_decode(screen, plan, clock.left), state, config.param_limit,
-                                     max_members, progress)
+            model = final_model_step(without_late_decode(screen, plan, clock.left, redone=final_done_before),
+                                     state, config.param_limit, max_members, progress)
             summary = _outputs(config, screen, state, clock, plan, final, model, sheet_path)
         summary["spent_s"] = clock.spent
         summary["starts"] = state.starts
@@ -462,19 +463,21 @@ def last_step_seconds(plan: Plan) -> float:
             + Speed(**plan.speed).predict_seconds(plan.final_params, plan.dev_frames + plan.test_frames))
 
 
-def without_late_decode(screen: StudyConfig, plan: Plan, left_s: float) -> StudyConfig:
+def without_late_decode(screen: StudyConfig, plan: Plan, left_s: float, *, redone: bool = False) -> StudyConfig:
     """``screen`` with ``[decode] mode = "off"`` when the decode would only add labels beside the submission
     (``argmax``, the default) and the time left cannot pay for it and for predicting: a resumed job that must redo
-    its final model (a Ctrl-C in it) then ends inside its budget with the network's own labels."""
+    its final model (a Ctrl-C in it, ``redone``) then ends inside its budget with the network's own labels."""
     if screen.decode.mode != "argmax":
         return screen
     needed = last_step_seconds(plan)
-    # Half: a job on time reaches this with about ``needed`` left (the final run's deadline keeps it), give or take
-    # the machine's load; only a job well past that (one that must redo this step) goes without the decode.
-    if left_s >= LATE_DECODE_SHARE * needed:
+    # A job on time reaches this with about ``needed`` left (the final run's deadline keeps it), give or take the
+    # machine's load, so it keeps the decode down to half of that. A job that redoes the step has paid a restart
+    # since and is late by what it redoes: it keeps the decode only where all of it fits.
+    if left_s >= (1.0 if redone else LATE_DECODE_SHARE) * needed:
         return screen
     logger.warning("%s left, and the sequence decode's labels beside the submission need about %s more: the "
-                   "submission is the network's own labels alone", format_seconds(left_s), format_seconds(needed))
+                   "submission is the network's own labels alone", format_seconds(max(left_s, 0.0)),
+                   format_seconds(needed))
     return dataclasses.replace(screen, decode=dataclasses.replace(screen.decode, mode="off"))
 
 

@@ -320,6 +320,10 @@ def test_a_job_short_of_time_for_its_final_model_goes_without_the_decode_beside_
     assert without_late_decode(config, plan, needed) is config
     assert without_late_decode(config, plan, LATE_DECODE_SHARE * needed + 0.1) is config
     assert without_late_decode(config, plan, LATE_DECODE_SHARE * needed - 0.1).decode.mode == "off"
+    # A start that redoes the step has paid its restart and is late by the step: it keeps the decode only where all of
+    # it fits (the matrix's row again at 1.25 x with the half rule).
+    assert without_late_decode(config, plan, needed, redone=True) is config
+    assert without_late_decode(config, plan, needed - 0.1, redone=True).decode.mode == "off"
     # A submission that is the decode's own labels (viterbi) keeps it whatever the time.
     viterbi = load_study_config(str(REPO / "studies" / "demo.toml"), ['decode.mode="viterbi"'])
     assert without_late_decode(viterbi, plan, 0.0) is viterbi
