@@ -202,7 +202,8 @@ def run_search(
                      else (config.fidelity.trial_epochs, "epoch"))
     try:
         while True:
-            running = any(process.poll() is None for process in processes)
+            codes = [process.poll() for process in processes]
+            running = any(code is None for code in codes)
             trials = study.get_trials(deepcopy=False)
             now_running = running_line(trials, pids, reports, unit)
             if live and status is not None:
@@ -227,10 +228,11 @@ def run_search(
                         bar.update(1)
             if not running:
                 break
-            if any(process.returncode == WORKER_DISK_FULL_EXIT for process in processes):
+            if WORKER_DISK_FULL_EXIT in codes:
                 # The others would only fill what little is left and fail the same way, one by one.
                 bar.write("a worker stopped on a full disk: stopping the others (their running trials are re-queued)")
                 _stop_workers([process for process in processes if process.poll() is None], study)
+                stopped_at_deadline = True  # their exit statuses are the stop's, not failures to warn of
                 continue
             reason = stop_when(trials) if stop_when is not None and newly_finished and not stopped_at_deadline else None
             if reason:
@@ -259,6 +261,6 @@ def run_search(
     for index, code in enumerate(exit_codes):
         if stopped_at_deadline and code in STOPPED_EXIT_CODES:
             logger.debug("worker %d stopped at the deadline (status %d)", index, code)
-        elif code != 0:
+        elif code not in (0, WORKER_DISK_FULL_EXIT):  # a full disk is said once, below
             logger.warning("worker %d exited with status %d", index, code)
     return summarize_study(study, config, exit_codes)

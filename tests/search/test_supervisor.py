@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -17,6 +22,7 @@ from phonetune.search import attributes as attrs
 from phonetune.search import config as study_config
 from phonetune.search.config import load_study_config
 from phonetune.search.paths import StudyPaths
+from phonetune.search.supervisor import INTERRUPT_GRACE_S, run_search
 
 
 def search(path, *overrides, verbose: bool = False):
@@ -112,3 +118,40 @@ def test_a_config_warning_is_printed_once_not_once_per_worker(tmp_path, tiny_cor
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert output.count("even base_width=16 is over param_limit=3,000") == 1, output
+
+
+def test_a_worker_that_does_not_stop_at_the_deadline_is_killed_after_a_short_grace(tmp_path, tiny_corpus, caplog):
+    """Issue 37, case 3: a worker that cannot take the stop (frozen here with SIGSTOP, as one stuck in I/O is) held
+    a job 60 s past its deadline. It is killed after ``INTERRUPT_GRACE_S``, and the search returns."""
+    path = write_study(tmp_path, tiny_corpus.root, **{"study.n_trials": 1000})
+    config = load_study_config(path)
+    deadline = time.monotonic() + 12  # a worker starts in a few seconds, then runs trials one after another
+    frozen: list[int] = []
+
+    def freeze_a_busy_worker() -> None:
+        time.sleep(max(0.0, deadline - 3 - time.monotonic()))
+        while time.monotonic() < deadline and not frozen:
+            try:
+                running = optuna.load_study(study_name=config.name, storage=config.paths.storage_url).get_trials(
+                    deepcopy=False, states=(TrialState.RUNNING,))
+            except KeyError:  # the study is not created yet
+                running = []
+            pids = [int(str(trial.user_attrs.get(attrs.WORKER, "")).rpartition(":")[2] or 0) for trial in running]
+            for pid in filter(None, pids):
+                os.kill(pid, signal.SIGSTOP)
+                frozen.append(pid)
+                break
+            time.sleep(0.05)
+
+    freezer = threading.Thread(target=freeze_a_busy_worker)
+    freezer.start()
+    caplog.set_level(logging.WARNING, logger="phonetune")
+    try:
+        run_search(config, workers=1, progress=False, deadline=deadline, poll_seconds=0.2)
+    finally:
+        freezer.join()
+    late = time.monotonic() - deadline
+    assert frozen, "no worker was running a trial in the deadline's last 3 s"
+    assert f"worker pid {frozen[0]} did not stop within {INTERRUPT_GRACE_S:.0f} s; killing it" in caplog.text
+    assert INTERRUPT_GRACE_S - 1 <= late <= INTERRUPT_GRACE_S + 10, late
+    assert subprocess.run(["kill", "-0", str(frozen[0])], capture_output=True).returncode != 0  # gone
