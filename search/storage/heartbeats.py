@@ -55,13 +55,14 @@ def retry_callback(max_retry: int,
         interrupted = int(trial.system_attrs.get(INTERRUPTED_ATTR, 0)) + int(interrupted_by_user)
         if interrupted:
             trial.system_attrs[INTERRUPTED_ATTR] = interrupted
-        if not interrupted_by_user:
-            previous = last_attempt_reached(study, trial)
-            if previous is not None and reached_epoch(trial) <= previous:
+        previous = None if interrupted_by_user else previous_attempt(study, trial)
+        # An attempt the user stopped did not die: a retry that dies where it stopped has died once, not twice.
+        if previous is not None and interrupted == int(previous.system_attrs.get(INTERRUPTED_ATTR, 0)):
+            reached = reached_epoch(previous)
+            if reached_epoch(trial) <= reached:
                 logger.warning(
                     "trial %d died where its previous attempt did (%s) and is not retried again; its first attempt "
-                    "was trial %d", trial.number,
-                    f"after epoch {previous}" if previous else "before its first evaluation",
+                    "was trial %d", trial.number, f"after epoch {reached}" if reached else "before its first evaluation",
                     trial.system_attrs["retry_history"][0])
                 return
         with warnings.catch_warnings():
@@ -78,13 +79,12 @@ def reached_epoch(trial: FrozenTrial) -> int:
     return max(trial.intermediate_values, default=0)
 
 
-def last_attempt_reached(study: optuna.Study, trial: FrozenTrial) -> int | None:
-    """The last epoch the attempt before ``trial`` reported; None when ``trial`` is its first attempt."""
+def previous_attempt(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial | None:
+    """The attempt before ``trial`` (Optuna's retry history); None when ``trial`` is its first attempt."""
     history = trial.system_attrs.get("retry_history", [])  # Optuna's retry bookkeeping (search/attributes.py)
     if not history:
         return None
-    previous = next((item for item in study.get_trials(deepcopy=False) if item.number == history[-1]), None)
-    return None if previous is None else reached_epoch(previous)
+    return next((item for item in study.get_trials(deepcopy=False) if item.number == history[-1]), None)
 
 
 def uses_optuna_heartbeat(storage: BaseStorage) -> bool:
