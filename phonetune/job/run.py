@@ -209,7 +209,8 @@ def run_job(
             logger.info("continuing the job: %s spent of %s", format_seconds(clock.spent), format_seconds(budget_s))
             if state.done("final") and not state.done("outputs"):
                 # The stages before are cut to their deadlines; this last one is not, so an overrun is said now.
-                needed = last_step_seconds(plan)
+                # Its decode is dropped where it does not fit (without_late_decode), so the least it needs is without.
+                needed = last_step_seconds(plan, decode=False)
                 if clock.left < needed:
                     logger.warning("%s of the budget is left, and the final model's predictions and outputs need about "
                                    "%s: this job will end about %s past its budget (the interruption's restart and "
@@ -457,9 +458,10 @@ def _refit_speed(config: StudyConfig, speed: Speed, plan: Plan, train: SplitData
                          "reference_probed_s": reference_probed, "relative": step.relative}
 
 
-def last_step_seconds(plan: Plan) -> float:
-    """About how long the final model's step and the outputs take: predicting dev and test, the decode, the pages."""
-    return (decode_seconds(plan.dev_frames, plan.test_frames) + outputs_seconds(plan.budget_s)
+def last_step_seconds(plan: Plan, decode: bool = True) -> float:
+    """About how long the final model's step and the outputs take: predicting dev and test, the decode (unless
+    ``decode`` is False), the pages."""
+    return ((decode_seconds(plan.dev_frames, plan.test_frames) if decode else 0.0) + outputs_seconds(plan.budget_s)
             + Speed(**plan.speed).predict_seconds(plan.final_params, plan.dev_frames + plan.test_frames))
 
 
