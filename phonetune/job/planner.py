@@ -328,12 +328,15 @@ def make_plan(
     max_params: int = 0,
     warm_starts: int = 1,
     decode: bool = True,
+    reachable_params: int = 0,
 ) -> Plan:
     """Split ``budget_s`` (``elapsed_s`` of it already spent preparing); see the module docstring.
 
     ``min_params`` and ``max_params`` are the smallest and largest model of the space (0: no bound beyond
     ``param_limit``). ``warm_starts``: the warm starts a screen trains before it samples. ``decode``: whether the
-    reserve holds the sequence decode. BudgetError naming the numbers when not even a short final run fits."""
+    reserve holds the sequence decode. ``reachable_params``: the largest model a direct plan's
+    model (the first warm start) can become within the space (0: any up to the cap); a direct plan whose
+    compute-optimal size is beyond it trains that model, for longer. BudgetError naming the numbers when not even a short final run fits."""
     size_cap = min(param_limit, max_params) if max_params else param_limit
     # Sized first on the model-independent reserve, then the predicting of that size is reserved too.
     fixed = fixed_reserve_seconds(budget_s, dev_frames, test_frames, decode)
@@ -363,11 +366,20 @@ def make_plan(
     cap_name = "param_limit" if size_cap == param_limit else "the largest model of the space"
 
     def direct(why: str) -> Plan:
+        sized, sized_reserve, sized_training = params, reserve, training
+        if 0 < reachable_params < params:
+            # The warm start cannot become the priced size within the space: the plan prices the model it trains.
+            sized = reachable_params
+            sized_reserve = fixed + speed.predict_seconds(sized, dev_frames + test_frames)
+            sized_training = (budget_s - elapsed_s - sized_reserve
+                              - FINAL_EVALUATIONS * speed.predict_seconds(sized, dev_frames))
+            why += (f"; the first warm start can become at most {sized:,} parameters within the space (its widest "
+                    "base_width at up to its deepest hidden_layers), which trains the whole time instead")
         # The final run's first tenth trains in a worker (the screen's one trial), which costs starting it.
-        final = training - WORKER_START_S
-        epochs = final / (speed.seconds_per_frame(params, batch_size) * train_frames)
-        return Plan(**common, screen_s=DIRECT_TRIAL_SHARE * final + WORKER_START_S,
-                    trial_seconds=DIRECT_TRIAL_SHARE * final, trials=1.0, final_seconds=final, final_params=params,
+        final = sized_training - WORKER_START_S
+        epochs = final / (speed.seconds_per_frame(sized, batch_size) * train_frames)
+        return Plan(**{**common, "reserve_s": sized_reserve}, screen_s=DIRECT_TRIAL_SHARE * final + WORKER_START_S,
+                    trial_seconds=DIRECT_TRIAL_SHARE * final, trials=1.0, final_seconds=final, final_params=sized,
                     final_epochs=epochs, workers=1, why=why, kind="direct")
 
     if params < size_cap:

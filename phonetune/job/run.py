@@ -54,6 +54,7 @@ from phonetune.job.screen import (
     screen_standings,
     screen_study,
     screened_warm_starts,
+    warm_start_reach,
 )
 from phonetune.job.state import STATE_FILE, JobState
 from phonetune.model.decode import decode_seconds
@@ -394,7 +395,8 @@ def plan_sizes(config: StudyConfig, frames: tuple[int, int, int], workers: int) 
     return dict(train_frames=train_frames, dev_frames=dev_frames, test_frames=test_frames,
                 param_limit=config.param_limit, batch_size=batch, workers=workers,
                 min_params=smallest_limit_for_every_trial(config), max_params=largest_model_of_space(config),
-                warm_starts=screened_warm_starts(config), decode=config.decode.mode != "off")
+                warm_starts=screened_warm_starts(config), decode=config.decode.mode != "off",
+                reachable_params=warm_start_reach(config))
 
 
 def preview_plan(config: StudyConfig, budget_s: float, workers: int, *, speed: Speed | None = None,

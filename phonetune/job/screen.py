@@ -36,6 +36,7 @@ from phonetune.search import attributes as attrs
 from phonetune.search.config import PrunerConfig, StudyConfig, TimingConfig, WarmStart
 from phonetune.search.ranking import rank_complete_trials
 from phonetune.search.space import STRUCTURE, suggest_run_config, warm_start_params
+from phonetune.search.space_sizes import largest_model_of_space
 from phonetune.search.space_spec import Choice
 from phonetune.search.study import open_study
 from phonetune.search.supervisor import run_search
@@ -129,22 +130,48 @@ def screened_warm_starts(config: StudyConfig) -> int:
 
 def _resized(config: StudyConfig, warm_start: WarmStart, target: int) -> WarmStart:
     """``warm_start`` at the largest width within ``target`` parameters (named ``<name>@<size>``); as it is when it
-    has no width to change or is that size already."""
+    has no width to change or is that size already. Where the space's widest ``base_width`` still leaves it under
+    ``target``, it grows a hidden layer at a time within the space's ``hidden_layers``, each depth at the largest
+    width that fits: the plan priced a model of ``target`` parameters, and a recipe kept at its own depth would train
+    a smaller one than the time was planned for (BENCHMARKS.md, "The budget curve under the 20M rule")."""
     values = warm_start.values
     if "base_width" not in values or not values.get("hidden_layers"):
         return warm_start
     structure = {name: values[name] for name in STRUCTURE if name in values and name != "context_frames"}
-    model = ModelConfig(**structure)
     io = ModelIO.of(dataclasses.replace(config.data, context_frames=values.get(
         "context_frames", config.data.context_frames)))
-    width = max(8, max_base_width(model, io, target))
     low, high = config.space["base_width"].bounds()
-    width = min(high, max(low, width))
-    if width == values["base_width"]:
+    deepest = max(values["hidden_layers"], config.space["hidden_layers"].bounds()[1])
+    depth = values["hidden_layers"]
+    model = dataclasses.replace(ModelConfig(**structure), hidden_layers=depth)
+    width = min(high, max(low, max(8, max_base_width(model, io, target))))
+    while width == high and depth < deepest:
+        deeper = dataclasses.replace(model, hidden_layers=depth + 1)
+        deeper_width = min(high, max_base_width(deeper, io, target)) if _fits(deeper, io, target) else 0
+        if deeper_width < low or count_params(dataclasses.replace(deeper, base_width=deeper_width), io) <= \
+                count_params(dataclasses.replace(model, base_width=width), io):
+            break
+        model, width, depth = deeper, deeper_width, depth + 1
+    if width == values["base_width"] and depth == values["hidden_layers"]:
         return warm_start
     size = count_params(dataclasses.replace(model, base_width=width), io)
     label = f"{size / 1e6:.1f}M" if size >= 1e6 else f"{size // 1000}k"
-    return WarmStart(f"{warm_start.name}@{label}", {**values, "base_width": width})
+    return WarmStart(f"{warm_start.name}@{label}", {**values, "base_width": width, "hidden_layers": depth})
+
+
+def _fits(model: ModelConfig, io: ModelIO, target: int) -> bool:
+    return count_params(dataclasses.replace(model, base_width=8), io) <= target
+
+
+def warm_start_reach(config: StudyConfig) -> int:
+    """The most parameters the first warm start with hidden layers can have within the space and the study's size
+    cap (its widest ``base_width``, then deeper within ``hidden_layers``): the largest model a direct plan can train.
+    0 when the study has no such warm start."""
+    first = next((entry for entry in config.warm_start if entry.values.get("hidden_layers", 1) >= 1), None)
+    if first is None:
+        return 0
+    run_config = _warm_start_run_config(config, _resized(config, first, largest_model_of_space(config)))
+    return count_params(run_config.model, run_config.io)
 
 
 def run_screen(screen: StudyConfig, state: JobState, limit: TimeLimit, latest: TimeLimit, plan: Plan, workers: int,

@@ -41,13 +41,17 @@ DEMO = dict(train_frames=977_855, dev_frames=146_806, test_frames=142_398)
 # The largest model of each shipped study's space (search.space_sizes.largest_model_of_space).
 DEMO_SPACE_MAX = 8_199_768
 DEFAULT_SPACE_MAX = 20_000_000
+# The most each shipped study's first warm start (the expert) can become within its space: its widest base_width at
+# its deepest hidden_layers (job.screen.warm_start_reach). A direct plan trains no larger a model.
+DEMO_REACH = 4_661_288
+DEFAULT_REACH = 19_980_328
 BUDGETS = [5 * 60 * 2 ** (k / 2) for k in range(0, 14)]  # 5 min to 10 h 40 min in steps of sqrt(2)
 BUDGETS.append(12 * 3600)
 
 
 def _plan(budget_s: float, speed: Speed, frames: dict, **options) -> Plan:
     values = dict(param_limit=20_000_000, batch_size=1024, workers=2, elapsed_s=30.0, warm_starts=1,
-                  max_params=DEMO_SPACE_MAX, **frames)
+                  max_params=DEMO_SPACE_MAX, reachable_params=DEMO_REACH, **frames)
     values.update(options)
     return make_plan(budget_s, speed, **values)
 
@@ -56,10 +60,13 @@ CELLS = {
     "demo.toml, this machine": (CPU, DEMO, {}),
     "demo.toml capped at 1M, this machine": (CPU, DEMO, {"param_limit": 1_000_000}),
     "demo.toml, a slower CPU": (SLOW_CPU, DEMO, {}),
-    "default.toml, this machine": (CPU, HW1P2, {"max_params": DEFAULT_SPACE_MAX, "min_params": 200_000}),
-    "default.toml, one H200": (H200, HW1P2, {"max_params": DEFAULT_SPACE_MAX, "batch_size": 8192, "workers": 1,
+    "default.toml, this machine": (CPU, HW1P2, {"max_params": DEFAULT_SPACE_MAX, "min_params": 200_000,
+                                                "reachable_params": DEFAULT_REACH}),
+    "default.toml, one H200": (H200, HW1P2, {"max_params": DEFAULT_SPACE_MAX, "reachable_params": DEFAULT_REACH,
+                                             "batch_size": 8192, "workers": 1,
                                              "elapsed_s": 120.0}),
-    "default.toml, four H200s": (H200, HW1P2, {"max_params": DEFAULT_SPACE_MAX, "batch_size": 8192, "workers": 4,
+    "default.toml, four H200s": (H200, HW1P2, {"max_params": DEFAULT_SPACE_MAX, "reachable_params": DEFAULT_REACH,
+                                               "batch_size": 8192, "workers": 4,
                                                "elapsed_s": 120.0}),
     "demo.toml, one H200": (H200, DEMO, {"batch_size": 8192, "workers": 1}),
 }
@@ -163,6 +170,35 @@ def test_eighty_minutes_of_the_demo_study_train_the_largest_model_for_many_epoch
         eighty = _plan(4800, speed, DEMO)
         assert eighty.final_params >= sixty.final_params and eighty.final_seconds >= sixty.final_seconds
         assert eighty.final_epochs > 12, eighty
+
+
+def test_the_shipped_studies_bounds_are_the_ones_these_plans_use():
+    from phonetune.job.screen import warm_start_reach
+    from phonetune.search.config import load_study_config
+    from phonetune.search.space_sizes import largest_model_of_space
+
+    demo = load_study_config(str(REPO / "studies" / "demo.toml"))
+    default = load_study_config(str(REPO / "studies" / "default.toml"))
+    assert (largest_model_of_space(demo), warm_start_reach(demo)) == (DEMO_SPACE_MAX, DEMO_REACH)
+    assert (largest_model_of_space(default), warm_start_reach(default)) == (DEFAULT_SPACE_MAX, DEFAULT_REACH)
+
+
+def test_a_direct_plan_past_what_its_warm_start_can_become_trains_that_model_for_longer():
+    # The 40-minute cell of the 20M-rule budget curve (BENCHMARKS.md): the plan priced 4.9M parameters, but the expert,
+    # kept at its three hidden layers, stops at 3.6M at the space's widest base_width, so the job trained a model
+    # it had not priced. A plan prices what its warm start can become; past that, more budget is more epochs of it.
+    for speed in (CPU, SLOW_CPU):
+        for budget in (40 * 60, 80 * 60, 4 * 3600):
+            free = _plan(budget, speed, DEMO, reachable_params=0)
+            plan = _plan(budget, speed, DEMO)
+            assert plan.direct and plan.final_params == min(free.final_params, DEMO_REACH), (speed, budget)
+            if free.final_params > DEMO_REACH:
+                assert plan.final_seconds > free.final_seconds and plan.final_epochs > free.final_epochs
+                assert f"can become at most {DEMO_REACH:,} parameters" in plan.why
+                assert plan.reserve_s < free.reserve_s  # a smaller model predicts faster
+    # Four hours on this machine is past the reach: all of that time goes to the reachable model.
+    assert _plan(4 * 3600, CPU, DEMO).final_params == DEMO_REACH
+    assert _plan(4 * 3600, CPU, DEMO).final_epochs > 2 * _plan(2 * 3600, CPU, DEMO).final_epochs * 0.9
 
 
 def test_six_hours_on_an_h200_train_20m_for_a_decided_length_and_screen_hundreds_of_trials():

@@ -96,6 +96,36 @@ def test_a_direct_plan_screens_the_first_warm_start_alone_at_the_planned_size_as
     assert run_config.train.pause_at_step > 0 and run_config.train.hold_steps > 0  # held at its peak, to continue
 
 
+def test_a_direct_plan_trains_the_size_it_priced_growing_the_warm_start_in_depth_past_its_widest():
+    # The 20M-rule budget curve at 40 minutes planned 4.9M parameters and trained the expert at 3.6M, its size at the
+    # space's widest base_width (1024) with its three hidden layers. The warm start now grows a layer at a time
+    # within hidden_layers, and the plan prices no more than it can become.
+    from phonetune.job.run import plan_sizes
+    from phonetune.job.screen import likeliest_final_run, warm_start_reach
+
+    config = load_study_config("studies/demo.toml")
+    sizes = plan_sizes(config, (DEMO["train_frames"], DEMO["dev_frames"], DEMO["test_frames"]), 2)
+    reach = sizes["reachable_params"]
+    assert reach == warm_start_reach(config) > 4_000_000
+    depths = []
+    for minutes in (10, 20, 40, 60, 80, 160, 480):
+        plan = make_plan(minutes * 60, CPU, **sizes, elapsed_s=30)
+        assert plan.direct
+        run_config = likeliest_final_run(config, plan)
+        trained = count_params(run_config.model, run_config.io)
+        # Widths are multiples of 8: the model is within a few percent under the priced size, never over it.
+        assert 0.97 * plan.final_params <= trained <= plan.final_params, (minutes, trained, plan.final_params)
+        assert run_config.model.width_shape == "cylinder" and run_config.model.activation == "gelu"
+        depths.append((run_config.model.hidden_layers, run_config.model.base_width))
+    assert depths == sorted(depths) and depths[0] == (3, depths[0][1]) and depths[-1] == (4, 1024)
+    # The space's depth bounds it: a space of at most three hidden layers keeps the expert at its widest.
+    shallow = load_study_config("studies/demo.toml", ["space.hidden_layers.high=3"])
+    plan = make_plan(480 * 60, CPU, **plan_sizes(shallow, tuple(DEMO.values()), 2), elapsed_s=30)
+    run_config = likeliest_final_run(shallow, plan)
+    assert (run_config.model.hidden_layers, run_config.model.base_width) == (3, 1024)
+    assert count_params(run_config.model, run_config.io) == plan.final_params
+
+
 def test_a_screened_plan_trains_whole_runs_at_the_cap_with_the_horizon_schedules():
     config = load_study_config("studies/demo.toml", ["study.param_limit=1_000_000"])
     plan = make_plan(1800, CPU, **DEMO, param_limit=1_000_000, batch_size=1024, workers=2, elapsed_s=20)
