@@ -201,6 +201,32 @@ def test_a_direct_plan_past_what_its_warm_start_can_become_trains_that_model_for
     assert _plan(4 * 3600, CPU, DEMO).final_epochs > 2 * _plan(2 * 3600, CPU, DEMO).final_epochs * 0.9
 
 
+def test_the_documented_h200_preview_runs_from_a_checkout_and_plans_as_these_tests_do():
+    # README and docs/gpu.md show `phonetune plan --speed studies/speeds/h200.json --frames hw1p2`; the file was
+    # ignored by git (/studies/*/) and so missing from every clone.
+    import json
+    import subprocess
+    import sys
+
+    from phonetune.job.run import plan_sizes
+    from phonetune.search.config import load_study_config
+
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "studies/speeds/h200.json"], cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+    assert tracked.returncode == 0, tracked.stderr
+    done = subprocess.run([sys.executable, "-m", "phonetune.cli", "plan", "--config", "studies/default.toml",
+                           "--budget", "6h", "--speed", "studies/speeds/h200.json", "--frames", "hw1p2", "--json"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    previewed = Plan.from_dict(json.loads(done.stdout), "phonetune plan --json")
+    assert Speed(**previewed.speed) == H200
+    config = load_study_config(str(REPO / "studies" / "default.toml"))
+    sizes = plan_sizes(config, (previewed.train_frames, previewed.dev_frames, previewed.test_frames), 1)
+    assert sizes["max_params"] == DEFAULT_SPACE_MAX and sizes["reachable_params"] == DEFAULT_REACH
+    assert previewed == make_plan(6 * 3600, H200, elapsed_s=60.0, **sizes)
+    assert not previewed.direct and previewed.final_params == 20_000_000 and previewed.trials > 20
+
+
 def test_six_hours_on_an_h200_train_20m_for_a_decided_length_and_screen_hundreds_of_trials():
     # Issue 34: e794209's planner gave this job a 7.4-minute final run (25 epochs, [fidelity] full_epochs) whatever
     # the budget. Now the final run grows with the square root of the budget past saturation.
