@@ -373,8 +373,9 @@ def make_plan(
             sized_reserve = fixed + speed.predict_seconds(sized, dev_frames + test_frames)
             sized_training = (budget_s - elapsed_s - sized_reserve
                               - FINAL_EVALUATIONS * speed.predict_seconds(sized, dev_frames))
-            why += (f"; the first warm start can become at most {sized:,} parameters within the space (its widest "
-                    "base_width at up to its deepest hidden_layers), which trains the whole time instead")
+            if sized < 0.97 * params:  # (not a width's rounding)
+                why += (f"; the first warm start can become at most {sized:,} parameters within the space (its widest "
+                        "base_width at up to its deepest hidden_layers), so that model trains the whole time")
         # The final run's first tenth trains in a worker (the screen's one trial), which costs starting it.
         final = sized_training - WORKER_START_S
         epochs = final / (speed.seconds_per_frame(sized, batch_size) * train_frames)

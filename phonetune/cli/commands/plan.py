@@ -16,6 +16,8 @@ from pathlib import Path
 from phonetune.cli.commands import add_command, load_study_args
 from phonetune.errors import ConfigError
 from phonetune.job.clock import parse_budget
+# At import, before main() sets up logging: Optuna's loggers are then routed like every other command's.
+from phonetune.job.run import preview_plan
 
 # About the frames of HW1P2's Kaggle data (train-clean-100, dev-clean, test-clean), for --frames hw1p2: a preview
 # needs the sizes, not the last frame.
@@ -65,8 +67,6 @@ def _speed(path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from phonetune.job.run import preview_plan
-
     budget_s = parse_budget(args.budget)
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, but got {args.workers}")
