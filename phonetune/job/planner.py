@@ -334,9 +334,9 @@ def make_plan(
 
     ``min_params`` and ``max_params`` are the smallest and largest model of the space (0: no bound beyond
     ``param_limit``). ``warm_starts``: the warm starts a screen trains before it samples. ``decode``: whether the
-    reserve holds the sequence decode. ``reachable_params``: the largest model a direct plan's
-    model (the first warm start) can become within the space (0: any up to the cap); a direct plan whose
-    compute-optimal size is beyond it trains that model, for longer. BudgetError naming the numbers when not even a short final run fits."""
+    reserve holds the sequence decode. ``reachable_params``: the largest model a direct plan's model (the first warm
+    start) can become within the space (0: any up to the cap); a direct plan whose compute-optimal size is beyond it
+    trains that model, for longer. BudgetError naming the numbers when not even a short final run fits."""
     size_cap = min(param_limit, max_params) if max_params else param_limit
     # Sized first on the model-independent reserve, then the predicting of that size is reserved too.
     fixed = fixed_reserve_seconds(budget_s, dev_frames, test_frames, decode)

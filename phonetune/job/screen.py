@@ -133,7 +133,8 @@ def _resized(config: StudyConfig, warm_start: WarmStart, target: int) -> WarmSta
     has no width to change or is that size already. Where the space's widest ``base_width`` still leaves it under
     ``target``, it grows a hidden layer at a time within the space's ``hidden_layers``, each depth at the largest
     width that fits: the plan priced a model of ``target`` parameters, and a recipe kept at its own depth would train
-    a smaller one than the time was planned for (BENCHMARKS.md, "The budget curve under the 20M rule")."""
+    a smaller one than the time was planned for (BENCHMARKS.md, "The direct plan trains the size it
+    priced")."""
     values = warm_start.values
     if "base_width" not in values or not values.get("hidden_layers"):
         return warm_start
