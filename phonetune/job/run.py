@@ -49,6 +49,7 @@ from phonetune.job.final import FinalRun, run_final
 from phonetune.job.outputs import OUTPUTS_KEY, DamagedOutput, damaged_outputs, named_outputs, record_outputs
 from phonetune.job.planner import WORKER_START_S, Plan, make_plan, outputs_seconds
 from phonetune.job.screen import (
+    first_sized_warm_start,
     likeliest_final_run,
     run_screen,
     screen_standings,
@@ -389,7 +390,7 @@ def check_same_data(kept: Any, now: dict[str, dict[str, int]], state_path: Path)
 def plan_sizes(config: StudyConfig, frames: tuple[int, int, int], workers: int) -> dict[str, Any]:
     """What ``make_plan`` needs besides the budget and the speed: the splits' frames (train, dev, test), the bounds
     of the study's models, the batch size its first warm start trains at, and what the screen and the reserve hold."""
-    first = next((entry for entry in config.warm_start if entry.values.get("hidden_layers", 1) >= 1), None)
+    first = first_sized_warm_start(config)
     batch = int(first.values.get("batch_size", config.train.batch_size)) if first else config.train.batch_size
     train_frames, dev_frames, test_frames = frames
     return dict(train_frames=train_frames, dev_frames=dev_frames, test_frames=test_frames,

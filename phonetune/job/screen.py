@@ -123,6 +123,12 @@ def likeliest_final_run(config: StudyConfig, plan: Plan) -> RunConfig | None:
     return _warm_start_run_config(screen, screen.warm_start[0]) if screen.warm_start else None
 
 
+def first_sized_warm_start(config: StudyConfig) -> WarmStart | None:
+    """The first warm start with hidden layers (one without cannot be sized to a plan): the model a direct plan
+    trains and the one the planner prices; None when the study has none."""
+    return next((entry for entry in config.warm_start if entry.values.get("hidden_layers", 1) >= 1), None)
+
+
 def screened_warm_starts(config: StudyConfig) -> int:
     """How many warm starts a screen trains before it samples (the planner's ``warm_starts``)."""
     return max(1, sum(1 for entry in config.warm_start if entry.values.get("hidden_layers", 1) >= 1))
@@ -168,7 +174,7 @@ def warm_start_reach(config: StudyConfig) -> int:
     """The most parameters the first warm start with hidden layers can have within the space and the study's size
     cap (its widest ``base_width``, then deeper within ``hidden_layers``): the largest model a direct plan can train.
     0 when the study has no such warm start."""
-    first = next((entry for entry in config.warm_start if entry.values.get("hidden_layers", 1) >= 1), None)
+    first = first_sized_warm_start(config)
     if first is None:
         return 0
     run_config = _warm_start_run_config(config, _resized(config, first, largest_model_of_space(config)))
